@@ -1,0 +1,1 @@
+//! Command-line interface (clap): `aibridged server`, `aibridged tokens create|list|revoke`.

@@ -1,0 +1,186 @@
+//! Validated configuration (DESIGN §1). Raw inputs (flags, `CODER_*` variables, YAML) are read and
+//! checked elsewhere in this module and turned into these types once at start-up; workers only read them.
+//! A leaf module: no I/O past start-up, no runtime.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `aibridged server` runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CODER_AIBRIDGE_ENABLED`: when false every bridge route answers 404 "bridge disabled".
+    pub enabled: bool,
+    /// `CODER_HTTP_ADDRESS`, e.g. `127.0.0.1:3000`.
+    pub http_address: String,
+    /// Path of the SQLite database (from `sqlite://PATH`).
+    pub database_path: PathBuf,
+    /// Worker threads (one runtime each).
+    pub workers: usize,
+    /// Records older than this are purged; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// One "interception log" line per record.
+    pub structured_logging: bool,
+    /// Human log destination (path or `/dev/stderr`); `None` disables it.
+    pub log_human: Option<String>,
+    /// JSON log destination; `None` disables it.
+    pub log_json: Option<String>,
+    /// Largest accepted request body, in bytes (`--aibridge-max-body-size`, default 32 MiB).
+    pub max_body_size: usize,
+    /// How long in-flight requests may run after SIGTERM/SIGINT (`--aibridge-shutdown-grace`, default 30s).
+    pub shutdown_grace: Duration,
+    /// Provider instances, in index order (legacy ones included).
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// The wire family of a provider instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderType {
+    OpenAi,
+    Anthropic,
+    Copilot,
+}
+
+impl ProviderType {
+    /// The name used in configuration and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderType::OpenAi => "openai",
+            ProviderType::Anthropic => "anthropic",
+            ProviderType::Copilot => "copilot",
+        }
+    }
+
+    /// The base URL used when none is configured.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            ProviderType::OpenAi => "https://api.openai.com/v1/",
+            ProviderType::Anthropic => "https://api.anthropic.com/",
+            ProviderType::Copilot => "https://api.individual.githubcopilot.com",
+        }
+    }
+}
+
+/// One provider instance, reachable at `/api/v2/aibridge/<name>/…`.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderType,
+    pub base_url: UpstreamUrl,
+    /// Upstream credentials; several form a failover pool (at most 5). Empty: no central key.
+    pub keys: Vec<Secret>,
+    /// Set when this anthropic instance is routed to AWS Bedrock.
+    pub bedrock: Option<BedrockConfig>,
+}
+
+/// AWS Bedrock settings of an anthropic instance.
+#[derive(Debug, Clone)]
+pub struct BedrockConfig {
+    pub region: Option<String>,
+    /// Explicit endpoint; otherwise `https://bedrock-runtime.{region}.amazonaws.com`.
+    pub base_url: Option<UpstreamUrl>,
+    /// Access key id / secret pairs; empty means "use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY".
+    pub credentials: Vec<AwsCredential>,
+    pub model: String,
+    pub small_fast_model: String,
+}
+
+/// One AWS credential pair.
+#[derive(Debug, Clone)]
+pub struct AwsCredential {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+/// A parsed upstream base URL: scheme, host, port and the base path to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash (`""`, `/v1`, `/proxy/anthropic`).
+    pub base_path: String,
+}
+
+impl UpstreamUrl {
+    /// Parses `http(s)://host[:port][/path]`.
+    pub fn parse(s: &str) -> Result<UpstreamUrl, String> {
+        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("URL {s:?} must start with http:// or https://"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!("URL {s:?} has no valid host"));
+        }
+        let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
+            // [v6]:port
+            let end = stripped.find(']').ok_or_else(|| format!("URL {s:?} has a bad IPv6 host"))?;
+            let host = &stripped[..end];
+            let after = &stripped[end + 1..];
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("URL {s:?} has a bad port"))?,
+                None if after.is_empty() => if tls { 443 } else { 80 },
+                None => return Err(format!("URL {s:?} has a bad host")),
+            };
+            (host.to_string(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("URL {s:?} has a bad port"))?),
+                None => (authority.to_string(), if tls { 443 } else { 80 }),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("URL {s:?} has no host"));
+        }
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let base_path = path.trim_end_matches('/').to_string();
+        Ok(UpstreamUrl { tls, host, port, base_path })
+    }
+
+    /// The `Host` header value for this upstream.
+    pub fn host_header(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == default { host } else { format!("{host}:{}", self.port) }
+    }
+}
+
+/// A secret (provider key, AWS secret): never printed; `Debug` and `hint()` show a masked form only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for injecting into an upstream request. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A masked hint such as `sk-a…wxyz` (first 4 and last 4 characters; `…` alone for short secrets).
+    pub fn hint(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        if chars.len() < 12 {
+            return "…".to_string();
+        }
+        let head: String = chars[..4].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("{head}…{tail}")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", self.hint())
+    }
+}
