@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod logging;
+pub mod server;
 pub mod mock;
 pub mod providers;
 pub mod records;

@@ -1,2 +1,147 @@
 //! Drives one request through its phases (parse, auth, route, inspect, upstream, relay + observe, record).
 //! The only module that sees runtime, providers, sse and sink together.
+
+pub mod client;
+pub mod error;
+pub mod exchange;
+mod handler;
+pub mod record;
+pub mod response;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use monoio::net::TcpStream;
+
+use crate::auth::TokenCache;
+use crate::config::{AwsCredential, Config, ProviderConfig, ProviderType, UpstreamUrl};
+use crate::providers::errors::ErrorShape;
+use crate::providers::key_pool::KeyPool;
+use crate::runtime::dns::DnsCache;
+use crate::runtime::io::Conn;
+use crate::runtime::shutdown::LocalShutdown;
+use crate::runtime::upstream::{PoolKey, Upstreams};
+use crate::runtime::worker::Service;
+use crate::sink::SinkHandle;
+
+use record::InFlight;
+
+/// A provider instance as the relay uses it: its configuration plus what is derived from it once.
+pub struct Instance {
+    pub config: ProviderConfig,
+    pub shape: ErrorShape,
+    /// Where requests go: the base URL, or the Bedrock runtime endpoint.
+    pub target: UpstreamUrl,
+    pub pool_key: PoolKey,
+    /// Set for anthropic instances routed to Bedrock.
+    pub bedrock: Option<BedrockTarget>,
+}
+
+/// Bedrock routing of an instance.
+pub struct BedrockTarget {
+    pub region: String,
+    /// Explicit pairs, else the AWS_* variables read at start-up.
+    pub credentials: Vec<AwsCredential>,
+}
+
+/// What every worker shares: read-only configuration, the token cache and the sink channel.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub instances: Vec<Instance>,
+    pub by_name: HashMap<String, usize>,
+    pub tokens: TokenCache,
+    pub sink: SinkHandle,
+    pub dns: DnsCache,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Gateway {
+    /// Derives the instances from the configuration. `aws_env` are the standard AWS credentials, used by
+    /// Bedrock instances that configure none.
+    pub fn new(
+        config: Arc<Config>,
+        tokens: TokenCache,
+        sink: SinkHandle,
+        dns: DnsCache,
+        tls: Arc<rustls::ClientConfig>,
+        aws_env: Option<AwsCredential>,
+    ) -> Gateway {
+        let mut instances = Vec::new();
+        let mut by_name = HashMap::new();
+        for p in &config.providers {
+            let (target, bedrock) = match &p.bedrock {
+                Some(b) => {
+                    let target = crate::providers::bedrock::request::endpoint(b);
+                    let credentials = if b.credentials.is_empty() { aws_env.iter().cloned().collect() } else { b.credentials.clone() };
+                    let region = b.region.clone().unwrap_or_else(|| "us-east-1".to_string());
+                    (target, Some(BedrockTarget { region, credentials }))
+                }
+                None => (p.base_url.clone(), None),
+            };
+            by_name.insert(p.name.clone(), instances.len());
+            instances.push(Instance {
+                pool_key: PoolKey::of(&target),
+                shape: ErrorShape::of(p.kind),
+                target,
+                bedrock,
+                config: p.clone(),
+            });
+        }
+        Gateway { config, instances, by_name, tokens, sink, dns, tls }
+    }
+
+    /// Every upstream host the workers may connect to, for the DNS resolver.
+    pub fn upstream_hosts(instances: &[Instance]) -> Vec<(String, u16)> {
+        let mut hosts: Vec<(String, u16)> = instances.iter().map(|i| (i.target.host.clone(), i.target.port)).collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+}
+
+/// One worker's service: the shared gateway plus this worker's pool, key pools and open interceptions.
+pub struct WorkerService {
+    pub gw: Arc<Gateway>,
+    upstreams: Upstreams,
+    /// Per instance (by index): failover state of its keys. Worker-local, so no locks.
+    key_pools: Vec<RefCell<KeyPool>>,
+    inflight: Rc<InFlight>,
+}
+
+impl WorkerService {
+    pub fn new(gw: Arc<Gateway>) -> WorkerService {
+        let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone());
+        let key_pools = gw
+            .instances
+            .iter()
+            .map(|i| {
+                let n = match &i.bedrock {
+                    Some(b) => b.credentials.len(),
+                    None => i.config.keys.len(),
+                };
+                RefCell::new(KeyPool::new(n))
+            })
+            .collect();
+        WorkerService { gw, upstreams, key_pools, inflight: Rc::new(InFlight::default()) }
+    }
+}
+
+impl Service for WorkerService {
+    async fn serve(self: Rc<Self>, conn: TcpStream, _peer: SocketAddr, shutdown: Rc<LocalShutdown>) {
+        let mut client = Conn::Plain(conn);
+        handler::serve_connection(&self, &mut client, &shutdown).await;
+        client.shutdown().await;
+    }
+
+    fn abandon(&self) {
+        self.inflight.abandon_all(&self.gw.sink);
+    }
+}
+
+/// The provider type a route belongs to, for requests that never reached an instance.
+pub fn default_shape() -> ErrorShape {
+    ErrorShape::of(ProviderType::OpenAi)
+}

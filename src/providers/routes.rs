@@ -1,0 +1,148 @@
+//! Which paths each provider type intercepts, which it passes through (allow-list), and how a bridge
+//! path maps onto the instance's upstream URL (DESIGN §2). Pure: no I/O.
+
+use crate::config::ProviderType;
+use crate::records::Api;
+
+/// The prefix of every bridge route; the provider instance NAME follows it.
+pub const BRIDGE_PREFIX: &str = "/api/v2/aibridge/";
+
+/// What the gateway does with a request on a provider route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// Relayed and recorded as an interception of this API.
+    Intercept(Api),
+    /// Relayed unrecorded (allow-listed).
+    Passthrough,
+}
+
+/// Splits `/api/v2/aibridge/<name>/<rest>?query` into (name, rest with query). `None` when the path is
+/// not a bridge route at all.
+pub fn split_bridge_path(target: &str) -> Option<(&str, &str)> {
+    let after = target.strip_prefix(BRIDGE_PREFIX)?;
+    let end = after.find(['/', '?']).unwrap_or(after.len());
+    let (name, rest) = after.split_at(end);
+    Some((name, rest))
+}
+
+/// Classifies a request on an instance of `kind`. `path` is the part after the NAME, without the query.
+/// `None` means the route is unknown (404).
+pub fn classify(kind: ProviderType, method: &str, path: &str) -> Option<RouteKind> {
+    let is_post = method.eq_ignore_ascii_case("POST");
+    match kind {
+        ProviderType::OpenAi => {
+            // Paths with and without `/v1` are both accepted: SDKs configured with `…/openai/v1` send
+            // `/v1/…`, while Codex against a ChatGPT-style base URL sends `/responses` directly.
+            let p = path.strip_prefix("/v1").filter(|p| p.is_empty() || p.starts_with('/')).unwrap_or(path);
+            match p {
+                "/chat/completions" if is_post => Some(RouteKind::Intercept(Api::ChatCompletions)),
+                "/responses" if is_post => Some(RouteKind::Intercept(Api::Responses)),
+                _ if under(p, "/models") || under_strict(p, "/responses") || under(p, "/conversations") => {
+                    Some(RouteKind::Passthrough)
+                }
+                _ => None,
+            }
+        }
+        ProviderType::Anthropic => match path {
+            "/v1/messages" if is_post => Some(RouteKind::Intercept(Api::Messages)),
+            "/v1/messages/count_tokens" if is_post => Some(RouteKind::Passthrough),
+            _ if under(path, "/v1/models") => Some(RouteKind::Passthrough),
+            _ => None,
+        },
+        ProviderType::Copilot => match path {
+            "/chat/completions" if is_post => Some(RouteKind::Intercept(Api::ChatCompletions)),
+            "/responses" if is_post => Some(RouteKind::Intercept(Api::Responses)),
+            _ if under(path, "/models")
+                || under_strict(path, "/agents")
+                || under_strict(path, "/mcp")
+                || under_strict(path, "/.well-known") =>
+            {
+                Some(RouteKind::Passthrough)
+            }
+            _ => None,
+        },
+    }
+}
+
+/// `path` is `prefix` itself or below it.
+fn under(path: &str, prefix: &str) -> bool {
+    path == prefix || under_strict(path, prefix)
+}
+
+/// `path` is strictly below `prefix` (`prefix/…`).
+fn under_strict(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+}
+
+/// Joins the instance's base path with the request path (and query). For openai instances whose base
+/// path already ends in `/v1`, one leading `/v1` of the request path is removed so it is not doubled.
+pub fn upstream_path(kind: ProviderType, base_path: &str, path_and_query: &str) -> String {
+    let mut p = path_and_query;
+    if kind == ProviderType::OpenAi && base_path.ends_with("/v1") {
+        if let Some(rest) = p.strip_prefix("/v1") {
+            if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') {
+                p = rest;
+            }
+        }
+    }
+    let mut out = String::with_capacity(base_path.len() + p.len() + 1);
+    out.push_str(base_path);
+    if !p.starts_with('/') {
+        out.push('/');
+    }
+    out.push_str(p);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_bridge_paths() {
+        assert_eq!(split_bridge_path("/api/v2/aibridge/openai/v1/chat/completions"), Some(("openai", "/v1/chat/completions")));
+        assert_eq!(split_bridge_path("/api/v2/aibridge/x?y=1"), Some(("x", "?y=1")));
+        assert_eq!(split_bridge_path("/api/v2/other"), None);
+    }
+
+    #[test]
+    fn classifies_openai() {
+        use RouteKind::*;
+        let k = ProviderType::OpenAi;
+        assert_eq!(classify(k, "POST", "/v1/chat/completions"), Some(Intercept(Api::ChatCompletions)));
+        assert_eq!(classify(k, "POST", "/v1/responses"), Some(Intercept(Api::Responses)));
+        assert_eq!(classify(k, "POST", "/responses"), Some(Intercept(Api::Responses)));
+        assert_eq!(classify(k, "GET", "/v1/models"), Some(Passthrough));
+        assert_eq!(classify(k, "GET", "/v1/models/gpt-4o"), Some(Passthrough));
+        assert_eq!(classify(k, "GET", "/v1/responses/resp_1"), Some(Passthrough));
+        assert_eq!(classify(k, "POST", "/v1/responses/resp_1/cancel"), Some(Passthrough));
+        assert_eq!(classify(k, "GET", "/v1/conversations/c1/items"), Some(Passthrough));
+        assert_eq!(classify(k, "GET", "/v1/chat/completions"), None);
+        assert_eq!(classify(k, "POST", "/v1/embeddings"), None);
+        assert_eq!(classify(k, "GET", "/v1/modelsx"), None);
+    }
+
+    #[test]
+    fn classifies_anthropic_and_copilot() {
+        use RouteKind::*;
+        assert_eq!(classify(ProviderType::Anthropic, "POST", "/v1/messages"), Some(Intercept(Api::Messages)));
+        assert_eq!(classify(ProviderType::Anthropic, "POST", "/v1/messages/count_tokens"), Some(Passthrough));
+        assert_eq!(classify(ProviderType::Anthropic, "GET", "/v1/models"), Some(Passthrough));
+        assert_eq!(classify(ProviderType::Anthropic, "POST", "/v1/complete"), None);
+        assert_eq!(classify(ProviderType::Copilot, "POST", "/chat/completions"), Some(Intercept(Api::ChatCompletions)));
+        assert_eq!(classify(ProviderType::Copilot, "GET", "/.well-known/x"), Some(Passthrough));
+        assert_eq!(classify(ProviderType::Copilot, "POST", "/mcp/readonly"), Some(Passthrough));
+        assert_eq!(classify(ProviderType::Copilot, "POST", "/v1/chat/completions"), None);
+    }
+
+    #[test]
+    fn joins_upstream_paths() {
+        let k = ProviderType::OpenAi;
+        assert_eq!(upstream_path(k, "/v1", "/v1/chat/completions"), "/v1/chat/completions");
+        assert_eq!(upstream_path(k, "", "/v1/chat/completions"), "/v1/chat/completions");
+        assert_eq!(upstream_path(k, "/backend-api/codex", "/responses"), "/backend-api/codex/responses");
+        assert_eq!(upstream_path(k, "/v1", "/v1/models?limit=2"), "/v1/models?limit=2");
+        assert_eq!(upstream_path(ProviderType::Anthropic, "/proxy/anthropic", "/v1/messages"), "/proxy/anthropic/v1/messages");
+        assert_eq!(upstream_path(ProviderType::Anthropic, "/v1", "/v1/messages"), "/v1/v1/messages");
+    }
+}

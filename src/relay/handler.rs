@@ -1,0 +1,485 @@
+//! The request phases, in order: route, authenticate, read the body, inspect it, pick a credential, talk
+//! to the upstream (with key failover), relay the response while observing it, record. Each phase is a
+//! small function; `handle_request` reads as the list of them.
+
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+use crate::auth::Principal;
+use crate::config::{ProviderType, Secret};
+use crate::providers::bedrock::request::translate_request;
+use crate::providers::bedrock::sign::sign;
+use crate::providers::bedrock::to_sse::{error_to_anthropic, SseTranslator};
+use crate::providers::client::detect_client;
+use crate::providers::errors::ErrorShape;
+use crate::providers::key_pool::KeyVerdict;
+use crate::providers::request::{inspect, with_include_usage};
+use crate::providers::routes::{classify, split_bridge_path, upstream_path, RouteKind};
+use crate::records::{Api, CredentialKind, EndStatus, InterceptionStart, RequestInfo};
+use crate::runtime::http::{self, BodyKind, Header, RequestHead, ResponseBody};
+use crate::runtime::io::Conn;
+use crate::runtime::shutdown::LocalShutdown;
+use crate::sse::StreamObserver;
+
+use super::client::{read_body, read_head, write_simple, NoHead, CLIENT_READ_SPARE};
+use super::error::RelayError;
+use super::exchange::{render_request, send, UpstreamRequest, UpstreamResponse};
+use super::record::Interception;
+use super::response::{client_framing, relay_body, BodyEnd, Observer, ToClient};
+use super::{default_shape, Instance, WorkerService};
+
+/// Bodies of rejected requests up to this size are read and dropped so the connection can be kept.
+const DISCARDABLE_BODY: u64 = 64 * 1024;
+/// Upstream error bodies that must be rewritten (Bedrock) are read up to this size.
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// Serves requests on one client connection until it closes, errs, or shutdown begins.
+pub(super) async fn serve_connection(svc: &WorkerService, client: &mut Conn, shutdown: &Rc<LocalShutdown>) {
+    let mut buf = Vec::with_capacity(CLIENT_READ_SPARE);
+    loop {
+        let head = match read_head(client, &mut buf, shutdown).await {
+            Ok(h) => h,
+            Err(NoHead::Closed) => return,
+            Err(NoHead::Error(e)) => {
+                answer_error(client, default_shape(), &e, false).await;
+                return;
+            }
+        };
+        let keep = handle_request(svc, client, &mut buf, head).await;
+        if !keep || shutdown.is_set() {
+            return;
+        }
+    }
+}
+
+/// Who is calling and with which upstream credential policy.
+struct Caller {
+    principal: Principal,
+    /// The client keeps its own provider credential (`X-Coder-AI-Governance-Token` auth).
+    byok: bool,
+}
+
+async fn handle_request(svc: &WorkerService, client: &mut Conn, buf: &mut Vec<u8>, head: RequestHead) -> bool {
+    let keep_alive = head.keep_alive;
+    let target = head.target.clone();
+    let path_only = target.split('?').next().unwrap_or("");
+
+    if path_only == "/healthz" && (head.method == "GET" || head.method == "HEAD") {
+        let keep = discard_small_body(client, buf, &head).await && keep_alive;
+        return write_simple(client, 200, "application/json", b"{\"status\":\"ok\"}", keep).await && keep;
+    }
+
+    // Route.
+    let routed = route(svc, &head, &target);
+    let (inst_idx, rest, kind) = match routed {
+        Ok(r) => r,
+        Err((shape, e)) => return reject(client, buf, &head, shape, e).await,
+    };
+    let inst = &svc.gw.instances[inst_idx];
+
+    // Authenticate.
+    let caller = match authenticate(svc, &head) {
+        Ok(c) => c,
+        Err(e) => return reject(client, buf, &head, inst.shape, e).await,
+    };
+
+    // Read the body.
+    let body = match read_body(client, buf, &head, svc.gw.config.max_body_size).await {
+        Ok(b) => b,
+        Err(e) => {
+            answer_error(client, inst.shape, &e, false).await;
+            return false;
+        }
+    };
+
+    match proxy(svc, client, &head, inst_idx, &rest, kind, caller, body).await {
+        Ok(keep) => keep && keep_alive,
+        Err(e) => {
+            let keep = e.keeps_connection() && keep_alive;
+            answer_error(client, inst.shape, &e, keep).await && keep
+        }
+    }
+}
+
+/// Finds the instance and route kind; errors carry the shape to answer in.
+fn route(svc: &WorkerService, head: &RequestHead, target: &str) -> Result<(usize, String, RouteKind), (ErrorShape, RelayError)> {
+    let not_found = || RelayError::NotFound { method: head.method.clone(), path: target.split('?').next().unwrap_or("").to_string() };
+    let Some((name, rest)) = split_bridge_path(target) else {
+        return Err((default_shape(), not_found()));
+    };
+    if !svc.gw.config.enabled {
+        return Err((default_shape(), RelayError::Disabled));
+    }
+    let Some(&idx) = svc.gw.by_name.get(name) else {
+        return Err((default_shape(), not_found()));
+    };
+    let inst = &svc.gw.instances[idx];
+    let path_only = rest.split('?').next().unwrap_or("");
+    match classify(inst.config.kind, &head.method, path_only) {
+        Some(kind) => Ok((idx, rest.to_string(), kind)),
+        None => Err((inst.shape, not_found())),
+    }
+}
+
+/// Checks the gateway token: `X-Coder-AI-Governance-Token` (BYOK), else `Authorization: Bearer`, else
+/// `X-Api-Key`.
+fn authenticate(svc: &WorkerService, head: &RequestHead) -> Result<Caller, RelayError> {
+    let (token, byok) = if let Some(t) = head.header_str("x-coder-ai-governance-token") {
+        (t.trim().to_string(), true)
+    } else if let Some(auth) = head.header_str("authorization") {
+        let t = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")).unwrap_or("");
+        (t.trim().to_string(), false)
+    } else if let Some(k) = head.header_str("x-api-key") {
+        (k.trim().to_string(), false)
+    } else {
+        return Err(RelayError::Unauthorized("missing gateway token: send Authorization: Bearer <token> or X-Api-Key"));
+    };
+    if token.is_empty() {
+        return Err(RelayError::Unauthorized("missing gateway token: send Authorization: Bearer <token> or X-Api-Key"));
+    }
+    match svc.gw.tokens.verify(&token, SystemTime::now()) {
+        Ok(principal) => Ok(Caller { principal, byok }),
+        Err(_) => Err(RelayError::Unauthorized("invalid, expired or revoked gateway token")),
+    }
+}
+
+/// Answers an error raised before the body was read; keeps the connection only if the body was small
+/// enough to read and drop.
+async fn reject(client: &mut Conn, buf: &mut Vec<u8>, head: &RequestHead, shape: ErrorShape, e: RelayError) -> bool {
+    let keep = head.keep_alive && e.keeps_connection() && discard_small_body(client, buf, head).await;
+    answer_error(client, shape, &e, keep).await && keep
+}
+
+async fn discard_small_body(client: &mut Conn, buf: &mut Vec<u8>, head: &RequestHead) -> bool {
+    match head.body {
+        BodyKind::Empty => true,
+        BodyKind::Length(n) if n <= DISCARDABLE_BODY => read_body(client, buf, head, DISCARDABLE_BODY as usize).await.is_ok(),
+        _ => false,
+    }
+}
+
+async fn answer_error(client: &mut Conn, shape: ErrorShape, e: &RelayError, keep: bool) -> bool {
+    if e.status() >= 500 {
+        tracing::warn!(status = e.status(), side = ?e.side(), error = %e, "request failed");
+    } else {
+        tracing::debug!(status = e.status(), error = %e, "request rejected");
+    }
+    write_simple(client, e.status(), "application/json", &e.body(shape), keep).await
+}
+
+/// Which upstream credential a request uses.
+#[derive(Clone, Copy)]
+enum Credential {
+    /// The client's own headers go upstream.
+    Byok,
+    /// Key `n` of the instance (or Bedrock credential pair `n`).
+    Key(usize),
+    /// No credential configured and none brought.
+    None,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn proxy(
+    svc: &WorkerService,
+    client: &mut Conn,
+    head: &RequestHead,
+    inst_idx: usize,
+    rest: &str,
+    kind: RouteKind,
+    caller: Caller,
+    mut body: Vec<u8>,
+) -> Result<bool, RelayError> {
+    let inst = &svc.gw.instances[inst_idx];
+    let api = match kind {
+        RouteKind::Intercept(api) => Some(api),
+        RouteKind::Passthrough => None,
+    };
+
+    // Inspect and edit the request.
+    let mut info: Option<RequestInfo> = None;
+    if let Some(api) = api {
+        let ri = inspect(api, &body).map_err(|e| RelayError::BadJson(e.to_string()))?;
+        if api == Api::Responses && ri.background {
+            return Err(RelayError::BackgroundUnsupported);
+        }
+        if api == Api::ChatCompletions && ri.stream && !ri.include_usage {
+            if let Some(edited) = with_include_usage(&body) {
+                body = edited;
+            }
+        }
+        info = Some(ri);
+    }
+
+    // Where it goes.
+    let (path, mut recorded_model, stream) = match (&inst.bedrock, &inst.config.bedrock) {
+        (Some(_), Some(cfg)) => {
+            if api != Some(Api::Messages) {
+                return Err(RelayError::NotFound { method: head.method.clone(), path: rest.to_string() });
+            }
+            let br = translate_request(cfg, &body).map_err(|e| RelayError::Translate(e.to_string()))?;
+            body = br.body;
+            (format!("{}{}", inst.target.base_path, br.path), Some(br.model_id), br.stream)
+        }
+        _ => (upstream_path(inst.config.kind, &inst.target.base_path, rest), None, info.as_ref().is_some_and(|i| i.stream)),
+    };
+    let bedrock_stream = inst.bedrock.is_some() && stream;
+
+    // Pick the first credential.
+    let now = Instant::now();
+    let mut credential = if caller.byok {
+        Credential::Byok
+    } else if pool_size(inst) == 0 {
+        Credential::None
+    } else {
+        match svc.key_pools[inst_idx].borrow_mut().pick(now) {
+            Some(k) => Credential::Key(k),
+            None => return Err(RelayError::KeysResting),
+        }
+    };
+
+    // Start recording.
+    let mut interception = info.map(|ri| {
+        let ua = head.header_str("user-agent").map(str::to_string);
+        let client_info = detect_client(ua.as_deref(), &|n: &str| head.header_str(n).map(str::to_string));
+        let model = recorded_model.take().unwrap_or(ri.model);
+        Interception::start(
+            &svc.gw.sink,
+            &svc.inflight,
+            InterceptionStart {
+                interception_id: uuid::Uuid::new_v4(),
+                initiator_id: caller.principal.user.to_string(),
+                provider: inst.config.kind.as_str(),
+                provider_name: inst.config.name.clone(),
+                model,
+                client: client_info.name.to_string(),
+                client_session_id: client_info.session_id,
+                user_agent: ua,
+                credential_kind: credential_kind(credential),
+                credential_hint: credential_hint(inst, head, credential),
+                started_at: SystemTime::now(),
+            },
+            ri.prompt,
+        )
+    });
+
+    // Send, failing over between keys before anything reached the client.
+    let upstream = loop {
+        let req = UpstreamRequest { key: inst.pool_key.clone(), bytes: render(inst, head, &path, credential, &body, stream)?, is_head: head.method == "HEAD" };
+        let resp = match send(&svc.upstreams, &req).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(i) = interception.take() {
+                    i.end(EndStatus::Failed);
+                }
+                return Err(e);
+            }
+        };
+        if let Credential::Key(k) = credential {
+            let retry_after = response_header(&resp.head.headers, "retry-after");
+            let mut pool = svc.key_pools[inst_idx].borrow_mut();
+            let verdict = pool.on_response(k, resp.head.status, retry_after.as_deref(), Instant::now());
+            if matches!(verdict, KeyVerdict::FailOver) {
+                if let Some(next) = pool.next_after(k, Instant::now()) {
+                    tracing::info!(provider = %inst.config.name, status = resp.head.status, "upstream key failed; failing over to the next key");
+                    credential = Credential::Key(next);
+                    if let Some(i) = interception.as_mut() {
+                        i.set_credential_hint(credential_hint(inst, head, credential));
+                    }
+                    continue;
+                }
+            }
+        }
+        break resp;
+    };
+
+    if let Some(i) = interception.as_mut() {
+        i.commit_start();
+    }
+    relay_response(svc, client, head, inst, api, bedrock_stream, upstream, interception).await
+}
+
+fn pool_size(inst: &Instance) -> usize {
+    match &inst.bedrock {
+        Some(b) => b.credentials.len(),
+        None => inst.config.keys.len(),
+    }
+}
+
+fn credential_kind(c: Credential) -> CredentialKind {
+    match c {
+        Credential::Byok => CredentialKind::Byok,
+        Credential::Key(_) => CredentialKind::Centralized,
+        Credential::None => CredentialKind::None,
+    }
+}
+
+/// A masked hint of the credential used; never the secret.
+fn credential_hint(inst: &Instance, head: &RequestHead, c: Credential) -> Option<String> {
+    match c {
+        Credential::Key(k) => match &inst.bedrock {
+            Some(b) => b.credentials.get(k).map(|c| c.access_key_id.hint()),
+            None => inst.config.keys.get(k).map(Secret::hint),
+        },
+        Credential::Byok => {
+            let raw = head.header_str("authorization").map(|a| a.trim_start_matches("Bearer ").trim_start_matches("bearer ")).or_else(|| head.header_str("x-api-key"))?;
+            Some(Secret::new(raw.trim()).hint())
+        }
+        Credential::None => None,
+    }
+}
+
+/// Headers never forwarded upstream, beyond the hop-by-hop ones.
+fn skip_upstream(name: &str, byok: bool, bedrock: bool) -> bool {
+    http::is_hop_by_hop(name)
+        || name.eq_ignore_ascii_case("host")
+        || name.eq_ignore_ascii_case("content-length")
+        || name.eq_ignore_ascii_case("accept-encoding")
+        || name.eq_ignore_ascii_case("expect")
+        || name.eq_ignore_ascii_case("x-coder-ai-governance-token")
+        || ((!byok || bedrock) && (name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("x-api-key")))
+        || (bedrock && (name.eq_ignore_ascii_case("anthropic-version") || name.to_ascii_lowercase().starts_with("x-amz-")))
+}
+
+/// Renders the upstream request for one credential.
+fn render(inst: &Instance, head: &RequestHead, path: &str, credential: Credential, body: &[u8], stream: bool) -> Result<Vec<u8>, RelayError> {
+    let byok = matches!(credential, Credential::Byok);
+    let connection_listed = http::connection_listed(&head.headers);
+    let mut forwarded = head.headers.iter().filter(|h| {
+        !skip_upstream(&h.name, byok, inst.bedrock.is_some()) && !connection_listed.iter().any(|c| c.eq_ignore_ascii_case(&h.name))
+    });
+    let host = inst.target.host_header();
+    let mut owned: Vec<(String, String)> = Vec::new();
+    match (&inst.bedrock, credential) {
+        (Some(b), _) => {
+            owned.push(("content-type".into(), "application/json".into()));
+            owned.push(("accept".into(), if stream { "application/vnd.amazon.eventstream" } else { "application/json" }.into()));
+            if let Credential::Key(k) = credential {
+                let cred = b.credentials.get(k).ok_or_else(|| RelayError::Translate("no AWS credential".into()))?;
+                let to_sign: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let signed = sign("POST", &host, path, &to_sign, body, cred, &b.region, SystemTime::now())
+                    .map_err(|e| RelayError::Translate(e.to_string()))?;
+                owned.extend(signed);
+            }
+        }
+        (None, Credential::Key(k)) => {
+            let key = inst.config.keys[k].expose();
+            match inst.config.kind {
+                ProviderType::Anthropic => owned.push(("x-api-key".into(), key.to_string())),
+                ProviderType::OpenAi | ProviderType::Copilot => owned.push(("authorization".into(), format!("Bearer {key}"))),
+            }
+        }
+        (None, _) => {}
+    }
+    let extra: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let method = if inst.bedrock.is_some() { "POST" } else { head.method.as_str() };
+    Ok(render_request(method, path, &host, &mut forwarded, &extra, body))
+}
+
+fn response_header(headers: &[Header], name: &str) -> Option<String> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| std::str::from_utf8(&h.value).ok()).map(str::to_string)
+}
+
+/// Relays the upstream response to the client and records how it went.
+#[allow(clippy::too_many_arguments)]
+async fn relay_response(
+    svc: &WorkerService,
+    client: &mut Conn,
+    head: &RequestHead,
+    inst: &Instance,
+    api: Option<Api>,
+    bedrock_stream: bool,
+    upstream: UpstreamResponse,
+    mut interception: Option<Interception>,
+) -> Result<bool, RelayError> {
+    let UpstreamResponse { conn: mut up, head: up_head, leftover } = upstream;
+    let status = up_head.status;
+    if let Some(i) = interception.as_mut() {
+        i.set_upstream_status(status);
+    }
+    let ok = (200..300).contains(&status);
+    let http11 = head.minor_version >= 1;
+    let keep_client = head.keep_alive && http11;
+
+    // Bedrock errors are rewritten into Anthropic's error shape, so they are read whole first.
+    if inst.bedrock.is_some() && !ok {
+        let exception = response_header(&up_head.headers, "x-amzn-errortype");
+        let raw = read_whole(&mut up, &up_head, leftover).await;
+        let (st, body) = error_to_anthropic(status, &raw, exception.as_deref());
+        let sent = write_simple(client, st, "application/json", &body, keep_client).await;
+        if let Some(i) = interception.take() {
+            i.end(if sent { EndStatus::Completed } else { EndStatus::ClientDisconnected });
+        }
+        return Ok(sent && keep_client);
+    }
+
+    let content_type = response_header(&up_head.headers, "content-type").unwrap_or_default();
+    let mut observer = match api {
+        Some(_) if !ok => Observer::None,
+        Some(Api::Messages) if bedrock_stream => Observer::Bedrock {
+            translator: Box::new(SseTranslator::new()),
+            observer: Box::new(StreamObserver::new(Api::Messages)),
+        },
+        Some(api) if content_type.starts_with("text/event-stream") => Observer::Stream(Box::new(StreamObserver::new(api))),
+        Some(api) => Observer::Json { api, body: Vec::new(), overflow: false },
+        None => Observer::None,
+    };
+    let reframe = bedrock_stream && ok;
+    let to_client = client_framing(&up_head, http11, reframe);
+    let keep_after = keep_client && (to_client != ToClient::Reframe { chunked: false });
+    let head_bytes = client_head(&up_head, to_client, keep_after, reframe);
+
+    let end = relay_body(&mut up, client, &up_head, head_bytes, leftover, to_client, &mut observer).await;
+    match end {
+        BodyEnd::Complete { reusable } if reusable => svc.upstreams.checkin(&inst.pool_key, up),
+        _ => drop(up),
+    }
+    if let Some(mut i) = interception.take() {
+        if let Some(obs) = observer.finish() {
+            i.observed(obs);
+        }
+        i.end(match end {
+            BodyEnd::Complete { .. } => EndStatus::Completed,
+            BodyEnd::ClientGone => EndStatus::ClientDisconnected,
+            BodyEnd::UpstreamFailed => EndStatus::Failed,
+        });
+    }
+    Ok(matches!(end, BodyEnd::Complete { .. }) && keep_after)
+}
+
+/// The client response head: the upstream's status and end-to-end headers, with the gateway's framing.
+fn client_head(up: &http::ResponseHead, to_client: ToClient, keep_alive: bool, event_stream: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    http::write_status_line(&mut out, up.status);
+    let listed = http::connection_listed(&up.headers);
+    for h in &up.headers {
+        if http::is_hop_by_hop(&h.name) || listed.iter().any(|c| c.eq_ignore_ascii_case(&h.name)) {
+            continue;
+        }
+        if matches!(to_client, ToClient::Reframe { .. }) && h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        if event_stream && h.name.eq_ignore_ascii_case("content-type") {
+            continue;
+        }
+        http::write_header(&mut out, &h.name, &h.value);
+    }
+    if event_stream {
+        http::write_header(&mut out, "Content-Type", b"text/event-stream");
+        http::write_header(&mut out, "Cache-Control", b"no-cache");
+    }
+    match to_client {
+        ToClient::Raw if matches!(up.body, ResponseBody::Chunked) => http::write_header(&mut out, "Transfer-Encoding", b"chunked"),
+        ToClient::Reframe { chunked: true } => http::write_header(&mut out, "Transfer-Encoding", b"chunked"),
+        _ => {}
+    }
+    if !keep_alive {
+        http::write_header(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Reads a (small) upstream body whole, decoding its framing; used for errors that must be rewritten.
+async fn read_whole(up: &mut Conn, head: &http::ResponseHead, leftover: Vec<u8>) -> Vec<u8> {
+    super::response::read_body_to_vec(up, head, leftover, MAX_ERROR_BODY).await
+}

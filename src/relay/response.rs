@@ -1,0 +1,301 @@
+//! The response phase: relays the upstream body to the client as it arrives — each chunk written to the
+//! client first, then handed to the observer — and reports how it ended. Raw mode forwards the upstream's
+//! bytes untouched (framing included); re-framed mode wraps payload in chunks (close-delimited upstreams,
+//! Bedrock's translated stream). No per-chunk heap allocation: buffers are reused.
+
+use std::time::Duration;
+
+use crate::providers::bedrock::to_sse::SseTranslator;
+use crate::records::{Api, Observation};
+use crate::runtime::http::{self, ChunkedDecoder, LengthDecoder, ResponseBody, ResponseHead};
+use crate::runtime::io::Conn;
+use crate::sse::{observe_json, StreamObserver};
+
+use super::exchange::UPSTREAM_READ_SPARE;
+
+/// Between two reads of a streaming body, an upstream may be silent this long (long thinking pauses).
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Non-streaming bodies are kept for the JSON observer up to this size; larger ones are relayed unobserved.
+pub const MAX_OBSERVED_JSON: usize = 32 * 1024 * 1024;
+
+/// How the upstream delimits its body.
+enum Framing {
+    Length(LengthDecoder),
+    Chunked(ChunkedDecoder),
+    Close,
+    Empty,
+}
+
+/// How the body goes to the client.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ToClient {
+    /// The upstream's bytes, framing included, untouched.
+    Raw,
+    /// The payload, re-framed as chunks (or close-delimited for an HTTP/1.0 client).
+    Reframe { chunked: bool },
+}
+
+/// What the observer does with the payload.
+pub enum Observer {
+    None,
+    Stream(Box<StreamObserver>),
+    Json { api: Api, body: Vec<u8>, overflow: bool },
+    /// Bedrock event-stream: translated to Anthropic SSE, which the client gets and the observer reads.
+    Bedrock { translator: Box<SseTranslator>, observer: Box<StreamObserver> },
+}
+
+impl Observer {
+    /// The observation, also for a body cut short.
+    pub fn finish(self) -> Option<Observation> {
+        match self {
+            Observer::None => None,
+            Observer::Stream(o) => Some(o.finish()),
+            Observer::Json { api, body, overflow } => (!overflow && !body.is_empty()).then(|| observe_json(api, &body)),
+            Observer::Bedrock { observer, .. } => Some(observer.finish()),
+        }
+    }
+}
+
+/// How relaying the body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// The whole body went to the client; `reusable` says whether the upstream connection may be pooled.
+    Complete { reusable: bool },
+    /// The client could not be written to.
+    ClientGone,
+    /// The upstream reset, timed out or sent garbage mid-body.
+    UpstreamFailed,
+}
+
+/// Chooses the client framing for an upstream response head.
+pub fn client_framing(head: &ResponseHead, client_http11: bool, reframe: bool) -> ToClient {
+    match head.body {
+        ResponseBody::CloseDelimited => ToClient::Reframe { chunked: client_http11 },
+        ResponseBody::Chunked if !client_http11 => ToClient::Reframe { chunked: false },
+        _ if reframe => ToClient::Reframe { chunked: client_http11 },
+        _ => ToClient::Raw,
+    }
+}
+
+/// Relays the body after `head_bytes` (the client response head, written with the first payload).
+pub async fn relay_body(
+    upstream: &mut Conn,
+    client: &mut Conn,
+    upstream_head: &ResponseHead,
+    mut head_bytes: Vec<u8>,
+    mut buf: Vec<u8>,
+    to_client: ToClient,
+    observer: &mut Observer,
+) -> BodyEnd {
+    let mut framing = match upstream_head.body {
+        ResponseBody::Empty => Framing::Empty,
+        ResponseBody::Length(n) => Framing::Length(LengthDecoder::new(n)),
+        ResponseBody::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+        ResponseBody::CloseDelimited => Framing::Close,
+    };
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    let mut translated: Vec<u8> = Vec::new();
+    let mut head_pending = true;
+    let mut eof = false;
+    loop {
+        // 1. Find the payload in what we have and where the response ends.
+        ranges.clear();
+        let (consumed, done) = match decode(&mut framing, &buf, &mut ranges, eof) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream sent a malformed body");
+                // Still give the client what was valid so far, then cut.
+                let _ = client.write_all(std::mem::take(&mut head_bytes)).await;
+                return BodyEnd::UpstreamFailed;
+            }
+        };
+        buf.truncate(consumed);
+
+        // 2. Write to the client first.
+        let write_ok = match to_client {
+            ToClient::Raw => {
+                if head_pending {
+                    head_bytes.extend_from_slice(&buf);
+                    let (r, b) = client.write_all(std::mem::take(&mut head_bytes)).await;
+                    head_bytes = b;
+                    r.is_ok()
+                } else if buf.is_empty() {
+                    true
+                } else {
+                    let (r, b) = client.write_all(std::mem::take(&mut buf)).await;
+                    buf = b;
+                    r.is_ok()
+                }
+            }
+            ToClient::Reframe { chunked } => {
+                out.clear();
+                if head_pending {
+                    out.append(&mut head_bytes);
+                }
+                let payload_src: &[u8] = if let Observer::Bedrock { translator, .. } = observer {
+                    translated.clear();
+                    for &(s, e) in &ranges {
+                        if let Err(err) = translator.on_bytes(&buf[s..e], &mut translated) {
+                            tracing::warn!(error = %err, "Bedrock event stream could not be decoded");
+                        }
+                    }
+                    if done {
+                        translator.finish(&mut translated);
+                    }
+                    &translated
+                } else {
+                    &[]
+                };
+                if matches!(observer, Observer::Bedrock { .. }) {
+                    push_payload(&mut out, payload_src, chunked);
+                } else {
+                    for &(s, e) in &ranges {
+                        push_payload(&mut out, &buf[s..e], chunked);
+                    }
+                }
+                if done && chunked {
+                    out.extend_from_slice(http::LAST_CHUNK);
+                }
+                if out.is_empty() {
+                    true
+                } else {
+                    let (r, b) = client.write_all(std::mem::take(&mut out)).await;
+                    out = b;
+                    r.is_ok()
+                }
+            }
+        };
+        if !write_ok {
+            return BodyEnd::ClientGone;
+        }
+        head_pending = false;
+
+        // 3. Then observe.
+        match observer {
+            Observer::None => {}
+            Observer::Stream(o) => {
+                for &(s, e) in &ranges {
+                    o.on_chunk(&buf[s..e]);
+                }
+            }
+            Observer::Json { body, overflow, .. } => {
+                for &(s, e) in &ranges {
+                    if body.len() + (e - s) > MAX_OBSERVED_JSON {
+                        *overflow = true;
+                    } else if !*overflow {
+                        body.extend_from_slice(&buf[s..e]);
+                    }
+                }
+            }
+            Observer::Bedrock { observer, .. } => observer.on_chunk(&translated),
+        }
+
+        if done {
+            let reusable = !matches!(framing, Framing::Close) && upstream_head.keep_alive;
+            if let Err(e) = client.flush().await {
+                tracing::debug!(error = %e, "flushing the client failed");
+                return BodyEnd::ClientGone;
+            }
+            return BodyEnd::Complete { reusable };
+        }
+        if eof {
+            return BodyEnd::UpstreamFailed;
+        }
+
+        // 4. Read more.
+        buf.clear();
+        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, UPSTREAM_READ_SPARE)).await {
+            Ok(r) => r,
+            Err(_) => return BodyEnd::UpstreamFailed,
+        };
+        buf = owned;
+        match res {
+            Ok(0) => eof = true,
+            Ok(_) => {}
+            Err(_) => return BodyEnd::UpstreamFailed,
+        }
+    }
+}
+
+fn push_payload(out: &mut Vec<u8>, payload: &[u8], chunked: bool) {
+    if payload.is_empty() {
+        return;
+    }
+    if chunked {
+        http::write_chunk(out, payload);
+    } else {
+        out.extend_from_slice(payload);
+    }
+}
+
+/// Decodes the framing of `buf`: fills `ranges` with the payload slices and returns how many bytes belong
+/// to this response and whether it is complete. `eof` means the upstream closed after `buf`.
+fn decode(framing: &mut Framing, buf: &[u8], ranges: &mut Vec<(usize, usize)>, eof: bool) -> Result<(usize, bool), String> {
+    let base = buf.as_ptr() as usize;
+    match framing {
+        Framing::Empty => Ok((0, true)),
+        Framing::Close => {
+            if !buf.is_empty() {
+                ranges.push((0, buf.len()));
+            }
+            Ok((buf.len(), eof))
+        }
+        Framing::Length(d) => {
+            let r = d
+                .decode(buf, &mut |data: &[u8]| {
+                    let s = data.as_ptr() as usize - base;
+                    ranges.push((s, s + data.len()));
+                })
+                .map_err(|e| e.to_string())?;
+            Ok((r.consumed, r.done))
+        }
+        Framing::Chunked(d) => {
+            let r = d
+                .decode(buf, &mut |data: &[u8]| {
+                    let s = data.as_ptr() as usize - base;
+                    ranges.push((s, s + data.len()));
+                })
+                .map_err(|e| e.to_string())?;
+            Ok((r.consumed, r.done))
+        }
+    }
+}
+
+/// Reads a whole upstream body into memory (at most `limit` bytes are kept), decoding its framing. For
+/// small bodies that must be rewritten before the client sees them (Bedrock errors).
+pub async fn read_body_to_vec(upstream: &mut Conn, head: &ResponseHead, mut buf: Vec<u8>, limit: usize) -> Vec<u8> {
+    let mut framing = match head.body {
+        ResponseBody::Empty => return Vec::new(),
+        ResponseBody::Length(n) => Framing::Length(LengthDecoder::new(n)),
+        ResponseBody::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+        ResponseBody::CloseDelimited => Framing::Close,
+    };
+    let mut body = Vec::new();
+    let mut ranges = Vec::new();
+    let mut eof = false;
+    loop {
+        ranges.clear();
+        let Ok((_, done)) = decode(&mut framing, &buf, &mut ranges, eof) else {
+            return body;
+        };
+        for &(s, e) in &ranges {
+            let take = (e - s).min(limit.saturating_sub(body.len()));
+            body.extend_from_slice(&buf[s..s + take]);
+        }
+        if done || eof {
+            return body;
+        }
+        buf.clear();
+        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, UPSTREAM_READ_SPARE)).await {
+            Ok(r) => r,
+            Err(_) => return body,
+        };
+        buf = owned;
+        match res {
+            Ok(0) => eof = true,
+            Ok(_) => {}
+            Err(_) => return body,
+        }
+    }
+}

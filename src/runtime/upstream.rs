@@ -1,0 +1,140 @@
+//! The upstream client's connections: DNS answers from the off-worker cache, connect with a timeout,
+//! TLS (rustls, ring), and a per-worker keep-alive pool keyed by scheme, host and port. Knows nothing of
+//! HTTP semantics or providers; runs on a worker and never blocks.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+use monoio_rustls::TlsConnector;
+use rustls::pki_types::ServerName;
+
+use super::dns::DnsCache;
+use super::io::Conn;
+use crate::config::UpstreamUrl;
+
+/// How long a TCP connect to an upstream may take per address.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle pooled connections older than this are not reused: providers' load balancers close idle
+/// keep-alive connections after about a minute, and a reused dead one costs a retry.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most this many idle connections are kept per upstream per worker.
+pub const POOL_MAX_IDLE_PER_HOST: usize = 512;
+
+/// Why an upstream connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("upstream host {0} has no resolved address")]
+    Unresolved(String),
+    #[error("connecting to upstream {host} timed out")]
+    Timeout { host: String },
+    #[error("connecting to upstream {host}: {source}")]
+    Io { host: String, source: std::io::Error },
+    #[error("TLS with upstream {host}: {reason}")]
+    Tls { host: String, reason: String },
+}
+
+/// Identifies a pool of interchangeable connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl PoolKey {
+    pub fn of(url: &UpstreamUrl) -> PoolKey {
+        PoolKey { tls: url.tls, host: url.host.clone(), port: url.port }
+    }
+}
+
+/// A connection checked out of the pool (or freshly made).
+pub struct UpstreamConn {
+    pub conn: Conn,
+    /// True when it was reused from the pool: a failure before any response byte may be retried once.
+    pub reused: bool,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// The per-worker upstream connector and pool.
+pub struct Upstreams {
+    dns: DnsCache,
+    tls: TlsConnector,
+    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+}
+
+impl Upstreams {
+    pub fn new(dns: DnsCache, tls_config: Arc<rustls::ClientConfig>) -> Upstreams {
+        Upstreams { dns, tls: TlsConnector::from(tls_config), idle: RefCell::new(HashMap::new()) }
+    }
+
+    /// A pooled connection to `key` if a fresh-enough one is idle, else a new one.
+    pub async fn checkout(&self, key: &PoolKey) -> Result<UpstreamConn, ConnectError> {
+        if let Some(conn) = self.take_idle(key) {
+            return Ok(UpstreamConn { conn, reused: true });
+        }
+        Ok(UpstreamConn { conn: self.connect(key).await?, reused: false })
+    }
+
+    /// A new connection, never from the pool (used for the one retry after a dead pooled connection).
+    pub async fn connect(&self, key: &PoolKey) -> Result<Conn, ConnectError> {
+        let addrs: Vec<SocketAddr> =
+            self.dns.lookup(&key.host, key.port).ok_or_else(|| ConnectError::Unresolved(key.host.clone()))?;
+        let mut last_err = None;
+        for addr in addrs {
+            match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
+                Ok(Ok(tcp)) => {
+                    let _ = tcp.set_nodelay(true);
+                    if !key.tls {
+                        return Ok(Conn::Plain(tcp));
+                    }
+                    return self.handshake(key, tcp).await;
+                }
+                Ok(Err(e)) => last_err = Some(ConnectError::Io { host: key.host.clone(), source: e }),
+                Err(_) => last_err = Some(ConnectError::Timeout { host: key.host.clone() }),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ConnectError::Unresolved(key.host.clone())))
+    }
+
+    async fn handshake(&self, key: &PoolKey, tcp: TcpStream) -> Result<Conn, ConnectError> {
+        let name = ServerName::try_from(key.host.clone())
+            .map_err(|e| ConnectError::Tls { host: key.host.clone(), reason: e.to_string() })?;
+        match monoio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.tls.connect(name, tcp)).await {
+            Ok(Ok(tls)) => Ok(Conn::Tls(Box::new(tls))),
+            Ok(Err(e)) => Err(ConnectError::Tls { host: key.host.clone(), reason: e.to_string() }),
+            Err(_) => Err(ConnectError::Timeout { host: key.host.clone() }),
+        }
+    }
+
+    /// Returns a connection whose last response was read completely and which may be kept alive.
+    pub fn checkin(&self, key: &PoolKey, conn: Conn) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(key.clone()).or_default();
+        if list.len() < POOL_MAX_IDLE_PER_HOST {
+            list.push(Idle { conn, since: Instant::now() });
+        }
+    }
+
+    fn take_idle(&self, key: &PoolKey) -> Option<Conn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(key)?;
+        let now = Instant::now();
+        // Most recently returned first: the warmest connection is the least likely to be closed.
+        while let Some(entry) = list.pop() {
+            if now.duration_since(entry.since) < POOL_IDLE_TIMEOUT {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+}

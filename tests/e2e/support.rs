@@ -1,0 +1,342 @@
+//! Test support: a real gateway process on a loopback port, gateway tokens, a raw HTTP/1.1 client that
+//! keeps the exact wire bytes, and reading records back from SQLite. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_aibridged");
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch directory removed on drop.
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    pub fn new(tag: &str) -> ScratchDir {
+        let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("aibridged-e2e-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        ScratchDir(p)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `aibridged server` child process.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub db: PathBuf,
+    pub dir: ScratchDir,
+    pub log_lines: mpsc::Receiver<String>,
+}
+
+impl Gateway {
+    /// Starts the gateway with `env` on top of a clean environment (no CODER_* from the caller's shell).
+    pub fn start(env: &[(&str, &str)]) -> Gateway {
+        let dir = ScratchDir::new("gw");
+        let db = dir.0.join("aibridge.db");
+        Self::start_in(dir, db, env)
+    }
+
+    pub fn start_in(dir: ScratchDir, db: PathBuf, env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("server")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CODER_HTTP_ADDRESS", "127.0.0.1:0")
+            .env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("CODER_AIBRIDGE_WORKERS", "2")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn aibridged");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var("E2E_VERBOSE").is_ok() {
+                    eprintln!("[gateway] {line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(i) = line.find("listening on http://") {
+                        let rest = &line[i + "listening on http://".len()..];
+                        let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+                        let addr: SocketAddr = addr.parse().expect("listen address in log");
+                        return Gateway { child, addr, db, dir, log_lines: rx };
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("gateway did not start within {START_TIMEOUT:?}; stderr so far:\n{}", seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// Creates a gateway token for `user` with the CLI, as an operator would.
+    pub fn token(&self, user: &str) -> String {
+        create_token(&self.db, user, None)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Log lines printed so far.
+    pub fn drain_log(&self) -> Vec<String> {
+        self.log_lines.try_iter().collect()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `aibridged tokens create` against `db` and returns the token printed on stdout.
+pub fn create_token(db: &Path, user: &str, expires: Option<&str>) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["tokens", "create", "--user", user]).env_clear().env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()));
+    if let Some(e) = expires {
+        cmd.args(["--expires", e]);
+    }
+    let out = cmd.output().expect("run tokens create");
+    assert!(out.status.success(), "tokens create failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A response read off the wire.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body with its framing removed.
+    pub body: Vec<u8>,
+    /// The body bytes exactly as they came after the head (framing included).
+    pub raw_body: Vec<u8>,
+    /// False when the connection ended before the body was complete.
+    pub complete: bool,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A keep-alive HTTP/1.1 client connection that returns exact bytes.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    /// Sends a request with a Content-Length body (when `body` is not empty or the method is POST).
+    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream.write_all(&bytes).expect("write request");
+    }
+
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        self.send(method, path, headers, body);
+        self.read_response()
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 16384];
+        match self.stream.read(&mut tmp) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    /// Reads one response; panics if no head arrives.
+    pub fn read_response(&mut self) -> Response {
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(self.fill(), "connection closed before a response head; got {:?}", String::from_utf8_lossy(&self.buf));
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        self.buf.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
+            .collect();
+        let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let mut resp = Response { status, headers: headers.clone(), body: Vec::new(), raw_body: Vec::new(), complete: true };
+        if status == 204 || status == 304 || (100..200).contains(&status) {
+            return resp;
+        }
+        if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            loop {
+                // chunk size line
+                let line_end = loop {
+                    if let Some(i) = find(&self.buf, b"\r\n") {
+                        break i;
+                    }
+                    if !self.fill() {
+                        resp.raw_body.extend_from_slice(&self.buf);
+                        self.buf.clear();
+                        resp.complete = false;
+                        return resp;
+                    }
+                };
+                let size_str = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16).expect("chunk size");
+                let need = line_end + 2 + size + 2;
+                while self.buf.len() < need {
+                    if !self.fill() {
+                        resp.raw_body.extend_from_slice(&self.buf);
+                        self.buf.clear();
+                        resp.complete = false;
+                        return resp;
+                    }
+                }
+                resp.raw_body.extend_from_slice(&self.buf[..need]);
+                resp.body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+                self.buf.drain(..need);
+                if size == 0 {
+                    return resp;
+                }
+            }
+        } else if let Some(len) = get("content-length") {
+            let len: usize = len.parse().unwrap();
+            while self.buf.len() < len {
+                if !self.fill() {
+                    resp.complete = false;
+                    break;
+                }
+            }
+            let take = len.min(self.buf.len());
+            resp.body = self.buf[..take].to_vec();
+            resp.raw_body = resp.body.clone();
+            self.buf.drain(..take);
+            resp
+        } else {
+            while self.fill() {}
+            resp.body = std::mem::take(&mut self.buf);
+            resp.raw_body = resp.body.clone();
+            resp
+        }
+    }
+
+    /// True when the server closed the connection (reads EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        self.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut tmp = [0u8; 1];
+        matches!(self.stream.read(&mut tmp), Ok(0) | Err(_))
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One request on a fresh connection.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    Client::connect(addr).request(method, path, headers, body)
+}
+
+/// Opens the gateway's database read-only for assertions.
+pub fn db(path: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c
+}
+
+/// Polls `query` (returning one integer) until it equals `want` or 10 s pass; returns the last value.
+pub fn wait_count(path: &Path, query: &str, want: i64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = -1;
+    while Instant::now() < deadline {
+        let c = db(path);
+        last = c.query_row(query, [], |r| r.get(0)).unwrap_or(-1);
+        if last == want {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    last
+}
