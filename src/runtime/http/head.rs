@@ -393,6 +393,14 @@ fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
 }
 
 impl RequestHead {
+    /// Every value of a header in order, name matched case-insensitively (for fields that may repeat).
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_slice())
+    }
+
     /// The first value of a header, name matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         find_header(&self.headers, name)
@@ -405,6 +413,14 @@ impl RequestHead {
 }
 
 impl ResponseHead {
+    /// Every value of a header in order, name matched case-insensitively (for fields that may repeat).
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_slice())
+    }
+
     /// The first value of a header, name matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         find_header(&self.headers, name)
@@ -538,6 +554,16 @@ mod tests {
         assert_eq!(h.header_str("x-y"), Some("z"));
         assert_eq!(h.headers[2].name, "X-Y", "names keep their case");
         assert_eq!(h.header("missing"), None);
+        let two = req_ok("GET / HTTP/1.1\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
+        assert_eq!(
+            two.headers_named("X-a").collect::<Vec<_>>(),
+            vec![&b"1"[..], &b"2"[..]]
+        );
+        assert_eq!(
+            two.header("x-a"),
+            Some(&b"1"[..]),
+            "header() is the first value"
+        );
     }
 
     #[test]
