@@ -343,10 +343,10 @@ fn skip_upstream(name: &str, byok: bool, bedrock: bool) -> bool {
 /// Renders the upstream request for one credential.
 fn render(inst: &Instance, head: &RequestHead, path: &str, credential: Credential, body: &[u8], stream: bool) -> Result<Vec<u8>, RelayError> {
     let byok = matches!(credential, Credential::Byok);
-    let connection_listed = http::connection_listed(&head.headers);
-    let mut forwarded = head.headers.iter().filter(|h| {
-        !skip_upstream(&h.name, byok, inst.bedrock.is_some()) && !connection_listed.iter().any(|c| c.eq_ignore_ascii_case(&h.name))
-    });
+    let mut forwarded = head
+        .headers
+        .iter()
+        .filter(|h| !skip_upstream(&h.name, byok, inst.bedrock.is_some()) && !http::is_connection_nominated(&head.headers, &h.name));
     let host = inst.target.host_header();
     let mut owned: Vec<(String, String)> = Vec::new();
     match (&inst.bedrock, credential) {
@@ -450,9 +450,8 @@ async fn relay_response(
 fn client_head(up: &http::ResponseHead, to_client: ToClient, keep_alive: bool, event_stream: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     http::write_status_line(&mut out, up.status);
-    let listed = http::connection_listed(&up.headers);
     for h in &up.headers {
-        if http::is_hop_by_hop(&h.name) || listed.iter().any(|c| c.eq_ignore_ascii_case(&h.name)) {
+        if http::is_hop_by_hop_in(&up.headers, &h.name) {
             continue;
         }
         if matches!(to_client, ToClient::Reframe { .. }) && h.name.eq_ignore_ascii_case("content-length") {

@@ -1,0 +1,8 @@
+//! End-to-end tests: a real `aibridged` process and the in-repo mock upstream on loopback ports, checked
+//! from the client's side, from what the mock saw, and from the records in SQLite.
+
+mod support;
+
+mod auth;
+mod limits;
+mod relay;
