@@ -8,12 +8,13 @@ use super::BedrockError;
 
 /// The Messages API version Bedrock requires in the body (it has no `anthropic-version` header).
 pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
-/// Region used when an instance sets none; AWS's own SDK default for Bedrock examples.
+/// Region used when an instance sets none: us-east-1 offers every Anthropic model Bedrock hosts.
 pub const DEFAULT_REGION: &str = "us-east-1";
 /// Body members removed: the model and stream flag move into the path, and Bedrock answers 400 to
 /// members of the first-party API it does not know (`metadata`, `service_tier`, `container`).
-/// `anthropic_version` and `anthropic_beta` are removed because this module writes its own.
-const REMOVED_MEMBERS: &[&str] = &[
+/// `anthropic_version` is removed because this module writes Bedrock's (a body `anthropic_beta` is
+/// removed too, but only when header betas replace it).
+pub const REMOVED_MEMBERS: &[&str] = &[
     "model",
     "stream",
     "metadata",
