@@ -1,0 +1,30 @@
+//! AWS Bedrock for anthropic instances (DESIGN §2 "Bedrock"): request rewriting, SigV4 signing, the AWS
+//! event-stream decoder and its translation to Anthropic SSE, and error translation. Pure over bytes: no
+//! I/O, no runtime; the relay drives these pieces.
+
+pub mod eventstream;
+pub mod request;
+pub mod sign;
+pub mod to_sse;
+
+pub use eventstream::{encode_message, EventStreamDecoder, EventStreamError, HeaderValue, Message};
+pub use request::{
+    endpoint, signing_region, translate_request, translate_request_with_betas, BedrockRequest,
+    DEFAULT_REGION,
+};
+pub use sign::{credentials_from_env, sign};
+pub use to_sse::{error_to_anthropic, SseTranslator};
+
+/// Why a request could not be prepared for Bedrock. Messages never contain a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BedrockError {
+    /// The client's body is not a JSON object (Bedrock would refuse it anyway; answer 400 ourselves).
+    #[error("request body is not a JSON object: {0}")]
+    InvalidBody(String),
+    /// `"model"` is present but not a string.
+    #[error("\"model\" must be a string")]
+    ModelNotString,
+    /// The signer refused the request (bad header value, unparsable URI). Never includes the secret.
+    #[error("SigV4 signing failed: {0}")]
+    Signing(String),
+}
