@@ -12,7 +12,6 @@ use crate::providers::bedrock::sign::sign;
 use crate::providers::bedrock::to_sse::{error_to_anthropic, SseTranslator};
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
-use crate::providers::key_pool::KeyVerdict;
 use crate::providers::request::{inspect, with_include_usage};
 use crate::providers::routes::{classify, split_bridge_path, upstream_path, RouteKind};
 use crate::records::{Api, CredentialKind, EndStatus, InterceptionStart, RequestInfo};
@@ -230,6 +229,10 @@ async fn proxy(
         Credential::Byok
     } else if pool_size(inst) == 0 {
         Credential::None
+    } else if pool_size(inst) == 1 {
+        // A single key has nothing to fail over to: the provider's own answer (429 with its
+        // Retry-After, 401) is what the client should see, every time, not a gateway-made refusal.
+        Credential::Key(0)
     } else {
         match svc.key_pools[inst_idx].borrow_mut().pick(now) {
             Some(k) => Credential::Key(k),
@@ -274,11 +277,11 @@ async fn proxy(
                 return Err(e);
             }
         };
-        if let Credential::Key(k) = credential {
+        if let (Credential::Key(k), true) = (credential, pool_size(inst) > 1) {
             let retry_after = response_header(&resp.head.headers, "retry-after");
             let mut pool = svc.key_pools[inst_idx].borrow_mut();
             let verdict = pool.on_response(k, resp.head.status, retry_after.as_deref(), Instant::now());
-            if matches!(verdict, KeyVerdict::FailOver) {
+            if verdict.fail_over() {
                 if let Some(next) = pool.next_after(k, Instant::now()) {
                     tracing::info!(provider = %inst.config.name, status = resp.head.status, "upstream key failed; failing over to the next key");
                     credential = Credential::Key(next);
