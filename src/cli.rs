@@ -19,12 +19,23 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The indexed provider settings, which are variables or YAML only (no flags), explained in `--help`.
+const PROVIDERS_HELP: &str = "\
+Provider instances (variables or YAML aibridge.providers; no flags):
+  CODER_AIBRIDGE_PROVIDER_<N>_<KEY>, N contiguous from 0, KEY one of
+    TYPE (openai | anthropic | copilot, required), NAME (default: TYPE; ^[a-z0-9]+(-[a-z0-9]+)*$),
+    KEY or KEYS (comma-separated, at most 5), BASE_URL,
+    BEDROCK_REGION, BEDROCK_BASE_URL, BEDROCK_ACCESS_KEY(S), BEDROCK_ACCESS_KEY_SECRET(S),
+    BEDROCK_MODEL, BEDROCK_SMALL_FAST_MODEL (anthropic only).
+  The legacy openai/anthropic providers exist when nothing is indexed or when one of their flags is set.";
+
 /// What to do.
 // Built once per process at start-up, so the size of the `server` variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway (settings: flag > CODER_* variable > YAML --config file > default)
+    #[command(after_long_help = PROVIDERS_HELP)]
     Server(ServerArgs),
     /// Manage gateway user tokens
     Tokens(TokensArgs),
@@ -212,5 +223,6 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(help.contains("CODER_AIBRIDGE_RETENTION"), "{help}");
+        assert!(help.contains("CODER_AIBRIDGE_PROVIDER_<N>_<KEY>"), "{help}");
     }
 }
