@@ -15,6 +15,8 @@ const ENV_PREFIX: &str = "CODER_AIBRIDGE_PROVIDER_";
 pub const MAX_KEYS: usize = 5;
 /// Longest provider name: it is one URL path segment and a record column, so keep it readable.
 pub const MAX_NAME_LEN: usize = 63;
+/// Longest AWS region name accepted (real ones are about 15 characters; a DNS label allows 63).
+const MAX_REGION_LEN: usize = 63;
 /// Bedrock model used when none is configured.
 pub const DEFAULT_BEDROCK_MODEL: &str = "global.anthropic.claude-sonnet-4-5-20250929-v1:0";
 /// Bedrock model for `haiku` requests when none is configured.
@@ -559,9 +561,10 @@ fn build_bedrock(
                 .collect()
         }
     };
-    let region = raw
-        .get(Field::BedrockRegion)
-        .map(|r| r.value.trim().to_string());
+    let region = match raw.get(Field::BedrockRegion) {
+        Some(r) => Some(parse_region(r)?),
+        None => None,
+    };
     let base_url = raw.get(Field::BedrockBaseUrl).map(parse_url).transpose()?;
     if region.is_none() && base_url.is_none() {
         return Err(ConfigError::BedrockWithoutEndpoint {
@@ -584,6 +587,20 @@ fn build_bedrock(
             DEFAULT_BEDROCK_SMALL_FAST_MODEL,
         ),
     }))
+}
+
+/// An AWS region such as `us-east-1`: it becomes part of the host `bedrock-runtime.{region}.amazonaws.com`,
+/// so only lowercase letters, digits and dashes are allowed.
+fn parse_region(raw: &Raw) -> Result<String, ConfigError> {
+    let region = raw.value.trim();
+    if region.len() <= MAX_REGION_LEN && valid_name(region) {
+        Ok(region.to_string())
+    } else {
+        Err(ConfigError::InvalidValue {
+            setting: raw.origin.clone(),
+            reason: format!("{region:?} is not an AWS region such as us-east-1"),
+        })
+    }
 }
 
 /// `^[a-z0-9]+(-[a-z0-9]+)*$`, at most [`MAX_NAME_LEN`] characters.

@@ -980,3 +980,77 @@ fn no_secret_appears_in_any_error() {
         );
     }
 }
+
+#[test]
+fn bedrock_region_must_look_like_a_region() {
+    for bad in ["us east 1", "evil.example/x", "US-EAST-1"] {
+        let e = err_env(&[
+            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
+            ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_REGION", bad),
+        ]);
+        assert!(
+            matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_REGION"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
+fn legacy_settings_follow_precedence_too() {
+    let args = ServerArgs {
+        openai_key: Some("from-flag".into()),
+        ..ServerArgs::default()
+    };
+    let text = "aibridge:\n  openai_key: from-yaml\n  anthropic_key: yaml-anthropic\n";
+    let l = load_yaml(&args, &[("CODER_AIBRIDGE_OPENAI_KEY", "from-env")], text).unwrap();
+    assert_eq!(l.config.providers[0].keys, [Secret::new("from-flag")]);
+    assert_eq!(l.config.providers[1].keys, [Secret::new("yaml-anthropic")]);
+    let l = load_yaml(
+        &ServerArgs::default(),
+        &[("CODER_AIBRIDGE_OPENAI_KEY", "from-env")],
+        text,
+    )
+    .unwrap();
+    assert_eq!(l.config.providers[0].keys, [Secret::new("from-env")]);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary indexed variables never panic the loader, and a success always yields valid names.
+        #[test]
+        fn arbitrary_provider_variables_never_panic(
+            vars in proptest::collection::vec(("[0-9A-Z_]{0,24}", "\\PC{0,20}"), 0..6)
+        ) {
+            let env: HashMap<String, String> = vars
+                .into_iter()
+                .map(|(k, v)| (format!("CODER_AIBRIDGE_PROVIDER_{k}"), v))
+                .collect();
+            if let Ok(l) = load(&ServerArgs::default(), &env) {
+                for p in &l.config.providers {
+                    prop_assert!(!p.name.is_empty() && p.name.len() <= MAX_NAME_LEN);
+                }
+            }
+        }
+
+        /// Indices given in any order come out sorted by number.
+        #[test]
+        fn providers_come_out_in_index_order(n in 1usize..15) {
+            let env: HashMap<String, String> = (0..n)
+                .rev()
+                .flat_map(|i| [
+                    (format!("CODER_AIBRIDGE_PROVIDER_{i}_TYPE"), "copilot".to_string()),
+                    (format!("CODER_AIBRIDGE_PROVIDER_{i}_NAME"), format!("c{i}")),
+                ])
+                .collect();
+            let l = load(&ServerArgs::default(), &env).unwrap();
+            let got: Vec<String> = l.config.providers.iter().map(|p| p.name.clone()).collect();
+            let want: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
