@@ -6,6 +6,27 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod args;
+pub mod error;
+mod load;
+mod providers;
+mod sources;
+#[cfg(test)]
+mod tests;
+pub mod units;
+
+pub use args::{DatabaseArgs, ServerArgs};
+pub use error::{ConfigError, KeyListProblem};
+pub use load::{
+    database_path, load, load_from_process, load_with_yaml, parse_yaml, process_env, Loaded,
+    DEFAULT_DATABASE_URL, DEFAULT_HTTP_ADDRESS, DEFAULT_LOG_HUMAN, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_RETENTION, DEFAULT_SHUTDOWN_GRACE, MAX_BODY_SIZE_LIMIT, MAX_WORKERS,
+};
+pub use providers::{
+    DEFAULT_BEDROCK_MODEL, DEFAULT_BEDROCK_SMALL_FAST_MODEL, MAX_KEYS, MAX_NAME_LEN,
+};
+pub use units::{parse_duration, parse_size, DurationError, SizeError};
+
 /// Everything `aibridged server` runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
