@@ -241,7 +241,7 @@ async fn proxy(
     };
 
     // Start recording.
-    let mut interception = info.map(|ri| {
+    let mut interception = info.filter(|_| svc.gw.recording).map(|ri| {
         let ua = head.header_str("user-agent").map(str::to_string);
         let client_info = detect_client(ua.as_deref(), &|n: &str| head.header_str(n).map(str::to_string));
         let model = recorded_model.take().unwrap_or(ri.model);
@@ -417,7 +417,7 @@ async fn relay_response(
 
     let content_type = response_header(&up_head.headers, "content-type").unwrap_or_default();
     let mut observer = match api {
-        Some(_) if !ok => Observer::None,
+        Some(_) if !ok || (interception.is_none() && !bedrock_stream) => Observer::None,
         Some(Api::Messages) if bedrock_stream => Observer::Bedrock {
             translator: Box::new(SseTranslator::new()),
             observer: Box::new(StreamObserver::new(Api::Messages)),

@@ -56,6 +56,8 @@ pub struct Gateway {
     pub sink: SinkHandle,
     pub dns: DnsCache,
     pub tls: Arc<rustls::ClientConfig>,
+    /// False only for overhead measurements (`AIBRIDGED_RECORDING=off`): requests are relayed unobserved.
+    pub recording: bool,
 }
 
 impl Gateway {
@@ -90,7 +92,8 @@ impl Gateway {
                 config: p.clone(),
             });
         }
-        Gateway { config, instances, by_name, tokens, sink, dns, tls }
+        let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
+        Gateway { config, instances, by_name, tokens, sink, dns, tls, recording }
     }
 
     /// Every upstream host the workers may connect to, for the DNS resolver.
