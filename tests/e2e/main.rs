@@ -6,3 +6,4 @@ mod support;
 mod auth;
 mod limits;
 mod relay;
+mod shutdown;

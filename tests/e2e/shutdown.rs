@@ -1,0 +1,55 @@
+//! Graceful shutdown: SIGTERM while streams are in flight lets them finish, refuses new connections,
+//! drains the sink, commits, and exits 0 — with start, end and usage rows for every interception.
+
+use std::time::Duration;
+
+use aibridged::mock::MockUpstream;
+
+use crate::support::*;
+
+const STREAM: &str = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"count slowly"}]}"#;
+
+#[test]
+fn sigterm_mid_stream_finishes_in_flight_and_loses_no_record() {
+    let mock = MockUpstream::start().unwrap();
+    let base = format!("{}/v1", mock.base_url());
+    let mut gw = Gateway::start(&[
+        ("CODER_AIBRIDGE_OPENAI_KEY", "sk-central-openai-0123456789"),
+        ("CODER_AIBRIDGE_OPENAI_BASE_URL", &base),
+        ("CODER_AIBRIDGE_SHUTDOWN_GRACE", "20s"),
+    ]);
+    let token = gw.token("alice");
+    let addr = gw.addr;
+    const STREAMS: usize = 8;
+    let handles: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let auth = format!("Bearer {token}");
+            std::thread::spawn(move || {
+                request(
+                    addr,
+                    "POST",
+                    "/api/v2/aibridge/openai/v1/chat/completions",
+                    &[("Authorization", &auth), ("x-mock-delay-ms", "100"), ("x-mock-events", "12")],
+                    STREAM.as_bytes(),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let db_path = gw.db.clone();
+    let exited_cleanly = gw.terminate();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.complete, "in-flight streams finish during the grace period");
+        assert!(r.text().contains("[DONE]"));
+    }
+    assert!(exited_cleanly, "gateway exits 0 after SIGTERM");
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(), "no longer accepting");
+    let c = db(&db_path);
+    let count = |q: &str| -> i64 { c.query_row(q, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM aibridge_interceptions"), STREAMS as i64);
+    assert_eq!(count("SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL AND status = 'completed'"), STREAMS as i64);
+    assert_eq!(count("SELECT COUNT(DISTINCT interception_id) FROM aibridge_token_usages"), STREAMS as i64);
+    assert_eq!(count("SELECT COUNT(*) FROM aibridge_user_prompts WHERE prompt = 'count slowly'"), STREAMS as i64);
+}
