@@ -1,0 +1,176 @@
+//! Reads the `x-mock-*` request headers into a `Scenario`: what the mock should answer. Pure: no I/O.
+
+/// Most text delta events one response may carry: enough for load tests, bounded so a typo can't hang a run.
+pub const MAX_EVENTS: u32 = 1_000_000;
+/// Longest pause between events: a minute covers every timeout test.
+pub const MAX_DELAY_MS: u64 = 60_000;
+/// Text delta events when `x-mock-events` is absent: small, but more than one so deltas are exercised.
+pub const DEFAULT_EVENTS: u32 = 5;
+
+/// The response shape chosen by `x-mock-scenario`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Plain text answer.
+    Text,
+    /// Text then two parallel tool calls.
+    Tools,
+    /// Thinking/reasoning then one tool call.
+    Thinking,
+    /// Text with cached input and reasoning tokens in the usage.
+    Cached,
+    /// A provider error event in the middle of the stream.
+    ErrorMidstream,
+    /// The stream stops half-way without its terminal event (HTTP framing still ends properly).
+    Truncated,
+}
+
+/// An `x-mock-*` header the mock could not understand; answered with 400 so test typos surface.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScenarioError {
+    #[error("unknown x-mock-scenario {0:?}")]
+    UnknownScenario(String),
+    #[error("invalid value for header {0}")]
+    BadValue(&'static str),
+}
+
+/// Everything the request headers ask of the mock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    pub kind: Kind,
+    pub status: Option<u16>,
+    pub retry_after: Option<u64>,
+    pub reset_after: Option<u32>,
+    pub delay_ms: u64,
+    pub events: u32,
+    pub garbage: bool,
+    pub body_file: Option<String>,
+    pub stamp: bool,
+    /// Bedrock `:exception-type` to send mid-stream (with `error-midstream`).
+    pub exception: String,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            kind: Kind::Text,
+            status: None,
+            retry_after: None,
+            reset_after: None,
+            delay_ms: 0,
+            events: DEFAULT_EVENTS,
+            garbage: false,
+            body_file: None,
+            stamp: false,
+            exception: "throttlingException".to_string(),
+        }
+    }
+}
+
+fn num<T: std::str::FromStr>(v: &str, name: &'static str) -> Result<T, ScenarioError> {
+    v.trim().parse().map_err(|_| ScenarioError::BadValue(name))
+}
+
+fn status_code(v: &str, name: &'static str) -> Result<u16, ScenarioError> {
+    let s: u16 = num(v, name)?;
+    if (100..=999).contains(&s) {
+        Ok(s)
+    } else {
+        Err(ScenarioError::BadValue(name))
+    }
+}
+
+impl Scenario {
+    /// Builds the scenario from request headers; `credential` is the Bearer token or x-api-key received.
+    pub fn from_headers<'a>(
+        headers: impl Iterator<Item = (&'a str, &'a str)>,
+        credential: Option<&str>,
+    ) -> Result<Scenario, ScenarioError> {
+        let mut s = Scenario::default();
+        let mut by_key = None;
+        for (name, value) in headers {
+            let Some(rest) = name.get(..7).filter(|p| p.eq_ignore_ascii_case("x-mock-")) else {
+                continue;
+            };
+            let _ = rest;
+            let key = name[7..].to_ascii_lowercase();
+            let value = value.trim();
+            match key.as_str() {
+                "scenario" => {
+                    s.kind = match value {
+                        "text" => Kind::Text,
+                        "tools" => Kind::Tools,
+                        "thinking" => Kind::Thinking,
+                        "cached" => Kind::Cached,
+                        "error-midstream" => Kind::ErrorMidstream,
+                        "truncated" => Kind::Truncated,
+                        other => return Err(ScenarioError::UnknownScenario(other.to_string())),
+                    }
+                }
+                "status" => s.status = Some(status_code(value, "x-mock-status")?),
+                "status-for-key" => by_key = Some(value),
+                "retry-after" => s.retry_after = Some(num(value, "x-mock-retry-after")?),
+                "reset-after" => s.reset_after = Some(num(value, "x-mock-reset-after")?),
+                "delay-ms" => {
+                    let d: u64 = num(value, "x-mock-delay-ms")?;
+                    s.delay_ms = d.min(MAX_DELAY_MS);
+                }
+                "events" => {
+                    let n: u32 = num(value, "x-mock-events")?;
+                    s.events = n.min(MAX_EVENTS);
+                }
+                "garbage" => s.garbage = value == "1" || value.eq_ignore_ascii_case("true"),
+                "stamp" => s.stamp = value == "1" || value.eq_ignore_ascii_case("true"),
+                "body-file" => s.body_file = Some(value.to_string()),
+                "exception" => s.exception = value.to_string(),
+                _ => {}
+            }
+        }
+        if let Some(list) = by_key {
+            for entry in list.split(',') {
+                let Some((key, status)) = entry.trim().rsplit_once('=') else {
+                    return Err(ScenarioError::BadValue("x-mock-status-for-key"));
+                };
+                let status = status_code(status, "x-mock-status-for-key")?;
+                if credential == Some(key.trim()) {
+                    s.status = Some(status);
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(h: &[(&'static str, &'static str)], cred: Option<&str>) -> Result<Scenario, ScenarioError> {
+        Scenario::from_headers(h.iter().copied(), cred)
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(parse(&[], None).unwrap(), Scenario::default());
+        let s = parse(
+            &[("X-Mock-Scenario", "tools"), ("x-mock-events", "7"), ("x-mock-status", "429"), ("x-mock-retry-after", "3")],
+            None,
+        )
+        .unwrap();
+        assert_eq!((s.kind, s.events, s.status, s.retry_after), (Kind::Tools, 7, Some(429), Some(3)));
+    }
+
+    #[test]
+    fn status_by_key_picks_the_received_credential() {
+        let h = [("x-mock-status-for-key", "sk-a=401, sk-b=429")];
+        assert_eq!(parse(&h, Some("sk-b")).unwrap().status, Some(429));
+        assert_eq!(parse(&h, Some("sk-c")).unwrap().status, None);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(matches!(parse(&[("x-mock-scenario", "nope")], None), Err(ScenarioError::UnknownScenario(_))));
+        assert!(parse(&[("x-mock-status", "abc")], None).is_err());
+        assert!(parse(&[("x-mock-status", "42")], None).is_err());
+        assert_eq!(parse(&[("x-mock-events", "999999999")], None).unwrap().events, MAX_EVENTS);
+    }
+}
