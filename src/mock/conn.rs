@@ -187,28 +187,28 @@ impl Route<'_> {
 }
 
 fn route<'a>(req: &Req<'a>) -> Route<'a> {
+    // Matched on the path alone (any method, any base prefix) so that a status scenario answers in the
+    // right family's shape even for an odd method.
     let path = req.path();
-    let post = req.method() == "POST";
     if let Some(i) = path.find("/model/") {
         let rest = &path[i + "/model/".len()..];
         if let Some((model, action)) = rest.rsplit_once('/') {
             match action {
-                "invoke" if post => return Route::Bedrock { model, stream: false },
-                "invoke-with-response-stream" if post => return Route::Bedrock { model, stream: true },
+                "invoke" => return Route::Bedrock { model, stream: false },
+                "invoke-with-response-stream" => return Route::Bedrock { model, stream: true },
                 _ => {}
             }
         }
     }
-    let is_get = req.method() == "GET";
-    if post && path.ends_with("/messages/count_tokens") {
+    if path.ends_with("/messages/count_tokens") {
         Route::CountTokens
-    } else if post && path.ends_with("/messages") {
+    } else if path.ends_with("/messages") {
         Route::Messages
-    } else if post && path.ends_with("/chat/completions") {
+    } else if path.ends_with("/chat/completions") {
         Route::Chat
-    } else if post && path.ends_with("/responses") {
+    } else if path.ends_with("/responses") {
         Route::Responses
-    } else if is_get && path.ends_with("/models") {
+    } else if path.ends_with("/models") {
         let anthropic = req.header("anthropic-version").is_some() || req.header("x-api-key").is_some();
         Route::Models(if anthropic { Family::Anthropic } else { Family::OpenAi })
     } else {
