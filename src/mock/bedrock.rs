@@ -23,7 +23,9 @@ pub struct AwsCredentials {
 impl std::fmt::Debug for AwsCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret.
-        f.debug_struct("AwsCredentials").field("region", &self.region).finish_non_exhaustive()
+        f.debug_struct("AwsCredentials")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +63,11 @@ pub fn encode_chunk(out: &mut Vec<u8>, scratch: &mut Vec<u8>, json: &[u8]) {
     scratch.extend_from_slice(b"\"}");
     encode_frame(
         out,
-        &[(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
+        &[
+            (":event-type", "chunk"),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ],
         scratch,
     );
 }
@@ -102,7 +108,10 @@ pub struct Frame {
 impl Frame {
     /// The value of a string header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -127,7 +136,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
     let be = |i: usize| u32::from_be_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
     let total = be(0) as usize;
     let headers_len = be(4) as usize;
-    if total < PRELUDE_LEN + MESSAGE_CRC_LEN || total > MAX_FRAME_BYTES {
+    if !(PRELUDE_LEN + MESSAGE_CRC_LEN..=MAX_FRAME_BYTES).contains(&total) {
         return Err(FrameError::Length(total));
     }
     if crc32fast::hash(&buf[..8]) != be(8) {
@@ -191,7 +200,13 @@ fn parse_authorization(value: &str) -> Option<AuthParts<'_>> {
     let _date = scope.next()?;
     let region = scope.next()?;
     let service = scope.next()?;
-    Some(AuthParts { access_key, region, service, signed_headers: signed_headers?, signature: signature? })
+    Some(AuthParts {
+        access_key,
+        region,
+        service,
+        signed_headers: signed_headers?,
+        signature: signature?,
+    })
 }
 
 fn parse_amz_date(value: &str) -> Option<SystemTime> {
@@ -202,9 +217,20 @@ fn parse_amz_date(value: &str) -> Option<SystemTime> {
 
 /// Recomputes the SigV4 signature of a received request and compares it with its `Authorization` header.
 /// `target` is the request target as received (path and query); `headers` as received.
-pub fn verify_sigv4(creds: &AwsCredentials, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> bool {
+pub fn verify_sigv4(
+    creds: &AwsCredentials,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> bool {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let find = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v);
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    };
     let Some(auth) = find("authorization").and_then(parse_authorization) else {
         return false;
     };
@@ -242,8 +268,12 @@ pub fn verify_sigv4(creds: &AwsCredentials, method: &str, target: &str, headers:
     else {
         return false;
     };
-    let Ok(request) = SignableRequest::new(method, uri.as_str(), to_sign.into_iter(), SignableBody::Bytes(body))
-    else {
+    let Ok(request) = SignableRequest::new(
+        method,
+        uri.as_str(),
+        to_sign.into_iter(),
+        SignableBody::Bytes(body),
+    ) else {
         return false;
     };
     match sign(request, &params.into()) {
@@ -282,7 +312,16 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc",
         )
         .unwrap();
-        assert_eq!((a.access_key, a.region, a.service, a.signed_headers, a.signature), ("AKID", "us-east-1", "bedrock", "host;x-amz-date", "abc"));
+        assert_eq!(
+            (
+                a.access_key,
+                a.region,
+                a.service,
+                a.signed_headers,
+                a.signature
+            ),
+            ("AKID", "us-east-1", "bedrock", "host;x-amz-date", "abc")
+        );
         assert!(parse_authorization("Bearer x").is_none());
     }
 

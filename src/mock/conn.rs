@@ -72,9 +72,18 @@ fn run(stream: &TcpStream, shared: &Shared) -> Next {
             Ok(k) => k,
             Err(e) => return bad_request(stream, &mut bufs, &e.to_string()),
         };
+        let mut continued = false;
         let (at, used) = loop {
             match http::body(&buf, head.len, kind, &mut decoded) {
                 Ok(Some(done)) => break done,
+                Ok(None) if !continued && expects_continue(&buf, &head) => {
+                    // RFC 9110 §10.1.1: curl and others wait for this before sending larger bodies.
+                    continued = true;
+                    let mut w = stream;
+                    if w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                        return Next::Close;
+                    }
+                }
                 Ok(None) => match read_more(stream, &mut buf) {
                     Ok(0) | Err(_) => return Next::Close,
                     Ok(_) => {}
@@ -86,7 +95,11 @@ fn run(stream: &TcpStream, shared: &Shared) -> Next {
             BodyAt::InBuf(r) => &buf[r],
             BodyAt::Decoded => &decoded[..],
         };
-        let req = Req { buf: &buf, head: &head, body };
+        let req = Req {
+            buf: &buf,
+            head: &head,
+            body,
+        };
         let next = handle(stream, &req, shared, &mut bufs);
         buf.drain(..used);
         match next {
@@ -96,10 +109,24 @@ fn run(stream: &TcpStream, shared: &Shared) -> Next {
     }
 }
 
+fn expects_continue(buf: &[u8], head: &Head) -> bool {
+    head.headers.iter().any(|(n, v)| {
+        buf[n.clone()].eq_ignore_ascii_case(b"expect")
+            && buf[v.clone()].eq_ignore_ascii_case(b"100-continue")
+    })
+}
+
 fn bad_request(mut stream: &TcpStream, bufs: &mut Buffers, message: &str) -> Next {
     bufs.json.clear();
     openai::error_json(&mut bufs.json, 400, message);
-    http::full_response(&mut bufs.out, 400, "application/json", &[], &bufs.json, true);
+    http::full_response(
+        &mut bufs.out,
+        400,
+        "application/json",
+        &[],
+        &bufs.json,
+        true,
+    );
     let _ = stream.write_all(&bufs.out);
     Next::Close
 }
@@ -126,15 +153,23 @@ impl<'a> Req<'a> {
         t.split_once('?').map_or(t, |(p, _)| p)
     }
     fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
-        self.head.headers.iter().map(|(n, v)| (self.text(n), self.text(v)))
+        self.head
+            .headers
+            .iter()
+            .map(|(n, v)| (self.text(n), self.text(v)))
     }
     fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
     /// The credential the client sent: a Bearer token, else x-api-key.
     fn credential(&self) -> Option<&'a str> {
         self.header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .or_else(|| self.header("x-api-key").map(str::trim))
     }
@@ -149,7 +184,10 @@ impl<'a> Req<'a> {
         SeenRequest {
             method: self.method().to_string(),
             path: self.target().to_string(),
-            headers: self.headers().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            headers: self
+                .headers()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             body: self.body.to_vec(),
             sigv4_valid,
         }
@@ -194,8 +232,18 @@ fn route<'a>(req: &Req<'a>) -> Route<'a> {
         let rest = &path[i + "/model/".len()..];
         if let Some((model, action)) = rest.rsplit_once('/') {
             match action {
-                "invoke" => return Route::Bedrock { model, stream: false },
-                "invoke-with-response-stream" => return Route::Bedrock { model, stream: true },
+                "invoke" => {
+                    return Route::Bedrock {
+                        model,
+                        stream: false,
+                    }
+                }
+                "invoke-with-response-stream" => {
+                    return Route::Bedrock {
+                        model,
+                        stream: true,
+                    }
+                }
                 _ => {}
             }
         }
@@ -209,8 +257,13 @@ fn route<'a>(req: &Req<'a>) -> Route<'a> {
     } else if path.ends_with("/responses") {
         Route::Responses
     } else if path.ends_with("/models") {
-        let anthropic = req.header("anthropic-version").is_some() || req.header("x-api-key").is_some();
-        Route::Models(if anthropic { Family::Anthropic } else { Family::OpenAi })
+        let anthropic =
+            req.header("anthropic-version").is_some() || req.header("x-api-key").is_some();
+        Route::Models(if anthropic {
+            Family::Anthropic
+        } else {
+            Family::OpenAi
+        })
     } else {
         Route::Unknown
     }
@@ -225,7 +278,10 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (b[i], hex) {
             (b'%', Some(v)) => {
                 out.push(v);
@@ -282,7 +338,14 @@ fn send_error(
             extra.push(("x-amzn-ErrorType", bedrock_error_type(status)));
         }
     }
-    http::full_response(&mut bufs.out, status, "application/json", &extra, &bufs.json, close);
+    http::full_response(
+        &mut bufs.out,
+        status,
+        "application/json",
+        &extra,
+        &bufs.json,
+        close,
+    );
     match stream.write_all(&bufs.out) {
         Ok(()) if !close => Next::KeepAlive,
         _ => Next::Close,
@@ -309,7 +372,10 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
     let close = req.wants_close();
     match (req.method(), req.path()) {
         ("GET", "/__mock/requests") => {
-            let all: Vec<serde_json::Value> = super::lock(&shared.seen).iter().map(SeenRequest::to_json).collect();
+            let all: Vec<serde_json::Value> = super::lock(&shared.seen)
+                .iter()
+                .map(SeenRequest::to_json)
+                .collect();
             let body = serde_json::Value::Array(all).to_string();
             return send_json(stream, bufs, 200, body.as_bytes(), close);
         }
@@ -324,7 +390,13 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
     let sigv4_valid = match (&route, &shared.opts.aws) {
         (Route::Bedrock { .. }, Some(creds)) => {
             let headers: Vec<(&str, &str)> = req.headers().collect();
-            Some(bedrock::verify_sigv4(creds, req.method(), req.target(), &headers, req.body))
+            Some(bedrock::verify_sigv4(
+                creds,
+                req.method(),
+                req.target(),
+                &headers,
+                req.body,
+            ))
         }
         _ => None,
     };
@@ -355,9 +427,17 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
         std::thread::sleep(Duration::from_millis(scenario.delay_ms));
     }
     if let Some(status) = scenario.status {
-        return send_error(stream, bufs, family, status, "Mock error requested by x-mock-status", scenario.retry_after, close);
+        return send_error(
+            stream,
+            bufs,
+            family,
+            status,
+            "Mock error requested by x-mock-status",
+            scenario.retry_after,
+            close,
+        );
     }
-    if let Some(path) = &scenario.body_file {
+    if let Some(path) = scenario.body_file {
         return replay(stream, bufs, &scenario, path, family, close);
     }
     let fields: Fields = if req.body.iter().all(u8::is_ascii_whitespace) {
@@ -377,7 +457,11 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
             bedrock_model = percent_decode(model);
             (&*bedrock_model, stream, true)
         }
-        _ => (fields.model.as_deref().unwrap_or("mock-model"), fields.stream.unwrap_or(false), false),
+        _ => (
+            fields.model.as_deref().unwrap_or("mock-model"),
+            fields.stream.unwrap_or(false),
+            false,
+        ),
     };
     let ctx = Ctx {
         model,
@@ -385,21 +469,35 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
         created: content::unix_now(),
         scenario: &scenario,
         plan: Plan::of(&scenario),
-        include_usage: fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        include_usage: fields
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
         bedrock,
     };
-    let framing = if bedrock { Framing::EventStream } else { Framing::Sse };
+    let framing = if bedrock {
+        Framing::EventStream
+    } else {
+        Framing::Sse
+    };
     match route {
         Route::Chat | Route::Responses | Route::Messages | Route::Bedrock { .. } if streaming => {
-            let result = Emitter::start(stream, bufs, framing, scenario.stamp, scenario.delay_ms, scenario.reset_after)
-                .and_then(|mut em| {
-                    match route {
-                        Route::Chat => openai::chat_stream(&mut em, &ctx)?,
-                        Route::Responses => openai::responses_stream(&mut em, &ctx)?,
-                        _ => anthropic::stream(&mut em, &ctx)?,
-                    }
-                    em.finish()
-                });
+            let result = Emitter::start(
+                stream,
+                bufs,
+                framing,
+                scenario.stamp,
+                scenario.delay_ms,
+                scenario.reset_after,
+            )
+            .and_then(|mut em| {
+                match route {
+                    Route::Chat => openai::chat_stream(&mut em, &ctx)?,
+                    Route::Responses => openai::responses_stream(&mut em, &ctx)?,
+                    _ => anthropic::stream(&mut em, &ctx)?,
+                }
+                em.finish()
+            });
             finish(result, close)
         }
         Route::Chat | Route::Responses | Route::Messages | Route::Bedrock { .. } => {
@@ -437,7 +535,11 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
             send_body(stream, bufs, &scenario, close)
         }
         Route::Unknown => {
-            let msg = format!("mock upstream has no route for {} {}", req.method(), req.path());
+            let msg = format!(
+                "mock upstream has no route for {} {}",
+                req.method(),
+                req.path()
+            );
             send_error(stream, bufs, family, 404, &msg, None, close)
         }
     }
@@ -452,7 +554,13 @@ fn finish(result: Result<(), EmitError>, close: bool) -> Next {
     }
 }
 
-fn send_json(mut stream: &TcpStream, bufs: &mut Buffers, status: u16, body: &[u8], close: bool) -> Next {
+fn send_json(
+    mut stream: &TcpStream,
+    bufs: &mut Buffers,
+    status: u16,
+    body: &[u8],
+    close: bool,
+) -> Next {
     http::full_response(&mut bufs.out, status, "application/json", &[], body, close);
     match stream.write_all(&bufs.out) {
         Ok(()) if !close => Next::KeepAlive,
@@ -462,12 +570,28 @@ fn send_json(mut stream: &TcpStream, bufs: &mut Buffers, status: u16, body: &[u8
 
 /// Sends the JSON in `bufs.json`, applying `truncated` (half the body, honestly framed) and `reset-after`
 /// (0: reset before answering; N > 0: reset after half the response).
-fn send_body(mut stream: &TcpStream, bufs: &mut Buffers, scenario: &Scenario, close: bool) -> Next {
+fn send_body(
+    mut stream: &TcpStream,
+    bufs: &mut Buffers,
+    scenario: &Scenario<'_>,
+    close: bool,
+) -> Next {
     if scenario.reset_after == Some(0) {
         return Next::Reset;
     }
-    let body_len = if scenario.kind == Kind::Truncated { bufs.json.len() / 2 } else { bufs.json.len() };
-    http::full_response(&mut bufs.out, 200, "application/json", &[], &bufs.json[..body_len], close);
+    let body_len = if scenario.kind == Kind::Truncated {
+        bufs.json.len() / 2
+    } else {
+        bufs.json.len()
+    };
+    http::full_response(
+        &mut bufs.out,
+        200,
+        "application/json",
+        &[],
+        &bufs.json[..body_len],
+        close,
+    );
     if scenario.reset_after.is_some() {
         let half = bufs.out.len() / 2;
         let _ = stream.write_all(&bufs.out[..half]);
@@ -480,26 +604,56 @@ fn send_body(mut stream: &TcpStream, bufs: &mut Buffers, scenario: &Scenario, cl
 }
 
 /// Answers a fixture file verbatim: `.sse` as a chunked event stream (one chunk per event), else whole.
-fn replay(stream: &TcpStream, bufs: &mut Buffers, scenario: &Scenario, path: &str, family: Family, close: bool) -> Next {
-    let too_big = std::fs::metadata(path).map(|m| m.len() > MAX_BODY_FILE_BYTES).unwrap_or(false);
+fn replay(
+    stream: &TcpStream,
+    bufs: &mut Buffers,
+    scenario: &Scenario,
+    path: &str,
+    family: Family,
+    close: bool,
+) -> Next {
+    let too_big = std::fs::metadata(path)
+        .map(|m| m.len() > MAX_BODY_FILE_BYTES)
+        .unwrap_or(false);
     let bytes = match std::fs::read(path) {
         Ok(b) if !too_big => b,
-        _ => return send_error(stream, bufs, family, 500, "mock cannot read x-mock-body-file", None, close),
+        _ => {
+            return send_error(
+                stream,
+                bufs,
+                family,
+                500,
+                "mock cannot read x-mock-body-file",
+                None,
+                close,
+            )
+        }
     };
     if path.ends_with(".sse") {
-        let result = Emitter::start(stream, bufs, Framing::Sse, false, scenario.delay_ms, scenario.reset_after)
-            .and_then(|mut em| {
-                let mut rest = &bytes[..];
-                while !rest.is_empty() {
-                    let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
-                    em.raw_chunk(&rest[..end])?;
-                    rest = &rest[end..];
-                }
-                em.finish()
-            });
+        let result = Emitter::start(
+            stream,
+            bufs,
+            Framing::Sse,
+            false,
+            scenario.delay_ms,
+            scenario.reset_after,
+        )
+        .and_then(|mut em| {
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+                em.raw_chunk(&rest[..end])?;
+                rest = &rest[end..];
+            }
+            em.finish()
+        });
         return finish(result, close);
     }
-    let content_type = if path.ends_with(".json") { "application/json" } else { "application/octet-stream" };
+    let content_type = if path.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
     http::full_response(&mut bufs.out, 200, content_type, &[], &bytes, close);
     let mut w = stream;
     match w.write_all(&bufs.out) {
@@ -514,7 +668,10 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("anthropic.claude-v1%3A0"), "anthropic.claude-v1:0");
+        assert_eq!(
+            percent_decode("anthropic.claude-v1%3A0"),
+            "anthropic.claude-v1:0"
+        );
         assert_eq!(percent_decode("plain"), "plain");
         assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
     }

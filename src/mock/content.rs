@@ -82,7 +82,13 @@ impl Plan {
             Kind::Thinking => usage.reasoning = 24,
             _ => {}
         }
-        Plan { text_deltas, thought_deltas, tools, cut, usage }
+        Plan {
+            text_deltas,
+            thought_deltas,
+            tools,
+            cut,
+            usage,
+        }
     }
 }
 

@@ -21,6 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+/// Stack of a connection thread: the handlers keep their buffers on the heap, and load tests open
+/// thousands of connections, so the 2 MiB default would only waste address space.
+const CONN_STACK_BYTES: usize = 256 * 1024;
+
 /// One request the mock received, kept so tests can assert what the gateway sent upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenRequest {
@@ -38,7 +42,10 @@ pub struct SeenRequest {
 impl SeenRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -68,7 +75,10 @@ pub struct MockOptions {
 
 impl Default for MockOptions {
     fn default() -> Self {
-        MockOptions { record: true, aws: None }
+        MockOptions {
+            record: true,
+            aws: None,
+        }
     }
 }
 
@@ -106,7 +116,7 @@ pub(crate) struct Ctx<'a> {
     pub model: &'a str,
     pub id: u64,
     pub created: u64,
-    pub scenario: &'a scenario::Scenario,
+    pub scenario: &'a scenario::Scenario<'a>,
     pub plan: content::Plan,
     pub include_usage: bool,
     pub bedrock: bool,
@@ -137,7 +147,13 @@ impl MockUpstream {
             secret: secret.to_string(),
             region: region.to_string(),
         };
-        Self::start_with("127.0.0.1:0", MockOptions { record: true, aws: Some(aws) })
+        Self::start_with(
+            "127.0.0.1:0",
+            MockOptions {
+                record: true,
+                aws: Some(aws),
+            },
+        )
     }
 
     /// Starts a mock on `addr` with explicit options.
@@ -155,7 +171,11 @@ impl MockUpstream {
         let accept = std::thread::Builder::new()
             .name("mock-accept".into())
             .spawn(move || accept_loop(listener, accept_shared))?;
-        Ok(MockUpstream { addr, shared, accept: Some(accept) })
+        Ok(MockUpstream {
+            addr,
+            shared,
+            accept: Some(accept),
+        })
     }
 
     /// The bound address.
@@ -220,6 +240,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let id = conn_id;
         let spawned = std::thread::Builder::new()
             .name("mock-conn".into())
+            .stack_size(CONN_STACK_BYTES)
             .spawn(move || conn::serve(stream, id, conn_shared));
         if spawned.is_err() {
             shared.forget(id);

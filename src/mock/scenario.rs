@@ -1,4 +1,19 @@
-//! Reads the `x-mock-*` request headers into a `Scenario`: what the mock should answer. Pure: no I/O.
+//! Reads the `x-mock-*` request headers into a `Scenario`: what the mock should answer. Pure: no I/O,
+//! no allocation on the success path (values borrow from the request).
+//!
+//! | header | meaning |
+//! |---|---|
+//! | `x-mock-scenario` | `text` (default), `tools`, `thinking`, `cached`, `error-midstream`, `truncated` |
+//! | `x-mock-status: N` | answer status N with the provider's error JSON |
+//! | `x-mock-retry-after: N` | add `Retry-After: N` to that error |
+//! | `x-mock-status-for-key: k=N,…` | status by the credential received (Bearer or x-api-key) |
+//! | `x-mock-reset-after: N` | write N events then reset the TCP connection (JSON: 0 = before, else mid-body) |
+//! | `x-mock-delay-ms: N` | pace events N ms apart (JSON and errors: wait N ms first) |
+//! | `x-mock-events: N` | number of text delta events (default 5) |
+//! | `x-mock-garbage: 1` | answer bytes that are not HTTP, then close |
+//! | `x-mock-body-file: PATH` | replay a file verbatim (`.sse` streamed one chunk per event, `.json`) |
+//! | `x-mock-stamp: 1` | add `"x_mock_sent_ns"` (CLOCK_MONOTONIC at write) to every event's JSON |
+//! | `x-mock-exception: T` | Bedrock `:exception-type` for `error-midstream` (default `throttlingException`) |
 
 /// Most text delta events one response may carry: enough for load tests, bounded so a typo can't hang a run.
 pub const MAX_EVENTS: u32 = 1_000_000;
@@ -33,9 +48,9 @@ pub enum ScenarioError {
     BadValue(&'static str),
 }
 
-/// Everything the request headers ask of the mock.
+/// Everything the request headers ask of the mock; borrows the header values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scenario {
+pub struct Scenario<'a> {
     pub kind: Kind,
     pub status: Option<u16>,
     pub retry_after: Option<u64>,
@@ -43,13 +58,13 @@ pub struct Scenario {
     pub delay_ms: u64,
     pub events: u32,
     pub garbage: bool,
-    pub body_file: Option<String>,
+    pub body_file: Option<&'a str>,
     pub stamp: bool,
     /// Bedrock `:exception-type` to send mid-stream (with `error-midstream`).
-    pub exception: String,
+    pub exception: &'a str,
 }
 
-impl Default for Scenario {
+impl Default for Scenario<'_> {
     fn default() -> Self {
         Scenario {
             kind: Kind::Text,
@@ -61,13 +76,17 @@ impl Default for Scenario {
             garbage: false,
             body_file: None,
             stamp: false,
-            exception: "throttlingException".to_string(),
+            exception: "throttlingException",
         }
     }
 }
 
 fn num<T: std::str::FromStr>(v: &str, name: &'static str) -> Result<T, ScenarioError> {
     v.trim().parse().map_err(|_| ScenarioError::BadValue(name))
+}
+
+fn flag(v: &str) -> bool {
+    v == "1" || v.eq_ignore_ascii_case("true")
 }
 
 fn status_code(v: &str, name: &'static str) -> Result<u16, ScenarioError> {
@@ -79,50 +98,54 @@ fn status_code(v: &str, name: &'static str) -> Result<u16, ScenarioError> {
     }
 }
 
-impl Scenario {
+impl<'a> Scenario<'a> {
     /// Builds the scenario from request headers; `credential` is the Bearer token or x-api-key received.
-    pub fn from_headers<'a>(
+    pub fn from_headers(
         headers: impl Iterator<Item = (&'a str, &'a str)>,
         credential: Option<&str>,
-    ) -> Result<Scenario, ScenarioError> {
+    ) -> Result<Scenario<'a>, ScenarioError> {
         let mut s = Scenario::default();
         let mut by_key = None;
         for (name, value) in headers {
-            let Some(rest) = name.get(..7).filter(|p| p.eq_ignore_ascii_case("x-mock-")) else {
+            let Some(key) = name
+                .get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("x-mock-"))
+                .and_then(|_| name.get(7..))
+            else {
                 continue;
             };
-            let _ = rest;
-            let key = name[7..].to_ascii_lowercase();
             let value = value.trim();
-            match key.as_str() {
-                "scenario" => {
-                    s.kind = match value {
-                        "text" => Kind::Text,
-                        "tools" => Kind::Tools,
-                        "thinking" => Kind::Thinking,
-                        "cached" => Kind::Cached,
-                        "error-midstream" => Kind::ErrorMidstream,
-                        "truncated" => Kind::Truncated,
-                        other => return Err(ScenarioError::UnknownScenario(other.to_string())),
-                    }
-                }
-                "status" => s.status = Some(status_code(value, "x-mock-status")?),
-                "status-for-key" => by_key = Some(value),
-                "retry-after" => s.retry_after = Some(num(value, "x-mock-retry-after")?),
-                "reset-after" => s.reset_after = Some(num(value, "x-mock-reset-after")?),
-                "delay-ms" => {
-                    let d: u64 = num(value, "x-mock-delay-ms")?;
-                    s.delay_ms = d.min(MAX_DELAY_MS);
-                }
-                "events" => {
-                    let n: u32 = num(value, "x-mock-events")?;
-                    s.events = n.min(MAX_EVENTS);
-                }
-                "garbage" => s.garbage = value == "1" || value.eq_ignore_ascii_case("true"),
-                "stamp" => s.stamp = value == "1" || value.eq_ignore_ascii_case("true"),
-                "body-file" => s.body_file = Some(value.to_string()),
-                "exception" => s.exception = value.to_string(),
-                _ => {}
+            let is = |k: &str| key.eq_ignore_ascii_case(k);
+            if is("scenario") {
+                s.kind = match value {
+                    "text" => Kind::Text,
+                    "tools" => Kind::Tools,
+                    "thinking" => Kind::Thinking,
+                    "cached" => Kind::Cached,
+                    "error-midstream" => Kind::ErrorMidstream,
+                    "truncated" => Kind::Truncated,
+                    other => return Err(ScenarioError::UnknownScenario(other.to_string())),
+                };
+            } else if is("status") {
+                s.status = Some(status_code(value, "x-mock-status")?);
+            } else if is("status-for-key") {
+                by_key = Some(value);
+            } else if is("retry-after") {
+                s.retry_after = Some(num(value, "x-mock-retry-after")?);
+            } else if is("reset-after") {
+                s.reset_after = Some(num(value, "x-mock-reset-after")?);
+            } else if is("delay-ms") {
+                s.delay_ms = num::<u64>(value, "x-mock-delay-ms")?.min(MAX_DELAY_MS);
+            } else if is("events") {
+                s.events = num::<u32>(value, "x-mock-events")?.min(MAX_EVENTS);
+            } else if is("garbage") {
+                s.garbage = flag(value);
+            } else if is("stamp") {
+                s.stamp = flag(value);
+            } else if is("body-file") {
+                s.body_file = Some(value);
+            } else if is("exception") {
+                s.exception = value;
             }
         }
         if let Some(list) = by_key {
@@ -144,7 +167,10 @@ impl Scenario {
 mod tests {
     use super::*;
 
-    fn parse(h: &[(&'static str, &'static str)], cred: Option<&str>) -> Result<Scenario, ScenarioError> {
+    fn parse(
+        h: &[(&'static str, &'static str)],
+        cred: Option<&str>,
+    ) -> Result<Scenario<'static>, ScenarioError> {
         Scenario::from_headers(h.iter().copied(), cred)
     }
 
@@ -152,11 +178,19 @@ mod tests {
     fn defaults_and_overrides() {
         assert_eq!(parse(&[], None).unwrap(), Scenario::default());
         let s = parse(
-            &[("X-Mock-Scenario", "tools"), ("x-mock-events", "7"), ("x-mock-status", "429"), ("x-mock-retry-after", "3")],
+            &[
+                ("X-Mock-Scenario", "tools"),
+                ("x-mock-events", "7"),
+                ("x-mock-status", "429"),
+                ("x-mock-retry-after", "3"),
+            ],
             None,
         )
         .unwrap();
-        assert_eq!((s.kind, s.events, s.status, s.retry_after), (Kind::Tools, 7, Some(429), Some(3)));
+        assert_eq!(
+            (s.kind, s.events, s.status, s.retry_after),
+            (Kind::Tools, 7, Some(429), Some(3))
+        );
     }
 
     #[test]
@@ -168,9 +202,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_errors() {
-        assert!(matches!(parse(&[("x-mock-scenario", "nope")], None), Err(ScenarioError::UnknownScenario(_))));
+        assert!(matches!(
+            parse(&[("x-mock-scenario", "nope")], None),
+            Err(ScenarioError::UnknownScenario(_))
+        ));
         assert!(parse(&[("x-mock-status", "abc")], None).is_err());
         assert!(parse(&[("x-mock-status", "42")], None).is_err());
-        assert_eq!(parse(&[("x-mock-events", "999999999")], None).unwrap().events, MAX_EVENTS);
+        assert_eq!(
+            parse(&[("x-mock-events", "999999999")], None)
+                .unwrap()
+                .events,
+            MAX_EVENTS
+        );
     }
 }
