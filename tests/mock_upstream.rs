@@ -959,3 +959,109 @@ fn sigv4_accepts_correct_and_rejects_tampered_requests() {
     let verdicts: Vec<Option<bool>> = mock.requests().iter().map(|r| r.sigv4_valid).collect();
     assert_eq!(verdicts, [Some(true), Some(false), Some(false)]);
 }
+
+// ------------------------------------------------------------------ more HTTP behaviour
+
+#[test]
+fn json_truncated_and_reset_variants() {
+    let mock = MockUpstream::start().unwrap();
+    let r = post(
+        &mock,
+        "/v1/messages",
+        &[("x-mock-scenario", "truncated")],
+        r#"{"model":"c"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        serde_json::from_slice::<Value>(&r.body).is_err(),
+        "half a JSON body"
+    );
+
+    let mut c = Client::connect(&mock);
+    c.send(&raw_request(
+        "POST",
+        CHAT,
+        &[("x-mock-reset-after", "0")],
+        "{}",
+    ));
+    let err = c.read_response().err().expect("reset before any byte");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert!(c.buf.is_empty());
+
+    let mut c = Client::connect(&mock);
+    c.send(&raw_request(
+        "POST",
+        CHAT,
+        &[("x-mock-reset-after", "1")],
+        "{}",
+    ));
+    let err = c.read_response().err().expect("reset mid-body");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}
+
+#[test]
+fn expect_100_continue_is_answered() {
+    let mock = MockUpstream::start().unwrap();
+    let mut c = Client::connect(&mock);
+    let body = r#"{"model":"gpt-continue"}"#;
+    c.send(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: m\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    assert_eq!(c.line().unwrap(), "HTTP/1.1 100 Continue");
+    assert_eq!(c.line().unwrap(), "");
+    c.send(body.as_bytes());
+    assert_eq!(c.read_response().unwrap().json()["model"], "gpt-continue");
+}
+
+#[test]
+fn binary_prints_port_and_serves_control_routes() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mock-upstream"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("port line")
+        .to_string();
+    let run = || -> Result<(), String> {
+        let stream = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let mut c = Client {
+            stream,
+            buf: Vec::new(),
+        };
+        let r = c.request(
+            "POST",
+            "/v1/messages",
+            &[("x-api-key", "k")],
+            r#"{"model":"bin"}"#,
+        );
+        if r.json()["model"] != "bin" {
+            return Err("wrong body".into());
+        }
+        let seen = c.request("GET", "/__mock/requests", &[], "").json();
+        if seen[0]["path"] != "/v1/messages"
+            || seen[0]["headers"].as_array().map(Vec::len).unwrap_or(0) < 3
+        {
+            return Err(format!("unexpected dump {seen}"));
+        }
+        c.request("POST", "/__mock/reset", &[], "");
+        let seen = c.request("GET", "/__mock/requests", &[], "").json();
+        if seen.as_array().map(Vec::len) != Some(0) {
+            return Err("reset did not clear".into());
+        }
+        Ok(())
+    };
+    let result = run();
+    let _ = child.kill();
+    let _ = child.wait();
+    result.unwrap();
+}
