@@ -896,14 +896,14 @@ fn bedrock_exception_frame_and_status() {
     assert!(r.json()["message"].is_string());
 }
 
-fn signed_request(port: u16, path: &str, body: &str, secret: &str) -> Vec<u8> {
+fn signed_request(port: u16, path: &str, body: &str, secret: &str, service: &str) -> Vec<u8> {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     let identity =
         aws_credential_types::Credentials::new("AKIDMOCK", secret, None, None, "test").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
-        .name("bedrock")
+        .name(service)
         .time(std::time::SystemTime::now())
         .settings(SigningSettings::default())
         .build()
@@ -938,11 +938,17 @@ fn sigv4_accepts_correct_and_rejects_tampered_requests() {
     let port = mock.addr().port();
     let path = "/model/anthropic.claude-v1%3A0/invoke";
     let mut c = Client::connect(&mock);
-    c.send(&signed_request(port, path, BEDROCK_BODY, "mock-secret"));
+    c.send(&signed_request(
+        port,
+        path,
+        BEDROCK_BODY,
+        "mock-secret",
+        "bedrock",
+    ));
     let ok = c.read_response().unwrap();
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
 
-    let mut tampered = signed_request(port, path, BEDROCK_BODY, "mock-secret");
+    let mut tampered = signed_request(port, path, BEDROCK_BODY, "mock-secret", "bedrock");
     let n = tampered.len();
     tampered[n - 3] = b'9'; // alter one body byte after signing
     c.send(&tampered);
@@ -953,11 +959,32 @@ fn sigv4_accepts_correct_and_rejects_tampered_requests() {
         .unwrap()
         .starts_with("The request signature we calculated does not match"));
 
-    c.send(&signed_request(port, path, BEDROCK_BODY, "wrong-secret"));
+    c.send(&signed_request(
+        port,
+        path,
+        BEDROCK_BODY,
+        "wrong-secret",
+        "bedrock",
+    ));
     assert_eq!(c.read_response().unwrap().status, 403);
+    c.send(&signed_request(
+        port,
+        path,
+        BEDROCK_BODY,
+        "mock-secret",
+        "bedrock-runtime",
+    ));
+    assert_eq!(
+        c.read_response().unwrap().status,
+        403,
+        "signed for the wrong service"
+    );
 
     let verdicts: Vec<Option<bool>> = mock.requests().iter().map(|r| r.sigv4_valid).collect();
-    assert_eq!(verdicts, [Some(true), Some(false), Some(false)]);
+    assert_eq!(
+        verdicts,
+        [Some(true), Some(false), Some(false), Some(false)]
+    );
 }
 
 // ------------------------------------------------------------------ more HTTP behaviour

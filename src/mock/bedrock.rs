@@ -12,6 +12,9 @@ const HEADER_TYPE_STRING: u8 = 7;
 /// Largest frame the decoder accepts; the AWS event-stream spec caps messages at 16 MiB.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// The SigV4 service name of the Bedrock runtime API.
+pub const SIGNING_SERVICE: &str = "bedrock";
+
 /// AWS credentials the mock checks SigV4 signatures against.
 #[derive(Clone)]
 pub struct AwsCredentials {
@@ -234,7 +237,11 @@ pub fn verify_sigv4(
     let Some(auth) = find("authorization").and_then(parse_authorization) else {
         return false;
     };
-    if auth.access_key != creds.access_key || auth.region != creds.region {
+    // Bedrock runtime requests are signed for service `bedrock` (not `bedrock-runtime`).
+    if auth.access_key != creds.access_key
+        || auth.region != creds.region
+        || auth.service != SIGNING_SERVICE
+    {
         return false;
     }
     let Some(time) = find("x-amz-date").and_then(parse_amz_date) else {

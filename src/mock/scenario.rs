@@ -166,6 +166,14 @@ impl<'a> Scenario<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_headers_never_panic(name in "x-mock-[a-z-]{0,16}|X-MOCK-.{0,8}|.{0,10}", value in ".{0,40}", cred in ".{0,8}") {
+            let _ = Scenario::from_headers([(name.as_str(), value.as_str())].into_iter(), Some(&cred));
+        }
+    }
 
     fn parse(
         h: &[(&'static str, &'static str)],
