@@ -841,7 +841,9 @@ const BEDROCK_BODY: &str =
 fn bedrock_invoke_and_stream_frames() {
     let mock = MockUpstream::start().unwrap();
     let model = "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0";
-    let v = post(&mock, &format!("{model}/invoke"), &[], BEDROCK_BODY).json();
+    let r = post(&mock, &format!("{model}/invoke"), &[], BEDROCK_BODY);
+    assert_eq!(r.header("x-amzn-bedrock-input-token-count"), Some("12"));
+    let v = r.json();
     assert_eq!(v["type"], "message");
     assert_eq!(
         v["model"],

@@ -518,12 +518,29 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
                 Route::Responses => openai::responses_json(&mut bufs.json, &ctx),
                 _ => anthropic::message_json(&mut bufs.json, &ctx),
             }
-            send_body(stream, bufs, &scenario, close)
+            // Bedrock InvokeModel reports token counts in response headers too.
+            let counts = bedrock.then(|| {
+                let u = ctx.plan.usage;
+                (u.input.to_string(), u.output.to_string())
+            });
+            let bedrock_headers;
+            let extra: &[(&str, &str)] = match &counts {
+                Some((input, output)) => {
+                    bedrock_headers = [
+                        ("X-Amzn-Bedrock-Input-Token-Count", input.as_str()),
+                        ("X-Amzn-Bedrock-Output-Token-Count", output.as_str()),
+                        ("X-Amzn-Bedrock-Invocation-Latency", "12"),
+                    ];
+                    &bedrock_headers
+                }
+                None => &[],
+            };
+            send_body(stream, bufs, &scenario, extra, close)
         }
         Route::CountTokens => {
             bufs.json.clear();
             anthropic::count_tokens_json(&mut bufs.json);
-            send_body(stream, bufs, &scenario, close)
+            send_body(stream, bufs, &scenario, &[], close)
         }
         Route::Models(f) => {
             bufs.json.clear();
@@ -532,7 +549,7 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
             } else {
                 openai::models_json(&mut bufs.json);
             }
-            send_body(stream, bufs, &scenario, close)
+            send_body(stream, bufs, &scenario, &[], close)
         }
         Route::Unknown => {
             let msg = format!(
@@ -574,6 +591,7 @@ fn send_body(
     mut stream: &TcpStream,
     bufs: &mut Buffers,
     scenario: &Scenario<'_>,
+    extra: &[(&str, &str)],
     close: bool,
 ) -> Next {
     if scenario.reset_after == Some(0) {
@@ -588,7 +606,7 @@ fn send_body(
         &mut bufs.out,
         200,
         "application/json",
-        &[],
+        extra,
         &bufs.json[..body_len],
         close,
     );

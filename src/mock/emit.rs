@@ -73,7 +73,12 @@ impl<'a> Emitter<'a> {
             Framing::Sse => "text/event-stream",
             Framing::EventStream => "application/vnd.amazon.eventstream",
         };
-        http::stream_head(&mut bufs.out, content_type, &[]);
+        // Bedrock names the payload type of the stream's chunks in its own header.
+        let extra: &[(&str, &str)] = match framing {
+            Framing::Sse => &[],
+            Framing::EventStream => &[("X-Amzn-Bedrock-Content-Type", "application/json")],
+        };
+        http::stream_head(&mut bufs.out, content_type, extra);
         let mut w = stream;
         w.write_all(&bufs.out)?;
         Ok(Emitter {
