@@ -18,8 +18,11 @@ pub const SIGNING_SERVICE: &str = "bedrock";
 /// AWS credentials the mock checks SigV4 signatures against.
 #[derive(Clone)]
 pub struct AwsCredentials {
+    /// The access key id expected in the credential scope.
     pub access_key: String,
+    /// The secret the signature is recomputed with.
     pub secret: String,
+    /// The region expected in the credential scope.
     pub region: String,
 }
 
@@ -33,11 +36,15 @@ impl std::fmt::Debug for AwsCredentials {
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    // The wire format caps names at u8 and string values at u16 lengths; longer input (only possible
+    // from a test's own x-mock-exception header) is cut rather than mis-framed.
+    let name = &name.as_bytes()[..name.len().min(u8::MAX as usize)];
+    let value = &value.as_bytes()[..value.len().min(u16::MAX as usize)];
     out.push(name.len() as u8);
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(name);
     out.push(HEADER_TYPE_STRING);
     out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
 }
 
 /// Appends one event-stream message with string `headers` and `payload` to `out`.
@@ -104,7 +111,9 @@ pub fn encode_exception(out: &mut Vec<u8>, exception_type: &str, message: &str) 
 /// A decoded event-stream message (used by tests and by anyone checking the mock's output).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// String headers in wire order (`:event-type`, `:content-type`, `:message-type`, ...).
     pub headers: Vec<(String, String)>,
+    /// The payload bytes between the headers and the message CRC.
     pub payload: Vec<u8>,
 }
 

@@ -28,6 +28,7 @@ const CONN_STACK_BYTES: usize = 256 * 1024;
 /// One request the mock received, kept so tests can assert what the gateway sent upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenRequest {
+    /// The request method as received.
     pub method: String,
     /// The request target as received (path and query).
     pub path: String,

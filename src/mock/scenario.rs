@@ -51,14 +51,23 @@ pub enum ScenarioError {
 /// Everything the request headers ask of the mock; borrows the header values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scenario<'a> {
+    /// `x-mock-scenario`.
     pub kind: Kind,
+    /// `x-mock-status`, or the matching `x-mock-status-for-key` entry.
     pub status: Option<u16>,
+    /// `x-mock-retry-after` seconds.
     pub retry_after: Option<u64>,
+    /// `x-mock-reset-after` events.
     pub reset_after: Option<u32>,
+    /// `x-mock-delay-ms`, capped at MAX_DELAY_MS.
     pub delay_ms: u64,
+    /// `x-mock-events`, capped at MAX_EVENTS.
     pub events: u32,
+    /// `x-mock-garbage`.
     pub garbage: bool,
+    /// `x-mock-body-file`.
     pub body_file: Option<&'a str>,
+    /// `x-mock-stamp`.
     pub stamp: bool,
     /// Bedrock `:exception-type` to send mid-stream (with `error-midstream`).
     pub exception: &'a str,
