@@ -10,6 +10,7 @@ mod content;
 mod emit;
 mod http;
 mod openai;
+mod route;
 pub mod scenario;
 
 pub use bedrock::{decode_frame, AwsCredentials, Frame, FrameError};
