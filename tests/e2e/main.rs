@@ -5,5 +5,6 @@ mod support;
 
 mod auth;
 mod limits;
+mod providers;
 mod relay;
 mod shutdown;
