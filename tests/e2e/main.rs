@@ -6,5 +6,6 @@ mod support;
 mod auth;
 mod limits;
 mod providers;
+mod records;
 mod relay;
 mod shutdown;
