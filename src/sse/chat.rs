@@ -118,7 +118,12 @@ impl ChatState {
                 continue;
             };
             for (tpos, d) in deltas.iter().enumerate() {
-                on_tool_delta(&mut self.calls, ci, u64_at(d, "index").unwrap_or(tpos as u64), d);
+                on_tool_delta(
+                    &mut self.calls,
+                    ci,
+                    u64_at(d, "index").unwrap_or(tpos as u64),
+                    d,
+                );
             }
         }
     }
@@ -130,9 +135,8 @@ fn on_tool_delta(calls: &mut Vec<PendingCall>, choice: u64, index: u64, d: &Borr
     let f = d.get("function");
     let name = f.and_then(|f| str_at(f, "name")).filter(|s| !s.is_empty());
     let args = f.and_then(|f| str_at(f, "arguments")).unwrap_or("");
-    let existing = <[PendingCall]>::iter(calls).rposition(|p| {
-        p.choice == choice && p.index == index
-    });
+    let existing =
+        <[PendingCall]>::iter(calls).rposition(|p| p.choice == choice && p.index == index);
     // A delta with a new id at a used index is a new call (some compatible servers reuse index 0).
     let slot = match existing {
         Some(i)
