@@ -8,6 +8,9 @@ pub mod messages;
 pub mod responses;
 pub mod scanner;
 
+#[cfg(test)]
+mod fixture_tests;
+
 pub use scanner::{SseEvent, SseScanner, MAX_EVENT_BYTES};
 
 use crate::records::{Api, Observation};

@@ -35,6 +35,9 @@ struct ResponsesState {
     obs: Observation,
     /// Output items came as `response.output_item.done`: the final response's `output` repeats them.
     items_seen: bool,
+    /// Tool calls by output item id, in stream order; filled from `output_item.added` and argument deltas
+    /// so a stream cut short still records what was seen, then replaced by the finished item.
+    tools: Tools,
     scratch: Vec<u8>,
 }
 
@@ -47,6 +50,9 @@ fn wanted(name: &[u8]) -> bool {
             | b"response.completed"
             | b"response.incomplete"
             | b"response.failed"
+            | b"response.output_item.added"
+            | b"response.function_call_arguments.delta"
+            | b"response.custom_tool_call_input.delta"
             | b"error"
     )
 }
@@ -70,7 +76,9 @@ impl ResponsesObserver {
 
     /// What was seen, complete or not.
     pub fn finish(self) -> Observation {
-        self.state.obs
+        let mut obs = self.state.obs;
+        obs.tools = self.state.tools.into_calls();
+        obs
     }
 }
 
@@ -93,15 +101,25 @@ impl ResponsesState {
                     take_ids(&mut self.obs, r);
                 }
             }
+            "response.output_item.added" => {
+                if let Some(item) = v.get("item") {
+                    self.tools.upsert(item);
+                }
+            }
+            "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
+                if let (Some(id), Some(delta)) = (str_at(&v, "item_id"), str_at(&v, "delta")) {
+                    self.tools.append(id, delta);
+                }
+            }
             "response.output_item.done" => {
                 self.items_seen = true;
                 if let Some(item) = v.get("item") {
-                    take_item(&mut self.obs, item);
+                    take_item(&mut self.obs, &mut self.tools, item);
                 }
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
                 if let Some(r) = v.get("response") {
-                    take_response(&mut self.obs, r, !self.items_seen);
+                    take_response(&mut self.obs, &mut self.tools, r, !self.items_seen);
                 }
                 self.obs.complete = true;
             }
@@ -121,7 +139,12 @@ fn take_ids(obs: &mut Observation, r: &BorrowedValue<'_>) {
 }
 
 /// A final response object: ids, usage, a failure's error, and (when no item events were seen) items.
-fn take_response(obs: &mut Observation, r: &BorrowedValue<'_>, with_items: bool) {
+fn take_response(
+    obs: &mut Observation,
+    tools: &mut Tools,
+    r: &BorrowedValue<'_>,
+    with_items: bool,
+) {
     take_ids(obs, r);
     if let Some(u) = non_null(r, "usage") {
         obs.usage = Some(json::openai_usage(u, &RESPONSES_USAGE));
@@ -136,24 +159,15 @@ fn take_response(obs: &mut Observation, r: &BorrowedValue<'_>, with_items: bool)
             .into_iter()
             .flat_map(|a| a.iter())
         {
-            take_item(obs, item);
+            take_item(obs, tools, item);
         }
     }
 }
 
 /// One output item: tool calls and reasoning summaries are recorded, messages are not.
-fn take_item(obs: &mut Observation, item: &BorrowedValue<'_>) {
+fn take_item(obs: &mut Observation, tools: &mut Tools, item: &BorrowedValue<'_>) {
     match str_at(item, "type").unwrap_or("") {
-        "function_call" => obs.tools.push(ToolCall {
-            id: str_at(item, "call_id").unwrap_or("").to_owned(),
-            name: str_at(item, "name").unwrap_or("").to_owned(),
-            input: json::tool_input(str_at(item, "arguments").unwrap_or("").to_owned()),
-        }),
-        "custom_tool_call" => obs.tools.push(ToolCall {
-            id: str_at(item, "call_id").unwrap_or("").to_owned(),
-            name: str_at(item, "name").unwrap_or("").to_owned(),
-            input: str_at(item, "input").unwrap_or("").to_owned(),
-        }),
+        "function_call" | "custom_tool_call" => tools.upsert(item),
         "reasoning" => {
             let parts = item.get("summary").and_then(|s| s.as_array());
             for part in parts.into_iter().flat_map(|a| a.iter()) {
@@ -169,6 +183,72 @@ fn take_item(obs: &mut Observation, item: &BorrowedValue<'_>) {
     }
 }
 
+/// Tool calls keyed by output item id (`fc_…`, `ctc_…`), in the order they first appeared.
+#[derive(Debug, Default)]
+struct Tools(Vec<PendingTool>);
+
+#[derive(Debug)]
+struct PendingTool {
+    item_id: String,
+    /// A `custom_tool_call`, whose input is free text rather than JSON arguments.
+    custom: bool,
+    call: ToolCall,
+}
+
+impl Tools {
+    /// Records a `function_call` / `custom_tool_call` item, replacing an earlier state of the same item.
+    fn upsert(&mut self, item: &BorrowedValue<'_>) {
+        let custom = match str_at(item, "type") {
+            Some("function_call") => false,
+            Some("custom_tool_call") => true,
+            _ => return,
+        };
+        let call = ToolCall {
+            id: str_at(item, "call_id").unwrap_or("").to_owned(),
+            name: str_at(item, "name").unwrap_or("").to_owned(),
+            input: str_at(item, if custom { "input" } else { "arguments" })
+                .unwrap_or("")
+                .to_owned(),
+        };
+        let item_id = str_at(item, "id").unwrap_or("");
+        match self
+            .0
+            .iter_mut()
+            .find(|p| !item_id.is_empty() && p.item_id == item_id)
+        {
+            Some(p) => p.call = call,
+            None => self.0.push(PendingTool {
+                item_id: item_id.to_owned(),
+                custom,
+                call,
+            }),
+        }
+    }
+
+    /// Appends an argument (or custom input) delta to its item.
+    fn append(&mut self, item_id: &str, delta: &str) {
+        if let Some(p) = self.0.iter_mut().find(|p| p.item_id == item_id) {
+            p.call.input.push_str(delta);
+        }
+    }
+
+    fn into_calls(self) -> Vec<ToolCall> {
+        self.0
+            .into_iter()
+            .map(|p| {
+                if p.custom {
+                    p.call
+                } else {
+                    ToolCall {
+                        input: json::tool_input(p.call.input),
+                        ..p.call
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
 /// Observes a non-streaming response object body (or an error body).
 pub fn observe_json(body: &[u8]) -> Observation {
     let mut scratch = Vec::new();
@@ -177,7 +257,9 @@ pub fn observe_json(body: &[u8]) -> Observation {
         return obs;
     };
     if str_at(&v, "object") == Some("response") {
-        take_response(&mut obs, &v, true);
+        let mut tools = Tools::default();
+        take_response(&mut obs, &mut tools, &v, true);
+        obs.tools = tools.into_calls();
         obs.complete = true;
     } else if non_null(&v, "error").is_some() {
         obs.error = Some(String::from_utf8_lossy(body).into_owned());
