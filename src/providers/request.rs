@@ -170,8 +170,12 @@ struct Member {
     value: std::ops::Range<usize>,
 }
 
+/// Compares a member's key with `name`, decoding escapes (`"stream\u005foptions"` is the same key).
 fn key_is(body: &[u8], m: &Member, name: &[u8]) -> bool {
     let k = &body[m.key.clone()];
+    if memchr::memchr(b'\\', k).is_some() {
+        return serde_json::from_slice::<String>(k).is_ok_and(|s| s.as_bytes() == name);
+    }
     k.len() == name.len() + 2 && &k[1..k.len() - 1] == name
 }
 

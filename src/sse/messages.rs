@@ -149,10 +149,11 @@ impl MessagesState {
                 self.obs.complete = true;
                 return;
             }
-            b"content_block_delta" | b"" => {
-                if TEXT_DELTA.find(ev.data).is_some() || SIGNATURE_DELTA.find(ev.data).is_some() {
-                    return;
-                }
+            b"content_block_delta" | b""
+                if TEXT_DELTA.find(ev.data).is_some()
+                    || SIGNATURE_DELTA.find(ev.data).is_some() =>
+            {
+                return;
             }
             _ => {}
         }

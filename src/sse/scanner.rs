@@ -317,15 +317,10 @@ fn field<'a>(line: &'a [u8], pending: &mut Pending<'a>, scratch: &mut Vec<u8>) {
             }
         },
         b"event" => pending.event = value,
-        b"id" => {
-            if memchr::memchr(0, value).is_none() {
-                pending.id = Some(value);
-            }
-        }
-        b"retry" => {
-            if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                pending.retry = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
-            }
+        // WHATWG: an id containing NUL is ignored; retry only when all ASCII digits.
+        b"id" if memchr::memchr(0, value).is_none() => pending.id = Some(value),
+        b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+            pending.retry = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
         }
         _ => {}
     }
