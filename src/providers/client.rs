@@ -6,6 +6,7 @@
 pub struct ClientInfo {
     /// `claude-code`, `codex`, `copilot`, `cursor`, `zed`, `kilo`, `roo`, `cline`, `opencode` or `unknown`.
     pub name: &'static str,
+    /// The client's own session/conversation id header, when it sends one (trimmed, bounded).
     pub session_id: Option<String>,
 }
 

@@ -6,9 +6,16 @@ use simd_json::{BorrowedValue, StaticNode};
 
 use crate::records::Usage;
 
+/// Scratch capacity an observer keeps between events; typical events are well under it.
+const RETAINED_SCRATCH_BYTES: usize = 64 * 1024;
+
 /// Parses `data` into a DOM borrowing `scratch` (simd-json unescapes in place, so it works on a copy).
 /// Returns None for anything that is not JSON: an observer never fails on odd bytes.
 pub(crate) fn parse<'s>(scratch: &'s mut Vec<u8>, data: &[u8]) -> Option<BorrowedValue<'s>> {
+    if scratch.capacity() > RETAINED_SCRATCH_BYTES && data.len() <= RETAINED_SCRATCH_BYTES {
+        // A big final event (a whole `response.completed`) passed; do not pin its copy for the stream.
+        *scratch = Vec::new();
+    }
     scratch.clear();
     scratch.extend_from_slice(data);
     simd_json::to_borrowed_value(scratch.as_mut_slice()).ok()

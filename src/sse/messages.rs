@@ -176,7 +176,7 @@ impl MessagesState {
                     return;
                 };
                 match str_at(b, "type").unwrap_or("") {
-                    "tool_use" | "server_tool_use" => {
+                    "tool_use" | "server_tool_use" | "mcp_tool_use" => {
                         // The start carries `input: {}`; the real input arrives as input_json_delta.
                         let start_input = b
                             .get("input")
@@ -258,7 +258,7 @@ pub fn observe_json(body: &[u8]) -> Observation {
         .flat_map(|a| a.iter())
     {
         match str_at(b, "type").unwrap_or("") {
-            "tool_use" | "server_tool_use" => obs.tools.push(ToolCall {
+            "tool_use" | "server_tool_use" | "mcp_tool_use" => obs.tools.push(ToolCall {
                 id: str_at(b, "id").unwrap_or("").to_owned(),
                 name: str_at(b, "name").unwrap_or("").to_owned(),
                 input: b

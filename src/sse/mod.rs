@@ -73,3 +73,35 @@ pub fn observe_json(api: Api, body: &[u8]) -> Observation {
         Api::Messages => messages::observe_json(body),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const APIS: [Api; 3] = [Api::ChatCompletions, Api::Responses, Api::Messages];
+
+    proptest! {
+        /// Arbitrary bytes (and SSE-shaped garbage) never panic an observer, however they are chunked.
+        #[test]
+        fn observers_survive_garbage(
+            body in proptest::collection::vec(any::<u8>(), 0..400),
+            json_ish in "(event: [a-z_.]{0,20}\n)?data: \\{\"type\":\"[a-z_.]{0,24}\",\"[a-z_]{1,8}\":[\\[\\]{}\"a-z0-9:,]{0,40}\n\n",
+            size in 1usize..64,
+        ) {
+            for api in APIS {
+                let mut whole = StreamObserver::new(api);
+                whole.on_chunk(&body);
+                whole.on_chunk(json_ish.as_bytes());
+                let mut split = StreamObserver::new(api);
+                let joined: Vec<u8> = body.iter().chain(json_ish.as_bytes()).copied().collect();
+                for c in joined.chunks(size) {
+                    split.on_chunk(c);
+                }
+                prop_assert_eq!(split.finish(), whole.finish());
+                let _ = observe_json(api, &body);
+                let _ = observe_json(api, json_ish.as_bytes());
+            }
+        }
+    }
+}

@@ -13,8 +13,8 @@ use memchr::memchr2;
 /// upstream from growing a worker's memory without bound. A larger event is dropped and counted.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// Buffer capacity kept after a large straddling event was dispatched; above it the buffer is released
-/// so one big event does not pin memory for the rest of a long stream.
+/// Buffer capacity kept after a large straddling (or multi-line) event was dispatched; above it the
+/// buffer is released so one big event does not pin memory for the rest of a long stream.
 const RETAINED_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The UTF-8 byte order mark, which WHATWG says to strip once at the start of the stream.
@@ -165,6 +165,9 @@ impl SseScanner {
             self.buffer(&rest[consumed..]);
         }
         self.note_tail(chunk);
+        if self.scratch.capacity() > RETAINED_BUFFER_BYTES {
+            self.scratch = Vec::new();
+        }
     }
 
     /// Consumes a BOM split over the first chunks; returns the bytes left to scan, or None when the
