@@ -122,29 +122,18 @@ impl UpstreamUrl {
         }
         let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
             // [v6]:port
-            let end = stripped
-                .find(']')
-                .ok_or_else(|| format!("URL {s:?} has a bad IPv6 host"))?;
+            let end = stripped.find(']').ok_or_else(|| format!("URL {s:?} has a bad IPv6 host"))?;
             let host = &stripped[..end];
             let after = &stripped[end + 1..];
             let port = match after.strip_prefix(':') {
                 Some(p) => p.parse().map_err(|_| format!("URL {s:?} has a bad port"))?,
-                None if after.is_empty() => {
-                    if tls {
-                        443
-                    } else {
-                        80
-                    }
-                }
+                None if after.is_empty() => if tls { 443 } else { 80 },
                 None => return Err(format!("URL {s:?} has a bad host")),
             };
             (host.to_string(), port)
         } else {
             match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_string(),
-                    p.parse().map_err(|_| format!("URL {s:?} has a bad port"))?,
-                ),
+                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("URL {s:?} has a bad port"))?),
                 None => (authority.to_string(), if tls { 443 } else { 80 }),
             }
         };
@@ -153,27 +142,14 @@ impl UpstreamUrl {
         }
         let path = path.split(['?', '#']).next().unwrap_or("");
         let base_path = path.trim_end_matches('/').to_string();
-        Ok(UpstreamUrl {
-            tls,
-            host,
-            port,
-            base_path,
-        })
+        Ok(UpstreamUrl { tls, host, port, base_path })
     }
 
     /// The `Host` header value for this upstream.
     pub fn host_header(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == default { host } else { format!("{host}:{}", self.port) }
     }
 }
 
