@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(out) = with_include_usage(data) {
         let v: serde_json::Value = serde_json::from_slice(&out).expect("edit keeps JSON valid");
-        assert_eq!(v["stream_options"]["include_usage"], serde_json::Value::Bool(true));
+        assert_eq!(
+            v["stream_options"]["include_usage"],
+            serde_json::Value::Bool(true)
+        );
         assert!(with_include_usage(&out).is_none());
     }
 });

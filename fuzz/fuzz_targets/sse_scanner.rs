@@ -10,7 +10,14 @@ fn scan(chunks: &[&[u8]]) -> Vec<Owned> {
     let mut s = SseScanner::new();
     let mut out = Vec::new();
     for c in chunks {
-        s.feed(c, |e| out.push((e.event.to_vec(), e.data.to_vec(), e.id.map(<[u8]>::to_vec), e.retry)));
+        s.feed(c, |e| {
+            out.push((
+                e.event.to_vec(),
+                e.data.to_vec(),
+                e.id.map(<[u8]>::to_vec),
+                e.retry,
+            ))
+        });
     }
     out
 }
