@@ -52,7 +52,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         log_json: config.log_json.clone(),
         log_human: config.log_human.clone(),
         retention: config.retention,
-        channel_capacity: 65536,
+        retention_interval: sink::DEFAULT_RETENTION_INTERVAL,
+        channel_capacity: sink::DEFAULT_CHANNEL_CAPACITY,
     })?;
     let tokens = auth::load_token_cache(&config.database_path)?;
     auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), TOKEN_REFRESH);
