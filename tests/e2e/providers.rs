@@ -101,7 +101,9 @@ fn bedrock_json_answers_and_errors_use_anthropic_shapes() {
 #[test]
 fn key_pools_fail_over_on_429_and_401_before_the_client_sees_anything() {
     let mock = MockUpstream::start().unwrap();
+    // Key state is per worker (no locks on the hot path): one worker makes the sequence deterministic.
     let gw = Gateway::start(&[
+        ("CODER_AIBRIDGE_WORKERS", "1"),
         ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
         ("CODER_AIBRIDGE_PROVIDER_0_KEYS", "sk-key-one-00000001,sk-key-two-00000002,sk-key-three-00003"),
         ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &format!("{}/v1", mock.base_url())),
