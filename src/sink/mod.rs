@@ -181,20 +181,25 @@ impl SinkHandle {
 
     /// The current counters.
     pub fn stats(&self) -> SinkStats {
-        let c = &self.counters;
+        self.counters.snapshot(self.tx.len() as u64)
+    }
+}
+
+impl Counters {
+    fn snapshot(&self, queued: u64) -> SinkStats {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SinkStats {
-            full_waits: get(&c.full_waits),
-            records_received: get(&c.received),
-            records_written: get(&c.records_written),
-            batches: get(&c.batches),
-            retries: get(&c.retries),
-            pending_in_memory: get(&c.pending_in_memory),
-            queued: self.tx.len() as u64,
-            purged_interceptions: get(&c.purged_interceptions),
-            failed_records: get(&c.failed_records),
-            log_write_errors: get(&c.log_write_errors),
-            send_after_exit: get(&c.send_after_exit),
+            full_waits: get(&self.full_waits),
+            records_received: get(&self.received),
+            records_written: get(&self.records_written),
+            batches: get(&self.batches),
+            retries: get(&self.retries),
+            pending_in_memory: get(&self.pending_in_memory),
+            queued,
+            purged_interceptions: get(&self.purged_interceptions),
+            failed_records: get(&self.failed_records),
+            log_write_errors: get(&self.log_write_errors),
+            send_after_exit: get(&self.send_after_exit),
         }
     }
 }
@@ -202,14 +207,22 @@ impl SinkHandle {
 /// The running sink thread.
 pub struct SinkThread {
     thread: std::thread::JoinHandle<()>,
+    counters: Arc<Counters>,
 }
 
 impl SinkThread {
-    /// Waits until every `SinkHandle` is dropped and everything received is committed and logged.
-    pub fn join(self) {
+    /// Waits until every `SinkHandle` is dropped and everything received is committed and logged, and
+    /// returns the final counters (for the shutdown log line; callers may ignore them).
+    pub fn join(self) -> SinkStats {
         if self.thread.join().is_err() {
             tracing::error!("the sink thread panicked; records still in its memory were lost");
         }
+        self.counters.snapshot(0)
+    }
+
+    /// The counters, readable without holding a `SinkHandle` (which would keep the thread alive).
+    pub fn stats(&self) -> SinkStats {
+        self.counters.snapshot(0)
     }
 }
 
@@ -246,7 +259,13 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
         .name("aibridge-sink".into())
         .spawn(move || sink.run())
         .map_err(SinkError::Spawn)?;
-    Ok((SinkHandle { tx, counters }, SinkThread { thread }))
+    Ok((
+        SinkHandle {
+            tx,
+            counters: counters.clone(),
+        },
+        SinkThread { thread, counters },
+    ))
 }
 
 /// State owned by the sink thread.

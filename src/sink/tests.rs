@@ -112,10 +112,8 @@ fn every_record_type_lands_in_its_table() {
     for r in all_records(id, t0) {
         h.send(r);
     }
-    let stats_handle = h.clone();
     drop(h);
-    t.join();
-    assert_eq!(stats_handle.stats().records_written, 6);
+    assert_eq!(t.join().records_written, 6);
     let conn = Connection::open(&db).unwrap();
     let ids = id.to_string();
 
@@ -417,7 +415,7 @@ fn locked_database_recovers_without_losing_records() {
     let (h, t) = start(SinkOptions::new(&db)).unwrap();
     let blocker = open_database(&db).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let ids: Vec<Uuid> = (0..3000).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<Uuid> = (0..1000).map(|_| Uuid::new_v4()).collect();
     for id in &ids {
         for r in all_records(*id, SystemTime::now()) {
             h.send(r);
@@ -430,20 +428,18 @@ fn locked_database_recovers_without_losing_records() {
     assert!(during.retries >= 1, "{during:?}");
     assert!(during.pending_in_memory > 0, "{during:?}");
     blocker.execute_batch("COMMIT").unwrap();
-    let stats_handle = h.clone();
     drop(h);
-    t.join();
-    let after = stats_handle.stats();
-    assert_eq!(after.records_written, 18_000);
+    let after = t.join();
+    assert_eq!(after.records_written, 6000);
     assert_eq!(after.pending_in_memory, 0);
     let conn = Connection::open(&db).unwrap();
-    assert_eq!(count(&conn, "aibridge_interceptions"), 3000);
-    assert_eq!(count(&conn, "aibridge_token_usages"), 3000);
-    assert_eq!(count(&conn, "aibridge_model_thoughts"), 3000);
+    assert_eq!(count(&conn, "aibridge_interceptions"), 1000);
+    assert_eq!(count(&conn, "aibridge_token_usages"), 1000);
+    assert_eq!(count(&conn, "aibridge_model_thoughts"), 1000);
     let ended: i64 = conn
         .query_row("SELECT count(*) FROM aibridge_interceptions WHERE status = 'completed' AND started_at IS NOT NULL", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(ended, 3000);
+    assert_eq!(ended, 1000);
 }
 
 #[test]
@@ -467,15 +463,12 @@ fn shutdown_drains_everything_accepted_with_backpressure() {
             })
         })
         .collect();
-    let stats_handle = h.clone();
     drop(h);
     for p in producers {
         p.join().unwrap();
     }
-    drop(stats_handle.clone());
-    let s = stats_handle.stats();
-    drop(stats_handle);
-    t.join();
+    let s = t.join();
+    assert_eq!(s.records_written, 4000);
     assert!(s.full_waits > 0, "a 16-slot channel must have filled: {s:?}");
     let conn = Connection::open(&db).unwrap();
     assert_eq!(count(&conn, "aibridge_interceptions"), 2000);

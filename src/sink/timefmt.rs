@@ -78,12 +78,8 @@ fn civil_from_days(days: u64) -> (u32, u32, u32) {
 pub fn parse(text: &str) -> Option<SystemTime> {
     let dt =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    let nanos = dt.unix_timestamp_nanos();
-    if nanos < 0 {
-        return None;
-    }
-    let nanos = u64::try_from(nanos).ok()?;
-    Some(UNIX_EPOCH + Duration::from_nanos(nanos))
+    let secs = u64::try_from(dt.unix_timestamp()).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs, dt.nanosecond()))
 }
 
 #[cfg(test)]
