@@ -15,7 +15,10 @@ const INTERCEPTIONS: u64 = 200_000;
 const PRODUCERS: u64 = 2;
 
 fn run(label: &str, json_log: bool) -> f64 {
-    let dir = std::env::temp_dir().join(format!("aibridged-bench-sink-{}-{label}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "aibridged-bench-sink-{}-{label}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let mut opts = SinkOptions::new(dir.join("bench.db"));
@@ -48,7 +51,9 @@ fn run(label: &str, json_log: bool) -> f64 {
                     h.send(Record::PromptUsage(PromptUsage {
                         interception_id: id,
                         msg_id: "msg_01XFDUDYJgAACzvnptvVoYEL".into(),
-                        prompt: "Refactor the retry loop in src/sink/mod.rs to use exponential backoff.".into(),
+                        prompt:
+                            "Refactor the retry loop in src/sink/mod.rs to use exponential backoff."
+                                .into(),
                         created_at: now,
                     }));
                     h.send(Record::TokenUsage(TokenUsage {
@@ -78,7 +83,11 @@ fn run(label: &str, json_log: bool) -> f64 {
     }
     let s = thread.join();
     let elapsed = began.elapsed();
-    assert_eq!(s.records_written, INTERCEPTIONS * 4, "every record committed");
+    assert_eq!(
+        s.records_written,
+        INTERCEPTIONS * 4,
+        "every record committed"
+    );
     let rate = INTERCEPTIONS as f64 / elapsed.as_secs_f64();
     println!(
         "sink/{label}: {INTERCEPTIONS} interceptions ({} records) in {:.3} s = {:.0} interceptions/s \

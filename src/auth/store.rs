@@ -54,13 +54,19 @@ pub struct TokenStore {
     rng: SystemRandom,
 }
 
-fn parse_time(id: &str, column: &'static str, text: Option<String>) -> Result<Option<SystemTime>, AuthError> {
+fn parse_time(
+    id: &str,
+    column: &'static str,
+    text: Option<String>,
+) -> Result<Option<SystemTime>, AuthError> {
     match text {
         None => Ok(None),
-        Some(t) => timefmt::parse(&t).map(Some).ok_or_else(|| AuthError::CorruptRow {
-            id: id.to_owned(),
-            column,
-        }),
+        Some(t) => timefmt::parse(&t)
+            .map(Some)
+            .ok_or_else(|| AuthError::CorruptRow {
+                id: id.to_owned(),
+                column,
+            }),
     }
 }
 
@@ -91,7 +97,9 @@ impl TokenStore {
         };
         let mut id_bytes = [0u8; ID_BYTES];
         let mut secret_bytes = [0u8; SECRET_BYTES];
-        self.rng.fill(&mut id_bytes).map_err(|_| AuthError::Random)?;
+        self.rng
+            .fill(&mut id_bytes)
+            .map_err(|_| AuthError::Random)?;
         self.rng
             .fill(&mut secret_bytes)
             .map_err(|_| AuthError::Random)?;
@@ -135,7 +143,8 @@ impl TokenStore {
         let mut out = Vec::new();
         for row in rows {
             let (id, user, created, expires, revoked) = row?;
-            let created_at = parse_time(&id, "created_at", Some(created))?.unwrap_or(SystemTime::UNIX_EPOCH);
+            let created_at =
+                parse_time(&id, "created_at", Some(created))?.unwrap_or(SystemTime::UNIX_EPOCH);
             let expires_at = parse_time(&id, "expires_at", expires)?;
             let revoked_at = parse_time(&id, "revoked_at", revoked)?;
             out.push(TokenInfo {
@@ -162,7 +171,11 @@ impl TokenStore {
     pub fn exists(&self, id: &str) -> Result<bool, AuthError> {
         Ok(self
             .conn
-            .query_row("SELECT 1 FROM aibridge_api_tokens WHERE id = ?1", [id], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM aibridge_api_tokens WHERE id = ?1",
+                [id],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }

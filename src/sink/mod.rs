@@ -5,9 +5,9 @@
 mod logline;
 mod schema;
 mod store;
-pub mod timefmt;
 #[cfg(test)]
 mod tests;
+pub mod timefmt;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -175,8 +175,12 @@ impl SinkHandle {
     }
 
     fn lost_after_exit(&self) {
-        self.counters.send_after_exit.fetch_add(1, Ordering::Relaxed);
-        tracing::error!("interception record sent after the sink thread exited; it cannot be stored");
+        self.counters
+            .send_after_exit
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            "interception record sent after the sink thread exited; it cannot be stored"
+        );
     }
 
     /// The current counters.
@@ -229,7 +233,8 @@ impl SinkThread {
 /// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
 pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
     let conn = open_database(&opts.database_path)?;
-    conn.busy_timeout(SINK_BUSY_TIMEOUT).map_err(SinkError::Open)?;
+    conn.busy_timeout(SINK_BUSY_TIMEOUT)
+        .map_err(SinkError::Open)?;
     let (json, human) = if opts.structured_logging {
         (opts.log_json.as_deref(), opts.log_human.as_deref())
     } else {
@@ -307,7 +312,9 @@ impl Sink {
             }
         }
         if !self.log.flush() {
-            self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .log_write_errors
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -436,7 +443,9 @@ impl Sink {
             }
             failed |= !self.log.flush();
             if failed {
-                self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .log_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
         self.pending.drain(..n);

@@ -138,7 +138,10 @@ fn migrate(conn: &mut Connection) -> Result<(), SinkError> {
         .map_err(SinkError::Migrate)?;
     let found = user_version(&tx).map_err(SinkError::Migrate)?;
     if found > target {
-        return Err(SinkError::SchemaTooNew { found, known: target });
+        return Err(SinkError::SchemaTooNew {
+            found,
+            known: target,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.execute_batch(sql).map_err(SinkError::Migrate)?;
@@ -159,7 +162,9 @@ mod tests {
         let path = dir.join("a.db");
         let conn = open_database(&path).unwrap();
         assert_eq!(user_version(&conn).unwrap(), current_version());
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
         drop(conn);
         // A second open finds the schema in place and does not fail re-creating it.

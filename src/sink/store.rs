@@ -18,7 +18,8 @@ const INSERT_START: &str = "INSERT INTO aibridge_interceptions (id, initiator_id
 
 // An end may arrive before (or without) its start, e.g. across batches after a fault: the upsert keeps it
 // as a row with only the end columns, which the start fills in later.
-const UPSERT_END: &str = "INSERT INTO aibridge_interceptions (id, ended_at, status, upstream_status) \
+const UPSERT_END: &str =
+    "INSERT INTO aibridge_interceptions (id, ended_at, status, upstream_status) \
     VALUES (?1, ?2, ?3, ?4) \
     ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, \
     upstream_status = excluded.upstream_status";
@@ -30,10 +31,12 @@ const INSERT_TOKEN_USAGE: &str = "INSERT INTO aibridge_token_usages (interceptio
 const INSERT_PROMPT: &str = "INSERT INTO aibridge_user_prompts (interception_id, msg_id, prompt, \
     created_at) VALUES (?1, ?2, ?3, ?4)";
 
-const INSERT_TOOL: &str = "INSERT INTO aibridge_tool_usages (interception_id, msg_id, tool, tool_call_id, \
+const INSERT_TOOL: &str =
+    "INSERT INTO aibridge_tool_usages (interception_id, msg_id, tool, tool_call_id, \
     input, server_url, injected, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-const INSERT_THOUGHT: &str = "INSERT INTO aibridge_model_thoughts (interception_id, msg_id, content, \
+const INSERT_THOUGHT: &str =
+    "INSERT INTO aibridge_model_thoughts (interception_id, msg_id, content, \
     source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// Tables keyed by `interception_id` that retention clears before the interception row itself.
@@ -116,7 +119,11 @@ pub fn write_batch<'a>(
                         count(r.cache_read_input_tokens),
                         count(r.cache_write_input_tokens),
                         count(r.reasoning_tokens),
-                        if r.extra.is_empty() { "{}" } else { r.extra.as_str() },
+                        if r.extra.is_empty() {
+                            "{}"
+                        } else {
+                            r.extra.as_str()
+                        },
                         timefmt::format(r.created_at).as_str(),
                     ])?;
                 }

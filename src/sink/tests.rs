@@ -156,7 +156,12 @@ fn every_record_type_lands_in_its_table() {
     assert_eq!(
         usage,
         (
-            "msg_01".into(), 10, 20, 30, 40, 5,
+            "msg_01".into(),
+            10,
+            20,
+            30,
+            40,
+            5,
             r#"{"service_tier":"standard"}"#.into(),
             "2026-11-27T05:59:04.123456Z".into()
         )
@@ -169,7 +174,10 @@ fn every_record_type_lands_in_its_table() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!(prompt, ("msg_01".into(), "say \"hi\"\n\tand \u{1} bye — ok".into()));
+    assert_eq!(
+        prompt,
+        ("msg_01".into(), "say \"hi\"\n\tand \u{1} bye — ok".into())
+    );
 
     let tool: (String, String, String, Option<String>, bool) = conn
         .query_row(
@@ -181,7 +189,13 @@ fn every_record_type_lands_in_its_table() {
         .unwrap();
     assert_eq!(
         tool,
-        ("Read".into(), "toolu_1".into(), r#"{"path":"/etc/hosts"}"#.into(), None, false)
+        (
+            "Read".into(),
+            "toolu_1".into(),
+            r#"{"path":"/etc/hosts"}"#.into(),
+            None,
+            false
+        )
     );
 
     let thought: (String, String) = conn
@@ -207,7 +221,11 @@ fn end_before_start_is_kept_and_completed_later() {
     t.join();
     let conn = Connection::open(&db).unwrap();
     let status: String = conn
-        .query_row("SELECT status FROM aibridge_interceptions WHERE id = ?1", [id.to_string()], |r| r.get(0))
+        .query_row(
+            "SELECT status FROM aibridge_interceptions WHERE id = ?1",
+            [id.to_string()],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(status, "completed");
     let (h, t) = start(SinkOptions::new(&db)).unwrap();
@@ -221,7 +239,14 @@ fn end_before_start_is_kept_and_completed_later() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!(row, ("alice".into(), "2026-11-27T05:59:04.000000Z".into(), "completed".into()));
+    assert_eq!(
+        row,
+        (
+            "alice".into(),
+            "2026-11-27T05:59:04.000000Z".into(),
+            "completed".into()
+        )
+    );
     assert_eq!(count(&conn, "aibridge_interceptions"), 1);
 }
 
@@ -247,11 +272,17 @@ fn json_and_human_log_lines_match_the_records() {
     t.join();
 
     let text = std::fs::read_to_string(&json_path).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 7);
     assert_eq!(lines[0]["msg"], "earlier");
     let by_type = |ty: &str| -> &Value {
-        lines.iter().find(|l| l["record_type"] == ty).unwrap_or_else(|| panic!("no {ty} line"))
+        lines
+            .iter()
+            .find(|l| l["record_type"] == ty)
+            .unwrap_or_else(|| panic!("no {ty} line"))
     };
     for l in &lines[1..] {
         assert_eq!(l["msg"], "interception log");
@@ -300,7 +331,10 @@ fn json_and_human_log_lines_match_the_records() {
     let human = std::fs::read_to_string(&human_path).unwrap();
     assert_eq!(human.lines().count(), 6);
     for line in human.lines() {
-        assert!(line.contains(" [info] interception log: record_type="), "{line}");
+        assert!(
+            line.contains(" [info] interception log: record_type="),
+            "{line}"
+        );
         assert!(line.contains(&format!("interception_id={id}")), "{line}");
     }
 }
@@ -315,7 +349,9 @@ fn structured_logging_off_writes_no_lines() {
     h.send(start_rec(Uuid::new_v4(), SystemTime::now()));
     drop(h);
     t.join();
-    assert!(std::fs::read_to_string(&json_path).unwrap_or_default().is_empty());
+    assert!(std::fs::read_to_string(&json_path)
+        .unwrap_or_default()
+        .is_empty());
 }
 
 fn fill_retention_db(db: &std::path::Path, old: usize, recent: usize) -> (Vec<Uuid>, Vec<Uuid>) {
@@ -350,19 +386,33 @@ fn retention_purges_old_interceptions_in_chunks_and_keeps_recent() {
     let (h, t) = start(opts).unwrap();
     // Retention runs once at start; wait for it (two chunks) to finish.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while h.stats().purged_interceptions < (RETENTION_CHUNK + 201) as u64 && Instant::now() < deadline {
+    while h.stats().purged_interceptions < (RETENTION_CHUNK + 201) as u64
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(h.stats().purged_interceptions, (RETENTION_CHUNK + 201) as u64);
+    assert_eq!(
+        h.stats().purged_interceptions,
+        (RETENTION_CHUNK + 201) as u64
+    );
     drop(h);
     t.join();
     let conn = Connection::open(&db).unwrap();
     assert_eq!(count(&conn, "aibridge_interceptions"), 50);
-    for table in ["aibridge_token_usages", "aibridge_user_prompts", "aibridge_tool_usages", "aibridge_model_thoughts"] {
+    for table in [
+        "aibridge_token_usages",
+        "aibridge_user_prompts",
+        "aibridge_tool_usages",
+        "aibridge_model_thoughts",
+    ] {
         assert_eq!(count(&conn, table), 50, "{table}");
     }
     let kept: i64 = conn
-        .query_row("SELECT count(*) FROM aibridge_interceptions WHERE id = ?1", [new_ids[0].to_string()], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM aibridge_interceptions WHERE id = ?1",
+            [new_ids[0].to_string()],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(kept, 1);
 }
@@ -469,7 +519,10 @@ fn shutdown_drains_everything_accepted_with_backpressure() {
     }
     let s = t.join();
     assert_eq!(s.records_written, 4000);
-    assert!(s.full_waits > 0, "a 16-slot channel must have filled: {s:?}");
+    assert!(
+        s.full_waits > 0,
+        "a 16-slot channel must have filled: {s:?}"
+    );
     let conn = Connection::open(&db).unwrap();
     assert_eq!(count(&conn, "aibridge_interceptions"), 2000);
     let log = std::fs::read_to_string(dir.join("log.json")).unwrap();
