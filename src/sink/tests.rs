@@ -117,33 +117,33 @@ fn every_record_type_lands_in_its_table() {
     let conn = Connection::open(&db).unwrap();
     let ids = id.to_string();
 
-    let row: (String, String, String, String, String, String, String, String, String, String, String, String, i64) =
-        conn.query_row(
+    let (row, upstream_status): (Vec<String>, i64) = conn
+        .query_row(
             "SELECT initiator_id, provider, provider_name, model, client, client_session_id, user_agent, \
              credential_kind, credential_hint, started_at, ended_at, status, upstream_status \
              FROM aibridge_interceptions WHERE id = ?1",
             [&ids],
-            |r| {
-                Ok((
-                    r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?,
-                    r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?,
-                ))
-            },
+            |r| Ok(((0..12).map(|i| r.get(i)).collect::<Result<_, _>>()?, r.get(12)?)),
         )
         .unwrap();
-    assert_eq!(row.0, "alice");
-    assert_eq!(row.1, "anthropic");
-    assert_eq!(row.2, "anthropic-eu");
-    assert_eq!(row.3, "claude-sonnet-4-5");
-    assert_eq!(row.4, "claude-code");
-    assert_eq!(row.5, "sess-1");
-    assert_eq!(row.6, "claude-cli/2.0 (external, cli)");
-    assert_eq!(row.7, "centralized");
-    assert_eq!(row.8, "sk-a…wxyz");
-    assert_eq!(row.9, "2026-11-27T05:59:04.123456Z");
-    assert_eq!(row.10, "2026-11-27T05:59:05.623456Z");
-    assert_eq!(row.11, "completed");
-    assert_eq!(row.12, 200);
+    assert_eq!(
+        row,
+        [
+            "alice",
+            "anthropic",
+            "anthropic-eu",
+            "claude-sonnet-4-5",
+            "claude-code",
+            "sess-1",
+            "claude-cli/2.0 (external, cli)",
+            "centralized",
+            "sk-a…wxyz",
+            "2026-11-27T05:59:04.123456Z",
+            "2026-11-27T05:59:05.623456Z",
+            "completed",
+        ]
+    );
+    assert_eq!(upstream_status, 200);
 
     let usage: (String, i64, i64, i64, i64, i64, String, String) = conn
         .query_row(
