@@ -395,14 +395,17 @@ impl Sink {
         match store::write_batch(&mut self.conn, self.pending.range(..n)) {
             Ok(()) => self.committed(n),
             Err(e) if store::is_transient(&e) => self.fault(&e),
-            Err(e) => {
+            Err(e) if store::is_record_fault(&e) => {
                 tracing::error!(error = %e, records = n, "sink batch rejected; retrying its records one by one");
                 self.commit_one_by_one(n);
             }
+            Err(e) => self.fault(&e),
         }
     }
 
-    /// Isolates the record(s) SQLite will never accept so the rest of the batch is still stored.
+    /// Isolates the record(s) SQLite will never accept so the rest of the batch is still stored. A record
+    /// is given up on (logged and counted) only when SQLite rejects that record's content; any other error
+    /// is a database fault and goes to the retry path with everything still pending.
     fn commit_one_by_one(&mut self, n: usize) {
         for _ in 0..n {
             let Some(record) = self.pending.front() else {
@@ -410,11 +413,7 @@ impl Sink {
             };
             match store::write_batch(&mut self.conn, std::iter::once(record)) {
                 Ok(()) => self.committed(1),
-                Err(e) if store::is_transient(&e) => {
-                    self.fault(&e);
-                    return;
-                }
-                Err(e) => {
+                Err(e) if store::is_record_fault(&e) => {
                     tracing::error!(
                         error = %e,
                         record_type = record.record_type(),
@@ -422,6 +421,10 @@ impl Sink {
                     );
                     self.counters.failed_records.fetch_add(1, Ordering::Relaxed);
                     self.pending.pop_front();
+                }
+                Err(e) => {
+                    self.fault(&e);
+                    return;
                 }
             }
         }

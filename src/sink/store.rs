@@ -48,7 +48,7 @@ const CHILD_TABLES: [&str; 4] = [
 ];
 
 /// True for the faults that pass (another writer holds the lock, the disk is full or failing): the batch is
-/// kept and retried. Anything else is a problem with the records or the schema.
+/// kept and retried.
 pub fn is_transient(err: &rusqlite::Error) -> bool {
     match err {
         rusqlite::Error::SqliteFailure(e, _) => matches!(
@@ -58,7 +58,24 @@ pub fn is_transient(err: &rusqlite::Error) -> bool {
                 | ErrorCode::DiskFull
                 | ErrorCode::SystemIoFailure
                 | ErrorCode::CannotOpen
+                | ErrorCode::ReadOnly
         ),
+        _ => false,
+    }
+}
+
+/// True when the error is about one record's content (a constraint, a value too big for SQLite), so that
+/// record alone can never be stored. Every other error is treated as a fault of the database and retried:
+/// a record is only ever given up on when SQLite rejects that record itself.
+pub fn is_record_fault(err: &rusqlite::Error) -> bool {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) => matches!(
+            e.code,
+            ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch
+        ),
+        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterCount(..) => {
+            true
+        }
         _ => false,
     }
 }
