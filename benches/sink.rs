@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aibridged::records::*;
-use aibridged::sink::{start, SinkOptions};
+use aibridged::sink::{new_interception_id, start, SinkOptions};
 use uuid::Uuid;
 
 /// Interceptions per run: enough for many batches and a few WAL checkpoints.
@@ -14,7 +14,7 @@ const INTERCEPTIONS: u64 = 200_000;
 /// Producer threads standing in for workers.
 const PRODUCERS: u64 = 2;
 
-fn run(label: &str, json_log: bool) -> f64 {
+fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
     let dir = std::env::temp_dir().join(format!(
         "aibridged-bench-sink-{}-{label}",
         std::process::id()
@@ -33,7 +33,11 @@ fn run(label: &str, json_log: bool) -> f64 {
             let h = handle.clone();
             std::thread::spawn(move || {
                 for _ in 0..INTERCEPTIONS / PRODUCERS {
-                    let id = Uuid::new_v4();
+                    let id = if random_ids {
+                        Uuid::new_v4()
+                    } else {
+                        new_interception_id()
+                    };
                     let now = SystemTime::now();
                     h.send(Record::InterceptionStart(InterceptionStart {
                         interception_id: id,
@@ -105,8 +109,10 @@ fn run(label: &str, json_log: bool) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; any filter argument is ignored by this plain harness.
-    let plain = run("sqlite", false);
-    let logged = run("sqlite+json", true);
+    let plain = run("sqlite", false, false);
+    let logged = run("sqlite+json", true, false);
+    // For comparison: random (v4) interception ids, which scatter index inserts over the whole B-trees.
+    run("sqlite-v4-ids", false, true);
     println!(
         "sink targets: sqlite {:.0}/s (target 150000) {}, sqlite+json {:.0}/s (target 100000) {}",
         plain,

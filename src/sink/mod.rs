@@ -55,6 +55,22 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Pause before retrying a retention chunk that failed on a passing fault.
 const RETENTION_RETRY: Duration = Duration::from_secs(30);
 
+/// A new interception id: a UUIDv7 (RFC 9562 §5.7), whose text sorts by creation time. The relay should use
+/// this rather than `Uuid::new_v4`: time-ordered keys make every insert into the interception id indexes
+/// land on the last pages of the B-trees, where random v4 keys dirty a different page per insert and cut
+/// the sink's throughput by several times once the tables outgrow the page cache.
+pub fn new_interception_id() -> uuid::Uuid {
+    let millis = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // Random bits from v4 (getrandom); the variant bits are already those of RFC 9562.
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x70;
+    uuid::Uuid::from_bytes(bytes)
+}
+
 /// Everything `start` needs; built by the server from the validated configuration.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {

@@ -544,3 +544,14 @@ fn batches_commit_within_the_delay_while_handles_live() {
     drop(h);
     t.join();
 }
+
+#[test]
+fn new_interception_ids_are_v7_and_time_ordered() {
+    let a = new_interception_id();
+    std::thread::sleep(Duration::from_millis(2));
+    let b = new_interception_id();
+    assert_eq!(a.get_version_num(), 7);
+    assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+    assert!(a.to_string() < b.to_string());
+    assert_ne!(a, new_interception_id());
+}
