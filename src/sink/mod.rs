@@ -2,6 +2,7 @@
 //! transactions (WAL), writes structured "interception log" lines, purges by retention, and drains fully on
 //! shutdown. Never runs on a worker; the only thing workers touch is `SinkHandle::send`.
 
+mod checkpoint;
 mod logline;
 mod schema;
 mod store;
@@ -251,6 +252,11 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
     let conn = open_database(&opts.database_path)?;
     conn.busy_timeout(SINK_BUSY_TIMEOUT)
         .map_err(SinkError::Open)?;
+    // Checkpoints run on their own thread (see `checkpoint`), not inside the sink's commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(SinkError::Open)?;
+    let (stop_checkpoints, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let checkpointer = checkpoint::Checkpointer::spawn(&opts.database_path, stop_rx)?;
     let (json, human) = if opts.structured_logging {
         (opts.log_json.as_deref(), opts.log_human.as_deref())
     } else {
@@ -275,6 +281,8 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
         retry_at: None,
         next_purge: Instant::now(),
         purge_more: false,
+        stop_checkpoints: Some(stop_checkpoints),
+        checkpointer: Some(checkpointer),
     };
     let thread = std::thread::Builder::new()
         .name("aibridge-sink".into())
@@ -307,6 +315,9 @@ struct Sink {
     next_purge: Instant,
     /// The last retention chunk was full: run another after the next batch.
     purge_more: bool,
+    /// Dropped at exit to stop the checkpointer.
+    stop_checkpoints: Option<Sender<()>>,
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Sink {
@@ -331,6 +342,17 @@ impl Sink {
             self.counters
                 .log_write_errors
                 .fetch_add(1, Ordering::Relaxed);
+        }
+        drop(self.stop_checkpoints.take());
+        if let Some(c) = self.checkpointer.take() {
+            c.join();
+        }
+        // Fold the WAL into the database before exit; closing the last connection also tries this.
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed on next open");
         }
     }
 
