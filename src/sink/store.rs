@@ -1,6 +1,8 @@
 //! SQLite writes of the sink thread: one transaction per batch of records with cached prepared statements,
 //! and retention purges in bounded chunks. Runs only on the sink thread; knows nothing of channels or logs.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
 use crate::records::Record;
@@ -22,6 +24,18 @@ const UPSERT_END: &str =
     "INSERT INTO aibridge_interceptions (id, ended_at, status, upstream_status) \
     VALUES (?1, ?2, ?3, ?4) \
     ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, \
+    upstream_status = excluded.upstream_status";
+
+// A start and its end in the same batch (the common case for short requests) become one row write.
+const INSERT_WHOLE: &str = "INSERT INTO aibridge_interceptions (id, initiator_id, provider, provider_name, \
+    model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at, \
+    ended_at, status, upstream_status) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    ON CONFLICT (id) DO UPDATE SET initiator_id = excluded.initiator_id, provider = excluded.provider, \
+    provider_name = excluded.provider_name, model = excluded.model, client = excluded.client, \
+    client_session_id = excluded.client_session_id, user_agent = excluded.user_agent, \
+    credential_kind = excluded.credential_kind, credential_hint = excluded.credential_hint, \
+    started_at = excluded.started_at, ended_at = excluded.ended_at, status = excluded.status, \
     upstream_status = excluded.upstream_status";
 
 const INSERT_TOKEN_USAGE: &str = "INSERT INTO aibridge_token_usages (interception_id, msg_id, \
@@ -90,33 +104,68 @@ pub fn write_batch<'a>(
     conn: &mut Connection,
     records: impl IntoIterator<Item = &'a Record>,
 ) -> Result<(), rusqlite::Error> {
+    let records: Vec<&Record> = records.into_iter().collect();
+    // Ends that follow their start within this batch are folded into the start's row.
+    let mut ends: HashMap<uuid::Uuid, usize> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if let Record::InterceptionEnd(e) = r {
+            ends.insert(e.interception_id, i);
+        }
+    }
+    let mut folded = vec![false; records.len()];
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut start = tx.prepare_cached(INSERT_START)?;
+        let mut whole = tx.prepare_cached(INSERT_WHOLE)?;
         let mut end = tx.prepare_cached(UPSERT_END)?;
         let mut usage = tx.prepare_cached(INSERT_TOKEN_USAGE)?;
         let mut prompt = tx.prepare_cached(INSERT_PROMPT)?;
         let mut tool = tx.prepare_cached(INSERT_TOOL)?;
         let mut thought = tx.prepare_cached(INSERT_THOUGHT)?;
         let mut id_buf = uuid::Uuid::encode_buffer();
-        for record in records {
+        for (i, record) in records.iter().enumerate() {
             match record {
                 Record::InterceptionStart(r) => {
                     let id = r.interception_id.hyphenated().encode_lower(&mut id_buf);
-                    start.execute(params![
-                        &*id,
-                        r.initiator_id,
-                        r.provider,
-                        r.provider_name,
-                        r.model,
-                        r.client,
-                        r.client_session_id,
-                        r.user_agent,
-                        r.credential_kind.as_str(),
-                        r.credential_hint,
-                        timefmt::format(r.started_at).as_str(),
-                    ])?;
+                    let later_end = ends.get(&r.interception_id).copied().filter(|&j| j > i);
+                    match later_end.map(|j| (j, records[j])) {
+                        Some((j, Record::InterceptionEnd(e))) => {
+                            folded[j] = true;
+                            whole.execute(params![
+                                &*id,
+                                r.initiator_id,
+                                r.provider,
+                                r.provider_name,
+                                r.model,
+                                r.client,
+                                r.client_session_id,
+                                r.user_agent,
+                                r.credential_kind.as_str(),
+                                r.credential_hint,
+                                timefmt::format(r.started_at).as_str(),
+                                timefmt::format(e.ended_at).as_str(),
+                                e.status.as_str(),
+                                e.upstream_status,
+                            ])?;
+                        }
+                        _ => {
+                            start.execute(params![
+                                &*id,
+                                r.initiator_id,
+                                r.provider,
+                                r.provider_name,
+                                r.model,
+                                r.client,
+                                r.client_session_id,
+                                r.user_agent,
+                                r.credential_kind.as_str(),
+                                r.credential_hint,
+                                timefmt::format(r.started_at).as_str(),
+                            ])?;
+                        }
+                    }
                 }
+                Record::InterceptionEnd(_) if folded[i] => {}
                 Record::InterceptionEnd(r) => {
                     let id = r.interception_id.hyphenated().encode_lower(&mut id_buf);
                     end.execute(params![

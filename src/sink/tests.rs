@@ -555,3 +555,33 @@ fn new_interception_ids_are_v7_and_time_ordered() {
     assert!(a.to_string() < b.to_string());
     assert_ne!(a, new_interception_id());
 }
+
+#[test]
+fn end_before_start_in_one_batch_keeps_both_halves() {
+    let dir = test_dir("sink-order-batch");
+    let db = dir.join("a.db");
+    let id = Uuid::new_v4();
+    let t0 = at(1_795_759_144, 0);
+    let (h, t) = start(SinkOptions::new(&db)).unwrap();
+    h.send(end_rec(id, t0 + Duration::from_secs(1)));
+    h.send(start_rec(id, t0));
+    drop(h);
+    t.join();
+    let conn = Connection::open(&db).unwrap();
+    let row: (String, String, String, i64) = conn
+        .query_row(
+            "SELECT initiator_id, started_at, ended_at, upstream_status FROM aibridge_interceptions WHERE id = ?1",
+            [id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            "alice".into(),
+            "2026-11-27T05:59:04.000000Z".into(),
+            "2026-11-27T05:59:05.000000Z".into(),
+            200
+        )
+    );
+}
