@@ -14,6 +14,38 @@ const INTERCEPTIONS: u64 = 200_000;
 /// Producer threads standing in for workers.
 const PRODUCERS: u64 = 2;
 
+/// CPU time the thread named `name` has used so far (Linux schedstat), if it is alive.
+fn thread_cpu(name: &str) -> Option<Duration> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+            return Some(Duration::from_nanos(ns));
+        }
+    }
+    None
+}
+
+/// Samples the sink thread's CPU time until it exits; returns the last sample (within 5 ms of its end).
+fn watch_sink_cpu() -> std::thread::JoinHandle<Duration> {
+    std::thread::spawn(|| {
+        let mut last = Duration::ZERO;
+        let mut seen = false;
+        loop {
+            match thread_cpu("aibridge-sink") {
+                Some(t) => {
+                    last = t;
+                    seen = true;
+                }
+                None if seen => return last,
+                None => {}
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
 fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
     let dir = std::env::temp_dir().join(format!(
         "aibridged-bench-sink-{}-{label}",
@@ -27,6 +59,7 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
         opts.log_json = Some(dir.join("bench.json").to_string_lossy().into_owned());
     }
     let (handle, thread) = start(opts).expect("start sink");
+    let sink_cpu = watch_sink_cpu();
     let began = Instant::now();
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|_| {
@@ -87,6 +120,7 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
     }
     let s = thread.join();
     let elapsed = began.elapsed();
+    let cpu = sink_cpu.join().expect("cpu watcher");
     assert_eq!(
         s.records_written,
         INTERCEPTIONS * 4,
@@ -95,11 +129,14 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
     let rate = INTERCEPTIONS as f64 / elapsed.as_secs_f64();
     println!(
         "sink/{label}: {INTERCEPTIONS} interceptions ({} records) in {:.3} s = {:.0} interceptions/s \
-         ({:.0} records/s), {} batches, {} full-channel waits",
+         ({:.0} records/s); sink thread on CPU {:.3} s = {:.0} interceptions per sink-CPU-second; \
+         {} batches, {} full-channel waits",
         s.records_written,
         elapsed.as_secs_f64(),
         rate,
         s.records_written as f64 / elapsed.as_secs_f64(),
+        cpu.as_secs_f64(),
+        INTERCEPTIONS as f64 / cpu.as_secs_f64().max(1e-9),
         s.batches,
         s.full_waits,
     );
