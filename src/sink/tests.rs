@@ -585,3 +585,35 @@ fn end_before_start_in_one_batch_keeps_both_halves() {
         )
     );
 }
+
+#[test]
+fn a_database_error_that_is_not_a_lock_is_retried_not_dropped() {
+    let dir = test_dir("sink-missing-table");
+    let db = dir.join("a.db");
+    let (h, t) = start(SinkOptions::new(&db)).unwrap();
+    let other = open_database(&db).unwrap();
+    other
+        .execute_batch("DROP TABLE aibridge_user_prompts")
+        .unwrap();
+    let id = Uuid::new_v4();
+    for r in all_records(id, SystemTime::now()) {
+        h.send(r);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.stats().retries < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(h.stats().retries >= 2, "{:?}", h.stats());
+    assert_eq!(h.stats().records_written, 0);
+    other
+        .execute_batch(
+            "CREATE TABLE aibridge_user_prompts (id INTEGER PRIMARY KEY, interception_id TEXT NOT NULL, \
+             msg_id TEXT NOT NULL, prompt TEXT NOT NULL, created_at TEXT NOT NULL)",
+        )
+        .unwrap();
+    drop(h);
+    let s = t.join();
+    assert_eq!(s.records_written, 6);
+    assert_eq!(s.failed_records, 0);
+    assert_eq!(count(&other, "aibridge_user_prompts"), 1);
+}
