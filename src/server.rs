@@ -62,7 +62,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let aws_env = credentials_from_env(&|k| std::env::var(k).ok());
 
     // Resolve every upstream host off the workers before they start.
-    let probe = Gateway::new(config.clone(), tokens.clone(), sink_handle.clone(), dns::DnsCache::fixed(std::iter::empty()), tls_config.clone(), aws_env.clone());
+    let probe = Gateway::new(
+        config.clone(),
+        tokens.clone(),
+        sink_handle.clone(),
+        dns::DnsCache::fixed(std::iter::empty()),
+        tls_config.clone(),
+        aws_env.clone(),
+    );
     let hosts = Gateway::upstream_hosts(&probe.instances);
     drop(probe);
     let (dns_cache, _dns_thread) = dns::spawn_resolver(hosts, DNS_REFRESH);
@@ -90,8 +97,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
 
     let worker_gateway = gateway.clone();
-    let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |_| WorkerService::new(worker_gateway.clone()))
-        .map_err(StartError::Threads)?;
+    let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |_| {
+        WorkerService::new(worker_gateway.clone())
+    })
+    .map_err(StartError::Threads)?;
     for h in handles {
         let _ = h.join();
     }

@@ -41,9 +41,7 @@ pub struct TokenCache {
 impl TokenCache {
     /// An empty cache: every token is unknown until the first load.
     pub fn empty() -> Self {
-        TokenCache {
-            inner: Arc::new(ArcSwap::from_pointee(HashMap::new())),
-        }
+        TokenCache { inner: Arc::new(ArcSwap::from_pointee(HashMap::new())) }
     }
 
     /// Checks a presented token at `now`. Lock-free; safe on a worker.
@@ -80,10 +78,7 @@ impl TokenCache {
         let mut snapshot = Snapshot::with_capacity(rows.len());
         for row in rows {
             let entry = Entry {
-                principal: Principal {
-                    user: Arc::from(row.user),
-                    token_id: Arc::from(row.id.as_str()),
-                },
+                principal: Principal { user: Arc::from(row.user), token_id: Arc::from(row.id.as_str()) },
                 hash: row.hash,
                 expires_at: row.expires_at,
                 revoked: row.revoked,
@@ -106,11 +101,7 @@ pub fn load_token_cache(db_path: &Path) -> Result<TokenCache, AuthError> {
 /// Reloads `cache` every `interval` on its own thread. The thread ends by itself once every other clone of
 /// the cache is dropped (it holds only a weak reference between reloads). A failed reload keeps the last
 /// good snapshot and is logged.
-pub fn spawn_token_refresher(
-    db_path: PathBuf,
-    cache: TokenCache,
-    interval: Duration,
-) -> std::thread::JoinHandle<()> {
+pub fn spawn_token_refresher(db_path: PathBuf, cache: TokenCache, interval: Duration) -> std::thread::JoinHandle<()> {
     let weak: Weak<ArcSwap<Snapshot>> = Arc::downgrade(&cache.inner);
     drop(cache);
     std::thread::Builder::new()

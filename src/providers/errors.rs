@@ -30,7 +30,8 @@ pub fn error_body(shape: ErrorShape, status: u16, message: &str) -> Vec<u8> {
             format!(r#"{{"error":{{"message":{msg},"type":"{kind}","param":null,"code":"{code}"}}}}"#).into_bytes()
         }
         ErrorShape::Anthropic => {
-            format!(r#"{{"type":"error","error":{{"type":"{}","message":{msg}}}}}"#, anthropic_type(status)).into_bytes()
+            format!(r#"{{"type":"error","error":{{"type":"{}","message":{msg}}}}}"#, anthropic_type(status))
+                .into_bytes()
         }
     }
 }
@@ -72,7 +73,8 @@ mod tests {
 
     #[test]
     fn shapes_parse_as_the_providers_do() {
-        let v: serde_json::Value = serde_json::from_slice(&error_body(ErrorShape::OpenAi, 401, "bad \"token\"")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&error_body(ErrorShape::OpenAi, 401, "bad \"token\"")).unwrap();
         assert_eq!(v["error"]["message"], "bad \"token\"");
         assert_eq!(v["error"]["code"], "invalid_api_key");
         let v: serde_json::Value = serde_json::from_slice(&error_body(ErrorShape::Anthropic, 401, "no")).unwrap();

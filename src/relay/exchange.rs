@@ -100,15 +100,22 @@ async fn attempt(mut conn: Conn, req: &UpstreamRequest) -> Result<UpstreamRespon
     let mut buf = Vec::with_capacity(UPSTREAM_READ_SPARE);
     let deadline = std::time::Instant::now() + UPSTREAM_HEAD_TIMEOUT;
     loop {
-        let (res, owned) = match monoio::time::timeout_at(deadline.into(), conn.read_more(buf, UPSTREAM_READ_SPARE)).await {
-            Ok(r) => r,
-            Err(_) => return Err(Attempt::Failed(RelayError::UpstreamTimeout)),
-        };
+        let (res, owned) =
+            match monoio::time::timeout_at(deadline.into(), conn.read_more(buf, UPSTREAM_READ_SPARE)).await {
+                Ok(r) => r,
+                Err(_) => return Err(Attempt::Failed(RelayError::UpstreamTimeout)),
+            };
         buf = owned;
         match res {
             Ok(0) | Err(_) if buf.is_empty() => return Err(Attempt::DeadBeforeAnswer(RelayError::UpstreamClosed)),
-            Ok(0) => return Err(Attempt::Failed(RelayError::UpstreamProtocol("connection closed inside the response head".into()))),
-            Err(e) => return Err(Attempt::Failed(RelayError::UpstreamProtocol(format!("reading the response head: {e}")))),
+            Ok(0) => {
+                return Err(Attempt::Failed(RelayError::UpstreamProtocol(
+                    "connection closed inside the response head".into(),
+                )))
+            }
+            Err(e) => {
+                return Err(Attempt::Failed(RelayError::UpstreamProtocol(format!("reading the response head: {e}"))))
+            }
             Ok(_) => {}
         }
         loop {

@@ -77,7 +77,11 @@ impl Gateway {
             let (target, bedrock) = match &p.bedrock {
                 Some(b) => {
                     let target = crate::providers::bedrock::request::endpoint(b);
-                    let credentials = if b.credentials.is_empty() { aws_env.iter().cloned().collect() } else { b.credentials.clone() };
+                    let credentials = if b.credentials.is_empty() {
+                        aws_env.iter().cloned().collect()
+                    } else {
+                        b.credentials.clone()
+                    };
                     let region = b.region.clone().unwrap_or_else(|| "us-east-1".to_string());
                     (target, Some(BedrockTarget { region, credentials }))
                 }

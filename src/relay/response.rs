@@ -11,7 +11,6 @@ use crate::runtime::http::{self, ChunkedDecoder, LengthDecoder, ResponseBody, Re
 use crate::runtime::io::Conn;
 use crate::sse::{observe_json, StreamObserver};
 
-
 /// Between two reads of a streaming body, an upstream may be silent this long (long thinking pauses).
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Body reads start this small, so an idle open stream holds little memory…
@@ -42,9 +41,16 @@ pub enum ToClient {
 pub enum Observer {
     None,
     Stream(Box<StreamObserver>),
-    Json { api: Api, body: Vec<u8>, overflow: bool },
+    Json {
+        api: Api,
+        body: Vec<u8>,
+        overflow: bool,
+    },
     /// Bedrock event-stream: translated to Anthropic SSE, which the client gets and the observer reads.
-    Bedrock { translator: Box<SseTranslator>, observer: Box<StreamObserver> },
+    Bedrock {
+        translator: Box<SseTranslator>,
+        observer: Box<StreamObserver>,
+    },
 }
 
 impl Observer {
@@ -239,7 +245,12 @@ fn push_payload(out: &mut Vec<u8>, payload: &[u8], chunked: bool) {
 
 /// Decodes the framing of `buf`: fills `ranges` with the payload slices and returns how many bytes belong
 /// to this response and whether it is complete. `eof` means the upstream closed after `buf`.
-fn decode(framing: &mut Framing, buf: &[u8], ranges: &mut Vec<(usize, usize)>, eof: bool) -> Result<(usize, bool), String> {
+fn decode(
+    framing: &mut Framing,
+    buf: &[u8],
+    ranges: &mut Vec<(usize, usize)>,
+    eof: bool,
+) -> Result<(usize, bool), String> {
     let base = buf.as_ptr() as usize;
     match framing {
         Framing::Empty => Ok((0, true)),
@@ -295,10 +306,11 @@ pub async fn read_body_to_vec(upstream: &mut Conn, head: &ResponseHead, mut buf:
             return body;
         }
         buf.clear();
-        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, MAX_BODY_READ)).await {
-            Ok(r) => r,
-            Err(_) => return body,
-        };
+        let (res, owned) =
+            match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, MAX_BODY_READ)).await {
+                Ok(r) => r,
+                Err(_) => return body,
+            };
         buf = owned;
         match res {
             Ok(0) => eof = true,

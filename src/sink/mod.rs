@@ -61,10 +61,7 @@ const RETENTION_RETRY: Duration = Duration::from_secs(30);
 /// land on the last pages of the B-trees, where random v4 keys dirty a different page per insert and cut
 /// the sink's throughput by several times once the tables outgrow the page cache.
 pub fn new_interception_id() -> uuid::Uuid {
-    let millis = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let millis = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     // Random bits from v4 (getrandom); the variant bits are already those of RFC 9562.
     let mut bytes = *uuid::Uuid::new_v4().as_bytes();
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
@@ -192,12 +189,8 @@ impl SinkHandle {
     }
 
     fn lost_after_exit(&self) {
-        self.counters
-            .send_after_exit
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::error!(
-            "interception record sent after the sink thread exited; it cannot be stored"
-        );
+        self.counters.send_after_exit.fetch_add(1, Ordering::Relaxed);
+        tracing::error!("interception record sent after the sink thread exited; it cannot be stored");
     }
 
     /// The current counters.
@@ -250,22 +243,15 @@ impl SinkThread {
 /// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
 pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
     let conn = open_database(&opts.database_path)?;
-    conn.busy_timeout(SINK_BUSY_TIMEOUT)
-        .map_err(SinkError::Open)?;
+    conn.busy_timeout(SINK_BUSY_TIMEOUT).map_err(SinkError::Open)?;
     // Checkpoints run on their own thread (see `checkpoint`), not inside the sink's commits.
-    conn.pragma_update(None, "wal_autocheckpoint", 0)
-        .map_err(SinkError::Open)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(SinkError::Open)?;
     let (stop_checkpoints, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let checkpointer = checkpoint::Checkpointer::spawn(&opts.database_path, stop_rx)?;
-    let (json, human) = if opts.structured_logging {
-        (opts.log_json.as_deref(), opts.log_human.as_deref())
-    } else {
-        (None, None)
-    };
-    let log = logline::RecordLog::open(json, human).map_err(|source| SinkError::Log {
-        path: json.or(human).unwrap_or_default().to_owned(),
-        source,
-    })?;
+    let (json, human) =
+        if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
+    let log = logline::RecordLog::open(json, human)
+        .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
     let (tx, rx) = crossbeam_channel::bounded(opts.channel_capacity.max(1));
     let counters = Arc::new(Counters::default());
     let sink = Sink {
@@ -284,17 +270,9 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
         stop_checkpoints: Some(stop_checkpoints),
         checkpointer: Some(checkpointer),
     };
-    let thread = std::thread::Builder::new()
-        .name("aibridge-sink".into())
-        .spawn(move || sink.run())
-        .map_err(SinkError::Spawn)?;
-    Ok((
-        SinkHandle {
-            tx,
-            counters: counters.clone(),
-        },
-        SinkThread { thread, counters },
-    ))
+    let thread =
+        std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
+    Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters }))
 }
 
 /// State owned by the sink thread.
@@ -331,27 +309,20 @@ impl Sink {
             if self.retry_at.is_none() && !self.closed {
                 self.maybe_purge();
             }
-            self.counters
-                .pending_in_memory
-                .store(self.pending.len() as u64, Ordering::Relaxed);
+            self.counters.pending_in_memory.store(self.pending.len() as u64, Ordering::Relaxed);
             if self.closed && self.pending.is_empty() {
                 break;
             }
         }
         if !self.log.flush() {
-            self.counters
-                .log_write_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
         }
         drop(self.stop_checkpoints.take());
         if let Some(c) = self.checkpointer.take() {
             c.join();
         }
         // Fold the WAL into the database before exit; closing the last connection also tries this.
-        if let Err(e) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed on next open");
         }
     }
@@ -420,11 +391,7 @@ impl Sink {
     /// When the idle wait must end for retention to run, if retention is on.
     fn purge_deadline(&self) -> Option<Instant> {
         self.retention?;
-        Some(if self.purge_more {
-            Instant::now()
-        } else {
-            self.next_purge
-        })
+        Some(if self.purge_more { Instant::now() } else { self.next_purge })
     }
 
     /// Commits the oldest `MAX_BATCH_RECORDS` pending records in one transaction, then logs them.
@@ -470,10 +437,7 @@ impl Sink {
 
     fn committed(&mut self, n: usize) {
         if self.retry_at.take().is_some() {
-            tracing::warn!(
-                backlog = self.pending.len(),
-                "database writable again; sink is catching up"
-            );
+            tracing::warn!(backlog = self.pending.len(), "database writable again; sink is catching up");
         }
         self.backoff = BACKOFF_MIN;
         if self.log.is_active() {
@@ -484,15 +448,11 @@ impl Sink {
             }
             failed |= !self.log.flush();
             if failed {
-                self.counters
-                    .log_write_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.pending.drain(..n);
-        self.counters
-            .records_written
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.records_written.fetch_add(n as u64, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -524,9 +484,7 @@ impl Sink {
         let cutoff = timefmt::format(cutoff);
         match store::purge_chunk(&mut self.conn, cutoff.as_str(), RETENTION_CHUNK) {
             Ok(n) => {
-                self.counters
-                    .purged_interceptions
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.counters.purged_interceptions.fetch_add(n as u64, Ordering::Relaxed);
                 self.purge_more = n == RETENTION_CHUNK;
                 if !self.purge_more {
                     self.next_purge = now + self.retention_interval;

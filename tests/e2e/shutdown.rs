@@ -49,7 +49,10 @@ fn sigterm_mid_stream_finishes_in_flight_and_loses_no_record() {
     let c = db(&db_path);
     let count = |q: &str| -> i64 { c.query_row(q, [], |r| r.get(0)).unwrap() };
     assert_eq!(count("SELECT COUNT(*) FROM aibridge_interceptions"), STREAMS as i64);
-    assert_eq!(count("SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL AND status = 'completed'"), STREAMS as i64);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL AND status = 'completed'"),
+        STREAMS as i64
+    );
     assert_eq!(count("SELECT COUNT(DISTINCT interception_id) FROM aibridge_token_usages"), STREAMS as i64);
     assert_eq!(count("SELECT COUNT(*) FROM aibridge_user_prompts WHERE prompt = 'count slowly'"), STREAMS as i64);
 }
