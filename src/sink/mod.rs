@@ -238,6 +238,13 @@ impl SinkThread {
     pub fn stats(&self) -> SinkStats {
         self.counters.snapshot(0)
     }
+
+    /// A way to read the counters from another thread without holding a [`SinkHandle`] (which would keep
+    /// the sink alive).
+    pub fn stats_source(&self) -> impl Fn() -> SinkStats + Send + 'static {
+        let counters = self.counters.clone();
+        move || counters.snapshot(0)
+    }
 }
 
 /// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
