@@ -54,7 +54,8 @@ fn openai_type(status: u16) -> (&'static str, &'static str) {
     }
 }
 
-fn anthropic_type(status: u16) -> &'static str {
+/// Anthropic's error `type` for an HTTP status (also used for Bedrock errors turned into Anthropic's shape).
+pub fn anthropic_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
         403 => "permission_error",
@@ -62,8 +63,8 @@ fn anthropic_type(status: u16) -> &'static str {
         413 => "request_too_large",
         429 => "rate_limit_error",
         503 | 529 => "overloaded_error",
-        _ if status >= 500 => "api_error",
-        _ => "invalid_request_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
     }
 }
 

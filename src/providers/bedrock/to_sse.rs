@@ -210,21 +210,6 @@ fn exception_error_type(exception: &str) -> Option<(u16, &'static str)> {
     })
 }
 
-/// The Anthropic error type for an HTTP status, when the exception name did not decide it.
-fn status_error_type(status: u16) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
-        s if (400..500).contains(&s) => "invalid_request_error",
-        _ => "api_error",
-    }
-}
-
 /// Turns a Bedrock error response (JSON `{"message": …}` plus the `x-amzn-errortype` header, passed as
 /// `exception_type`) into an Anthropic error body `{"type":"error","error":{"type":…,"message":…}}`.
 /// The upstream status is kept (clients' retry rules key on it: 429, 5xx); a non-error status becomes
@@ -241,7 +226,7 @@ pub fn error_to_anthropic(status: u16, body: &[u8], exception_type: Option<&str>
         .as_deref()
         .and_then(exception_error_type)
         .map(|(_, t)| t)
-        .unwrap_or_else(|| status_error_type(status));
+        .unwrap_or_else(|| crate::providers::errors::anthropic_type(status));
     let mut message = message_from_body(body).unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
