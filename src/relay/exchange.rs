@@ -62,7 +62,7 @@ pub struct UpstreamResponse {
 
 /// Sends `req` and reads the response head. A reused connection that fails before any response byte is
 /// replaced by a fresh one once; nothing had reached the client, so the retry is safe.
-pub async fn send(upstreams: &Upstreams, req: &UpstreamRequest) -> Result<UpstreamResponse, RelayError> {
+pub async fn send(upstreams: &Upstreams, req: &mut UpstreamRequest) -> Result<UpstreamResponse, RelayError> {
     let first = upstreams.checkout(&req.key).await?;
     match attempt(first.conn, req).await {
         Ok(r) => Ok(r),
@@ -89,8 +89,10 @@ impl Attempt {
     }
 }
 
-async fn attempt(mut conn: Conn, req: &UpstreamRequest) -> Result<UpstreamResponse, Attempt> {
-    let (res, _) = conn.write_all(req.bytes.clone()).await;
+async fn attempt(mut conn: Conn, req: &mut UpstreamRequest) -> Result<UpstreamResponse, Attempt> {
+    // The buffer goes to the kernel and comes back, so a retry can send it again without a copy.
+    let (res, bytes) = conn.write_all(std::mem::take(&mut req.bytes)).await;
+    req.bytes = bytes;
     if res.is_err() {
         return Err(Attempt::DeadBeforeAnswer(RelayError::UpstreamClosed));
     }

@@ -285,12 +285,12 @@ async fn proxy(
 
     // Send, failing over between keys before anything reached the client.
     let upstream = loop {
-        let req = UpstreamRequest {
+        let mut req = UpstreamRequest {
             key: inst.pool_key.clone(),
             bytes: render(inst, head, &path, credential, &body, stream)?,
             is_head: head.method == "HEAD",
         };
-        let resp = match send(&svc.upstreams, &req).await {
+        let resp = match send(&svc.upstreams, &mut req).await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(i) = interception.take() {

@@ -327,3 +327,37 @@ fn unreachable_upstream_is_a_502_in_the_provider_shape() {
     assert_eq!(r.json()["error"]["type"], "api_error");
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn a_dead_pooled_connection_is_retried_once_on_a_fresh_one() {
+    let mock = MockUpstream::start().unwrap();
+    let addr = mock.addr();
+    let gw = Gateway::start(&[
+        ("CODER_AIBRIDGE_WORKERS", "1"),
+        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
+        ("CODER_AIBRIDGE_PROVIDER_0_KEY", "sk-test-openai-key-0123456789"),
+        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &format!("{}/v1", mock.base_url())),
+    ]);
+    let token = gw.token("hana");
+    let auth = format!("Bearer {token}");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        CHAT_JSON.as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    // The upstream restarts: the gateway's pooled keep-alive connection is now dead.
+    drop(mock);
+    let mock = MockUpstream::start_on(&addr.to_string()).unwrap();
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        CHAT_JSON.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.requests().len(), 1, "the request reached the new upstream exactly once");
+}
