@@ -107,10 +107,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for h in handles {
         let _ = h.join();
     }
-    // Every worker is gone; dropping the last gateway reference drops the last sink handle.
+    // Every worker is gone. Tasks abandoned at the end of the grace period may still own sink handles
+    // (their records were settled by `abandon`), so the sink is closed explicitly rather than by the
+    // last handle being dropped.
     drop(gateway);
     tracing::info!("workers stopped; draining records");
-    let stats = sink_thread.join();
+    let stats = sink_thread.close();
     tracing::info!(
         records_written = stats.records_written,
         batches = stats.batches,

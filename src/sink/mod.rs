@@ -12,7 +12,7 @@ pub mod timefmt;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +23,9 @@ use crate::records::Record;
 
 pub use logline::{human_line, json_line, json_string, MESSAGE as LOG_MESSAGE};
 pub use schema::{current_version as schema_version, open_database, BUSY_TIMEOUT};
+
+/// How often an idle sink looks for a close request.
+const CLOSE_POLL: Duration = Duration::from_millis(100);
 
 /// Most records committed in one transaction (DESIGN §4): large enough to amortise the commit, small enough
 /// that a transaction never holds the write lock for long.
@@ -222,6 +225,7 @@ impl Counters {
 pub struct SinkThread {
     thread: std::thread::JoinHandle<()>,
     counters: Arc<Counters>,
+    close_requested: Arc<AtomicBool>,
 }
 
 impl SinkThread {
@@ -232,6 +236,14 @@ impl SinkThread {
             tracing::error!("the sink thread panicked; records still in its memory were lost");
         }
         self.counters.snapshot(0)
+    }
+
+    /// Drains everything already sent, commits it and stops, without waiting for the remaining handles to
+    /// be dropped. For shutdown after the workers stopped: a task abandoned at the end of the grace period
+    /// may still own a handle it will never use again.
+    pub fn close(self) -> SinkStats {
+        self.close_requested.store(true, Ordering::SeqCst);
+        self.join()
     }
 
     /// The counters, readable without holding a `SinkHandle` (which would keep the thread alive).
@@ -261,9 +273,11 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
         .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
     let (tx, rx) = crossbeam_channel::bounded(opts.channel_capacity.max(1));
     let counters = Arc::new(Counters::default());
+    let close_requested = Arc::new(AtomicBool::new(false));
     let sink = Sink {
         conn,
         rx,
+        close_requested: close_requested.clone(),
         log,
         counters: counters.clone(),
         retention: opts.retention.filter(|d| !d.is_zero()),
@@ -279,13 +293,15 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
-    Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters }))
+    Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters, close_requested }))
 }
 
 /// State owned by the sink thread.
 struct Sink {
     conn: Connection,
     rx: Receiver<Record>,
+    /// Set by [`SinkThread::close`]: drain what the channel holds now and exit, even if handles remain.
+    close_requested: Arc<AtomicBool>,
     log: logline::RecordLog,
     counters: Arc<Counters>,
     retention: Option<Duration>,
@@ -364,13 +380,17 @@ impl Sink {
             return;
         }
         if self.pending.is_empty() {
-            let first = match self.purge_deadline() {
-                Some(deadline) => self.rx.recv_deadline(deadline),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match first {
+            // Idle waits are bounded so a close request is seen promptly.
+            let poll = Instant::now() + CLOSE_POLL;
+            let deadline = self.purge_deadline().map_or(poll, |d| d.min(poll));
+            match self.rx.recv_deadline(deadline) {
                 Ok(r) => self.push(r),
-                Err(RecvTimeoutError::Timeout) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.close_requested.load(Ordering::SeqCst) {
+                        self.drain_for_close();
+                    }
+                    return;
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.closed = true;
                     return;
@@ -393,6 +413,14 @@ impl Sink {
                 }
             }
         }
+    }
+
+    /// Takes everything the channel holds now and marks the sink closed (a close was requested).
+    fn drain_for_close(&mut self) {
+        while let Ok(r) = self.rx.try_recv() {
+            self.push(r);
+        }
+        self.closed = true;
     }
 
     /// When the idle wait must end for retention to run, if retention is on.
