@@ -5,7 +5,7 @@
 mod cache;
 mod store;
 
-pub use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, REFRESH_INTERVAL};
+pub use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, VerifiedMemo, REFRESH_INTERVAL};
 pub use store::{CreatedToken, TokenInfo, TokenStore};
 
 /// Every gateway token starts with this, so it is recognisable in a leaked-secret scan.

@@ -116,3 +116,31 @@ fn constant_time_eq_compares() {
     b[31] ^= 1;
     assert!(!constant_time_eq(&a, &b));
 }
+
+#[test]
+fn the_worker_memo_agrees_with_verify_and_follows_revocations() {
+    let (store, path) = store_and_path("auth-memo");
+    let alice = store.create("alice", None).unwrap();
+    let brief = store.create("bob", Some(Duration::from_secs(3600))).unwrap();
+    let cache = load_token_cache(&path).unwrap();
+    let mut memo = VerifiedMemo::default();
+    let now = SystemTime::now();
+    for _ in 0..3 {
+        assert_eq!(cache.verify_memo(&alice.token, now, &mut memo).unwrap(), cache.verify(&alice.token, now).unwrap());
+    }
+    // Same id, another secret: refused even though the id is memoised.
+    let mut forged = alice.token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    assert!(matches!(cache.verify_memo(&forged, now, &mut memo), Err(AuthError::Unknown)));
+    // Expiry is checked on every hit.
+    assert!(cache.verify_memo(&brief.token, now, &mut memo).is_ok());
+    let later = now + Duration::from_secs(7200);
+    assert!(matches!(cache.verify_memo(&brief.token, later, &mut memo), Err(AuthError::Expired)));
+    // A revoke takes effect with the next snapshot, memo or not.
+    assert!(store.revoke(&alice.id).unwrap());
+    assert!(cache.verify_memo(&alice.token, now, &mut memo).is_ok(), "old snapshot still current");
+    cache.reload(&store).unwrap();
+    assert!(matches!(cache.verify_memo(&alice.token, now, &mut memo), Err(AuthError::Revoked)));
+    assert!(matches!(cache.verify(&alice.token, now), Err(AuthError::Revoked)));
+}

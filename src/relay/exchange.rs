@@ -18,6 +18,8 @@ pub const UPSTREAM_READ_SPARE: usize = 16 * 1024;
 
 /// A fully rendered upstream request.
 pub struct UpstreamRequest {
+    /// The pool slot of the instance (see [`Upstreams`]).
+    pub slot: usize,
     pub key: PoolKey,
     /// Request line, headers and body, ready to write.
     pub bytes: Vec<u8>,
@@ -63,7 +65,7 @@ pub struct UpstreamResponse {
 /// Sends `req` and reads the response head. A reused connection that fails before any response byte is
 /// replaced by a fresh one once; nothing had reached the client, so the retry is safe.
 pub async fn send(upstreams: &Upstreams, req: &mut UpstreamRequest) -> Result<UpstreamResponse, RelayError> {
-    let first = upstreams.checkout(&req.key).await?;
+    let first = upstreams.checkout(req.slot, &req.key).await?;
     match attempt(first.conn, req).await {
         Ok(r) => Ok(r),
         Err(Attempt::DeadBeforeAnswer(e)) if first.reused => {

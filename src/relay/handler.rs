@@ -121,7 +121,7 @@ fn route(
     if !svc.gw.config.enabled {
         return Err((default_shape(), RelayError::Disabled));
     }
-    let Some(&idx) = svc.gw.by_name.get(name) else {
+    let Some(idx) = svc.gw.instance_index(name) else {
         return Err((default_shape(), not_found()));
     };
     let inst = &svc.gw.instances[idx];
@@ -148,7 +148,7 @@ fn authenticate(svc: &WorkerService, head: &RequestHead) -> Result<Caller, Relay
     if token.is_empty() {
         return Err(RelayError::Unauthorized("missing gateway token: send Authorization: Bearer <token> or X-Api-Key"));
     }
-    match svc.gw.tokens.verify(&token, SystemTime::now()) {
+    match svc.gw.tokens.verify_memo(&token, SystemTime::now(), &mut svc.token_memo.borrow_mut()) {
         Ok(principal) => Ok(Caller { principal, byok }),
         Err(_) => Err(RelayError::Unauthorized("invalid, expired or revoked gateway token")),
     }
@@ -286,6 +286,7 @@ async fn proxy(
     // Send, failing over between keys before anything reached the client.
     let upstream = loop {
         let mut req = UpstreamRequest {
+            slot: inst.pool_slot,
             key: inst.pool_key.clone(),
             bytes: render(inst, head, &path, credential, &body, stream)?,
             is_head: head.method == "HEAD",
@@ -478,7 +479,7 @@ async fn relay_response(
 
     let end = relay_body(&mut up, client, &up_head, head_bytes, leftover, to_client, &mut observer).await;
     match end {
-        BodyEnd::Complete { reusable } if reusable => svc.upstreams.checkin(&inst.pool_key, up),
+        BodyEnd::Complete { reusable } if reusable => svc.upstreams.checkin(inst.pool_slot, up),
         _ => drop(up),
     }
     if let Some(mut i) = interception.take() {
