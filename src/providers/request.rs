@@ -17,6 +17,9 @@ pub enum InspectError {
     /// The body is JSON but not an object.
     #[error("request body is not a JSON object")]
     NotAnObject,
+    /// Arrays or objects nest deeper than the parser may recurse.
+    #[error("request body nests deeper than {} levels", crate::sse::MAX_JSON_DEPTH)]
+    TooDeep,
     /// A known field has the wrong JSON type.
     #[error("request field `{0}` has the wrong type")]
     WrongType(&'static str),
@@ -24,6 +27,9 @@ pub enum InspectError {
 
 /// Reads what the records need from an intercepted request body of `api`.
 pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
+    if !crate::sse::nesting_within(body, crate::sse::MAX_JSON_DEPTH) {
+        return Err(InspectError::TooDeep);
+    }
     let mut copy = body.to_vec();
     let v = simd_json::to_borrowed_value(&mut copy).map_err(|_| InspectError::InvalidJson)?;
     if v.as_object().is_none() {
@@ -295,6 +301,8 @@ mod tests {
 
     #[test]
     fn inspect_errors_are_typed() {
+        let deep = format!(r#"{{"model":"m","messages":{}{}}}"#, "[".repeat(300_000), "]".repeat(300_000));
+        assert_eq!(inspect(Api::ChatCompletions, deep.as_bytes()), Err(InspectError::TooDeep));
         assert_eq!(inspect(Api::Messages, b"{"), Err(InspectError::InvalidJson));
         assert_eq!(inspect(Api::Messages, b"[]"), Err(InspectError::NotAnObject));
         assert_eq!(inspect(Api::Messages, br#"{"model":1}"#), Err(InspectError::WrongType("model")));
