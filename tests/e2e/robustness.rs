@@ -1,0 +1,241 @@
+//! Hostile clients and hostile upstreams: every bad input gets a clear answer in the provider's error
+//! shape, never a crash, a hang or a lost record, and no secret reaches a log, a record or an error.
+//! The hostile upstream is a tiny std::net server in this file, for what the mock cannot imitate.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aibridged::mock::MockUpstream;
+
+use crate::support::*;
+
+const OPENAI_KEY: &str = "sk-robust-openai-SECRET-0123456789";
+const ANTHROPIC_KEY: &str = "sk-ant-robust-SECRET-0123456789";
+const CHAT: &str = "/api/v2/aibridge/openai/v1/chat/completions";
+const MESSAGES: &str = "/api/v2/aibridge/anthropic/v1/messages";
+const CHAT_JSON: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+const CHAT_STREAM: &str = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+/// The hostile upstream serves at most this many connections, so its accept loop is bounded.
+const HOSTILE_MAX_CONNS: usize = 64;
+
+/// A gateway with an openai and an anthropic instance, both on `base` (an `http://host:port`).
+fn gateway_on(base: &str, extra: &[(&str, &str)]) -> Gateway {
+    let openai = format!("{base}/v1");
+    let mut env = vec![
+        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
+        ("CODER_AIBRIDGE_PROVIDER_0_KEY", OPENAI_KEY),
+        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", openai.as_str()),
+        ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
+        ("CODER_AIBRIDGE_PROVIDER_1_KEY", ANTHROPIC_KEY),
+        ("CODER_AIBRIDGE_PROVIDER_1_BASE_URL", base),
+    ];
+    env.extend_from_slice(extra);
+    Gateway::start(&env)
+}
+
+fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn assert_alive(gw: &Gateway) {
+    assert_eq!(request(gw.addr, "GET", "/healthz", &[], b"").status, 200, "the gateway still serves");
+}
+
+/// A hostile upstream: for each connection, reads one request head (and its Content-Length body unless
+/// the mode is `early`), then lets `answer` write anything, chosen by the forwarded `x-hostile` header.
+fn hostile(answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(HOSTILE_MAX_CONNS) {
+            let Ok(mut conn) = conn else { continue };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 65536];
+                let head_end = loop {
+                    if let Some(i) = find(&buf, b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match conn.read(&mut tmp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let mode = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-hostile:"))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if mode != "early" {
+                    while buf.len() < head_end + len {
+                        match conn.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                }
+                answer(&mode, &mut conn);
+            });
+        }
+    });
+    addr
+}
+
+const OK_BODY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+
+fn ok_json(extra_headers: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\n\r\n{OK_BODY}",
+        OK_BODY.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn deeply_nested_json_is_refused_and_never_crashes_the_gateway() {
+    let depth = 300_000;
+    let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let addr = hostile(move |mode, conn| {
+        let body = format!(r#"{{"id":"x","usage":{{"prompt_tokens":1}},"pad":{deep}}}"#);
+        let bytes = match mode {
+            "deep-json" => format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            _ => format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\ndata: {body}\n\ndata: [DONE]\n\n",
+                body.len() + 22
+            ),
+        };
+        let _ = conn.write_all(bytes.as_bytes());
+    });
+    let gw = gateway_on(&format!("http://{addr}"), &[]);
+    let token = gw.token("mallory");
+    let auth = format!("Bearer {token}");
+
+    // A client body nesting 300k levels: a 400 in each provider's shape, nothing sent upstream.
+    let body = format!(r#"{{"model":"gpt-4o","messages":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+    let r = request(gw.addr, "POST", CHAT, &[("Authorization", &auth)], body.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("nests deeper"));
+    let r = request(gw.addr, "POST", MESSAGES, &[("X-Api-Key", &token)], body.as_bytes());
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    let r = request(gw.addr, "POST", CHAT, &[("Authorization", &auth)], "[".repeat(1 << 20).as_bytes());
+    assert_eq!(r.status, 400);
+    assert_alive(&gw);
+
+    // An upstream answering with such a body or stream event: relayed byte for byte, left unobserved.
+    for (mode, req) in [("deep-json", CHAT_JSON), ("deep-sse", CHAT_STREAM)] {
+        let r = request(gw.addr, "POST", CHAT, &[("Authorization", &auth), ("x-hostile", mode)], req.as_bytes());
+        assert_eq!(r.status, 200, "{mode}");
+        assert!(r.complete && r.body.len() > 2 * depth, "{mode}: the whole body reached the client");
+        assert_alive(&gw);
+    }
+    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 2), 2);
+}
+
+#[test]
+fn dot_segments_and_encoded_separators_never_reach_the_upstream() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = Gateway::start(&[
+        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
+        ("CODER_AIBRIDGE_PROVIDER_0_KEY", OPENAI_KEY),
+        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &format!("{}/v1", mock.base_url())),
+        ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
+        ("CODER_AIBRIDGE_PROVIDER_1_KEY", ANTHROPIC_KEY),
+        ("CODER_AIBRIDGE_PROVIDER_1_BASE_URL", &format!("{}/proxy/anthropic", mock.base_url())),
+    ]);
+    let token = gw.token("mallory");
+    let auth = format!("Bearer {token}");
+    for (method, path) in [
+        // An unrecorded chat call dressed as a pass-through.
+        ("POST", "/api/v2/aibridge/openai/v1/conversations/../chat/completions"),
+        ("POST", "/api/v2/aibridge/openai/v1/models/%2e%2e/chat/completions"),
+        ("POST", "/api/v2/aibridge/openai/v1/responses/x/%2E%2E/%2e%2e/chat/completions"),
+        // Climbing out of the instance's base path on a shared upstream host.
+        ("GET", "/api/v2/aibridge/anthropic/v1/models/../../../../admin"),
+        ("GET", "/api/v2/aibridge/openai/v1/models/..%2f..%2fadmin"),
+        ("GET", "/api/v2/aibridge/openai/v1/models/.%5C..%5Cadmin"),
+        ("GET", "/api/v2/aibridge/openai/v1/models/./gpt-4o"),
+    ] {
+        let r = request(gw.addr, method, path, &[("Authorization", &auth), ("X-Api-Key", &token)], CHAT_JSON.as_bytes());
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(r.json()["error"]["message"].is_string(), "{path}");
+    }
+    assert!(mock.requests().is_empty(), "nothing reached the upstream: {:?}", mock.requests());
+    // Ordinary model names with dots still pass (the mock itself knows no such model).
+    request(gw.addr, "GET", "/api/v2/aibridge/openai/v1/models/gpt-4.1", &[("Authorization", &auth)], b"");
+    assert_eq!(mock.requests()[0].path, "/v1/models/gpt-4.1");
+}
+
+#[test]
+fn duplicate_fields_the_gateway_reads_are_refused_so_records_match_what_the_provider_runs() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway_on(&mock.base_url(), &[]);
+    let token = gw.token("mallory");
+    let auth = format!("Bearer {token}");
+    for (path, body) in [
+        // Streams without the usage the gateway asks for, if the gateway reads the first `stream`.
+        (CHAT, r#"{"model":"gpt-4o","stream":false,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#),
+        (CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true,"include_usage":false},"messages":[]}"#),
+        // Records one model while the provider runs another.
+        (MESSAGES, r#"{"model":"claude-haiku-4-5","model":"claude-opus-4-1","max_tokens":5,"messages":[]}"#),
+    ] {
+        let r = request(gw.addr, "POST", path, &[("Authorization", &auth)], body.as_bytes());
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.text().contains("appears more than once"), "{}", r.text());
+    }
+    assert!(mock.requests().is_empty());
+    let n: i64 = db(&gw.db).query_row("SELECT COUNT(*) FROM aibridge_interceptions", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0, "refused requests are not interceptions");
+}
+
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway_on(&mock.base_url(), &[]);
+    let token = gw.token("pip");
+    let post = |auth: &str, body: &str, extra: &str| {
+        format!(
+            "POST {CHAT} HTTP/1.1\r\nHost: x\r\n{auth}{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let good = format!("Authorization: Bearer {token}\r\n");
+    let mut wire = String::new();
+    wire.push_str("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    wire.push_str(&post("Authorization: Bearer aibr_nope_nope\r\n", CHAT_JSON, ""));
+    wire.push_str(&post(&good, CHAT_STREAM, ""));
+    wire.push_str("GET /api/v2/aibridge/openai/v1/nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+    wire.push_str(&post(&good, CHAT_JSON, ""));
+    wire.push_str(&post("", CHAT_JSON, ""));
+    wire.push_str(&post(&good, CHAT_JSON, "x-mock-status: 429\r\n"));
+    wire.push_str(&post(&good, CHAT_STREAM, "Connection: close\r\n"));
+    wire.push_str("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); // after close: never answered
+
+    let mut c = Client::connect(gw.addr);
+    c.stream.write_all(wire.as_bytes()).unwrap();
+    let statuses: Vec<u16> = (0..8).map(|_| c.read_response().status).collect();
+    assert_eq!(statuses, [200, 401, 200, 404, 200, 401, 429, 200]);
+    assert!(c.is_closed(), "Connection: close ends the pipeline");
+    assert_eq!(mock.requests().len(), 4, "only the authenticated proxied calls went upstream");
+    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 4), 4);
+}
