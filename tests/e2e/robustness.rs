@@ -176,7 +176,8 @@ fn dot_segments_and_encoded_separators_never_reach_the_upstream() {
         ("GET", "/api/v2/aibridge/openai/v1/models/.%5C..%5Cadmin"),
         ("GET", "/api/v2/aibridge/openai/v1/models/./gpt-4o"),
     ] {
-        let r = request(gw.addr, method, path, &[("Authorization", &auth), ("X-Api-Key", &token)], CHAT_JSON.as_bytes());
+        let r =
+            request(gw.addr, method, path, &[("Authorization", &auth), ("X-Api-Key", &token)], CHAT_JSON.as_bytes());
         assert_eq!(r.status, 404, "{path}: {}", r.text());
         assert!(r.json()["error"]["message"].is_string(), "{path}");
     }
@@ -195,7 +196,10 @@ fn duplicate_fields_the_gateway_reads_are_refused_so_records_match_what_the_prov
     for (path, body) in [
         // Streams without the usage the gateway asks for, if the gateway reads the first `stream`.
         (CHAT, r#"{"model":"gpt-4o","stream":false,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#),
-        (CHAT, r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true,"include_usage":false},"messages":[]}"#),
+        (
+            CHAT,
+            r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true,"include_usage":false},"messages":[]}"#,
+        ),
         // Records one model while the provider runs another.
         (MESSAGES, r#"{"model":"claude-haiku-4-5","model":"claude-opus-4-1","max_tokens":5,"messages":[]}"#),
     ] {
@@ -238,4 +242,65 @@ fn pipelined_requests_are_all_answered_in_order() {
     assert!(c.is_closed(), "Connection: close ends the pipeline");
     assert_eq!(mock.requests().len(), 4, "only the authenticated proxied calls went upstream");
     assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 4), 4);
+}
+
+/// A keep-alive upstream that, after its first answer on each connection, writes a second, unrequested
+/// response a little later; later requests on that connection get `late`-free answers.
+fn desyncing_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(HOSTILE_MAX_CONNS) {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 65536];
+                for n in 0..8 {
+                    // One request: head plus Content-Length body.
+                    let end = loop {
+                        if let Some(i) = find(&buf, b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= i + 4 + len {
+                                break i + 4 + len;
+                            }
+                        }
+                        match conn.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                        }
+                    };
+                    buf.drain(..end);
+                    if conn.write_all(&ok_json("")).is_err() {
+                        return;
+                    }
+                    if n == 0 {
+                        std::thread::sleep(Duration::from_millis(100));
+                        let late = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{\"smuggled\":\"yes!!!\"}";
+                        let _ = conn.write_all(late.as_bytes());
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn bytes_an_upstream_sends_after_its_response_never_answer_the_next_request() {
+    let addr = desyncing_upstream();
+    let gw = gateway_on(&format!("http://{addr}"), &[("CODER_AIBRIDGE_WORKERS", "1")]);
+    let token = gw.token("victim");
+    let auth = format!("Bearer {token}");
+    for i in 0..4 {
+        let r = request(gw.addr, "POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.text(), OK_BODY, "request {i} got another request's answer");
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
