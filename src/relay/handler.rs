@@ -20,7 +20,7 @@ use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::sse::StreamObserver;
 
-use super::client::{read_body, read_head, write_simple, NoHead, CLIENT_READ_SPARE};
+use super::client::{closed, read_body, read_head, write_simple, NoHead, CLIENT_READ_SPARE};
 use super::error::RelayError;
 use super::exchange::{render_request, send, UpstreamRequest, UpstreamResponse};
 use super::record::Interception;
@@ -290,7 +290,17 @@ async fn proxy(
             bytes: render(inst, head, &path, credential, &body, stream)?,
             is_head: head.method == "HEAD",
         };
-        let resp = match send(&svc.upstreams, &mut req).await {
+        let sent = monoio::select! {
+            r = send(&svc.upstreams, &mut req) => r,
+            _ = closed(client) => {
+                tracing::debug!(provider = %inst.config.name, "client closed while waiting for the upstream; dropping the upstream call");
+                if let Some(i) = interception.take() {
+                    i.end(EndStatus::ClientDisconnected);
+                }
+                return Ok(false);
+            }
+        };
+        let resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 if let Some(i) = interception.take() {
