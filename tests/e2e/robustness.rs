@@ -304,3 +304,46 @@ fn bytes_an_upstream_sends_after_its_response_never_answer_the_next_request() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+#[test]
+fn a_client_giving_up_on_a_silent_upstream_is_noticed_at_once() {
+    for driver in ["io_uring", "epoll"] {
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel::<Duration>();
+        let closed_tx = std::sync::Mutex::new(closed_tx);
+        let addr = hostile(move |_mode, conn| {
+            // Accept the request, never answer; report when the gateway drops the upstream call.
+            let t = Instant::now();
+            let mut tmp = [0u8; 1];
+            let _ = conn.read(&mut tmp);
+            let _ = closed_tx.lock().unwrap().send(t.elapsed());
+        });
+        let gw = gateway_on(&format!("http://{addr}"), &[("AIBRIDGED_IO_DRIVER", driver)]);
+        let token = gw.token("quitter");
+        let auth = format!("Bearer {token}");
+        {
+            let mut c = Client::connect(gw.addr);
+            c.send("POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
+            std::thread::sleep(Duration::from_millis(500));
+        } // the client gives up
+        let held = closed_rx.recv_timeout(Duration::from_secs(10)).expect("the gateway dropped the upstream call");
+        assert!(held < Duration::from_secs(5), "{driver}: upstream call held {held:?} after the client left");
+        assert_eq!(
+            wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'client_disconnected'", 1),
+            1,
+            "{driver}"
+        );
+        assert_alive(&gw);
+    }
+
+    // A pipelined request queued behind a slow one is not mistaken for a close: both get answers.
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway_on(&mock.base_url(), &[]);
+    let token = gw.token("patient");
+    let auth = format!("Bearer {token}");
+    let mut c = Client::connect(gw.addr);
+    c.send("POST", CHAT, &[("Authorization", &auth), ("x-mock-delay-ms", "400")], CHAT_JSON.as_bytes());
+    std::thread::sleep(Duration::from_millis(100));
+    c.send("POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
+    assert_eq!(c.read_response().status, 200);
+    assert_eq!(c.read_response().status, 200);
+}
