@@ -519,7 +519,11 @@ fn client_head(up: &http::ResponseHead, to_client: ToClient, keep_alive: bool, e
         if http::is_hop_by_hop_in(&up.headers, &h.name) {
             continue;
         }
-        if matches!(to_client, ToClient::Reframe { .. }) && h.name.eq_ignore_ascii_case("content-length") {
+        // RFC 9110 §8.6: no Content-Length on a 204 (a client may otherwise wait for a body that the
+        // gateway, rightly, never relays).
+        if (matches!(to_client, ToClient::Reframe { .. }) || up.status == 204)
+            && h.name.eq_ignore_ascii_case("content-length")
+        {
             continue;
         }
         if event_stream && h.name.eq_ignore_ascii_case("content-type") {
