@@ -347,3 +347,93 @@ fn a_client_giving_up_on_a_silent_upstream_is_noticed_at_once() {
     assert_eq!(c.read_response().status, 200);
     assert_eq!(c.read_response().status, 200);
 }
+
+fn hostile_answer(mode: &str, conn: &mut TcpStream) {
+    let bytes: Vec<u8> = match mode {
+        "bad-status" => b"HTTP/1.1 2x0 WHAT\r\n\r\n".to_vec(),
+        "huge-head" => format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024)).into_bytes(),
+        "nul-header" => b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        "cl-and-te" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
+        "bad-chunk" => {
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndata: {\r\nZZZ\r\n"
+                .to_vec()
+        }
+        "huge-chunk" => {
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffffff\r\ndata"
+                .to_vec()
+        }
+        "short-body" => {
+            let mut b = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", OK_BODY.len() + 100)
+                .into_bytes();
+            b.extend_from_slice(OK_BODY.as_bytes());
+            b
+        }
+        "continue" => {
+            let mut b = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n".to_vec();
+            b.extend(ok_json(""));
+            b
+        }
+        "early" => ok_json(""),
+        "hop-by-hop" => ok_json(
+            "Connection: close, X-Hop\r\nX-Hop: secret-hop\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nTrailer: X-T\r\nProxy-Connection: keep-alive\r\n",
+        ),
+        "no-content-with-body" => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+        "switching" => b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nRAW".to_vec(),
+        _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    };
+    let _ = conn.write_all(&bytes);
+    // Let the gateway see the bytes before the close (the close ends close-delimited bodies).
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+#[test]
+fn hostile_upstreams_get_clear_errors_and_every_interception_ends() {
+    let addr = hostile(hostile_answer);
+    let gw = gateway_on(&format!("http://{addr}"), &[]);
+    let token = gw.token("victim");
+    let auth = format!("Bearer {token}");
+    let call = |mode: &str, body: &str| {
+        let mut c = Client::connect(gw.addr);
+        let r = c.request("POST", CHAT, &[("Authorization", &auth), ("x-hostile", mode)], body.as_bytes());
+        (r, c)
+    };
+
+    // Broken heads: a 502 in OpenAI's shape, naming the upstream as the culprit.
+    for mode in ["bad-status", "huge-head", "nul-header", "cl-and-te", "switching"] {
+        let (r, _) = call(mode, CHAT_JSON);
+        assert_eq!(r.status, 502, "{mode}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "upstream_error", "{mode}");
+    }
+    // Broken bodies after a good head: the client sees a cut response, never a complete-looking one.
+    for mode in ["bad-chunk", "huge-chunk", "short-body"] {
+        let (r, mut c) = call(mode, CHAT_STREAM);
+        assert_eq!(r.status, 200, "{mode}");
+        assert!(!r.complete, "{mode}: a cut body must not look complete");
+        assert!(c.is_closed(), "{mode}: the client connection is closed after a cut body");
+    }
+    // Interim answers are skipped; an answer sent before the body was read still arrives.
+    for mode in ["continue", "early"] {
+        let (r, _) = call(mode, CHAT_JSON);
+        assert_eq!((r.status, r.text()), (200, OK_BODY.to_string()), "{mode}");
+    }
+    // Upstream hop-by-hop headers never reach the client.
+    let (r, _) = call("hop-by-hop", CHAT_JSON);
+    assert_eq!(r.status, 200);
+    for name in ["x-hop", "keep-alive", "upgrade", "trailer", "proxy-connection"] {
+        assert_eq!(r.header(name), None, "{name} leaked to the client");
+    }
+    // A 204 has no body, whatever the upstream claims; the keep-alive client connection stays usable.
+    let (r, mut c) = call("no-content-with-body", CHAT_JSON);
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("content-length"), None, "no Content-Length on a 204");
+    let again = c.request("GET", "/healthz", &[], b"");
+    assert_eq!((again.status, again.text()), (200, r#"{"status":"ok"}"#.to_string()));
+
+    assert_alive(&gw);
+    // 5 + 3 + 2 + 1 + 1 interceptions, every one ended; the failed ones say so.
+    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 12), 12);
+    let failed: i64 = db(&gw.db)
+        .query_row("SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'failed'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(failed, 8, "broken heads and cut bodies are failed interceptions");
+}
