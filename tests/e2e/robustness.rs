@@ -437,3 +437,95 @@ fn hostile_upstreams_get_clear_errors_and_every_interception_ends() {
         .unwrap();
     assert_eq!(failed, 8, "broken heads and cut bodies are failed interceptions");
 }
+
+#[test]
+fn no_secret_in_any_log_line_record_or_error_after_a_run_full_of_errors() {
+    let mock = MockUpstream::start().unwrap();
+    let dir = ScratchDir::new("secrets");
+    let json_log = dir.0.join("log.json");
+    let json_log_s = json_log.display().to_string();
+    let mut gw = gateway_on(
+        &mock.base_url(),
+        &[
+            ("RUST_LOG", "debug"),
+            ("CODER_AIBRIDGE_STRUCTURED_LOGGING", "true"),
+            ("CODER_LOGGING_JSON", json_log_s.as_str()),
+        ],
+    );
+    let token = gw.token("keeper");
+    let near_miss = format!("{}x", &token[..token.len() - 1]);
+    let byok_key = "sk-client-own-BYOK-SECRET-987654321";
+    let auth = format!("Bearer {token}");
+    let mut answers = Vec::new();
+    let mut call = |path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let r = request(gw.addr, "POST", path, headers, body);
+        answers.push(r.text());
+    };
+    call(CHAT, &[("Authorization", &format!("Bearer {near_miss}"))], CHAT_JSON.as_bytes());
+    call(CHAT, &[("X-Api-Key", &near_miss)], CHAT_JSON.as_bytes());
+    call(CHAT, &[("Authorization", &auth)], b"{\"model\": ");
+    call(CHAT, &[("Authorization", &auth), ("x-mock-status", "401")], CHAT_JSON.as_bytes());
+    call(CHAT, &[("Authorization", &auth), ("x-mock-garbage", "1")], CHAT_JSON.as_bytes());
+    call(CHAT, &[("Authorization", &auth), ("x-mock-reset-after", "2")], CHAT_STREAM.as_bytes());
+    call(CHAT, &[("Authorization", &auth)], CHAT_STREAM.as_bytes());
+    call(
+        MESSAGES,
+        &[("X-Api-Key", &token)],
+        br#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    call(
+        MESSAGES,
+        &[("X-Coder-AI-Governance-Token", &token), ("X-Api-Key", byok_key), ("x-mock-status", "401")],
+        br#"{"model":"claude","max_tokens":5,"messages":[]}"#,
+    );
+    call("/api/v2/aibridge/openai/v1/embeddings", &[("Authorization", &auth), ("Proxy-Authorization", &auth)], b"{}");
+    let raw = raw_exchange(
+        gw.addr,
+        format!("POST {CHAT} HTTP/1.1\r\nAuthorization: Bearer {token}\r\nX-Bad: a\0b\r\n\r\n").as_bytes(),
+    );
+    answers.push(raw);
+    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 6), 6);
+    assert!(gw.terminate(), "clean exit flushes every log");
+
+    let secrets = [OPENAI_KEY, ANTHROPIC_KEY, token.as_str(), near_miss.as_str(), byok_key];
+    // The token's secret part alone, too (it follows the public id).
+    let token_secret = token.rsplit('_').next().unwrap().to_string();
+    let check = |what: &str, text: &str| {
+        for s in secrets.iter().copied().chain([token_secret.as_str()]) {
+            assert!(!text.contains(s), "a secret ({}…) appears in {what}: {text}", &s[..8]);
+        }
+    };
+    let stderr: Vec<String> = gw.drain_log();
+    assert!(stderr.iter().any(|l| l.contains("DEBUG") || l.contains("debug")), "debug logging was on");
+    for line in &stderr {
+        check("a stderr log line", line);
+    }
+    let json = std::fs::read_to_string(&json_log).unwrap();
+    assert!(json.contains("interception log"), "the JSON log has the records");
+    for line in json.lines() {
+        check("a JSON log line", line);
+    }
+    for answer in &answers {
+        check("an answer to the client", answer);
+    }
+    let conn = db(&gw.db);
+    for table in [
+        "aibridge_interceptions",
+        "aibridge_token_usages",
+        "aibridge_user_prompts",
+        "aibridge_tool_usages",
+        "aibridge_model_thoughts",
+    ] {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+        let cols = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..cols {
+                let v: rusqlite::types::Value = row.get(i).unwrap();
+                if let rusqlite::types::Value::Text(t) = v {
+                    check(&format!("a {table} row"), &t);
+                }
+            }
+        }
+    }
+}
