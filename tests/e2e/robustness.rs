@@ -529,3 +529,88 @@ fn no_secret_in_any_log_line_record_or_error_after_a_run_full_of_errors() {
         }
     }
 }
+
+#[test]
+fn hundreds_of_concurrent_streams_with_disconnects_and_resets_lose_no_record() {
+    const THREADS: usize = 60;
+    const PER_THREAD: usize = 5;
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway_on(&mock.base_url(), &[]);
+    let token = gw.token("crowd");
+    let auth = format!("Bearer {token}");
+    let addr = gw.addr;
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let auth = auth.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    let mut c = Client::connect(addr);
+                    match (t * PER_THREAD + i) % 5 {
+                        0 => {
+                            let r = c.request(
+                                "POST",
+                                CHAT,
+                                &[("Authorization", &auth), ("x-mock-delay-ms", "10"), ("x-mock-events", "20")],
+                                CHAT_STREAM.as_bytes(),
+                            );
+                            assert!(r.complete && r.text().contains("[DONE]"));
+                        }
+                        1 => {
+                            // Leaves mid-stream.
+                            c.send(
+                                "POST",
+                                CHAT,
+                                &[("Authorization", &auth), ("x-mock-delay-ms", "20"), ("x-mock-events", "100")],
+                                CHAT_STREAM.as_bytes(),
+                            );
+                            let mut first = [0u8; 32];
+                            assert!(c.stream.read(&mut first).unwrap() > 0);
+                        }
+                        2 => {
+                            let r = c.request(
+                                "POST",
+                                CHAT,
+                                &[("Authorization", &auth), ("x-mock-reset-after", "2")],
+                                CHAT_STREAM.as_bytes(),
+                            );
+                            assert!(!r.complete);
+                        }
+                        3 => {
+                            let r = c.request("POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
+                            assert_eq!(r.status, 200);
+                        }
+                        _ => {
+                            // Leaves before the upstream answers.
+                            c.send(
+                                "POST",
+                                CHAT,
+                                &[("Authorization", &auth), ("x-mock-delay-ms", "1000")],
+                                CHAT_JSON.as_bytes(),
+                            );
+                            std::thread::sleep(Duration::from_millis(30));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a client thread failed");
+    }
+    assert_alive(&gw);
+    let total = (THREADS * PER_THREAD) as i64;
+    assert_eq!(
+        wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", total),
+        total,
+        "every interception has its end"
+    );
+    let by = |status: &str| -> i64 {
+        db(&gw.db)
+            .query_row("SELECT COUNT(*) FROM aibridge_interceptions WHERE status = ?1", [status], |r| r.get(0))
+            .unwrap()
+    };
+    let fifth = total / 5;
+    assert_eq!(by("completed"), 2 * fifth);
+    assert_eq!(by("client_disconnected"), 2 * fifth);
+    assert_eq!(by("failed"), fifth);
+}
