@@ -614,3 +614,52 @@ fn hundreds_of_concurrent_streams_with_disconnects_and_resets_lose_no_record() {
     assert_eq!(by("client_disconnected"), 2 * fifth);
     assert_eq!(by("failed"), fifth);
 }
+
+/// Starts the gateway under `ulimit -n fds`, so descriptor exhaustion is reachable with a few sockets.
+fn gateway_with_fd_limit(fds: u32) -> Gateway {
+    use std::io::BufRead;
+    let dir = ScratchDir::new("fdlimit");
+    let db = dir.0.join("aibridge.db");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -n {fds} && exec \"$0\" server"), BIN])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CODER_HTTP_ADDRESS", "127.0.0.1:0")
+        .env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("CODER_AIBRIDGE_WORKERS", "1")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, log_lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let addr = loop {
+        let line = log_lines.recv_timeout(Duration::from_secs(20)).expect("gateway starts");
+        if let Some(i) = line.find("listening on http://") {
+            let rest: String = line[i + 20..].chars().take_while(|c| !c.is_whitespace()).collect();
+            break rest.parse().unwrap();
+        }
+    };
+    Gateway { child, addr, db, dir, log_lines }
+}
+
+#[test]
+fn descriptor_exhaustion_neither_floods_the_log_nor_outlives_the_flood() {
+    let gw = gateway_with_fd_limit(64);
+    let held: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(gw.addr).ok()).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_alive(&gw);
+    let warnings = gw.drain_log().iter().filter(|l| l.contains("accept failed")).count();
+    assert!((1..=4).contains(&warnings), "{warnings} accept warnings in 2 s");
+}
