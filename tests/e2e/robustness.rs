@@ -417,11 +417,13 @@ fn hostile_upstreams_get_clear_errors_and_every_interception_ends() {
         assert_eq!((r.status, r.text()), (200, OK_BODY.to_string()), "{mode}");
     }
     // Upstream hop-by-hop headers never reach the client.
-    let (r, _) = call("hop-by-hop", CHAT_JSON);
+    let (r, mut c) = call("hop-by-hop", CHAT_JSON);
     assert_eq!(r.status, 200);
-    for name in ["x-hop", "keep-alive", "upgrade", "trailer", "proxy-connection"] {
+    for name in ["x-hop", "keep-alive", "upgrade", "trailer", "proxy-connection", "connection"] {
         assert_eq!(r.header(name), None, "{name} leaked to the client");
     }
+    // The upstream's `Connection: close` closes only the upstream leg.
+    assert_eq!(c.request("GET", "/healthz", &[], b"").status, 200, "the client keeps its connection");
     // A 204 has no body, whatever the upstream claims; the keep-alive client connection stays usable.
     let (r, mut c) = call("no-content-with-body", CHAT_JSON);
     assert_eq!(r.status, 204);
