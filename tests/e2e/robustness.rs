@@ -49,7 +49,7 @@ fn assert_alive(gw: &Gateway) {
 }
 
 /// A hostile upstream: for each connection, reads one request head (and its Content-Length body unless
-/// the mode is `early`), then lets `answer` write anything, chosen by the forwarded `x-hostile` header.
+/// the mode starts with `early`), then lets `answer` write anything, chosen by the forwarded `x-hostile` header.
 fn hostile(answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -82,7 +82,7 @@ fn hostile(answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static) -> Soc
                     .find_map(|l| l.strip_prefix("content-length:"))
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(0);
-                if mode != "early" {
+                if !mode.starts_with("early") {
                     while buf.len() < head_end + len {
                         match conn.read(&mut tmp) {
                             Ok(0) | Err(_) => return,
@@ -374,6 +374,10 @@ fn hostile_answer(mode: &str, conn: &mut TcpStream) {
             b
         }
         "early" => ok_json(""),
+        "early-413" => {
+            let e = r#"{"error":{"message":"request too large","type":"invalid_request_error"}}"#;
+            format!("HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{e}", e.len()).into_bytes()
+        }
         "hop-by-hop" => ok_json(
             "Connection: close, X-Hop\r\nX-Hop: secret-hop\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nTrailer: X-T\r\nProxy-Connection: keep-alive\r\n",
         ),
@@ -389,7 +393,7 @@ fn hostile_answer(mode: &str, conn: &mut TcpStream) {
 #[test]
 fn hostile_upstreams_get_clear_errors_and_every_interception_ends() {
     let addr = hostile(hostile_answer);
-    let gw = gateway_on(&format!("http://{addr}"), &[]);
+    let gw = gateway_on(&format!("http://{addr}"), &[("CODER_AIBRIDGE_MAX_BODY_SIZE", "16777216")]);
     let token = gw.token("victim");
     let auth = format!("Bearer {token}");
     let call = |mode: &str, body: &str| {
@@ -416,6 +420,14 @@ fn hostile_upstreams_get_clear_errors_and_every_interception_ends() {
         let (r, _) = call(mode, CHAT_JSON);
         assert_eq!((r.status, r.text()), (200, OK_BODY.to_string()), "{mode}");
     }
+    // An upstream refusing a big body before reading it: its own answer reaches the client, not a 502.
+    let big = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(8 << 20));
+    for _ in 0..2 {
+        let (r, _) = call("early-413", &big);
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert_eq!(r.json()["error"]["message"], "request too large");
+    }
+
     // Upstream hop-by-hop headers never reach the client.
     let (r, mut c) = call("hop-by-hop", CHAT_JSON);
     assert_eq!(r.status, 200);
@@ -432,8 +444,8 @@ fn hostile_upstreams_get_clear_errors_and_every_interception_ends() {
     assert_eq!((again.status, again.text()), (200, r#"{"status":"ok"}"#.to_string()));
 
     assert_alive(&gw);
-    // 5 + 3 + 2 + 1 + 1 interceptions, every one ended; the failed ones say so.
-    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 12), 12);
+    // 5 + 3 + 2 + 2 + 1 + 1 interceptions, every one ended; the failed ones say so.
+    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 14), 14);
     let failed: i64 = db(&gw.db)
         .query_row("SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'failed'", [], |r| r.get(0))
         .unwrap();
