@@ -677,3 +677,56 @@ fn descriptor_exhaustion_neither_floods_the_log_nor_outlives_the_flood() {
     let warnings = gw.drain_log().iter().filter(|l| l.contains("accept failed")).count();
     assert!((1..=4).contains(&warnings), "{warnings} accept warnings in 2 s");
 }
+
+#[test]
+fn smuggling_shapes_are_refused_with_json_and_never_reach_the_upstream() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway_on(&mock.base_url(), &[]);
+    let token = gw.token("smuggler");
+    let head = format!("POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n");
+    // Each is followed by a request that must never be answered, as a desync would answer it.
+    let tail =
+        format!("GET /api/v2/aibridge/openai/v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let cases: Vec<(&str, u16, String)> = vec![
+        ("TE listed twice", 400, format!("{head}Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n")),
+        ("space before colon", 400, format!("{head}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n")),
+        ("obs-fold", 400, format!("{head}X-A: a\r\n b\r\nContent-Length: 2\r\n\r\n{{}}")),
+        ("CL with a space", 400, format!("{head}Content-Length: 1 0\r\n\r\n0123456789")),
+        ("CL with a sign", 400, format!("{head}Content-Length: +2\r\n\r\n{{}}")),
+        ("negative CL", 400, format!("{head}Content-Length: -1\r\n\r\n{{}}")),
+        ("overflowing CL", 400, format!("{head}Content-Length: 99999999999999999999999\r\n\r\n{{}}")),
+        ("differing CLs", 400, format!("{head}Content-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}")),
+        ("two Hosts", 400, format!("{head}Host: evil\r\nContent-Length: 2\r\n\r\n{{}}")),
+        ("huge chunk size", 400, format!("{head}Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffffff\r\n")),
+        ("chunk without CRLF", 400, format!("{head}Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}XX0\r\n\r\n")),
+        ("NUL in a header", 400, format!("{head}X-A: a\0b\r\nContent-Length: 2\r\n\r\n{{}}")),
+        ("TE identity with CL", 400, format!("{head}Transfer-Encoding: identity\r\nContent-Length: 2\r\n\r\n{{}}")),
+        ("TE gzip", 501, format!("{head}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")),
+        ("HTTP/0.9", 400, "GET /healthz\r\n\r\n".to_string()),
+        ("HTTP/2 preface", 400, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string()),
+        ("HTTP/2.0 version", 400, "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n".to_string()),
+    ];
+    for (what, status, wire) in cases {
+        let out = raw_exchange(gw.addr, format!("{wire}{tail}").as_bytes());
+        assert!(out.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {out}");
+        assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{what}: exactly one answer, then close: {out}");
+        let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+        assert!(v["error"]["message"].is_string(), "{what}");
+        assert!(!body.contains(&token), "{what}: the token is echoed");
+    }
+    assert!(mock.requests().is_empty(), "nothing reached the upstream: {:?}", mock.requests());
+
+    // Chunk extensions and trailers are legal: the body goes upstream, the trailer does not.
+    let wire = format!(
+        "{head}Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x};ext=1\r\n{CHAT_JSON}\r\n0;x=y\r\nX-Trailer-Smuggle: 1\r\n\r\n",
+        CHAT_JSON.len()
+    );
+    let out = raw_exchange(gw.addr, wire.as_bytes());
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, CHAT_JSON.as_bytes());
+    assert_eq!(seen[0].header("x-trailer-smuggle"), None);
+    assert_alive(&gw);
+}
