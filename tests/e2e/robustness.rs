@@ -730,3 +730,53 @@ fn smuggling_shapes_are_refused_with_json_and_never_reach_the_upstream() {
     assert_eq!(seen[0].header("x-trailer-smuggle"), None);
     assert_alive(&gw);
 }
+
+#[test]
+fn credentials_and_hop_by_hop_headers_never_go_upstream() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway_on(&mock.base_url(), &[]);
+    let token = gw.token("leaky");
+    let headers = [
+        ("Authorization", format!("Bearer {token}")),
+        ("Authorization", "Bearer second-client-credential".to_string()),
+        ("X-Api-Key", "sk-client-own-key-without-byok".to_string()),
+        ("Proxy-Authorization", "Basic dXNlcjpwYXNz".to_string()),
+        ("Proxy-Connection", "keep-alive".to_string()),
+        ("Connection", "keep-alive, X-Nominated".to_string()),
+        ("X-Nominated", "hop-only".to_string()),
+        ("Keep-Alive", "timeout=5".to_string()),
+        ("TE", "trailers".to_string()),
+        ("Upgrade", "h2c".to_string()),
+        ("X-Forwarded-Custom", "kept".to_string()),
+    ];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let r = request(gw.addr, "POST", CHAT, &headers, CHAT_JSON.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    // BYOK auth that brings no credential of its own: the governance token still stays here.
+    let r = request(
+        gw.addr,
+        "POST",
+        MESSAGES,
+        &[("X-Coder-AI-Governance-Token", &token)],
+        br#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 2);
+    let chat = &seen[0];
+    let auths: Vec<&str> =
+        chat.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str()).collect();
+    assert_eq!(auths, [format!("Bearer {OPENAI_KEY}")], "only the instance key goes upstream");
+    for name in ["x-api-key", "proxy-authorization", "proxy-connection", "x-nominated", "keep-alive", "te", "upgrade"] {
+        assert_eq!(chat.header(name), None, "{name} went upstream");
+    }
+    assert_eq!(chat.header("x-forwarded-custom"), Some("kept"));
+    assert_eq!(seen[1].header("x-api-key"), None, "BYOK never falls back to the instance key");
+    for req in &seen {
+        for (name, value) in &req.headers {
+            assert!(!value.contains(&token), "the gateway token went upstream in {name}");
+            assert!(!name.eq_ignore_ascii_case("x-coder-ai-governance-token"), "governance header went upstream");
+        }
+    }
+}
