@@ -29,6 +29,8 @@ use super::{default_shape, Instance, WorkerService};
 
 /// Bodies of rejected requests up to this size are read and dropped so the connection can be kept.
 const DISCARDABLE_BODY: u64 = 64 * 1024;
+/// How long the upstream may take to answer before the gateway starts watching for the client leaving.
+const CLIENT_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Upstream error bodies that must be rewritten (Bedrock) are read up to this size.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 
@@ -292,7 +294,11 @@ async fn proxy(
         };
         let sent = monoio::select! {
             r = send(&svc.upstreams, &mut req) => r,
-            _ = closed(client) => {
+            _ = async {
+                // Quick answers pay nothing for the watch: it starts only once the wait is noticeable.
+                monoio::time::sleep(CLIENT_WATCH_AFTER).await;
+                closed(client).await
+            } => {
                 tracing::debug!(provider = %inst.config.name, "client closed while waiting for the upstream; dropping the upstream call");
                 if let Some(i) = interception.take() {
                     i.end(EndStatus::ClientDisconnected);
