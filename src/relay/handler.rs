@@ -42,7 +42,7 @@ pub(super) async fn serve_connection(svc: &WorkerService, client: &mut Conn, shu
             Ok(h) => h,
             Err(NoHead::Closed) => return,
             Err(NoHead::Error(e)) => {
-                answer_error(client, default_shape(), &e, false).await;
+                answer_error(client, shape_of_partial_head(svc, &buf), &e, false).await;
                 return;
             }
         };
@@ -51,6 +51,18 @@ pub(super) async fn serve_connection(svc: &WorkerService, client: &mut Conn, shu
             return;
         }
     }
+}
+
+/// The error shape for a head that could not be parsed (too large, malformed, too slow): the shape of
+/// the instance its request line names, when it names one, so an Anthropic client still gets an
+/// Anthropic error.
+fn shape_of_partial_head(svc: &WorkerService, buf: &[u8]) -> ErrorShape {
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len()).min(http::MAX_HEAD_BYTES);
+    let target = buf[..line_end].split(|&b| b == b' ').nth(1).and_then(|t| std::str::from_utf8(t).ok());
+    target
+        .and_then(split_bridge_path)
+        .and_then(|(name, _)| svc.gw.by_name.get(name))
+        .map_or_else(default_shape, |&i| svc.gw.instances[i].shape)
 }
 
 /// Who is calling and with which upstream credential policy.
