@@ -780,3 +780,23 @@ fn credentials_and_hop_by_hop_headers_never_go_upstream() {
         }
     }
 }
+
+#[test]
+fn unparseable_heads_on_an_anthropic_route_get_anthropic_errors() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway_on(&mock.base_url(), &[]);
+    let huge = format!("POST {MESSAGES} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024));
+    let nul = format!("POST {MESSAGES} HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\n{{}}");
+    let bad_cl = format!("POST {MESSAGES} HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n");
+    for (what, status, wire) in [("huge head", 431, huge), ("NUL", 400, nul), ("bad CL", 400, bad_cl)] {
+        let out = raw_exchange(gw.addr, wire.as_bytes());
+        assert!(out.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {out}");
+        let v: serde_json::Value = serde_json::from_str(&out[out.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(v["type"], "error", "{what}: Anthropic's shape: {v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{what}");
+    }
+    // Elsewhere the default (OpenAI) shape stays.
+    let out = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n");
+    let v: serde_json::Value = serde_json::from_str(&out[out.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert!(v["error"]["message"].is_string() && v.get("type").is_none(), "{v}");
+}
