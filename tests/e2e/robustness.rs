@@ -351,6 +351,8 @@ fn a_client_giving_up_on_a_silent_upstream_is_noticed_at_once() {
 fn hostile_answer(mode: &str, conn: &mut TcpStream) {
     let bytes: Vec<u8> = match mode {
         "bad-status" => b"HTTP/1.1 2x0 WHAT\r\n\r\n".to_vec(),
+        "status-000" => b"HTTP/1.1 000 Zero\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        "status-999" => b"HTTP/1.1 999 Big\r\nContent-Length: 2\r\n\r\nok".to_vec(),
         "huge-head" => format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024)).into_bytes(),
         "nul-header" => b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok".to_vec(),
         "cl-and-te" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
@@ -403,7 +405,7 @@ fn hostile_upstreams_get_clear_errors_and_every_interception_ends() {
     };
 
     // Broken heads: a 502 in OpenAI's shape, naming the upstream as the culprit.
-    for mode in ["bad-status", "huge-head", "nul-header", "cl-and-te", "switching"] {
+    for mode in ["bad-status", "status-000", "status-999", "huge-head", "nul-header", "cl-and-te", "switching"] {
         let (r, _) = call(mode, CHAT_JSON);
         assert_eq!(r.status, 502, "{mode}: {}", r.text());
         assert_eq!(r.json()["error"]["code"], "upstream_error", "{mode}");
@@ -444,12 +446,12 @@ fn hostile_upstreams_get_clear_errors_and_every_interception_ends() {
     assert_eq!((again.status, again.text()), (200, r#"{"status":"ok"}"#.to_string()));
 
     assert_alive(&gw);
-    // 5 + 3 + 2 + 2 + 1 + 1 interceptions, every one ended; the failed ones say so.
-    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 14), 14);
+    // 7 + 3 + 2 + 2 + 1 + 1 interceptions, every one ended; the failed ones say so.
+    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 16), 16);
     let failed: i64 = db(&gw.db)
         .query_row("SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'failed'", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(failed, 8, "broken heads and cut bodies are failed interceptions");
+    assert_eq!(failed, 10, "broken heads and cut bodies are failed interceptions");
 }
 
 #[test]
