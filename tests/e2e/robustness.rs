@@ -385,6 +385,17 @@ fn hostile_answer(mode: &str, conn: &mut TcpStream) {
         ),
         "no-content-with-body" => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
         "switching" => b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nRAW".to_vec(),
+        "firehose" => {
+            // 64 MiB of events, far more than the socket buffers between gateway and client hold.
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+            let event = format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n", "x".repeat(64 * 1024));
+            for _ in 0..1024 {
+                if conn.write_all(event.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            b"data: [DONE]\n\n".to_vec()
+        }
         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
     };
     let _ = conn.write_all(&bytes);
@@ -801,4 +812,28 @@ fn unparseable_heads_on_an_anthropic_route_get_anthropic_errors() {
     let out = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n");
     let v: serde_json::Value = serde_json::from_str(&out[out.find("\r\n\r\n").unwrap() + 4..]).unwrap();
     assert!(v["error"]["message"].is_string() && v.get("type").is_none(), "{v}");
+}
+
+#[test]
+#[ignore = "waits out the 60 s client write timeout; run with --ignored"]
+fn a_client_that_stops_reading_is_given_up_and_recorded() {
+    let addr = hostile(hostile_answer);
+    let gw = gateway_on(&format!("http://{addr}"), &[]);
+    let token = gw.token("stalled");
+    let mut c = Client::connect(gw.addr);
+    c.send(
+        "POST",
+        CHAT,
+        &[("Authorization", &format!("Bearer {token}")), ("x-hostile", "firehose")],
+        CHAT_STREAM.as_bytes(),
+    );
+    // Never read; keep the connection open past the write timeout.
+    std::thread::sleep(Duration::from_secs(66));
+    assert_eq!(
+        wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'client_disconnected'", 1),
+        1,
+        "the stalled client's interception ended"
+    );
+    assert_alive(&gw);
+    drop(c);
 }
