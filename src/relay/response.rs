@@ -17,6 +17,9 @@ pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// send_timeout is the same): without a bound, such a client held its task, the upstream connection and
 /// an open interception forever.
 pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// When the upstream has been silent this long mid-body, the gateway starts watching for the client
+/// leaving; shorter pauses cost nothing beyond a timer.
+pub const CLIENT_WATCH_AFTER_IDLE: Duration = Duration::from_secs(2);
 /// Body reads start this small, so an idle open stream holds little memory…
 pub const MIN_BODY_READ: usize = 4 * 1024;
 /// …and double whenever a read fills the space, up to this, so bulk bodies move in few syscalls.
@@ -203,9 +206,17 @@ pub async fn relay_body(
         if buf.capacity() > 4 * spare {
             buf.shrink_to(spare);
         }
-        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, spare)).await {
-            Ok(r) => r,
-            Err(_) => return BodyEnd::UpstreamFailed,
+        let (res, owned) = monoio::select! {
+            r = monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, spare)) => match r {
+                Ok(r) => r,
+                Err(_) => return BodyEnd::UpstreamFailed,
+            },
+            // A long upstream pause (thinking) must not hide a client that left: its interception
+            // would stay open, and the provider keep generating, for up to UPSTREAM_IDLE_TIMEOUT.
+            _ = async {
+                monoio::time::sleep(CLIENT_WATCH_AFTER_IDLE).await;
+                crate::relay::client::closed(client).await
+            } => return BodyEnd::ClientGone,
         };
         buf = owned;
         match res {
