@@ -385,6 +385,14 @@ fn hostile_answer(mode: &str, conn: &mut TcpStream) {
         ),
         "no-content-with-body" => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
         "switching" => b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nRAW".to_vec(),
+        "pause" => {
+            // One event, then a long thinking pause.
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            );
+            std::thread::sleep(Duration::from_secs(30));
+            b"data: [DONE]\n\n".to_vec()
+        }
         "firehose" => {
             // 64 MiB of events, far more than the socket buffers between gateway and client hold.
             let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
@@ -812,6 +820,30 @@ fn unparseable_heads_on_an_anthropic_route_get_anthropic_errors() {
     let out = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n");
     let v: serde_json::Value = serde_json::from_str(&out[out.find("\r\n\r\n").unwrap() + 4..]).unwrap();
     assert!(v["error"]["message"].is_string() && v.get("type").is_none(), "{v}");
+}
+
+#[test]
+fn a_client_leaving_during_a_long_upstream_pause_is_noticed() {
+    let addr = hostile(hostile_answer);
+    let gw = gateway_on(&format!("http://{addr}"), &[]);
+    let token = gw.token("impatient");
+    {
+        let mut c = Client::connect(gw.addr);
+        c.send(
+            "POST",
+            CHAT,
+            &[("Authorization", &format!("Bearer {token}")), ("x-hostile", "pause")],
+            CHAT_STREAM.as_bytes(),
+        );
+        let mut first = [0u8; 64];
+        assert!(c.stream.read(&mut first).unwrap() > 0);
+    } // leaves while the upstream thinks
+    let t = Instant::now();
+    assert_eq!(
+        wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'client_disconnected'", 1),
+        1
+    );
+    assert!(t.elapsed() < Duration::from_secs(8), "noticed after {:?}", t.elapsed());
 }
 
 #[test]
