@@ -76,7 +76,11 @@ fn escapes_its_prefix(path: &str) -> bool {
     if lower.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
         return true;
     }
-    lower.split('/').any(|seg| matches!(seg.replace("%2e", ".").as_str(), "." | ".."))
+    // A segment's path parameters (`..;x`) are dropped by servlet-style normalisers: compare what precedes them.
+    lower.split('/').any(|seg| {
+        let seg = seg.replace("%2e", ".").replace("%3b", ";");
+        matches!(seg.split(';').next(), Some("." | ".."))
+    })
 }
 
 /// `path` is `prefix` itself or below it.
@@ -152,6 +156,8 @@ mod tests {
             (ProviderType::OpenAi, "/v1/responses/r/.."),
             (ProviderType::Anthropic, "/v1/models/../../../admin"),
             (ProviderType::Copilot, "/mcp/%2e%2e/chat/completions"),
+            (ProviderType::OpenAi, "/v1/models/..;/..;/admin"),
+            (ProviderType::OpenAi, "/v1/models/.%2e%3bx/admin"),
         ] {
             assert_eq!(classify(kind, "GET", path), None, "{path}");
             assert_eq!(classify(kind, "POST", path), None, "{path}");
