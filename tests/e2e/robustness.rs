@@ -175,6 +175,7 @@ fn dot_segments_and_encoded_separators_never_reach_the_upstream() {
         ("GET", "/api/v2/aibridge/openai/v1/models/..%2f..%2fadmin"),
         ("GET", "/api/v2/aibridge/openai/v1/models/.%5C..%5Cadmin"),
         ("GET", "/api/v2/aibridge/openai/v1/models/./gpt-4o"),
+        ("GET", "/api/v2/aibridge/openai/v1/models/..;/..;/admin"),
     ] {
         let r =
             request(gw.addr, method, path, &[("Authorization", &auth), ("X-Api-Key", &token)], CHAT_JSON.as_bytes());
