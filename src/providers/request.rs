@@ -17,6 +17,15 @@ pub enum InspectError {
     /// The body is JSON but not an object.
     #[error("request body is not a JSON object")]
     NotAnObject,
+    /// Arrays or objects nest deeper than the parser may recurse.
+    #[error("request body nests deeper than {} levels", crate::sse::MAX_JSON_DEPTH)]
+    TooDeep,
+    /// A field the gateway reads appears twice in one object. Parsers disagree on which copy wins
+    /// (simd-json: the first, the providers' JSON libraries: the last), so the gateway would record and
+    /// edit a different request than the one the provider runs (e.g. `"stream":false,"stream":true`
+    /// streams without the usage the gateway asks for).
+    #[error("request field `{0}` appears more than once")]
+    DuplicateField(&'static str),
     /// A known field has the wrong JSON type.
     #[error("request field `{0}` has the wrong type")]
     WrongType(&'static str),
@@ -24,23 +33,31 @@ pub enum InspectError {
 
 /// Reads what the records need from an intercepted request body of `api`.
 pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
+    if !crate::sse::nesting_within(body, crate::sse::MAX_JSON_DEPTH) {
+        return Err(InspectError::TooDeep);
+    }
     let mut copy = body.to_vec();
     let v = simd_json::to_borrowed_value(&mut copy).map_err(|_| InspectError::InvalidJson)?;
     if v.as_object().is_none() {
         return Err(InspectError::NotAnObject);
     }
-    let model = match v.get("model") {
+    let model = match unique(&v, "model")? {
         None => String::new(),
         Some(m) if m.is_null() => String::new(),
         Some(m) => m.as_str().ok_or(InspectError::WrongType("model"))?.to_owned(),
     };
     let stream = bool_field(&v, "stream")?;
     let background = api == Api::Responses && bool_field(&v, "background")?;
-    let include_usage = api == Api::ChatCompletions
-        && v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(|b| b.as_bool()).unwrap_or(false);
+    let include_usage = match api {
+        Api::ChatCompletions => match unique(&v, "stream_options")? {
+            Some(o) => unique(o, "include_usage")?.and_then(|b| b.as_bool()).unwrap_or(false),
+            None => false,
+        },
+        _ => false,
+    };
     let prompt = match api {
-        Api::ChatCompletions | Api::Messages => v.get("messages").and_then(last_user_message),
-        Api::Responses => match v.get("input") {
+        Api::ChatCompletions | Api::Messages => unique(&v, "messages")?.and_then(last_user_message),
+        Api::Responses => match unique(&v, "input")? {
             Some(BorrowedValue::String(s)) => Some(s.to_string()),
             Some(items) => last_user_message(items),
             None => None,
@@ -49,9 +66,26 @@ pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
     Ok(RequestInfo { model, stream, prompt, background, include_usage })
 }
 
+/// Member `key` of `v` when `v` is an object holding it at most once.
+fn unique<'v>(v: &'v BorrowedValue<'_>, key: &'static str) -> Result<Option<&'v BorrowedValue<'v>>, InspectError> {
+    let Some(obj) = v.as_object() else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for (k, val) in obj.iter() {
+        if k.as_ref() == key {
+            if found.is_some() {
+                return Err(InspectError::DuplicateField(key));
+            }
+            found = Some(val);
+        }
+    }
+    Ok(found)
+}
+
 /// A boolean field: absent or null → false; any other non-boolean is a client error.
 fn bool_field(v: &BorrowedValue<'_>, key: &'static str) -> Result<bool, InspectError> {
-    match v.get(key) {
+    match unique(v, key)? {
         None => Ok(false),
         Some(b) if b.is_null() => Ok(false),
         Some(b) => b.as_bool().ok_or(InspectError::WrongType(key)),
@@ -295,7 +329,25 @@ mod tests {
 
     #[test]
     fn inspect_errors_are_typed() {
+        let deep = format!(r#"{{"model":"m","messages":{}{}}}"#, "[".repeat(300_000), "]".repeat(300_000));
+        assert_eq!(inspect(Api::ChatCompletions, deep.as_bytes()), Err(InspectError::TooDeep));
         assert_eq!(inspect(Api::Messages, b"{"), Err(InspectError::InvalidJson));
+        for (api, body, field) in [
+            (Api::ChatCompletions, r#"{"model":"m","stream":false,"stream":true}"#, "stream"),
+            (Api::Messages, r#"{"model":"a","model":"b"}"#, "model"),
+            (
+                Api::ChatCompletions,
+                r#"{"stream_options":{"include_usage":true,"include_usage":false}}"#,
+                "include_usage",
+            ),
+            (Api::ChatCompletions, r#"{"stream_options":{},"stream_options":{}}"#, "stream_options"),
+            (Api::Responses, r#"{"background":false,"background":true}"#, "background"),
+            (Api::Responses, r#"{"input":"a","input":"b"}"#, "input"),
+        ] {
+            assert_eq!(inspect(api, body.as_bytes()), Err(InspectError::DuplicateField(field)), "{body}");
+        }
+        // Duplicates the gateway does not read are the provider's business.
+        assert!(inspect(Api::Messages, br#"{"model":"m","x":1,"x":2}"#).is_ok());
         assert_eq!(inspect(Api::Messages, b"[]"), Err(InspectError::NotAnObject));
         assert_eq!(inspect(Api::Messages, br#"{"model":1}"#), Err(InspectError::WrongType("model")));
         assert_eq!(inspect(Api::Messages, br#"{"model":"m","stream":"yes"}"#), Err(InspectError::WrongType("stream")));

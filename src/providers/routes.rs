@@ -28,6 +28,9 @@ pub fn split_bridge_path(target: &str) -> Option<(&str, &str)> {
 /// Classifies a request on an instance of `kind`. `path` is the part after the NAME, without the query.
 /// `None` means the route is unknown (404).
 pub fn classify(kind: ProviderType, method: &str, path: &str) -> Option<RouteKind> {
+    if escapes_its_prefix(path) {
+        return None;
+    }
     let is_post = method.eq_ignore_ascii_case("POST");
     match kind {
         ProviderType::OpenAi => {
@@ -62,6 +65,22 @@ pub fn classify(kind: ProviderType, method: &str, path: &str) -> Option<RouteKin
             _ => None,
         },
     }
+}
+
+/// A path that an upstream (or a proxy in front of it) would normalise into a different one: a `.` or
+/// `..` segment, literal or percent-encoded, or an encoded or backslash separator. Without this check
+/// `/v1/models/../chat/completions` passes the allow-list as a models call and reaches the upstream's
+/// chat completions unrecorded, and `..` can climb out of an instance's base path.
+fn escapes_its_prefix(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
+        return true;
+    }
+    // A segment's path parameters (`..;x`) are dropped by servlet-style normalisers: compare what precedes them.
+    lower.split('/').any(|seg| {
+        let seg = seg.replace("%2e", ".").replace("%3b", ";");
+        matches!(seg.split(';').next(), Some("." | ".."))
+    })
 }
 
 /// `path` is `prefix` itself or below it.
@@ -123,6 +142,29 @@ mod tests {
         assert_eq!(classify(k, "GET", "/v1/chat/completions"), None);
         assert_eq!(classify(k, "POST", "/v1/embeddings"), None);
         assert_eq!(classify(k, "GET", "/v1/modelsx"), None);
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_separators_never_match_a_route() {
+        for (kind, path) in [
+            (ProviderType::OpenAi, "/v1/models/../chat/completions"),
+            (ProviderType::OpenAi, "/v1/conversations/%2e%2E/x"),
+            (ProviderType::OpenAi, "/v1/models/./gpt-4o"),
+            (ProviderType::OpenAi, "/v1/models/..%2f..%2fadmin"),
+            (ProviderType::OpenAi, "/v1/models/a%5C..%5Cb"),
+            (ProviderType::OpenAi, "/v1/models\\..\\x"),
+            (ProviderType::OpenAi, "/v1/responses/r/.."),
+            (ProviderType::Anthropic, "/v1/models/../../../admin"),
+            (ProviderType::Copilot, "/mcp/%2e%2e/chat/completions"),
+            (ProviderType::OpenAi, "/v1/models/..;/..;/admin"),
+            (ProviderType::OpenAi, "/v1/models/.%2e%3bx/admin"),
+        ] {
+            assert_eq!(classify(kind, "GET", path), None, "{path}");
+            assert_eq!(classify(kind, "POST", path), None, "{path}");
+        }
+        // Dots inside a segment are ordinary names.
+        assert_eq!(classify(ProviderType::OpenAi, "GET", "/v1/models/gpt-4.1"), Some(RouteKind::Passthrough));
+        assert_eq!(classify(ProviderType::OpenAi, "GET", "/v1/models/..x"), Some(RouteKind::Passthrough));
     }
 
     #[test]

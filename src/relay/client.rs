@@ -159,6 +159,40 @@ async fn read_some(client: &mut Conn, buf: &mut Vec<u8>, want: usize) -> Result<
     }
 }
 
+/// While waiting for an upstream's answer, a client that gives up is noticed at once rather than when
+/// the answer comes (up to the upstream head timeout, ten minutes later): the upstream call is dropped,
+/// so the provider stops generating for nobody, and the interception ends as client_disconnected.
+/// Resolves only when the client closed its connection; stays pending when it sent more bytes (a
+/// pipelined request, left unread for its turn) or on TLS.
+pub async fn closed(client: &Conn) {
+    use std::os::fd::AsRawFd;
+    let Conn::Plain(tcp) = client else {
+        return std::future::pending().await;
+    };
+    loop {
+        if tcp.readable(true).await.is_err() {
+            return;
+        }
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a valid byte on a socket we own, without blocking.
+        let n = unsafe {
+            libc::recv(tcp.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        };
+        match n {
+            0 => return,
+            n if n > 0 => return std::future::pending().await,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock => {
+                // A spurious wake-up (the legacy driver's relaxed readiness): do not spin.
+                monoio::time::sleep(CLOSED_POLL_BACKOFF).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Pause after a spurious readiness report while watching for a client's close.
+const CLOSED_POLL_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Writes a complete small response (status, content type, body). Returns false when the write failed.
 pub async fn write_simple(client: &mut Conn, status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> bool {
     let mut out = Vec::with_capacity(160 + body.len());

@@ -13,6 +13,8 @@ use super::error::RelayError;
 /// How long an upstream may think before sending its response head. Non-streaming LLM calls can take
 /// minutes for long outputs.
 pub const UPSTREAM_HEAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// After a failed request write, how long to look for an answer the upstream sent before closing.
+pub const EARLY_ANSWER_GRACE: Duration = Duration::from_secs(2);
 /// Read granularity on the upstream leg.
 pub const UPSTREAM_READ_SPARE: usize = 16 * 1024;
 
@@ -95,18 +97,18 @@ async fn attempt(mut conn: Conn, req: &mut UpstreamRequest) -> Result<UpstreamRe
     // The buffer goes to the kernel and comes back, so a retry can send it again without a copy.
     let (res, bytes) = conn.write_all(std::mem::take(&mut req.bytes)).await;
     req.bytes = bytes;
-    if res.is_err() {
-        return Err(Attempt::DeadBeforeAnswer(RelayError::UpstreamClosed));
-    }
-    if conn.flush().await.is_err() {
-        return Err(Attempt::DeadBeforeAnswer(RelayError::UpstreamClosed));
-    }
+    // An upstream may answer and close before reading the whole request (a 413 or 401 from a front
+    // that refuses the body). The write then fails, but its answer is the one the client must see,
+    // so a failed write still looks, briefly, for a response head.
+    let write_failed = res.is_err() || conn.flush().await.is_err();
     let mut buf = Vec::with_capacity(UPSTREAM_READ_SPARE);
-    let deadline = std::time::Instant::now() + UPSTREAM_HEAD_TIMEOUT;
+    let wait = if write_failed { EARLY_ANSWER_GRACE } else { UPSTREAM_HEAD_TIMEOUT };
+    let deadline = std::time::Instant::now() + wait;
     loop {
         let (res, owned) =
             match monoio::time::timeout_at(deadline.into(), conn.read_more(buf, UPSTREAM_READ_SPARE)).await {
                 Ok(r) => r,
+                Err(_) if write_failed => return Err(Attempt::DeadBeforeAnswer(RelayError::UpstreamClosed)),
                 Err(_) => return Err(Attempt::Failed(RelayError::UpstreamTimeout)),
             };
         buf = owned;
@@ -129,7 +131,9 @@ async fn attempt(mut conn: Conn, req: &mut UpstreamRequest) -> Result<UpstreamRe
                     buf.drain(..head.head_len);
                     continue;
                 }
-                Ok(Some(head)) => {
+                Ok(Some(mut head)) => {
+                    // A connection whose request was not fully written is never reused.
+                    head.keep_alive &= !write_failed;
                     let leftover = buf.split_off(head.head_len);
                     return Ok(UpstreamResponse { conn, head, leftover });
                 }

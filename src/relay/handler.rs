@@ -20,7 +20,7 @@ use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::sse::StreamObserver;
 
-use super::client::{read_body, read_head, write_simple, NoHead, CLIENT_READ_SPARE};
+use super::client::{closed, read_body, read_head, write_simple, NoHead, CLIENT_READ_SPARE};
 use super::error::RelayError;
 use super::exchange::{render_request, send, UpstreamRequest, UpstreamResponse};
 use super::record::Interception;
@@ -29,6 +29,8 @@ use super::{default_shape, Instance, WorkerService};
 
 /// Bodies of rejected requests up to this size are read and dropped so the connection can be kept.
 const DISCARDABLE_BODY: u64 = 64 * 1024;
+/// How long the upstream may take to answer before the gateway starts watching for the client leaving.
+const CLIENT_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Upstream error bodies that must be rewritten (Bedrock) are read up to this size.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 
@@ -40,7 +42,7 @@ pub(super) async fn serve_connection(svc: &WorkerService, client: &mut Conn, shu
             Ok(h) => h,
             Err(NoHead::Closed) => return,
             Err(NoHead::Error(e)) => {
-                answer_error(client, default_shape(), &e, false).await;
+                answer_error(client, shape_of_partial_head(svc, &buf), &e, false).await;
                 return;
             }
         };
@@ -49,6 +51,18 @@ pub(super) async fn serve_connection(svc: &WorkerService, client: &mut Conn, shu
             return;
         }
     }
+}
+
+/// The error shape for a head that could not be parsed (too large, malformed, too slow): the shape of
+/// the instance its request line names, when it names one, so an Anthropic client still gets an
+/// Anthropic error.
+fn shape_of_partial_head(svc: &WorkerService, buf: &[u8]) -> ErrorShape {
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len()).min(http::MAX_HEAD_BYTES);
+    let target = buf[..line_end].split(|&b| b == b' ').nth(1).and_then(|t| std::str::from_utf8(t).ok());
+    target
+        .and_then(split_bridge_path)
+        .and_then(|(name, _)| svc.gw.by_name.get(name))
+        .map_or_else(default_shape, |&i| svc.gw.instances[i].shape)
 }
 
 /// Who is calling and with which upstream credential policy.
@@ -291,7 +305,21 @@ async fn proxy(
             bytes: render(inst, head, &path, credential, &body, stream)?,
             is_head: head.method == "HEAD",
         };
-        let resp = match send(&svc.upstreams, &mut req).await {
+        let sent = monoio::select! {
+            r = send(&svc.upstreams, &mut req) => r,
+            _ = async {
+                // Quick answers pay nothing for the watch: it starts only once the wait is noticeable.
+                monoio::time::sleep(CLIENT_WATCH_AFTER).await;
+                closed(client).await
+            } => {
+                tracing::debug!(provider = %inst.config.name, "client closed while waiting for the upstream; dropping the upstream call");
+                if let Some(i) = interception.take() {
+                    i.end(EndStatus::ClientDisconnected);
+                }
+                return Ok(false);
+            }
+        };
+        let resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 if let Some(i) = interception.take() {
@@ -510,7 +538,11 @@ fn client_head(up: &http::ResponseHead, to_client: ToClient, keep_alive: bool, e
         if http::is_hop_by_hop_in(&up.headers, &h.name) {
             continue;
         }
-        if matches!(to_client, ToClient::Reframe { .. }) && h.name.eq_ignore_ascii_case("content-length") {
+        // RFC 9110 §8.6: no Content-Length on a 204 (a client may otherwise wait for a body that the
+        // gateway, rightly, never relays).
+        if (matches!(to_client, ToClient::Reframe { .. }) || up.status == 204)
+            && h.name.eq_ignore_ascii_case("content-length")
+        {
             continue;
         }
         if event_stream && h.name.eq_ignore_ascii_case("content-type") {

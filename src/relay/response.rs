@@ -13,6 +13,13 @@ use crate::sse::{observe_json, StreamObserver};
 
 /// Between two reads of a streaming body, an upstream may be silent this long (long thinking pauses).
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A client that accepts no bytes of a response for this long has stopped reading (nginx's
+/// send_timeout is the same): without a bound, such a client held its task, the upstream connection and
+/// an open interception forever.
+pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// When the upstream has been silent this long mid-body, the gateway starts watching for the client
+/// leaving; shorter pauses cost nothing beyond a timer.
+pub const CLIENT_WATCH_AFTER_IDLE: Duration = Duration::from_secs(2);
 /// Body reads start this small, so an idle open stream holds little memory…
 pub const MIN_BODY_READ: usize = 4 * 1024;
 /// …and double whenever a read fills the space, up to this, so bulk bodies move in few syscalls.
@@ -103,7 +110,7 @@ pub async fn relay_body(
             Err(e) => {
                 tracing::warn!(error = %e, "upstream sent a malformed body");
                 // Still give the client what was valid so far, then cut.
-                let _ = client.write_all(std::mem::take(&mut head_bytes)).await;
+                let _ = write_to_client(client, std::mem::take(&mut head_bytes)).await;
                 return BodyEnd::UpstreamFailed;
             }
         };
@@ -114,15 +121,11 @@ pub async fn relay_body(
             ToClient::Raw => {
                 if head_pending {
                     head_bytes.extend_from_slice(&buf);
-                    let (r, b) = client.write_all(std::mem::take(&mut head_bytes)).await;
-                    head_bytes = b;
-                    r.is_ok()
+                    write_to_client(client, std::mem::take(&mut head_bytes)).await.map(|b| head_bytes = b).is_some()
                 } else if buf.is_empty() {
                     true
                 } else {
-                    let (r, b) = client.write_all(std::mem::take(&mut buf)).await;
-                    buf = b;
-                    r.is_ok()
+                    write_to_client(client, std::mem::take(&mut buf)).await.map(|b| buf = b).is_some()
                 }
             }
             ToClient::Reframe { chunked } => {
@@ -157,9 +160,7 @@ pub async fn relay_body(
                 if out.is_empty() {
                     true
                 } else {
-                    let (r, b) = client.write_all(std::mem::take(&mut out)).await;
-                    out = b;
-                    r.is_ok()
+                    write_to_client(client, std::mem::take(&mut out)).await.map(|b| out = b).is_some()
                 }
             }
         };
@@ -205,9 +206,17 @@ pub async fn relay_body(
         if buf.capacity() > 4 * spare {
             buf.shrink_to(spare);
         }
-        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, spare)).await {
-            Ok(r) => r,
-            Err(_) => return BodyEnd::UpstreamFailed,
+        let (res, owned) = monoio::select! {
+            r = monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, spare)) => match r {
+                Ok(r) => r,
+                Err(_) => return BodyEnd::UpstreamFailed,
+            },
+            // A long upstream pause (thinking) must not hide a client that left: its interception
+            // would stay open, and the provider keep generating, for up to UPSTREAM_IDLE_TIMEOUT.
+            _ = async {
+                monoio::time::sleep(CLIENT_WATCH_AFTER_IDLE).await;
+                crate::relay::client::closed(client).await
+            } => return BodyEnd::ClientGone,
         };
         buf = owned;
         match res {
@@ -215,6 +224,19 @@ pub async fn relay_body(
             Ok(n) if n >= spare => spare = (spare * 2).min(MAX_BODY_READ),
             Ok(_) => {}
             Err(_) => return BodyEnd::UpstreamFailed,
+        }
+    }
+}
+
+/// Writes `bytes` to the client; None when the write failed or the client took longer than
+/// CLIENT_WRITE_TIMEOUT to accept them. Gives the buffer back for reuse.
+async fn write_to_client(client: &mut Conn, bytes: Vec<u8>) -> Option<Vec<u8>> {
+    match monoio::time::timeout(CLIENT_WRITE_TIMEOUT, client.write_all(bytes)).await {
+        Ok((Ok(()), b)) => Some(b),
+        Ok((Err(_), _)) => None,
+        Err(_) => {
+            tracing::debug!("client stopped reading; giving up on it");
+            None
         }
     }
 }

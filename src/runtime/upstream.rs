@@ -144,10 +144,26 @@ impl Upstreams {
         let now = Instant::now();
         // Most recently returned first: the warmest connection is the least likely to be closed.
         while let Some(entry) = list.pop() {
-            if now.duration_since(entry.since) < POOL_IDLE_TIMEOUT {
+            if now.duration_since(entry.since) < POOL_IDLE_TIMEOUT && is_quiet(&entry.conn) {
                 return Some(entry.conn);
             }
         }
         None
     }
+}
+
+/// False when an idle plain connection has bytes waiting or was closed. Bytes an upstream sends after
+/// a complete response (a 204 with a body, a second unrequested response) would otherwise be read as
+/// the answer to the next request on it, possibly another user's. One non-blocking peek; TLS
+/// connections are not checked, since post-handshake records (session tickets) are legitimately pending.
+fn is_quiet(conn: &Conn) -> bool {
+    use std::os::fd::AsRawFd;
+    let Conn::Plain(tcp) = conn else {
+        return true;
+    };
+    let mut byte = 0u8;
+    // SAFETY: recv on a socket descriptor we own, into one valid byte, without blocking.
+    let n =
+        unsafe { libc::recv(tcp.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n < 0 && matches!(std::io::Error::last_os_error().kind(), std::io::ErrorKind::WouldBlock)
 }

@@ -13,6 +13,9 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::shutdown::{LocalShutdown, ShutdownFlag};
 
+/// Accept failures (descriptor exhaustion) are logged at most once per this interval, with a count.
+const ACCEPT_WARN_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Which I/O driver the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverChoice {
@@ -134,6 +137,8 @@ async fn worker_main<S: Service>(
     let shutdown = LocalShutdown::new(flag);
     monoio::spawn(shutdown.clone().watch());
     let active = Rc::new(Cell::new(0usize));
+    let mut last_accept_warn: Option<Instant> = None;
+    let mut accept_errors = 0u64;
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
@@ -149,8 +154,14 @@ async fn worker_main<S: Service>(
                     });
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(worker = index, error = %e, "accept failed");
+                    // EMFILE and friends: back off briefly instead of spinning, and say so at most once
+                    // per interval: clients holding every descriptor must not also flood the log.
+                    accept_errors += 1;
+                    if last_accept_warn.is_none_or(|t: Instant| t.elapsed() >= ACCEPT_WARN_INTERVAL) {
+                        tracing::warn!(worker = index, error = %e, failures = accept_errors, "accept failed");
+                        last_accept_warn = Some(Instant::now());
+                        accept_errors = 0;
+                    }
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
             },

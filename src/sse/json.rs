@@ -9,9 +9,55 @@ use crate::records::Usage;
 /// Scratch capacity an observer keeps between events; typical events are well under it.
 const RETAINED_SCRATCH_BYTES: usize = 64 * 1024;
 
+/// Deepest array/object nesting any JSON the gateway parses may have. simd-json builds (and drops) its
+/// DOM recursively, so a body of a few hundred thousand `[` overflows a worker's stack and aborts the
+/// whole process; real requests and events nest a few dozen levels at most. serde_json's own default
+/// limit is 128.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// True when no array or object in `data` nests deeper than `max` levels. One pass over the bytes that
+/// skips strings; it does not validate the JSON (the parser does that afterwards).
+pub fn nesting_within(data: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'"' => {
+                // Skip the string, stepping over escapes; an unterminated one holds no more brackets.
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &data[i.min(data.len())..]) {
+                        Some(k) if data[i + k] == b'\\' => i += k + 2,
+                        Some(k) => {
+                            i += k + 1;
+                            break;
+                        }
+                        None => return true,
+                    }
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Parses `data` into a DOM borrowing `scratch` (simd-json unescapes in place, so it works on a copy).
-/// Returns None for anything that is not JSON: an observer never fails on odd bytes.
+/// Returns None for anything that is not JSON, or nests deeper than MAX_JSON_DEPTH: an observer never
+/// fails on odd bytes.
 pub(crate) fn parse<'s>(scratch: &'s mut Vec<u8>, data: &[u8]) -> Option<BorrowedValue<'s>> {
+    if !nesting_within(data, MAX_JSON_DEPTH) {
+        return None;
+    }
     if scratch.capacity() > RETAINED_SCRATCH_BYTES && data.len() <= RETAINED_SCRATCH_BYTES {
         // A big final event (a whole `response.completed`) passed; do not pin its copy for the stream.
         *scratch = Vec::new();
@@ -212,5 +258,26 @@ mod tests {
         let mut s = Vec::new();
         assert!(parse(&mut s, b"{nope").is_none());
         assert_eq!(tool_input(String::new()), "{}");
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_strings_do_not_count() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(nesting_within(deep(MAX_JSON_DEPTH).as_bytes(), MAX_JSON_DEPTH));
+        assert!(!nesting_within(deep(MAX_JSON_DEPTH + 1).as_bytes(), MAX_JSON_DEPTH));
+        assert!(!nesting_within("{\"a\":".repeat(100_000).as_bytes(), MAX_JSON_DEPTH));
+        let in_string = format!(r#"{{"s":"{}\"[[[","t":[1]}}"#, "[".repeat(1000));
+        assert!(nesting_within(in_string.as_bytes(), 2));
+        assert!(nesting_within(br#"{"a":"unterminated \"#, 1));
+        let mut scratch = Vec::new();
+        assert!(parse(&mut scratch, deep(200_000).as_bytes()).is_none(), "refused before simd-json recurses");
+        assert!(parse(&mut scratch, deep(MAX_JSON_DEPTH).as_bytes()).is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn nesting_scan_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = nesting_within(&data, 4);
+        }
     }
 }

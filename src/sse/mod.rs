@@ -11,6 +11,7 @@ pub mod scanner;
 #[cfg(test)]
 mod fixture_tests;
 
+pub use json::{nesting_within, MAX_JSON_DEPTH};
 pub use scanner::{SseEvent, SseScanner, MAX_EVENT_BYTES};
 
 use crate::records::{Api, Observation};

@@ -8,5 +8,6 @@ mod limits;
 mod providers;
 mod records;
 mod relay;
+mod robustness;
 mod shutdown;
 mod tls;

@@ -218,6 +218,11 @@ pub fn parse_response_head(buf: &[u8], request_was_head: bool) -> Result<Option<
         httparse::Status::Partial => return Ok(None),
     };
     let status = resp.code.unwrap_or_default();
+    // httparse takes any three digits; RFC 9110 §15 defines 100–599, and relaying `0` or `999` would
+    // hand the client a status line it cannot parse.
+    if !(100..=599).contains(&status) {
+        return Err(HeadError::Malformed(Malformed::Status));
+    }
     let reason = resp.reason.unwrap_or_default().to_owned();
     let minor_version = resp.version.unwrap_or(1);
     let headers = own_headers(resp.headers);
@@ -469,6 +474,15 @@ mod tests {
                 assert_eq!(parse_request_head(&full[..h.head_len]), whole);
             }
         }
+    }
+
+    #[test]
+    fn status_codes_outside_100_to_599_are_malformed() {
+        for code in ["000", "099", "600", "999"] {
+            let e = parse_response_head(format!("HTTP/1.1 {code} X\r\n\r\n").as_bytes(), false).unwrap_err();
+            assert_eq!(e, HeadError::Malformed(Malformed::Status), "{code}");
+        }
+        assert_eq!(resp_ok("HTTP/1.1 599 X\r\nContent-Length: 0\r\n\r\n", false).status, 599);
     }
 
     #[test]
