@@ -61,8 +61,8 @@ fn shape_of_partial_head(svc: &WorkerService, buf: &[u8]) -> ErrorShape {
     let target = buf[..line_end].split(|&b| b == b' ').nth(1).and_then(|t| std::str::from_utf8(t).ok());
     target
         .and_then(split_bridge_path)
-        .and_then(|(name, _)| svc.gw.by_name.get(name))
-        .map_or_else(default_shape, |&i| svc.gw.instances[i].shape)
+        .and_then(|(name, _)| svc.gw.instance_index(name))
+        .map_or_else(default_shape, |i| svc.gw.instances[i].shape)
 }
 
 /// Who is calling and with which upstream credential policy.

@@ -361,3 +361,27 @@ fn a_dead_pooled_connection_is_retried_once_on_a_fresh_one() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(mock.requests().len(), 1, "the request reached the new upstream exactly once");
 }
+
+#[test]
+fn a_client_leaving_a_quiet_stream_is_noticed_without_waiting_for_the_next_event() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = openai_gateway(&mock, "sk-test-openai-key-0123456789");
+    let token = gw.token("ivan");
+    let auth = format!("Bearer {token}");
+    {
+        let mut c = Client::connect(gw.addr);
+        // Events 30 s apart: after the first one the stream is quiet.
+        c.send(
+            "POST",
+            "/api/v2/aibridge/openai/v1/chat/completions",
+            &[("Authorization", &auth), ("x-mock-delay-ms", "30000"), ("x-mock-events", "5")],
+            CHAT_STREAM.as_bytes(),
+        );
+        let mut first = [0u8; 64];
+        assert!(c.stream.read(&mut first).unwrap() > 0);
+    }
+    let t0 = std::time::Instant::now();
+    let n = wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'client_disconnected'", 1);
+    assert_eq!(n, 1, "the abandoned stream is recorded as client_disconnected");
+    assert!(t0.elapsed() < Duration::from_secs(8), "noticed after {:?}, long before the next event", t0.elapsed());
+}
