@@ -1,0 +1,205 @@
+//! Closed-loop jobs: concurrency-1 latency interleaved across targets, and saturation with many
+//! connections. Every loop is bounded by a count and a deadline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::http::{encode_request, Conn, HttpError};
+use crate::proto::{JobResult, RequestSpec, Target, TargetLatency};
+use crate::stats::{new_histogram, record, summarize_hist};
+use crate::THREAD_STACK;
+
+/// A request that takes longer than this is a failure (the mock answers in microseconds).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A target failing this many times in a row is abandoned for the rest of the job.
+const MAX_CONSECUTIVE_ERRORS: u32 = 50;
+
+/// One target's connection and tallies during a job.
+struct Lane {
+    target: Target,
+    request: Vec<u8>,
+    conn: Option<Conn>,
+    hist: Histogram<u64>,
+    errors: u64,
+    consecutive_errors: u32,
+    first_error: Option<String>,
+}
+
+impl Lane {
+    fn new(target: &Target, spec: &RequestSpec) -> Lane {
+        Lane {
+            target: target.clone(),
+            request: encode_request(target, spec),
+            conn: None,
+            hist: new_histogram(),
+            errors: 0,
+            consecutive_errors: 0,
+            first_error: None,
+        }
+    }
+
+    fn abandoned(&self) -> bool {
+        self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS
+    }
+
+    /// One request on the lane's keep-alive connection (reconnecting when needed); returns its latency.
+    fn request_once(&mut self) -> Result<i64, HttpError> {
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => self.conn.insert(Conn::connect(&self.target.addr, Some(REQUEST_TIMEOUT))?),
+        };
+        let sent = conn.send(&self.request)?;
+        let ex = conn.read_response(sent, |_, _| {})?;
+        if !conn.reusable {
+            self.conn = None;
+        }
+        Ok(ex.done_ns - ex.sent_ns)
+    }
+
+    /// Runs one request and tallies it.
+    fn step(&mut self, keep: bool) {
+        match self.request_once() {
+            Ok(ns) => {
+                self.consecutive_errors = 0;
+                if keep {
+                    record(&mut self.hist, ns);
+                }
+            }
+            Err(e) => {
+                self.conn = None;
+                self.errors += 1;
+                self.consecutive_errors += 1;
+                self.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// See [`crate::proto::Job::Latency`].
+pub fn latency(targets: &[Target], spec: &RequestSpec, warmup: u32, rounds: u32, per_round: u32, time_limit: Duration) -> JobResult {
+    let started = Instant::now();
+    let mut lanes: Vec<Lane> = targets.iter().map(|t| Lane::new(t, spec)).collect();
+    for lane in lanes.iter_mut() {
+        for _ in 0..warmup {
+            if lane.abandoned() || started.elapsed() > time_limit {
+                break;
+            }
+            lane.step(false);
+        }
+    }
+    let n = lanes.len();
+    let mut rounds_done = 0;
+    for r in 0..rounds {
+        if started.elapsed() > time_limit {
+            break;
+        }
+        for k in 0..n {
+            // Rotate the order each round so no target always follows the same neighbour.
+            let lane = &mut lanes[(k + r as usize) % n];
+            for _ in 0..per_round {
+                if lane.abandoned() {
+                    break;
+                }
+                lane.step(true);
+            }
+        }
+        rounds_done += 1;
+    }
+    JobResult::Latency {
+        targets: lanes
+            .into_iter()
+            .map(|l| TargetLatency {
+                name: l.target.name,
+                latency: summarize_hist(&l.hist),
+                errors: l.errors,
+                first_error: l.first_error,
+            })
+            .collect(),
+        rounds_done,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// See [`crate::proto::Job::Saturate`].
+pub fn saturate(target: &Target, spec: &RequestSpec, connections: u32, duration: Duration) -> JobResult {
+    let connections = connections.max(1) as usize;
+    // Everyone connects, then a barrier starts the clock, so connection setup is outside the window.
+    let barrier = Arc::new(Barrier::new(connections + 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let barrier = barrier.clone();
+        let thread_stop = stop.clone();
+        let mut lane = Lane::new(target, spec);
+        let spawned = std::thread::Builder::new().stack_size(THREAD_STACK).spawn(move || {
+            let mut done = 0u64;
+            if let Ok(c) = Conn::connect(&lane.target.addr, Some(REQUEST_TIMEOUT)) {
+                lane.conn = Some(c);
+            }
+            barrier.wait();
+            while !thread_stop.load(Ordering::Relaxed) && !lane.abandoned() {
+                let before = lane.errors;
+                lane.step(true);
+                if lane.errors == before {
+                    done += 1;
+                }
+            }
+            (done, lane)
+        });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(_) => {
+                // Fewer threads than asked: the barrier would wait forever, so release it ourselves.
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    let missing = connections - handles.len();
+    let t0 = Instant::now();
+    if missing == 0 {
+        barrier.wait();
+        std::thread::sleep(duration);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    let mut hist = new_histogram();
+    let (mut completed, mut errors, mut first_error) = (0u64, missing as u64, None);
+    if missing > 0 {
+        first_error = Some(format!("could not start {missing} client threads"));
+        // The started threads are parked on the barrier; they cannot be released without the full
+        // count, so leave them: the process exits right after the result is printed.
+        return JobResult::Saturate {
+            name: target.name.clone(),
+            completed,
+            errors,
+            elapsed_ms: 0,
+            requests_per_sec: 0.0,
+            latency: summarize_hist(&hist),
+            first_error,
+        };
+    }
+    for h in handles {
+        if let Ok((done, lane)) = h.join() {
+            completed += done;
+            errors += lane.errors;
+            let _ = hist.add(&lane.hist);
+            if first_error.is_none() {
+                first_error = lane.first_error;
+            }
+        }
+    }
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    JobResult::Saturate {
+        name: target.name.clone(),
+        completed,
+        errors,
+        elapsed_ms: elapsed.as_millis() as u64,
+        requests_per_sec: completed as f64 / secs,
+        latency: summarize_hist(&hist),
+        first_error,
+    }
+}

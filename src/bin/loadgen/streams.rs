@@ -1,0 +1,297 @@
+//! Streaming jobs: many concurrent slow SSE streams whose events carry the mock's send stamp (per-event
+//! delay = receive time − stamp, both CLOCK_MONOTONIC), and idle streams held open for memory
+//! measurements. One thread per stream: blocking reads keep the timing path short and simple.
+
+use std::io::{BufRead, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::http::{encode_request, Conn};
+use crate::proto::{JobResult, RequestSpec, Target, TargetStreams};
+use crate::stats::{median, summarize_exact};
+use crate::THREAD_STACK;
+
+/// The stamp field the mock adds to each event's JSON with `x-mock-stamp: 1`.
+const STAMP_KEY: &[u8] = b"\"x_mock_sent_ns\":";
+/// An SSE line longer than this is skipped (the mock's events are a few hundred bytes).
+const MAX_LINE: usize = 1 << 20;
+
+/// Finds the send stamps in an SSE body fed in arbitrary pieces.
+#[derive(Default)]
+pub struct StampScanner {
+    line: Vec<u8>,
+    overflow: bool,
+}
+
+impl StampScanner {
+    /// Feeds body bytes; calls `on_stamp(stamp_ns)` for every complete `data:` line carrying a stamp.
+    pub fn feed(&mut self, mut bytes: &[u8], mut on_stamp: impl FnMut(i64)) {
+        while !bytes.is_empty() {
+            match memchr::memchr(b'\n', bytes) {
+                Some(i) => {
+                    if !self.overflow {
+                        self.line.extend_from_slice(&bytes[..i]);
+                        if let Some(s) = stamp_in_line(&self.line) {
+                            on_stamp(s);
+                        }
+                    }
+                    self.line.clear();
+                    self.overflow = false;
+                    bytes = &bytes[i + 1..];
+                }
+                None => {
+                    if self.line.len() + bytes.len() > MAX_LINE {
+                        self.overflow = true;
+                        self.line.clear();
+                    } else if !self.overflow {
+                        self.line.extend_from_slice(bytes);
+                    }
+                    bytes = &[];
+                }
+            }
+        }
+    }
+}
+
+/// The stamp of one SSE line, if it is a `data:` line carrying one.
+fn stamp_in_line(line: &[u8]) -> Option<i64> {
+    if !line.starts_with(b"data:") {
+        return None;
+    }
+    let at = memchr::memmem::find(line, STAMP_KEY)? + STAMP_KEY.len();
+    let rest = line[at..].trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// One stream's measurements.
+struct StreamOutcome {
+    ttfb_ns: i64,
+    delays: Vec<i64>,
+}
+
+fn run_stream(addr: &str, request: &[u8], timeout: Duration) -> Result<StreamOutcome, String> {
+    let mut conn = Conn::connect(addr, Some(timeout)).map_err(|e| e.to_string())?;
+    let sent = conn.send(request).map_err(|e| e.to_string())?;
+    let mut scanner = StampScanner::default();
+    let mut delays = Vec::with_capacity(64);
+    let ex = conn
+        .read_response(sent, |bytes, recv_ns| scanner.feed(bytes, |stamp| delays.push(recv_ns - stamp)))
+        .map_err(|e| e.to_string())?;
+    if delays.is_empty() {
+        return Err("no stamped events in the stream (is x-mock-stamp supported?)".into());
+    }
+    Ok(StreamOutcome { ttfb_ns: ex.first_byte_ns - ex.sent_ns, delays })
+}
+
+/// Runs `streams` concurrent streams to one target and waits for all of them.
+fn run_round(target: &Target, request: &[u8], streams: u32, timeout: Duration) -> Vec<Result<StreamOutcome, String>> {
+    let mut handles = Vec::with_capacity(streams as usize);
+    let mut out = Vec::with_capacity(streams as usize);
+    for _ in 0..streams {
+        let (addr, req) = (target.addr.clone(), request.to_vec());
+        match std::thread::Builder::new().stack_size(THREAD_STACK).spawn(move || run_stream(&addr, &req, timeout)) {
+            Ok(h) => handles.push(h),
+            Err(e) => out.push(Err(format!("cannot start stream thread: {e}"))),
+        }
+    }
+    for h in handles {
+        out.push(h.join().unwrap_or_else(|_| Err("stream thread panicked".into())));
+    }
+    out
+}
+
+/// Per-target samples across rounds.
+#[derive(Default)]
+struct Collected {
+    /// Per recorded round: TTFBs and event delays of the streams that completed.
+    rounds: Vec<(Vec<i64>, Vec<i64>)>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// See [`crate::proto::Job::Streams`].
+pub fn streams(
+    targets: &[Target],
+    baseline: &str,
+    spec: &RequestSpec,
+    streams: u32,
+    rounds: u32,
+    time_limit: Duration,
+    stream_timeout: Duration,
+) -> JobResult {
+    let started = Instant::now();
+    let requests: Vec<Vec<u8>> = targets.iter().map(|t| encode_request(t, spec)).collect();
+    let mut collected: Vec<Collected> = targets.iter().map(|_| Collected::default()).collect();
+    let n = targets.len();
+    let mut rounds_done = 0;
+    // Round 0 warms connection pools and is not recorded.
+    for r in 0..=rounds {
+        if started.elapsed() > time_limit {
+            break;
+        }
+        for k in 0..n {
+            let i = (k + r as usize) % n;
+            let outcomes = run_round(&targets[i], &requests[i], streams, stream_timeout);
+            if r == 0 {
+                continue;
+            }
+            let c = &mut collected[i];
+            let (mut ttfb, mut delays) = (Vec::new(), Vec::new());
+            for o in outcomes {
+                match o {
+                    Ok(s) => {
+                        c.ok += 1;
+                        ttfb.push(s.ttfb_ns);
+                        delays.extend_from_slice(&s.delays);
+                    }
+                    Err(e) => {
+                        c.errors += 1;
+                        c.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            c.rounds.push((ttfb, delays));
+        }
+        if r > 0 {
+            rounds_done += 1;
+        }
+    }
+    let base = targets.iter().position(|t| t.name == baseline);
+    // The baseline's medians per round: what the direct path costs at that moment.
+    let base_medians: Vec<(i64, i64)> = match base {
+        Some(b) => collected[b].rounds.iter().map(|(t, d)| (median(t), median(d))).collect(),
+        None => Vec::new(),
+    };
+    let results = targets
+        .iter()
+        .zip(collected)
+        .map(|(t, c)| {
+            let (mut ttfb, mut delays, mut added_ttfb, mut added_delay) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (r, (rt, rd)) in c.rounds.iter().enumerate() {
+                ttfb.extend_from_slice(rt);
+                delays.extend_from_slice(rd);
+                if let Some(&(bt, bd)) = base_medians.get(r) {
+                    added_ttfb.extend(rt.iter().map(|v| v - bt));
+                    added_delay.extend(rd.iter().map(|v| v - bd));
+                }
+            }
+            TargetStreams {
+                name: t.name.clone(),
+                ttfb: summarize_exact(&mut ttfb),
+                event_delay: summarize_exact(&mut delays),
+                added_ttfb: summarize_exact(&mut added_ttfb),
+                added_event_delay: summarize_exact(&mut added_delay),
+                streams_ok: c.ok,
+                errors: c.errors,
+                first_error: c.first_error,
+            }
+        })
+        .collect();
+    JobResult::Streams { targets: results, rounds_done }
+}
+
+/// See [`crate::proto::Job::Hold`]. Prints the result line once the streams are open, then holds them.
+pub fn hold(target: &Target, spec: &RequestSpec, streams: u32, head_timeout: Duration, hold_limit: Duration) -> JobResult {
+    let request = encode_request(target, spec);
+    let mut conns = Vec::with_capacity(streams as usize);
+    let (mut errors, mut first_error) = (0u32, None::<String>);
+    // Pass 1: open every stream, without waiting for answers, so opening N streams costs N connects.
+    let open_deadline = Instant::now() + head_timeout;
+    for _ in 0..streams {
+        if Instant::now() > open_deadline {
+            break;
+        }
+        match Conn::connect(&target.addr, None).and_then(|mut c| c.send(&request).map(|_| c)) {
+            Ok(c) => conns.push(c),
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    // Pass 2: collect the response heads until the shared deadline.
+    let deadline = Instant::now() + head_timeout;
+    let mut heads = 0u32;
+    for c in conns.iter_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if c.set_read_timeout(Some(left)).is_err() {
+            continue;
+        }
+        match c.read_head_only() {
+            Ok(s) if (200..300).contains(&s) => heads += 1,
+            Ok(s) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("status {s}"));
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let result = JobResult::Hold {
+        name: target.name.clone(),
+        requested: streams,
+        opened: conns.len() as u32,
+        heads,
+        errors,
+        first_error,
+    };
+    crate::print_result(&result);
+    // Hold until told (a line or EOF on stdin) or the limit passes.
+    let (tx, rx) = mpsc::channel();
+    let _ = std::thread::Builder::new().stack_size(THREAD_STACK).spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_timeout(hold_limit);
+    drop(conns);
+    let _ = std::io::stdout().flush();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamps(pieces: &[&[u8]]) -> Vec<i64> {
+        let mut s = StampScanner::default();
+        let mut out = Vec::new();
+        for p in pieces {
+            s.feed(p, |v| out.push(v));
+        }
+        out
+    }
+
+    #[test]
+    fn finds_stamps_at_every_split() {
+        let body: &[u8] = b"data: {\"id\":\"c\",\"choices\":[],\"x_mock_sent_ns\":123456}\n\n: comment\ndata: {\"x_mock_sent_ns\": 42}\n\ndata: [DONE]\n\n";
+        for split in 0..=body.len() {
+            let (a, b) = body.split_at(split);
+            assert_eq!(stamps(&[a, b]), vec![123456, 42], "split at {split}");
+        }
+    }
+
+    #[test]
+    fn ignores_lines_without_stamps_or_not_data() {
+        assert_eq!(stamps(&[b"event: x\ndata: {\"a\":1}\nid: \"x_mock_sent_ns\":5\n"]), Vec::<i64>::new());
+        assert_eq!(stamps(&[b"data: {\"x_mock_sent_ns\":}\n"]), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn skips_overlong_lines_and_recovers() {
+        let mut s = StampScanner::default();
+        let mut out = Vec::new();
+        let big = vec![b'a'; MAX_LINE + 10];
+        s.feed(b"data: ", |v| out.push(v));
+        s.feed(&big, |v| out.push(v));
+        s.feed(b"\"x_mock_sent_ns\":1\ndata: {\"x_mock_sent_ns\":2}\n", |v| out.push(v));
+        assert_eq!(out, vec![2]);
+    }
+}
