@@ -15,8 +15,9 @@ use crate::runtime::tls;
 use crate::runtime::worker::{spawn_workers, DriverChoice};
 use crate::sink::{self, SinkOptions};
 
-/// How often the token cache is reloaded from SQLite (a revoke takes effect within this).
-const TOKEN_REFRESH: Duration = Duration::from_secs(2);
+/// How often the token cache is reloaded from SQLite: a new token works, and a revoked one stops working,
+/// within this. Reading the tokens table is cheap and happens off the workers.
+const TOKEN_REFRESH: Duration = Duration::from_millis(250);
 /// How often upstream host names are resolved again.
 const DNS_REFRESH: Duration = Duration::from_secs(30);
 
@@ -52,7 +53,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         log_json: config.log_json.clone(),
         log_human: config.log_human.clone(),
         retention: config.retention,
-        channel_capacity: 65536,
+        retention_interval: sink::DEFAULT_RETENTION_INTERVAL,
+        channel_capacity: sink::DEFAULT_CHANNEL_CAPACITY,
     })?;
     let tokens = auth::load_token_cache(&config.database_path)?;
     auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), TOKEN_REFRESH);

@@ -437,14 +437,21 @@ async fn relay_response(
         _ => drop(up),
     }
     if let Some(mut i) = interception.take() {
-        if let Some(obs) = observer.finish() {
-            i.observed(obs);
-        }
-        i.end(match end {
+        let mut status = match end {
             BodyEnd::Complete { .. } => EndStatus::Completed,
             BodyEnd::ClientGone => EndStatus::ClientDisconnected,
             BodyEnd::UpstreamFailed => EndStatus::Failed,
-        });
+        };
+        let streamed = matches!(observer, Observer::Stream(_) | Observer::Bedrock { .. });
+        if let Some(obs) = observer.finish() {
+            // A stream that carried a provider error, or ended without its terminal event, did not
+            // complete even though its HTTP framing did.
+            if status == EndStatus::Completed && (obs.error.is_some() || (streamed && !obs.complete)) {
+                status = EndStatus::Failed;
+            }
+            i.observed(obs);
+        }
+        i.end(status);
     }
     Ok(matches!(end, BodyEnd::Complete { .. }) && keep_after)
 }

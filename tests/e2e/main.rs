@@ -5,5 +5,7 @@ mod support;
 
 mod auth;
 mod limits;
+mod providers;
+mod records;
 mod relay;
 mod shutdown;

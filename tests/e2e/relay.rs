@@ -29,11 +29,13 @@ fn fixture_streams_and_bodies_are_relayed_byte_for_byte() {
     let gw = openai_gateway(&mock, "sk-test-openai-key-0123456789");
     let token = gw.token("alice");
     let auth = format!("Bearer {token}");
-    let fixture_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e");
+    let fixture_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for (file, route, body) in [
-        ("chat_stream.sse", "/api/v2/aibridge/openai/v1/chat/completions", CHAT_STREAM),
-        ("chat.json", "/api/v2/aibridge/openai/v1/chat/completions", CHAT_JSON),
-        ("messages_stream.sse", "/api/v2/aibridge/anthropic/v1/messages", MSG_STREAM),
+        ("chat/parallel_tools/stream.sse", "/api/v2/aibridge/openai/v1/chat/completions", CHAT_STREAM),
+        ("chat/json_tools/body.json", "/api/v2/aibridge/openai/v1/chat/completions", CHAT_JSON),
+        ("messages/thinking_tools_cached/stream.sse", "/api/v2/aibridge/anthropic/v1/messages", MSG_STREAM),
+        ("messages/json_thinking_tools/body.json", "/api/v2/aibridge/anthropic/v1/messages", MSG_STREAM),
+        ("responses/reasoning_tools_cached/stream.sse", "/api/v2/aibridge/openai/v1/responses", CHAT_STREAM),
     ] {
         let path = fixture_dir.join(file);
         let expected = std::fs::read(&path).unwrap();
@@ -43,6 +45,8 @@ fn fixture_streams_and_bodies_are_relayed_byte_for_byte() {
         assert_eq!(via_gw.body, expected, "{file}: payload differs from what the upstream sent");
         // The wire bytes (framing included) equal what the upstream put on the wire.
         let direct_path = route.replace("/api/v2/aibridge/openai", "").replace("/api/v2/aibridge/anthropic", "");
+        // The responses route takes a Responses body.
+        let body = if route.ends_with("/responses") { r#"{"model":"gpt-5","stream":true,"input":"hi"}"# } else { body };
         let direct = request(mock.addr(), "POST", &direct_path, &[("x-mock-body-file", &path_s)], body.as_bytes());
         assert_eq!(via_gw.raw_body, direct.raw_body, "{file}: wire bytes differ");
         assert_eq!(via_gw.header("content-type"), direct.header("content-type"));

@@ -106,7 +106,10 @@ impl Gateway {
 
     /// Creates a gateway token for `user` with the CLI, as an operator would.
     pub fn token(&self, user: &str) -> String {
-        create_token(&self.db, user, None)
+        let t = create_token(&self.db, user, None);
+        // The gateway reloads its token cache every 250 ms.
+        std::thread::sleep(Duration::from_millis(600));
+        t
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns whether it exited 0.

@@ -1,0 +1,390 @@
+//! Request inspection and the one surgical request edit of DESIGN §2: reads model, stream flag, prompt,
+//! `background` and `include_usage` from an intercepted body, and forces
+//! `stream_options.include_usage = true` on chat completions streams without re-serialising the body.
+//! Pure over bytes: no I/O.
+
+use simd_json::prelude::*;
+use simd_json::BorrowedValue;
+
+use crate::records::{Api, RequestInfo};
+
+/// Why a request body could not be inspected (the relay answers 400 in the provider's error shape).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// The body is not valid JSON.
+    #[error("request body is not valid JSON")]
+    InvalidJson,
+    /// The body is JSON but not an object.
+    #[error("request body is not a JSON object")]
+    NotAnObject,
+    /// A known field has the wrong JSON type.
+    #[error("request field `{0}` has the wrong type")]
+    WrongType(&'static str),
+}
+
+/// Reads what the records need from an intercepted request body of `api`.
+pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
+    let mut copy = body.to_vec();
+    let v = simd_json::to_borrowed_value(&mut copy).map_err(|_| InspectError::InvalidJson)?;
+    if v.as_object().is_none() {
+        return Err(InspectError::NotAnObject);
+    }
+    let model = match v.get("model") {
+        None => String::new(),
+        Some(m) if m.is_null() => String::new(),
+        Some(m) => m
+            .as_str()
+            .ok_or(InspectError::WrongType("model"))?
+            .to_owned(),
+    };
+    let stream = bool_field(&v, "stream")?;
+    let background = api == Api::Responses && bool_field(&v, "background")?;
+    let include_usage = api == Api::ChatCompletions
+        && v.get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(|b| b.as_bool())
+            .unwrap_or(false);
+    let prompt = match api {
+        Api::ChatCompletions | Api::Messages => v.get("messages").and_then(last_user_message),
+        Api::Responses => match v.get("input") {
+            Some(BorrowedValue::String(s)) => Some(s.to_string()),
+            Some(items) => last_user_message(items),
+            None => None,
+        },
+    };
+    Ok(RequestInfo {
+        model,
+        stream,
+        prompt,
+        background,
+        include_usage,
+    })
+}
+
+/// A boolean field: absent or null → false; any other non-boolean is a client error.
+fn bool_field(v: &BorrowedValue<'_>, key: &'static str) -> Result<bool, InspectError> {
+    match v.get(key) {
+        None => Ok(false),
+        Some(b) if b.is_null() => Ok(false),
+        Some(b) => b.as_bool().ok_or(InspectError::WrongType(key)),
+    }
+}
+
+/// The text of the last message of a message (or Responses item) list, only when its role is `user`.
+/// Responses items without a `type` are messages; other item types (tool outputs…) are not prompts.
+fn last_user_message(list: &BorrowedValue<'_>) -> Option<String> {
+    let last = list.as_array()?.last()?;
+    if let Some(t) = last.get("type").and_then(|t| t.as_str()) {
+        if t != "message" {
+            return None;
+        }
+    }
+    if last.get("role").and_then(|r| r.as_str()) != Some("user") {
+        return None;
+    }
+    content_text(last.get("content")?)
+}
+
+/// A content value as text: a string, or the text parts of a content-part array joined with `\n`
+/// (`text` for chat and Anthropic, `input_text` for Responses).
+fn content_text(content: &BorrowedValue<'_>) -> Option<String> {
+    if let Some(s) = content.as_str() {
+        return Some(s.to_owned());
+    }
+    let parts: Vec<&str> = content
+        .as_array()?
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.get("type").and_then(|t| t.as_str()),
+                Some("text" | "input_text")
+            )
+        })
+        .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+        .collect();
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("\n"))
+    }
+}
+
+/// Returns the body with `stream_options.include_usage` set to true, touching only the bytes needed:
+/// the member is inserted (or its value replaced) and everything else is kept byte for byte. None when
+/// it is already true, or when the body is not a JSON object (then it is forwarded as received).
+pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+        return None;
+    }
+    let open = skip_ws(body, 0);
+    if body.get(open) != Some(&b'{') {
+        return None;
+    }
+    let members = object_members(body, open)?;
+    let found = members[..]
+        .iter()
+        .rev()
+        .find(|m| key_is(body, m, b"stream_options"));
+    let splice = |at: std::ops::Range<usize>, with: &[u8]| {
+        let mut out = Vec::with_capacity(body.len() + with.len());
+        out.extend_from_slice(&body[..at.start]);
+        out.extend_from_slice(with);
+        out.extend_from_slice(&body[at.end..]);
+        out
+    };
+    let Some(opts) = found else {
+        let with: &[u8] = if members.is_empty() {
+            br#""stream_options":{"include_usage":true}"#
+        } else {
+            br#""stream_options":{"include_usage":true},"#
+        };
+        return Some(splice(open + 1..open + 1, with));
+    };
+    if body[opts.value.start] != b'{' {
+        return Some(splice(opts.value.clone(), br#"{"include_usage":true}"#));
+    }
+    let inner = object_members(body, opts.value.start)?;
+    match inner[..]
+        .iter()
+        .rev()
+        .find(|m| key_is(body, m, b"include_usage"))
+    {
+        Some(iu) if &body[iu.value.clone()] == b"true" => None,
+        Some(iu) => Some(splice(iu.value.clone(), b"true")),
+        None => {
+            let at = opts.value.start + 1;
+            let with: &[u8] = if inner.is_empty() {
+                br#""include_usage":true"#
+            } else {
+                br#""include_usage":true,"#
+            };
+            Some(splice(at..at, with))
+        }
+    }
+}
+
+/// One member of a JSON object: byte ranges of its key (with quotes) and of its value.
+#[derive(Debug, Clone)]
+struct Member {
+    key: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+}
+
+/// Compares a member's key with `name`, decoding escapes (`"stream\u005foptions"` is the same key).
+fn key_is(body: &[u8], m: &Member, name: &[u8]) -> bool {
+    let k = &body[m.key.clone()];
+    if memchr::memchr(b'\\', k).is_some() {
+        return serde_json::from_slice::<String>(k).is_ok_and(|s| s.as_bytes() == name);
+    }
+    k.len() == name.len() + 2 && &k[1..k.len() - 1] == name
+}
+
+/// The members of the object opening at `open` (the body is known to be valid JSON).
+fn object_members(b: &[u8], open: usize) -> Option<Vec<Member>> {
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, open + 1);
+    if *b.get(i)? == b'}' {
+        return Some(out);
+    }
+    loop {
+        let key_end = skip_string(b, i)?;
+        let colon = skip_ws(b, key_end);
+        if *b.get(colon)? != b':' {
+            return None;
+        }
+        let vstart = skip_ws(b, colon + 1);
+        let vend = skip_value(b, vstart)?;
+        out.push(Member {
+            key: i..key_end,
+            value: vstart..vend,
+        });
+        i = skip_ws(b, vend);
+        match *b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+        i += 1;
+    }
+    i
+}
+
+/// End (exclusive) of the string starting at `i`.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    if *b.get(i)? != b'"' {
+        return None;
+    }
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'\\' {
+            j = k + 2;
+        } else {
+            return Some(k + 1);
+        }
+    }
+}
+
+/// End (exclusive) of the value starting at `i`.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
+            {
+                j += 1;
+            }
+            Some(j)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn edit(s: &str) -> Option<String> {
+        with_include_usage(s.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn include_usage_insert_replace_and_noop() {
+        assert_eq!(
+            edit(r#"{"model":"m", "stream":true}"#).unwrap(),
+            r#"{"stream_options":{"include_usage":true},"model":"m", "stream":true}"#
+        );
+        assert_eq!(
+            edit("{ }").unwrap(),
+            r#"{"stream_options":{"include_usage":true} }"#
+        );
+        assert_eq!(
+            edit(r#"{"stream_options": {"include_usage" : false}, "x":"}"}"#).unwrap(),
+            r#"{"stream_options": {"include_usage" : true}, "x":"}"}"#
+        );
+        assert_eq!(
+            edit(r#"{"stream_options":null}"#).unwrap(),
+            r#"{"stream_options":{"include_usage":true}}"#
+        );
+        assert_eq!(
+            edit(r#"{"stream_options":{"a":[1,{"b":"\"}"}]}}"#).unwrap(),
+            r#"{"stream_options":{"include_usage":true,"a":[1,{"b":"\"}"}]}}"#
+        );
+        assert_eq!(
+            edit(r#"{"stream_options":{}}"#).unwrap(),
+            r#"{"stream_options":{"include_usage":true}}"#
+        );
+        assert_eq!(
+            edit(r#"{"stream_options":{"include_usage":true},"m":1}"#),
+            None
+        );
+        assert_eq!(edit(r#"[1]"#), None);
+        assert_eq!(edit(r#"{"a":"#), None);
+    }
+
+    #[test]
+    fn inspect_chat_messages_and_responses() {
+        let chat = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},
+            "messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"b"}]}]}"#;
+        let i = inspect(Api::ChatCompletions, chat).unwrap();
+        assert_eq!(
+            i,
+            RequestInfo {
+                model: "gpt-4o".into(),
+                stream: true,
+                prompt: Some("a\nb".into()),
+                background: false,
+                include_usage: true
+            }
+        );
+        let msgs = br#"{"model":"claude","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#;
+        assert_eq!(inspect(Api::Messages, msgs).unwrap().prompt, None);
+        let resp = br#"{"model":"gpt-5","input":"hello","background":true}"#;
+        let i = inspect(Api::Responses, resp).unwrap();
+        assert_eq!(
+            (i.prompt.as_deref(), i.background, i.stream),
+            (Some("hello"), true, false)
+        );
+        let items = br#"{"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"q"}]}]}"#;
+        assert_eq!(
+            inspect(Api::Responses, items).unwrap().prompt.as_deref(),
+            Some("q")
+        );
+        let tool_out = br#"{"model":"gpt-5","input":[{"role":"user","content":"q"},{"type":"function_call_output","call_id":"c","output":"r"}]}"#;
+        assert_eq!(inspect(Api::Responses, tool_out).unwrap().prompt, None);
+    }
+
+    #[test]
+    fn inspect_errors_are_typed() {
+        assert_eq!(inspect(Api::Messages, b"{"), Err(InspectError::InvalidJson));
+        assert_eq!(
+            inspect(Api::Messages, b"[]"),
+            Err(InspectError::NotAnObject)
+        );
+        assert_eq!(
+            inspect(Api::Messages, br#"{"model":1}"#),
+            Err(InspectError::WrongType("model"))
+        );
+        assert_eq!(
+            inspect(Api::Messages, br#"{"model":"m","stream":"yes"}"#),
+            Err(InspectError::WrongType("stream"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn edit_result_is_valid_json_with_include_usage_true(
+            keys in proptest::collection::vec("[a-z_\"\\\\]{0,6}", 0..5),
+            opts in prop_oneof![Just(None), Just(Some("null".to_owned())), Just(Some("{}".to_owned())),
+                Just(Some(r#"{"include_usage":false}"#.to_owned())), Just(Some(r#"{"x":[1,"}"]}"#.to_owned()))],
+        ) {
+            let mut obj = serde_json::Map::new();
+            for k in keys {
+                obj.insert(k.clone(), serde_json::Value::String(k));
+            }
+            let mut body = serde_json::to_string_pretty(&obj).unwrap();
+            if let Some(o) = opts {
+                body.insert_str(1, &format!("\"stream_options\": {o} {}", if obj.is_empty() { "" } else { "," }));
+            }
+            let out = with_include_usage(body.as_bytes()).expect("edit needed");
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            prop_assert_eq!(&v["stream_options"]["include_usage"], &serde_json::Value::Bool(true));
+            prop_assert!(with_include_usage(&out).is_none());
+        }
+
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = with_include_usage(&body);
+            let _ = inspect(Api::ChatCompletions, &body);
+            let _ = inspect(Api::Responses, &body);
+        }
+    }
+}

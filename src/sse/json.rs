@@ -1,0 +1,242 @@
+//! JSON helpers shared by the observers: parsing one event's data with simd-json on a reused copy, cheap
+//! pre-filters over raw bytes, and the usage arithmetic of DESIGN §3. Pure over bytes: no I/O.
+
+use simd_json::prelude::*;
+use simd_json::{BorrowedValue, StaticNode};
+
+use crate::records::Usage;
+
+/// Scratch capacity an observer keeps between events; typical events are well under it.
+const RETAINED_SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Parses `data` into a DOM borrowing `scratch` (simd-json unescapes in place, so it works on a copy).
+/// Returns None for anything that is not JSON: an observer never fails on odd bytes.
+pub(crate) fn parse<'s>(scratch: &'s mut Vec<u8>, data: &[u8]) -> Option<BorrowedValue<'s>> {
+    if scratch.capacity() > RETAINED_SCRATCH_BYTES && data.len() <= RETAINED_SCRATCH_BYTES {
+        // A big final event (a whole `response.completed`) passed; do not pin its copy for the stream.
+        *scratch = Vec::new();
+    }
+    scratch.clear();
+    scratch.extend_from_slice(data);
+    simd_json::to_borrowed_value(scratch.as_mut_slice()).ok()
+}
+
+/// A string field of an object.
+pub(crate) fn str_at<'v>(v: &'v BorrowedValue<'_>, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(|x| x.as_str())
+}
+
+/// A token count field (absent, null, negative or fractional → None).
+pub(crate) fn u64_at(v: &BorrowedValue<'_>, key: &str) -> Option<u64> {
+    v.get(key).and_then(|x| x.as_u64())
+}
+
+/// A nested token count (`usage.<obj>.<key>`), 0 when absent.
+pub(crate) fn nested_u64(v: &BorrowedValue<'_>, obj: &str, key: &str) -> u64 {
+    v.get(obj).and_then(|o| u64_at(o, key)).unwrap_or(0)
+}
+
+/// A value present and not `null`.
+pub(crate) fn non_null<'v>(v: &'v BorrowedValue<'_>, key: &str) -> Option<&'v BorrowedValue<'v>> {
+    v.get(key).filter(|x| !x.is_null())
+}
+
+/// Serialises a value back to compact JSON text (used for tool inputs given as objects and for errors).
+pub(crate) fn to_text(v: &BorrowedValue<'_>) -> String {
+    v.encode()
+}
+
+/// Converts a simd-json value to a serde_json one (for `extra`, whose key order must be deterministic).
+pub(crate) fn to_serde(v: &BorrowedValue<'_>) -> serde_json::Value {
+    match v {
+        BorrowedValue::Static(StaticNode::Null) => serde_json::Value::Null,
+        BorrowedValue::Static(StaticNode::Bool(b)) => serde_json::Value::Bool(*b),
+        BorrowedValue::Static(StaticNode::I64(i)) => serde_json::Value::from(*i),
+        BorrowedValue::Static(StaticNode::U64(u)) => serde_json::Value::from(*u),
+        BorrowedValue::Static(StaticNode::F64(f)) => serde_json::Value::from(*f),
+        BorrowedValue::String(s) => serde_json::Value::String(s.to_string()),
+        BorrowedValue::Array(a) => serde_json::Value::Array(a.iter().map(to_serde).collect()),
+        BorrowedValue::Object(o) => serde_json::Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.to_string(), to_serde(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Which usage fields a provider reports that DESIGN §3 maps to columns; the rest goes to `extra`.
+pub(crate) struct UsageShape {
+    /// Top-level fields mapped (or derivable, like totals) and so left out of `extra`.
+    pub top: &'static [&'static str],
+    /// `(details object, field)` pairs mapped to columns.
+    pub nested: &'static [(&'static str, &'static str)],
+}
+
+/// Adds to `extra` every usage field not mapped by `shape`: nulls and emptied detail objects are left
+/// out; a later report of a field replaces an earlier one (Anthropic's cumulative `message_delta`).
+pub(crate) fn merge_extra(
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+    usage: &BorrowedValue<'_>,
+    shape: &UsageShape,
+) {
+    let Some(obj) = usage.as_object() else {
+        return;
+    };
+    for (k, v) in obj.iter() {
+        let k: &str = k;
+        if shape.top.contains(&k) || v.is_null() {
+            continue;
+        }
+        match v.as_object() {
+            Some(inner) => {
+                let kept: serde_json::Map<String, serde_json::Value> = inner
+                    .iter()
+                    .filter(|(ik, iv)| !iv.is_null() && !shape.nested.contains(&(k, &***ik)))
+                    .map(|(ik, iv)| (ik.to_string(), to_serde(iv)))
+                    .collect();
+                if !kept.is_empty() {
+                    extra.insert(k.to_string(), serde_json::Value::Object(kept));
+                }
+            }
+            None => {
+                extra.insert(k.to_string(), to_serde(v));
+            }
+        }
+    }
+}
+
+/// The OpenAI-family arithmetic: `input = prompt − cached`, `cache_read = cached`.
+pub(crate) fn openai_usage(usage: &BorrowedValue<'_>, names: &OpenAiNames) -> Usage {
+    let prompt = u64_at(usage, names.input).unwrap_or(0);
+    let cached = nested_u64(usage, names.input_details, "cached_tokens");
+    let mut extra = serde_json::Map::new();
+    merge_extra(
+        &mut extra,
+        usage,
+        &UsageShape {
+            top: names.top,
+            nested: names.nested,
+        },
+    );
+    Usage {
+        input_tokens: prompt.saturating_sub(cached),
+        output_tokens: u64_at(usage, names.output).unwrap_or(0),
+        cache_read_input_tokens: cached,
+        cache_write_input_tokens: 0,
+        reasoning_tokens: nested_u64(usage, names.output_details, "reasoning_tokens"),
+        extra: serde_json::Value::Object(extra).to_string(),
+    }
+}
+
+/// Field names of an OpenAI-family usage object (chat completions and Responses differ).
+pub(crate) struct OpenAiNames {
+    pub input: &'static str,
+    pub output: &'static str,
+    pub input_details: &'static str,
+    pub output_details: &'static str,
+    pub top: &'static [&'static str],
+    pub nested: &'static [(&'static str, &'static str)],
+}
+
+/// Chat completions usage names.
+pub(crate) const CHAT_USAGE: OpenAiNames = OpenAiNames {
+    input: "prompt_tokens",
+    output: "completion_tokens",
+    input_details: "prompt_tokens_details",
+    output_details: "completion_tokens_details",
+    top: &["prompt_tokens", "completion_tokens", "total_tokens"],
+    nested: &[
+        ("prompt_tokens_details", "cached_tokens"),
+        ("completion_tokens_details", "reasoning_tokens"),
+    ],
+};
+
+/// Responses usage names.
+pub(crate) const RESPONSES_USAGE: OpenAiNames = OpenAiNames {
+    input: "input_tokens",
+    output: "output_tokens",
+    input_details: "input_tokens_details",
+    output_details: "output_tokens_details",
+    top: &["input_tokens", "output_tokens", "total_tokens"],
+    nested: &[
+        ("input_tokens_details", "cached_tokens"),
+        ("output_tokens_details", "reasoning_tokens"),
+    ],
+};
+
+/// Tool argument text as recorded: an empty argument string (a tool without parameters) becomes `{}` so
+/// the column always holds JSON.
+pub(crate) fn tool_input(args: String) -> String {
+    if args.trim().is_empty() {
+        "{}".to_owned()
+    } else {
+        args
+    }
+}
+
+/// True when some occurrence of the key pattern (e.g. `"usage"`) is followed by a value other than
+/// `null`. Used to skip chat chunks whose `"usage":null` carries nothing, without parsing them.
+pub(crate) fn key_has_non_null(data: &[u8], finder: &memchr::memmem::Finder<'_>) -> bool {
+    for at in finder.find_iter(data) {
+        let rest = &data[at + finder.needle().len()..];
+        let rest = trim_start(rest);
+        let Some(rest) = rest.strip_prefix(b":") else {
+            // The pattern was inside a string or is not a key: be safe and parse.
+            return true;
+        };
+        if !trim_start(rest).starts_with(b"null") {
+            return true;
+        }
+    }
+    false
+}
+
+fn trim_start(b: &[u8]) -> &[u8] {
+    let n = b
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        .count();
+    &b[n..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_null_key_detection() {
+        let f = memchr::memmem::Finder::new(b"\"usage\"");
+        assert!(!key_has_non_null(br#"{"a":1,"usage":null}"#, &f));
+        assert!(!key_has_non_null(br#"{"a":1,"usage" : null}"#, &f));
+        assert!(key_has_non_null(br#"{"usage": {"x":1}}"#, &f));
+        assert!(!key_has_non_null(br#"{"a":1}"#, &f));
+    }
+
+    #[test]
+    fn openai_arithmetic_and_extra() {
+        let mut s = Vec::new();
+        let v = parse(
+            &mut s,
+            br#"{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,"prompt_tokens_details":{"cached_tokens":60,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":7,"audio_tokens":null}}"#,
+        )
+        .unwrap();
+        let u = openai_usage(&v, &CHAT_USAGE);
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cache_read_input_tokens,
+                u.output_tokens,
+                u.reasoning_tokens
+            ),
+            (40, 60, 20, 7)
+        );
+        assert_eq!(u.extra, r#"{"prompt_tokens_details":{"audio_tokens":0}}"#);
+    }
+
+    #[test]
+    fn garbage_is_none() {
+        let mut s = Vec::new();
+        assert!(parse(&mut s, b"{nope").is_none());
+        assert_eq!(tool_input(String::new()), "{}");
+    }
+}
