@@ -30,7 +30,8 @@ use report::{HoldRow, Kind, OpenLoopRow, Row};
 /// Non-streaming chat completion: small, like a typical agent's tool-free turn (the mock answers in µs).
 const BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}]}"#;
 /// The same request, streamed.
-const STREAM_BODY: &str = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello."}]}"#;
+const STREAM_BODY: &str =
+    r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello."}]}"#;
 /// Route of the openai instance through nginx and the gateway.
 const PROXY_PATH: &str = "/api/v2/aibridge/openai/v1/chat/completions";
 /// Route of the mock.
@@ -73,7 +74,13 @@ impl Settings {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| if quick { vec![1000] } else { vec![1000, 4000] });
         Settings {
-            mode: if quick { "quick" } else if full { "full" } else { "default" },
+            mode: if quick {
+                "quick"
+            } else if full {
+                "full"
+            } else {
+                "default"
+            },
             workers,
             pin: flag("BENCH_PIN"),
             c1_rounds: if quick { 20 } else { 100 },
@@ -119,7 +126,9 @@ fn request(body: &str, headers: &[(&str, &str)]) -> RequestSpec {
 }
 
 fn bench_dir() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     target.join("bench")
 }
 
@@ -188,7 +197,13 @@ fn run() -> Result<(), BenchError> {
         })
         .collect();
 
-    eprintln!("e2e: mode {}, {} worker(s), pinning {:?}, temp dir {}", settings.mode, settings.workers, pinning, tmp.display());
+    eprintln!(
+        "e2e: mode {}, {} worker(s), pinning {:?}, temp dir {}",
+        settings.mode,
+        settings.workers,
+        pinning,
+        tmp.display()
+    );
     let bin = |name: &str| -> PathBuf {
         match name {
             "aibridged" => PathBuf::from(env!("CARGO_BIN_EXE_aibridged")),
@@ -207,7 +222,12 @@ fn run() -> Result<(), BenchError> {
     };
     let mock_pid = mock.pid();
     fleet.mock = Some(mock);
-    let loadgen = Loadgen { bin: bin("aibridged-loadgen"), cpus: pinning.load.clone(), dir: tmp.clone(), seq: Default::default() };
+    let loadgen = Loadgen {
+        bin: bin("aibridged-loadgen"),
+        cpus: pinning.load.clone(),
+        dir: tmp.clone(),
+        seq: Default::default(),
+    };
 
     let mut paths: Vec<Path_> = vec![Path_ {
         row: Row::new("direct", Kind::Direct, "—", None, None),
@@ -278,7 +298,12 @@ fn run() -> Result<(), BenchError> {
                 }
                 paths.push(Path_ {
                     row,
-                    target: Target { name: name.into(), addr, path: PROXY_PATH.into(), headers: vec![("Authorization".into(), format!("Bearer {token}"))] },
+                    target: Target {
+                        name: name.into(),
+                        addr,
+                        path: PROXY_PATH.into(),
+                        headers: vec![("Authorization".into(), format!("Bearer {token}"))],
+                    },
                     pid: Some(pid),
                     children: false,
                     alive: true,
@@ -287,7 +312,13 @@ fn run() -> Result<(), BenchError> {
             Err(e) => {
                 let mut row = Row::new(name, Kind::Gateway, driver, Some(recording), Some(settings.workers));
                 row.problems.push(format!("gateway did not start: {e}"));
-                paths.push(Path_ { row, target: Target { name: name.into(), addr: String::new(), path: String::new(), headers: vec![] }, pid: None, children: false, alive: false });
+                paths.push(Path_ {
+                    row,
+                    target: Target { name: name.into(), addr: String::new(), path: String::new(), headers: vec![] },
+                    pid: None,
+                    children: false,
+                    alive: false,
+                });
             }
         }
     }
@@ -312,7 +343,11 @@ fn run() -> Result<(), BenchError> {
         settings.mode,
         settings.workers,
         cpus.len(),
-        if pinning.proxy.is_empty() { "off".to_string() } else { format!("proxy on {:?}, mock+load on {:?}", pinning.proxy, pinning.load) }
+        if pinning.proxy.is_empty() {
+            "off".to_string()
+        } else {
+            format!("proxy on {:?}, mock+load on {:?}", pinning.proxy, pinning.load)
+        }
     ));
     out.push_str("Added = path minus direct-to-mock, measured in this run (c=1: interleaved rounds, percentile difference;\nstreams: per stream / per event minus the direct path's median of the same round). Absolute times on a\nshared machine are noise; compare rows.\n\n");
     out.push_str(&report::main_table(&rows, &holds));
@@ -353,7 +388,8 @@ fn run() -> Result<(), BenchError> {
         "notes": notes,
         "raw": raw,
     });
-    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Io { what: format!("create {}", dir.display()), source })?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|source| BenchError::Io { what: format!("create {}", dir.display()), source })?;
     std::fs::write(&json_path, serde_json::to_string_pretty(&json).unwrap_or_default())
         .map_err(|source| BenchError::Io { what: format!("write {}", json_path.display()), source })?;
     out.push_str(&format!("\nJSON: {}  (run took {:.0} s)\n", json_path.display(), started.elapsed().as_secs_f64()));
@@ -377,7 +413,9 @@ fn phase_sanity(loadgen: &Loadgen, paths: &mut [Path_]) {
             Ok(JobResult::Latency { targets, .. }) => {
                 if let Some(t) = targets.first().filter(|t| t.errors > 0) {
                     p.alive = false;
-                    p.row.problems.push(format!("sanity request failed: {}", t.first_error.clone().unwrap_or_default()));
+                    p.row
+                        .problems
+                        .push(format!("sanity request failed: {}", t.first_error.clone().unwrap_or_default()));
                 }
             }
             Ok(_) => {}
@@ -407,7 +445,11 @@ fn phase_latency(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut
                 for t in targets {
                     let Some(p) = paths.iter_mut().find(|p| p.target.name == t.name) else { continue };
                     if t.errors > 0 {
-                        p.row.problems.push(format!("c=1: {} errors ({})", t.errors, t.first_error.clone().unwrap_or_default()));
+                        p.row.problems.push(format!(
+                            "c=1: {} errors ({})",
+                            t.errors,
+                            t.first_error.clone().unwrap_or_default()
+                        ));
                     }
                     if let Some(d) = direct.as_ref().filter(|_| t.latency.count > 0) {
                         p.row.c1_added_p50_ns = Some(t.latency.p50 - d.p50);
@@ -427,14 +469,21 @@ fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &
         eprintln!("e2e: saturation through {}", p.target.name);
         let pids = p.pids();
         let cpu0 = procs::cpu_us(&pids);
-        let job = Job::Saturate { target: p.target.clone(), request: request(BODY, &[]), connections: s.sat_connections, duration_ms: s.sat_ms };
+        let job = Job::Saturate {
+            target: p.target.clone(),
+            request: request(BODY, &[]),
+            connections: s.sat_connections,
+            duration_ms: s.sat_ms,
+        };
         let res = loadgen.run(&job, Duration::from_millis(s.sat_ms) + Duration::from_secs(60));
         let cpu = procs::cpu_us(&pids).saturating_sub(cpu0);
         match res {
             Ok(res) => {
                 if let JobResult::Saturate { completed, errors, requests_per_sec, latency, first_error, .. } = &res {
                     if *errors > 0 {
-                        p.row.problems.push(format!("saturation: {errors} errors ({})", first_error.clone().unwrap_or_default()));
+                        p.row
+                            .problems
+                            .push(format!("saturation: {errors} errors ({})", first_error.clone().unwrap_or_default()));
                     }
                     p.row.sat_rps = Some(*requests_per_sec);
                     p.row.sat_rps_per_worker = p.row.workers.map(|w| requests_per_sec / w as f64);
@@ -490,8 +539,12 @@ fn phase_streams(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut
     let job = Job::Streams {
         targets: live.iter().map(|&i| paths[i].target.clone()).collect(),
         baseline: "direct".into(),
-        request: request(STREAM_BODY, &[("x-mock-events", &events), ("x-mock-delay-ms", &delay), ("x-mock-stamp", "1")]),
+        request: request(
+            STREAM_BODY,
+            &[("x-mock-events", &events), ("x-mock-delay-ms", &delay), ("x-mock-stamp", "1")],
+        ),
         streams: s.streams,
+        stagger_ms: u64::from(s.stream_delay_ms),
         rounds: s.stream_rounds,
         time_limit_ms: 120_000,
         stream_timeout_ms: stream_ms + 10_000,
@@ -502,7 +555,12 @@ fn phase_streams(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut
                 for t in targets {
                     let Some(p) = paths.iter_mut().find(|p| p.target.name == t.name) else { continue };
                     if t.errors > 0 {
-                        p.row.problems.push(format!("streams: {} of {} failed ({})", t.errors, t.errors + t.streams_ok, t.first_error.clone().unwrap_or_default()));
+                        p.row.problems.push(format!(
+                            "streams: {} of {} failed ({})",
+                            t.errors,
+                            t.errors + t.streams_ok,
+                            t.first_error.clone().unwrap_or_default()
+                        ));
                     }
                     if t.streams_ok > 0 {
                         p.row.stream_ttfb = Some(t.ttfb.clone());
@@ -538,7 +596,8 @@ fn phase_idle_streams(loadgen: &Loadgen, holds: &[u32], paths: &mut [Path_]) {
                     std::thread::sleep(Duration::from_millis(500));
                     let during = procs::rss_kib(&p.pids());
                     held.release();
-                    let note = (heads < opened || errors > 0).then(|| format!("{heads}/{n} heads, {errors} errors ({})", first_error.unwrap_or_default()));
+                    let note = (heads < opened || errors > 0)
+                        .then(|| format!("{heads}/{n} heads, {errors} errors ({})", first_error.unwrap_or_default()));
                     p.row.holds.push(HoldRow {
                         streams: n,
                         opened,

@@ -200,10 +200,7 @@ pub fn find_nginx() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .map(|d| Path::new(d).join("nginx"))
-        .chain([PathBuf::from("/usr/sbin/nginx")])
-        .find(|p| p.is_file())
+    path.split(':').map(|d| Path::new(d).join("nginx")).chain([PathBuf::from("/usr/sbin/nginx")]).find(|p| p.is_file())
 }
 
 /// Values substituted into the nginx template.
@@ -215,7 +212,13 @@ pub struct NginxParams<'a> {
 }
 
 /// Renders `template` (`@@NAME@@` placeholders) into `dir/nginx.conf` and starts nginx in the foreground.
-pub fn start_nginx(bin: &Path, template: &Path, params: &NginxParams, cpus: &[usize], dir: &Path) -> Result<Proc, BenchError> {
+pub fn start_nginx(
+    bin: &Path,
+    template: &Path,
+    params: &NginxParams,
+    cpus: &[usize],
+    dir: &Path,
+) -> Result<Proc, BenchError> {
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(prefix.join("logs")).map_err(io_err("create nginx prefix"))?;
     let text = std::fs::read_to_string(template).map_err(io_err(format!("read {}", template.display())))?;
@@ -275,7 +278,8 @@ fn gateway_env(cmd: &mut Command, db_url: &str) {
 
 /// Runs a command to completion with a time bound; its stdout.
 fn run_bounded(mut cmd: Command, what: &str, limit: Duration) -> Result<String, BenchError> {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(io_err(what))?;
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(io_err(what))?;
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let reader = std::thread::spawn(move || {
         let (mut o, mut e) = (String::new(), String::new());
@@ -293,7 +297,11 @@ fn run_bounded(mut cmd: Command, what: &str, limit: Duration) -> Result<String, 
             Ok(Some(status)) => {
                 let (o, e) = reader.join().unwrap_or_default();
                 if !status.success() {
-                    return Err(BenchError::Exited { what: what.into(), status: status.to_string(), log: e.trim().to_string() });
+                    return Err(BenchError::Exited {
+                        what: what.into(),
+                        status: status.to_string(),
+                        log: e.trim().to_string(),
+                    });
                 }
                 return Ok(o);
             }
@@ -483,7 +491,8 @@ impl Loadgen {
     /// `release` closes them.
     pub fn hold(&self, job: &Job, limit: Duration) -> Result<(JobResult, Held), BenchError> {
         let (p, rx, stdin) = self.spawn(job)?;
-        let line = rx.recv_timeout(limit).map_err(|_| BenchError::Loadgen(format!("hold not ready within {limit:?}")))?;
+        let line =
+            rx.recv_timeout(limit).map_err(|_| BenchError::Loadgen(format!("hold not ready within {limit:?}")))?;
         Ok((Self::parse(&line)?, Held { proc: p, stdin }))
     }
 }
@@ -541,8 +550,14 @@ pub mod self_test {
 
     /// Panics on a failed assertion.
     pub fn run() {
-        assert_eq!(driver_field("INFO aibridged listening on http://x address=a driver=io_uring enabled=true").as_deref(), Some("io_uring"));
-        assert_eq!(driver_field("x driver=\"epoll (io_uring unavailable)\" y").as_deref(), Some("epoll (io_uring unavailable)"));
+        assert_eq!(
+            driver_field("INFO aibridged listening on http://x address=a driver=io_uring enabled=true").as_deref(),
+            Some("io_uring")
+        );
+        assert_eq!(
+            driver_field("x driver=\"epoll (io_uring unavailable)\" y").as_deref(),
+            Some("epoll (io_uring unavailable)")
+        );
         assert_eq!(strip_ansi("\u{1b}[32mINFO\u{1b}[0m ok"), "INFO ok");
     }
 }

@@ -260,7 +260,9 @@ pub fn checks(rows: &[Row]) -> Vec<Check> {
     }
     // Recording on vs off: same driver, throughput at saturation.
     for on in rows.iter().filter(|r| r.kind == Kind::Gateway && r.recording == Some(true)) {
-        let Some(off) = rows.iter().find(|r| r.kind == Kind::Gateway && r.recording == Some(false) && same_driver(r, on)) else {
+        let Some(off) =
+            rows.iter().find(|r| r.kind == Kind::Gateway && r.recording == Some(false) && same_driver(r, on))
+        else {
             continue;
         };
         let ratio = on.sat_rps.zip(off.sat_rps).filter(|(_, off)| *off > 0.0).map(|(on, off)| on / off);
@@ -306,7 +308,15 @@ pub mod self_test {
         g.sat_rps_per_worker = Some(9_000.0);
         g.sat_rps = Some(9_000.0);
         g.stream_added_event = Some(s(3_000, 25_000));
-        g.holds.push(HoldRow { streams: 1000, opened: 1000, heads: 1000, rss_before_kib: 0, rss_kib: 0, kib_per_stream: Some(12.0), note: None });
+        g.holds.push(HoldRow {
+            streams: 1000,
+            opened: 1000,
+            heads: 1000,
+            rss_before_kib: 0,
+            rss_kib: 0,
+            kib_per_stream: Some(12.0),
+            note: None,
+        });
         let mut off = Row::new("aibridged-uring-rec-off", Kind::Gateway, "io_uring", Some(false), Some(1));
         off.sat_rps = Some(9_600.0);
         let c = checks(&[n, g, off]);
@@ -321,7 +331,10 @@ pub mod self_test {
     }
 
     pub fn table_has_one_line_per_row_plus_header() {
-        let rows = vec![Row::new("direct", Kind::Direct, "—", None, None), Row::new("nginx", Kind::Nginx, "epoll", None, Some(1))];
+        let rows = vec![
+            Row::new("direct", Kind::Direct, "—", None, None),
+            Row::new("nginx", Kind::Nginx, "epoll", None, Some(1)),
+        ];
         let t = main_table(&rows, &[1000, 10000]);
         assert_eq!(t.lines().count(), 4);
         assert!(t.contains("KiB/idle stream @10k"));

@@ -79,7 +79,14 @@ impl Lane {
 }
 
 /// See [`crate::proto::Job::Latency`].
-pub fn latency(targets: &[Target], spec: &RequestSpec, warmup: u32, rounds: u32, per_round: u32, time_limit: Duration) -> JobResult {
+pub fn latency(
+    targets: &[Target],
+    spec: &RequestSpec,
+    warmup: u32,
+    rounds: u32,
+    per_round: u32,
+    time_limit: Duration,
+) -> JobResult {
     let started = Instant::now();
     let mut lanes: Vec<Lane> = targets.iter().map(|t| Lane::new(t, spec)).collect();
     for lane in lanes.iter_mut() {

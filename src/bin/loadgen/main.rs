@@ -50,18 +50,23 @@ fn run(job: Job) -> JobResult {
         Job::Saturate { target, request, connections, duration_ms } => {
             closed::saturate(&target, &request, connections, Duration::from_millis(duration_ms))
         }
-        Job::Streams { targets, baseline, request, streams, rounds, time_limit_ms, stream_timeout_ms } => streams::streams(
-            &targets,
-            &baseline,
+        Job::Streams { targets, baseline, request, streams, stagger_ms, rounds, time_limit_ms, stream_timeout_ms } => {
+            let shape = streams::StreamsShape {
+                streams,
+                stagger: Duration::from_millis(stagger_ms),
+                rounds,
+                time_limit: Duration::from_millis(time_limit_ms),
+                stream_timeout: Duration::from_millis(stream_timeout_ms),
+            };
+            streams::streams(&targets, &baseline, &request, &shape)
+        }
+        Job::Hold { target, request, streams, head_timeout_ms, hold_limit_ms } => streams::hold(
+            &target,
             &request,
             streams,
-            rounds,
-            Duration::from_millis(time_limit_ms),
-            Duration::from_millis(stream_timeout_ms),
+            Duration::from_millis(head_timeout_ms),
+            Duration::from_millis(hold_limit_ms),
         ),
-        Job::Hold { target, request, streams, head_timeout_ms, hold_limit_ms } => {
-            streams::hold(&target, &request, streams, Duration::from_millis(head_timeout_ms), Duration::from_millis(hold_limit_ms))
-        }
     }
 }
 

@@ -23,7 +23,13 @@ const START_LEAD: Duration = Duration::from_millis(50);
 fn tighten_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes a plain integer and only affects the calling thread.
     unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
     }
 }
 
@@ -45,7 +51,8 @@ pub fn open_loop(target: &Target, spec: &RequestSpec, rate: u32, duration: Durat
     let start_ns = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let mut handles = Vec::new();
     for k in 0..connections {
-        let (request, barrier, start_ns, addr) = (request.clone(), barrier.clone(), start_ns.clone(), target.addr.clone());
+        let (request, barrier, start_ns, addr) =
+            (request.clone(), barrier.clone(), start_ns.clone(), target.addr.clone());
         let spawned = std::thread::Builder::new().stack_size(THREAD_STACK).spawn(move || {
             tighten_timer_slack();
             let mut lat = new_histogram();

@@ -85,6 +85,10 @@ pub enum Job {
         request: RequestSpec,
         /// Concurrent streams per round.
         streams: u32,
+        /// Stream starts are spread evenly over this (one event interval), so events do not all fall due
+        /// at the same instant.
+        #[serde(default)]
+        stagger_ms: u64,
         /// Recorded rounds (one unrecorded warm-up round precedes them).
         rounds: u32,
         /// Stop starting rounds after this long.

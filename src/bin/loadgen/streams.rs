@@ -70,7 +70,8 @@ struct StreamOutcome {
     delays: Vec<i64>,
 }
 
-fn run_stream(addr: &str, request: &[u8], timeout: Duration) -> Result<StreamOutcome, String> {
+fn run_stream(addr: &str, request: &[u8], start_after: Duration, timeout: Duration) -> Result<StreamOutcome, String> {
+    std::thread::sleep(start_after);
     let mut conn = Conn::connect(addr, Some(timeout)).map_err(|e| e.to_string())?;
     let sent = conn.send(request).map_err(|e| e.to_string())?;
     let mut scanner = StampScanner::default();
@@ -84,13 +85,25 @@ fn run_stream(addr: &str, request: &[u8], timeout: Duration) -> Result<StreamOut
     Ok(StreamOutcome { ttfb_ns: ex.first_byte_ns - ex.sent_ns, delays })
 }
 
-/// Runs `streams` concurrent streams to one target and waits for all of them.
-fn run_round(target: &Target, request: &[u8], streams: u32, timeout: Duration) -> Vec<Result<StreamOutcome, String>> {
+/// Runs `streams` concurrent streams to one target and waits for all of them. Their starts are spread
+/// evenly over one event interval (`stagger`), as independent clients' would be: started together, every
+/// stream's events would fall due at the same instant and the figures would measure burst queueing.
+fn run_round(
+    target: &Target,
+    request: &[u8],
+    streams: u32,
+    stagger: Duration,
+    timeout: Duration,
+) -> Vec<Result<StreamOutcome, String>> {
     let mut handles = Vec::with_capacity(streams as usize);
     let mut out = Vec::with_capacity(streams as usize);
-    for _ in 0..streams {
+    for i in 0..streams {
         let (addr, req) = (target.addr.clone(), request.to_vec());
-        match std::thread::Builder::new().stack_size(THREAD_STACK).spawn(move || run_stream(&addr, &req, timeout)) {
+        let start_after = stagger * i / streams.max(1);
+        match std::thread::Builder::new()
+            .stack_size(THREAD_STACK)
+            .spawn(move || run_stream(&addr, &req, start_after, timeout))
+        {
             Ok(h) => handles.push(h),
             Err(e) => out.push(Err(format!("cannot start stream thread: {e}"))),
         }
@@ -111,16 +124,24 @@ struct Collected {
     first_error: Option<String>,
 }
 
+/// How many streams, how paced, for how long (the sizes of a [`crate::proto::Job::Streams`]).
+#[derive(Clone, Copy)]
+pub struct StreamsShape {
+    /// Concurrent streams per round.
+    pub streams: u32,
+    /// Spread of the stream starts.
+    pub stagger: Duration,
+    /// Recorded rounds.
+    pub rounds: u32,
+    /// No round starts after this.
+    pub time_limit: Duration,
+    /// One stream's bound.
+    pub stream_timeout: Duration,
+}
+
 /// See [`crate::proto::Job::Streams`].
-pub fn streams(
-    targets: &[Target],
-    baseline: &str,
-    spec: &RequestSpec,
-    streams: u32,
-    rounds: u32,
-    time_limit: Duration,
-    stream_timeout: Duration,
-) -> JobResult {
+pub fn streams(targets: &[Target], baseline: &str, spec: &RequestSpec, shape: &StreamsShape) -> JobResult {
+    let StreamsShape { streams, stagger, rounds, time_limit, stream_timeout } = *shape;
     let started = Instant::now();
     let requests: Vec<Vec<u8>> = targets.iter().map(|t| encode_request(t, spec)).collect();
     let mut collected: Vec<Collected> = targets.iter().map(|_| Collected::default()).collect();
@@ -133,7 +154,7 @@ pub fn streams(
         }
         for k in 0..n {
             let i = (k + r as usize) % n;
-            let outcomes = run_round(&targets[i], &requests[i], streams, stream_timeout);
+            let outcomes = run_round(&targets[i], &requests[i], streams, stagger, stream_timeout);
             if r == 0 {
                 continue;
             }
@@ -168,7 +189,8 @@ pub fn streams(
         .iter()
         .zip(collected)
         .map(|(t, c)| {
-            let (mut ttfb, mut delays, mut added_ttfb, mut added_delay) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut ttfb, mut delays, mut added_ttfb, mut added_delay) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for (r, (rt, rd)) in c.rounds.iter().enumerate() {
                 ttfb.extend_from_slice(rt);
                 delays.extend_from_slice(rd);
@@ -193,7 +215,13 @@ pub fn streams(
 }
 
 /// See [`crate::proto::Job::Hold`]. Prints the result line once the streams are open, then holds them.
-pub fn hold(target: &Target, spec: &RequestSpec, streams: u32, head_timeout: Duration, hold_limit: Duration) -> JobResult {
+pub fn hold(
+    target: &Target,
+    spec: &RequestSpec,
+    streams: u32,
+    head_timeout: Duration,
+    hold_limit: Duration,
+) -> JobResult {
     let request = encode_request(target, spec);
     let mut conns = Vec::with_capacity(streams as usize);
     let (mut errors, mut first_error) = (0u32, None::<String>);
