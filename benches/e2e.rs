@@ -39,6 +39,9 @@ const DIRECT_PATH: &str = "/v1/chat/completions";
 /// Idle streams: the mock sends the head and then nothing for a minute (its maximum pacing).
 const IDLE_EVENTS: &str = "1000000";
 const IDLE_DELAY_MS: &str = "60000";
+/// A server under saturation should keep its workers' CPUs at least this busy; below, the figure is a
+/// lower bound set by the load generator or the machine, and the report says so.
+const SATURATED_BUSY: f64 = 0.85;
 /// Extra file descriptors beyond two per held stream (listeners, logs, databases, pools).
 const FD_HEADROOM: u64 = 2048;
 
@@ -479,7 +482,16 @@ fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &
         let cpu = procs::cpu_us(&pids).saturating_sub(cpu0);
         match res {
             Ok(res) => {
-                if let JobResult::Saturate { completed, errors, requests_per_sec, latency, first_error, .. } = &res {
+                if let JobResult::Saturate {
+                    completed,
+                    errors,
+                    requests_per_sec,
+                    latency,
+                    first_error,
+                    elapsed_ms,
+                    ..
+                } = &res
+                {
                     if *errors > 0 {
                         p.row
                             .problems
@@ -490,6 +502,18 @@ fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &
                     p.row.sat_latency = Some(latency.clone());
                     if *completed > 0 {
                         p.row.cpu_us_per_req = Some(cpu as f64 / *completed as f64);
+                    }
+                    if let (Some(w), true) = (p.row.workers, *elapsed_ms > 0) {
+                        // The CPU reading spans the load generator's whole life (connects included), a
+                        // little more than the window: busy can read slightly above 1.
+                        let busy = cpu as f64 / (*elapsed_ms as f64 * 1000.0 * w as f64);
+                        p.row.sat_cpu_busy = Some(busy);
+                        if busy < SATURATED_BUSY {
+                            p.row.problems.push(format!(
+                                "saturation: server CPU only {:.0}% busy: the load side (or a neighbour) limited the rate",
+                                busy * 100.0
+                            ));
+                        }
                     }
                 }
                 raw.push(res);

@@ -476,10 +476,20 @@ impl Loadgen {
         serde_json::from_str(line).map_err(|e| BenchError::Loadgen(format!("unreadable result ({e}): {line}")))
     }
 
+    fn no_result(&self, e: mpsc::RecvTimeoutError, limit: Duration) -> BenchError {
+        match e {
+            mpsc::RecvTimeoutError::Timeout => BenchError::Loadgen(format!("no result within {limit:?}")),
+            mpsc::RecvTimeoutError::Disconnected => {
+                let log = self.dir.join(format!("job-{}.stderr", self.seq.get()));
+                BenchError::Loadgen(format!("exited without a result: {}", tail(&log)))
+            }
+        }
+    }
+
     /// Runs a job to completion (killed after `limit`).
     pub fn run(&self, job: &Job, limit: Duration) -> Result<JobResult, BenchError> {
         let (mut p, rx, _stdin) = self.spawn(job)?;
-        let line = rx.recv_timeout(limit).map_err(|_| BenchError::Loadgen(format!("no result within {limit:?}")))?;
+        let line = rx.recv_timeout(limit).map_err(|e| self.no_result(e, limit))?;
         let deadline = Instant::now() + STOP_GRACE;
         while p.alive() && Instant::now() < deadline {
             std::thread::sleep(POLL);

@@ -72,6 +72,9 @@ pub struct Row {
     pub sat_latency: Option<Summary>,
     /// CPU of the server under test (for direct: the mock) per saturated request.
     pub cpu_us_per_req: Option<f64>,
+    /// Server CPU time over the saturation window divided by (window × workers): below ~0.9 the load
+    /// generator, not the server, was the limit.
+    pub sat_cpu_busy: Option<f64>,
     pub open_loop: Vec<OpenLoopRow>,
     pub stream_ttfb: Option<Summary>,
     pub stream_event_delay: Option<Summary>,
@@ -101,6 +104,7 @@ impl Row {
             sat_rps_per_worker: None,
             sat_latency: None,
             cpu_us_per_req: None,
+            sat_cpu_busy: None,
             open_loop: Vec::new(),
             stream_ttfb: None,
             stream_event_delay: None,
@@ -165,7 +169,7 @@ pub fn main_table(rows: &[Row], hold_sizes: &[u32]) -> String {
     .map(String::from)
     .collect::<Vec<_>>();
     for n in hold_sizes {
-        head.push(format!("KiB/idle stream @{}", if *n >= 1000 { format!("{}k", n / 1000) } else { n.to_string() }));
+        head.push(format!("KiB/idle stream @{}", if n % 1000 == 0 { format!("{}k", n / 1000) } else { n.to_string() }));
     }
     out.push_str(&format!("| {} |\n", head.join(" | ")));
     out.push_str(&format!("|{}\n", "---|".repeat(head.len())));
