@@ -90,6 +90,11 @@ async fn handle_request(svc: &WorkerService, client: &mut Conn, buf: &mut Vec<u8
             return false;
         }
     };
+    if buf.is_empty() {
+        // Nothing pipelined: give the read buffer back while the (possibly long) response streams, so an
+        // open stream holds as little memory as possible. The next head read allocates anew.
+        *buf = Vec::new();
+    }
 
     match proxy(svc, client, &head, inst_idx, &rest, kind, caller, body).await {
         Ok(keep) => keep && keep_alive,
@@ -295,6 +300,7 @@ async fn proxy(
         break resp;
     };
 
+    drop(body);
     if let Some(i) = interception.as_mut() {
         i.commit_start();
     }

@@ -11,10 +11,13 @@ use crate::runtime::http::{self, ChunkedDecoder, LengthDecoder, ResponseBody, Re
 use crate::runtime::io::Conn;
 use crate::sse::{observe_json, StreamObserver};
 
-use super::exchange::UPSTREAM_READ_SPARE;
 
 /// Between two reads of a streaming body, an upstream may be silent this long (long thinking pauses).
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Body reads start this small, so an idle open stream holds little memory…
+pub const MIN_BODY_READ: usize = 4 * 1024;
+/// …and double whenever a read fills the space, up to this, so bulk bodies move in few syscalls.
+pub const MAX_BODY_READ: usize = 64 * 1024;
 /// Non-streaming bodies are kept for the JSON observer up to this size; larger ones are relayed unobserved.
 pub const MAX_OBSERVED_JSON: usize = 32 * 1024 * 1024;
 
@@ -98,6 +101,7 @@ pub async fn relay_body(
     let mut translated: Vec<u8> = Vec::new();
     let mut head_pending = true;
     let mut eof = false;
+    let mut spare = MIN_BODY_READ;
     loop {
         // 1. Find the payload in what we have and where the response ends.
         ranges.clear();
@@ -205,13 +209,17 @@ pub async fn relay_body(
 
         // 4. Read more.
         buf.clear();
-        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, UPSTREAM_READ_SPARE)).await {
+        if buf.capacity() > 4 * spare {
+            buf.shrink_to(spare);
+        }
+        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, spare)).await {
             Ok(r) => r,
             Err(_) => return BodyEnd::UpstreamFailed,
         };
         buf = owned;
         match res {
             Ok(0) => eof = true,
+            Ok(n) if n >= spare => spare = (spare * 2).min(MAX_BODY_READ),
             Ok(_) => {}
             Err(_) => return BodyEnd::UpstreamFailed,
         }
@@ -287,7 +295,7 @@ pub async fn read_body_to_vec(upstream: &mut Conn, head: &ResponseHead, mut buf:
             return body;
         }
         buf.clear();
-        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, UPSTREAM_READ_SPARE)).await {
+        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, MAX_BODY_READ)).await {
             Ok(r) => r,
             Err(_) => return body,
         };
