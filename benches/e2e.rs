@@ -7,7 +7,8 @@
 //! `cargo bench --bench e2e` (about 2–4 minutes); `BENCH_QUICK=1` for a ~1 minute smoke run; `BENCH_FULL=1`
 //! adds the 10k idle streams point; `BENCH_PIN=1` pins the server under test and the load to separate CPUs
 //! (`scripts/bench` sets it); `BENCH_WORKERS=N` (default 1) for both nginx and the gateway;
-//! `BENCH_RATES=1000,4000` for the open-loop rates. `cargo test --bench e2e` runs the harness's self-checks.
+//! `BENCH_RATES=1000,4000` for the open-loop rates; `BENCH_AIBRIDGED_BIN=PATH` benchmarks another gateway
+//! build against this one's harness. `cargo test --bench e2e` runs the harness's self-checks.
 
 #[allow(dead_code)]
 #[path = "e2e/procs.rs"]
@@ -209,7 +210,9 @@ fn run() -> Result<(), BenchError> {
     );
     let bin = |name: &str| -> PathBuf {
         match name {
-            "aibridged" => PathBuf::from(env!("CARGO_BIN_EXE_aibridged")),
+            "aibridged" => std::env::var_os("BENCH_AIBRIDGED_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_aibridged"))),
             "mock-upstream" => PathBuf::from(env!("CARGO_BIN_EXE_mock-upstream")),
             _ => PathBuf::from(env!("CARGO_BIN_EXE_aibridged-loadgen")),
         }

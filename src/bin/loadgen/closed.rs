@@ -46,7 +46,20 @@ impl Lane {
     }
 
     /// One request on the lane's keep-alive connection (reconnecting when needed); returns its latency.
+    /// A reused connection the server had already closed is retried once on a fresh one, as any HTTP
+    /// client does; only the retry's time counts.
     fn request_once(&mut self) -> Result<i64, HttpError> {
+        let reused = self.conn.is_some();
+        match self.exchange() {
+            Err(e) if reused && is_stale(&e) => {
+                self.conn = None;
+                self.exchange()
+            }
+            other => other,
+        }
+    }
+
+    fn exchange(&mut self) -> Result<i64, HttpError> {
         let conn = match self.conn.as_mut() {
             Some(c) => c,
             None => self.conn.insert(Conn::connect(&self.target.addr, Some(REQUEST_TIMEOUT))?),
@@ -75,6 +88,22 @@ impl Lane {
                 self.first_error.get_or_insert_with(|| e.to_string());
             }
         }
+    }
+}
+
+/// Whether an error is what a keep-alive connection closed by the server looks like.
+fn is_stale(e: &HttpError) -> bool {
+    match e {
+        HttpError::Closed => true,
+        HttpError::Io(io) => {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        }
+        _ => false,
     }
 }
 
