@@ -475,6 +475,7 @@ fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &
         eprintln!("e2e: saturation through {}", p.target.name);
         let pids = p.pids();
         let cpu0 = procs::cpu_us(&pids);
+        let threads0 = procs::thread_cpu_us(&pids);
         let job = Job::Saturate {
             target: p.target.clone(),
             request: request(BODY, &[]),
@@ -483,6 +484,12 @@ fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &
         };
         let res = loadgen.run(&job, Duration::from_millis(s.sat_ms) + Duration::from_secs(60));
         let cpu = procs::cpu_us(&pids).saturating_sub(cpu0);
+        // Per-thread deltas, busiest first (threads that started during the run count from zero).
+        let mut threads: Vec<(String, u64)> = procs::thread_cpu_us(&pids)
+            .into_iter()
+            .map(|(k, (name, us))| (name, us.saturating_sub(threads0.get(&k).map_or(0, |(_, u)| *u))))
+            .collect();
+        threads.sort_by_key(|t| std::cmp::Reverse(t.1));
         match res {
             Ok(res) => {
                 if let JobResult::Saturate {
@@ -505,11 +512,22 @@ fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &
                     p.row.sat_latency = Some(latency.clone());
                     if *completed > 0 {
                         p.row.cpu_us_per_req = Some(cpu as f64 / *completed as f64);
+                        let mut by_name: Vec<(String, f64)> = Vec::new();
+                        for (name, us) in &threads {
+                            let per_req = *us as f64 / *completed as f64;
+                            match by_name.iter_mut().find(|(n, _)| n == name) {
+                                Some((_, v)) => *v += per_req,
+                                None => by_name.push((name.clone(), per_req)),
+                            }
+                        }
+                        p.row.sat_cpu_by_thread = by_name.into_iter().filter(|(_, v)| *v >= 0.05).collect();
                     }
                     if let (Some(w), true) = (p.row.workers, *elapsed_ms > 0) {
-                        // The CPU reading spans the load generator's whole life (connects included), a
-                        // little more than the window: busy can read slightly above 1.
-                        let busy = cpu as f64 / (*elapsed_ms as f64 * 1000.0 * w as f64);
+                        // Busy = the `w` busiest threads (the workers, whatever helper threads run beside
+                        // them) over the window. The CPU reading spans the load generator's whole life
+                        // (connects included), a little more than the window: it can read slightly above 1.
+                        let top: u64 = threads.iter().take(w).map(|(_, us)| us).sum();
+                        let busy = top as f64 / (*elapsed_ms as f64 * 1000.0 * w as f64);
                         p.row.sat_cpu_busy = Some(busy);
                         if busy < SATURATED_BUSY {
                             p.row.problems.push(format!(

@@ -419,20 +419,40 @@ pub fn rss_kib(pids: &[u32]) -> u64 {
         .sum()
 }
 
-/// User + system CPU time of the processes (all their threads), microseconds.
-pub fn cpu_us(pids: &[u32]) -> u64 {
+/// User + system CPU microseconds in a /proc `stat` line, with the command name it carries.
+fn stat_cpu_us(stat: &str) -> Option<(String, u64)> {
     // SAFETY: sysconf with a valid name has no side effects.
     let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let (head, after) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After ')': state(0) ppid(1) ... utime is field 14 of stat, i.e. index 11 here; stime 12.
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((comm, ticks * 1_000_000 / tck))
+}
+
+/// User + system CPU time of the processes (all their threads), microseconds.
+pub fn cpu_us(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|s| {
-            let after = s.rsplit_once(')')?.1.to_string();
-            let f: Vec<&str> = after.split_whitespace().collect();
-            // After ')': state(0) ppid(1) ... utime is field 14 of stat, i.e. index 11 here; stime 12.
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .map(|ticks| ticks * 1_000_000 / tck)
+        .filter_map(|s| stat_cpu_us(&s).map(|(_, us)| us))
         .sum()
+}
+
+/// CPU microseconds of every thread of the processes, keyed by (pid, tid), with the thread's name.
+pub fn thread_cpu_us(pids: &[u32]) -> std::collections::BTreeMap<(u32, u32), (String, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for &pid in pids {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for e in dir.flatten() {
+            let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            if let Some(v) = stat_cpu_us(&stat) {
+                out.insert((pid, tid), v);
+            }
+        }
+    }
+    out
 }
 
 /// Runs the load generator on a job and returns its result line.
@@ -569,5 +589,9 @@ pub mod self_test {
             Some("epoll (io_uring unavailable)")
         );
         assert_eq!(strip_ansi("\u{1b}[32mINFO\u{1b}[0m ok"), "INFO ok");
+        let stat = "42 (aibridged w0) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1 0 0";
+        // SAFETY: as in stat_cpu_us.
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        assert_eq!(stat_cpu_us(stat), Some(("aibridged w0".to_string(), 300 * 1_000_000 / tck)));
     }
 }

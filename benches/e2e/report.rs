@@ -75,6 +75,8 @@ pub struct Row {
     /// Server CPU time over the saturation window divided by (window × workers): below ~0.9 the load
     /// generator, not the server, was the limit.
     pub sat_cpu_busy: Option<f64>,
+    /// CPU µs per saturated request by thread (or process) name, busiest first: where the cost goes.
+    pub sat_cpu_by_thread: Vec<(String, f64)>,
     pub open_loop: Vec<OpenLoopRow>,
     pub stream_ttfb: Option<Summary>,
     pub stream_event_delay: Option<Summary>,
@@ -105,6 +107,7 @@ impl Row {
             sat_latency: None,
             cpu_us_per_req: None,
             sat_cpu_busy: None,
+            sat_cpu_by_thread: Vec::new(),
             open_loop: Vec::new(),
             stream_ttfb: None,
             stream_event_delay: None,
