@@ -104,8 +104,9 @@ impl Settings {
     }
 }
 
-/// A path under test: its row, the target the load generator aims at, and the processes to read.
-struct Path_ {
+/// A path under test (direct, nginx, a gateway variant): its row, the target the load generator aims
+/// at, and the processes to read.
+struct Subject {
     row: Row,
     target: Target,
     /// Process whose RSS/CPU is the path's cost (mock for direct, nginx master, gateway).
@@ -115,7 +116,7 @@ struct Path_ {
     alive: bool,
 }
 
-impl Path_ {
+impl Subject {
     fn pids(&self) -> Vec<u32> {
         match (self.pid, self.children) {
             (Some(p), true) => procs::with_children(p),
@@ -235,7 +236,7 @@ fn run() -> Result<(), BenchError> {
         seq: Default::default(),
     };
 
-    let mut paths: Vec<Path_> = vec![Path_ {
+    let mut paths: Vec<Subject> = vec![Subject {
         row: Row::new("direct", Kind::Direct, "—", None, None),
         target: Target {
             name: "direct".into(),
@@ -260,12 +261,13 @@ fn run() -> Result<(), BenchError> {
                 listen: &listen,
                 upstream: &mock_addr,
                 max_connections: (2 * max_hold as usize).max(4096) + 1024,
+                nofile: nofile as usize,
             };
             match procs::start_nginx(&nginx_bin, &template, &params, &pinning.proxy, &tmp) {
                 Ok(p) => {
                     let pid = p.pid();
                     fleet.servers.push(p);
-                    paths.push(Path_ {
+                    paths.push(Subject {
                         row: nginx_row.clone(),
                         target: Target { name: "nginx".into(), addr: listen, path: PROXY_PATH.into(), headers: vec![] },
                         pid: Some(pid),
@@ -278,7 +280,7 @@ fn run() -> Result<(), BenchError> {
         }
     }
     if !nginx_row.problems.is_empty() {
-        paths.push(Path_ {
+        paths.push(Subject {
             row: nginx_row,
             target: Target { name: "nginx".into(), addr: String::new(), path: String::new(), headers: vec![] },
             pid: None,
@@ -302,7 +304,7 @@ fn run() -> Result<(), BenchError> {
                 if !driver_reported.starts_with(driver) {
                     row.problems.push(format!("asked for {driver}, gateway reports {driver_reported}"));
                 }
-                paths.push(Path_ {
+                paths.push(Subject {
                     row,
                     target: Target {
                         name: name.into(),
@@ -318,7 +320,7 @@ fn run() -> Result<(), BenchError> {
             Err(e) => {
                 let mut row = Row::new(name, Kind::Gateway, driver, Some(recording), Some(settings.workers));
                 row.problems.push(format!("gateway did not start: {e}"));
-                paths.push(Path_ {
+                paths.push(Subject {
                     row,
                     target: Target { name: name.into(), addr: String::new(), path: String::new(), headers: vec![] },
                     pid: None,
@@ -405,7 +407,7 @@ fn run() -> Result<(), BenchError> {
 }
 
 /// One request per path; a path that fails is reported and left out of the rest of the run.
-fn phase_sanity(loadgen: &Loadgen, paths: &mut [Path_]) {
+fn phase_sanity(loadgen: &Loadgen, paths: &mut [Subject]) {
     for p in paths.iter_mut().filter(|p| p.alive) {
         let job = Job::Latency {
             targets: vec![p.target.clone()],
@@ -433,7 +435,7 @@ fn phase_sanity(loadgen: &Loadgen, paths: &mut [Path_]) {
     }
 }
 
-fn phase_latency(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut Vec<JobResult>) {
+fn phase_latency(loadgen: &Loadgen, s: &Settings, paths: &mut [Subject], raw: &mut Vec<JobResult>) {
     let live: Vec<usize> = (0..paths.len()).filter(|&i| paths[i].alive).collect();
     eprintln!("e2e: latency at concurrency 1, {} paths interleaved", live.len());
     let job = Job::Latency {
@@ -470,7 +472,7 @@ fn phase_latency(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut
     }
 }
 
-fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut Vec<JobResult>) {
+fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Subject], raw: &mut Vec<JobResult>) {
     for p in paths.iter_mut().filter(|p| p.alive) {
         eprintln!("e2e: saturation through {}", p.target.name);
         let pids = p.pids();
@@ -544,7 +546,7 @@ fn phase_saturation(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &
     }
 }
 
-fn phase_open_loop(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut Vec<JobResult>) {
+fn phase_open_loop(loadgen: &Loadgen, s: &Settings, paths: &mut [Subject], raw: &mut Vec<JobResult>) {
     for &rate in &s.rates {
         for p in paths.iter_mut().filter(|p| p.alive) {
             eprintln!("e2e: open loop at {rate}/s through {}", p.target.name);
@@ -575,7 +577,7 @@ fn phase_open_loop(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &m
     }
 }
 
-fn phase_streams(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut Vec<JobResult>) {
+fn phase_streams(loadgen: &Loadgen, s: &Settings, paths: &mut [Subject], raw: &mut Vec<JobResult>) {
     let live: Vec<usize> = (0..paths.len()).filter(|&i| paths[i].alive).collect();
     eprintln!("e2e: {} concurrent streams x {} events, {} paths interleaved", s.streams, s.stream_events, live.len());
     let events = s.stream_events.to_string();
@@ -622,7 +624,7 @@ fn phase_streams(loadgen: &Loadgen, s: &Settings, paths: &mut [Path_], raw: &mut
 }
 
 /// RSS before and while N idle streams are open through each proxy; per stream = the difference / N.
-fn phase_idle_streams(loadgen: &Loadgen, holds: &[u32], paths: &mut [Path_]) {
+fn phase_idle_streams(loadgen: &Loadgen, holds: &[u32], paths: &mut [Subject]) {
     for p in paths.iter_mut().filter(|p| p.alive && p.row.kind != Kind::Direct) {
         for &n in holds {
             eprintln!("e2e: {n} idle streams through {}", p.target.name);

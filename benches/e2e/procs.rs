@@ -209,6 +209,8 @@ pub struct NginxParams<'a> {
     pub listen: &'a str,
     pub upstream: &'a str,
     pub max_connections: usize,
+    /// The open-file limit nginx inherits (asking for more only earns an alert in its log).
+    pub nofile: usize,
 }
 
 /// Renders `template` (`@@NAME@@` placeholders) into `dir/nginx.conf` and starts nginx in the foreground.
@@ -228,7 +230,7 @@ pub fn start_nginx(
         .replace("@@UPSTREAM@@", params.upstream)
         .replace("@@PREFIX@@", &prefix.display().to_string())
         .replace("@@CONNECTIONS@@", &params.max_connections.to_string())
-        .replace("@@NOFILE@@", &(params.max_connections * 2 + 1024).to_string());
+        .replace("@@NOFILE@@", &(params.max_connections * 2 + 1024).min(params.nofile).to_string());
     let conf_path = prefix.join("nginx.conf");
     std::fs::write(&conf_path, conf).map_err(io_err("write nginx.conf"))?;
     let log = prefix.join("logs/stderr.log");

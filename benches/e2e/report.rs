@@ -280,6 +280,16 @@ pub fn checks(rows: &[Row]) -> Vec<Check> {
             limit: format!("≥ −{:.0}%", LIMIT_RECORDING_COST * 100.0),
             verdict: verdict(ratio.map(|r| r >= 1.0 - LIMIT_RECORDING_COST)),
         });
+        // The same cost seen as CPU per request: still valid when the load side, not the gateway, capped
+        // one of the two throughputs.
+        let ratio = on.cpu_us_per_req.zip(off.cpu_us_per_req).filter(|(_, off)| *off > 0.0).map(|(on, off)| on / off);
+        out.push(Check {
+            target: "recording on vs off within 5% (CPU µs per request)".into(),
+            row: format!("{} / {}", on.name, off.name),
+            measured: ratio.map(|r| format!("{:+.1}%", (r - 1.0) * 100.0)).unwrap_or_else(|| "—".into()),
+            limit: format!("≤ +{:.0}%", LIMIT_RECORDING_COST * 100.0),
+            verdict: verdict(ratio.map(|r| r <= 1.0 + LIMIT_RECORDING_COST)),
+        });
     }
     out
 }
@@ -324,12 +334,15 @@ pub mod self_test {
             kib_per_stream: Some(12.0),
             note: None,
         });
+        g.cpu_us_per_req = Some(10.4);
         let mut off = Row::new("aibridged-uring-rec-off", Kind::Gateway, "io_uring", Some(false), Some(1));
         off.sat_rps = Some(9_600.0);
+        off.cpu_us_per_req = Some(10.0);
         let c = checks(&[n, g, off]);
         let v: Vec<&str> = c.iter().map(|c| c.verdict).collect();
-        // c=1 p99 passes (49 ≤ 30 + 20), throughput fails, per-event fails, memory passes, recording −6.25% fails.
-        assert_eq!(v, vec!["PASS", "FAIL", "FAIL", "PASS", "FAIL"]);
+        // c=1 p99 passes (49 ≤ 30 + 20), throughput fails, per-event fails, memory passes, recording −6.25%
+        // throughput fails, recording +4% CPU passes.
+        assert_eq!(v, vec!["PASS", "FAIL", "FAIL", "PASS", "FAIL", "PASS"]);
     }
 
     pub fn missing_inputs_are_not_a_pass() {
