@@ -340,6 +340,9 @@ fn run() -> Result<(), BenchError> {
     phase_saturation(&loadgen, &settings, &mut paths, &mut raw);
     phase_open_loop(&loadgen, &settings, &mut paths, &mut raw);
     phase_streams(&loadgen, &settings, &mut paths, &mut raw);
+    for p in paths.iter_mut().filter(|p| p.alive) {
+        p.row.rss_after_load_kib = Some(procs::rss_kib(&p.pids()));
+    }
     phase_idle_streams(&loadgen, &holds, &mut paths);
     drop(fleet);
 
@@ -361,6 +364,8 @@ fn run() -> Result<(), BenchError> {
     out.push_str(&report::main_table(&rows, &holds));
     out.push_str("\nOpen loop (latency from each request's due time: coordinated-omission corrected)\n\n");
     out.push_str(&report::open_loop_table(&rows));
+    out.push_str("\nCPU µs per saturated request, by thread\n\n");
+    out.push_str(&report::cpu_breakdown(&rows));
     out.push_str("\nTargets (issue 5)\n\n");
     out.push_str(&report::checks_table(&checks));
     for r in &rows {

@@ -86,6 +86,8 @@ pub struct Row {
     pub stream_added_event: Option<Summary>,
     /// After start-up and a sanity request.
     pub rss_idle_kib: Option<u64>,
+    /// Idle again after all the load phases (what the server kept).
+    pub rss_after_load_kib: Option<u64>,
     pub holds: Vec<HoldRow>,
 }
 
@@ -114,6 +116,7 @@ impl Row {
             stream_added_ttfb: None,
             stream_added_event: None,
             rss_idle_kib: None,
+            rss_after_load_kib: None,
             holds: Vec::new(),
         }
     }
@@ -167,6 +170,7 @@ pub fn main_table(rows: &[Row], hold_sizes: &[u32]) -> String {
         "+per-event p50 µs",
         "+per-event p99 µs",
         "RSS idle MiB",
+        "RSS after load MiB",
     ]
     .into_iter()
     .map(String::from)
@@ -192,6 +196,7 @@ pub fn main_table(rows: &[Row], hold_sizes: &[u32]) -> String {
             if direct { "0 (baseline)".into() } else { us(r.stream_added_event.as_ref().map(|s| s.p50)) },
             if direct { "0 (baseline)".into() } else { us(r.stream_added_event.as_ref().map(|s| s.p99)) },
             num(r.rss_idle_kib.map(|k| k as f64 / 1024.0), 1),
+            num(r.rss_after_load_kib.map(|k| k as f64 / 1024.0), 1),
         ];
         for n in hold_sizes {
             cells.push(num(r.hold_at(*n), 1));
@@ -220,6 +225,17 @@ pub fn open_loop_table(rows: &[Row]) -> String {
                 o.errors + o.unsent
             ));
         }
+    }
+    out
+}
+
+/// Where each server's CPU goes at saturation, per thread (or process) name (markdown list).
+pub fn cpu_breakdown(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows.iter().filter(|r| !r.sat_cpu_by_thread.is_empty()) {
+        let parts: Vec<String> = r.sat_cpu_by_thread.iter().map(|(n, v)| format!("{n} {v:.1}")).collect();
+        let busy = r.sat_cpu_busy.map(|b| format!(" (busiest {:.0}% busy)", b * 100.0)).unwrap_or_default();
+        out.push_str(&format!("- {}: {}{busy}\n", r.name, parts.join(", ")));
     }
     out
 }
