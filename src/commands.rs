@@ -81,13 +81,17 @@ fn tokens(args: TokensArgs) -> ExitCode {
                 );
             }
         }),
-        TokensCommand::Revoke { id } => store.revoke(&id).map(|found| {
-            if found {
-                eprintln!("revoked token {id}; gateways stop accepting it within seconds");
-            } else {
-                eprintln!("no active token with id {id}");
+        TokensCommand::Revoke { id } => match store.revoke(&id) {
+            Ok(true) => {
+                eprintln!("revoked token {id}; running gateways stop accepting it within a second");
+                Ok(())
             }
-        }),
+            Ok(false) => {
+                eprintln!("aibridged: no active token with id {id}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -98,6 +98,7 @@ impl Gateway {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("gateway did not start within {START_TIMEOUT:?}; stderr so far:\n{}", seen.join("\n"));
                 }
             }
