@@ -1,8 +1,6 @@
-//! Closed-loop jobs: concurrency-1 latency interleaved across targets, and saturation with many
-//! connections. Every loop is bounded by a count and a deadline.
+//! Closed-loop latency at concurrency 1, interleaved across targets (saturation lives in `evloop`). Every
+//! loop is bounded by a count and a deadline.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -10,7 +8,6 @@ use hdrhistogram::Histogram;
 use crate::http::{encode_request, Conn, HttpError};
 use crate::proto::{JobResult, RequestSpec, Target, TargetLatency};
 use crate::stats::{new_histogram, record, summarize_hist};
-use crate::THREAD_STACK;
 
 /// A request that takes longer than this is a failure (the mock answers in microseconds).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,86 +153,5 @@ pub fn latency(
             .collect(),
         rounds_done,
         elapsed_ms: started.elapsed().as_millis() as u64,
-    }
-}
-
-/// See [`crate::proto::Job::Saturate`].
-pub fn saturate(target: &Target, spec: &RequestSpec, connections: u32, duration: Duration) -> JobResult {
-    let connections = connections.max(1) as usize;
-    // Everyone connects, then a barrier starts the clock, so connection setup is outside the window.
-    let barrier = Arc::new(Barrier::new(connections + 1));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let barrier = barrier.clone();
-        let thread_stop = stop.clone();
-        let mut lane = Lane::new(target, spec);
-        let spawned = std::thread::Builder::new().stack_size(THREAD_STACK).spawn(move || {
-            let mut done = 0u64;
-            if let Ok(c) = Conn::connect(&lane.target.addr, Some(REQUEST_TIMEOUT)) {
-                lane.conn = Some(c);
-            }
-            barrier.wait();
-            while !thread_stop.load(Ordering::Relaxed) && !lane.abandoned() {
-                let before = lane.errors;
-                lane.step(true);
-                if lane.errors == before {
-                    done += 1;
-                }
-            }
-            (done, lane)
-        });
-        match spawned {
-            Ok(h) => handles.push(h),
-            Err(_) => {
-                // Fewer threads than asked: the barrier would wait forever, so release it ourselves.
-                stop.store(true, Ordering::Relaxed);
-                break;
-            }
-        }
-    }
-    let missing = connections - handles.len();
-    let t0 = Instant::now();
-    if missing == 0 {
-        barrier.wait();
-        std::thread::sleep(duration);
-    }
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = t0.elapsed();
-    let mut hist = new_histogram();
-    let (mut completed, mut errors, mut first_error) = (0u64, missing as u64, None);
-    if missing > 0 {
-        first_error = Some(format!("could not start {missing} client threads"));
-        // The started threads are parked on the barrier; they cannot be released without the full
-        // count, so leave them: the process exits right after the result is printed.
-        return JobResult::Saturate {
-            name: target.name.clone(),
-            completed,
-            errors,
-            elapsed_ms: 0,
-            requests_per_sec: 0.0,
-            latency: summarize_hist(&hist),
-            first_error,
-        };
-    }
-    for h in handles {
-        if let Ok((done, lane)) = h.join() {
-            completed += done;
-            errors += lane.errors;
-            let _ = hist.add(&lane.hist);
-            if first_error.is_none() {
-                first_error = lane.first_error;
-            }
-        }
-    }
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    JobResult::Saturate {
-        name: target.name.clone(),
-        completed,
-        errors,
-        elapsed_ms: elapsed.as_millis() as u64,
-        requests_per_sec: completed as f64 / secs,
-        latency: summarize_hist(&hist),
-        first_error,
     }
 }

@@ -147,44 +147,13 @@ impl Conn {
         let mut first_byte_ns = None;
         loop {
             if self.end > self.start {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&self.buf[self.start..self.end]).map_err(HttpError::Head)? {
-                    httparse::Status::Complete(len) => {
-                        let status = resp.code.unwrap_or(0);
-                        let mut framing = Framing::UntilClose;
-                        let mut close = false;
-                        for h in resp.headers.iter() {
-                            if h.name.eq_ignore_ascii_case("content-length") {
-                                let s = std::str::from_utf8(h.value).map_err(|_| HttpError::ContentLength)?;
-                                let n = s.trim().parse::<u64>().map_err(|_| HttpError::ContentLength)?;
-                                if framing != Framing::Chunked {
-                                    framing = Framing::Length(n);
-                                }
-                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                                if contains_token(h.value, b"chunked") {
-                                    framing = Framing::Chunked;
-                                }
-                            } else if h.name.eq_ignore_ascii_case("connection") && contains_token(h.value, b"close") {
-                                close = true;
-                            }
-                        }
-                        // 1xx, 204 and 304 carry no body.
-                        if status < 200 || status == 204 || status == 304 {
-                            framing = Framing::Length(0);
-                        }
-                        if close || framing == Framing::UntilClose {
-                            self.reusable = false;
-                        }
-                        self.start += len;
-                        let first = first_byte_ns.unwrap_or_else(monotonic_ns);
-                        return Ok((status, framing, first));
+                if let Some(head) = parse_head(&self.buf[self.start..self.end])? {
+                    if head.close || head.framing == Framing::UntilClose {
+                        self.reusable = false;
                     }
-                    httparse::Status::Partial => {
-                        if self.end - self.start >= MAX_HEAD {
-                            return Err(HttpError::HeadTooLarge);
-                        }
-                    }
+                    self.start += head.len;
+                    let first = first_byte_ns.unwrap_or_else(monotonic_ns);
+                    return Ok((head.status, head.framing, first));
                 }
             }
             let t = self.fill()?;
@@ -248,6 +217,127 @@ impl Conn {
     pub fn read_head_only(&mut self) -> Result<u16, HttpError> {
         let (status, _, _) = self.read_head()?;
         Ok(status)
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes of the head, blank line included.
+    pub len: usize,
+    pub status: u16,
+    framing: Framing,
+    /// `Connection: close` was sent.
+    pub close: bool,
+}
+
+/// Parses a response head from the start of `buf`: `Ok(None)` while it is incomplete.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf).map_err(HttpError::Head)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial if buf.len() >= MAX_HEAD => return Err(HttpError::HeadTooLarge),
+        httparse::Status::Partial => return Ok(None),
+    };
+    let status = resp.code.unwrap_or(0);
+    let mut framing = Framing::UntilClose;
+    let mut close = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let s = std::str::from_utf8(h.value).map_err(|_| HttpError::ContentLength)?;
+            let n = s.trim().parse::<u64>().map_err(|_| HttpError::ContentLength)?;
+            if framing != Framing::Chunked {
+                framing = Framing::Length(n);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            if contains_token(h.value, b"chunked") {
+                framing = Framing::Chunked;
+            }
+        } else if h.name.eq_ignore_ascii_case("connection") && contains_token(h.value, b"close") {
+            close = true;
+        }
+    }
+    // 1xx, 204 and 304 carry no body.
+    if status < 200 || status == 204 || status == 304 {
+        framing = Framing::Length(0);
+    }
+    Ok(Some(Head { len, status, framing, close }))
+}
+
+/// Where an incremental response parse stands.
+#[derive(Debug)]
+enum ParseState {
+    Head,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// Incremental parser of one response at a time, for non-blocking sockets: feed whatever arrived, learn
+/// when the response is complete. Close-delimited bodies are refused (a load test needs keep-alive).
+#[derive(Debug)]
+pub struct ResponseParser {
+    state: ParseState,
+    status: u16,
+    close: bool,
+}
+
+/// A complete response seen by [`ResponseParser`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Complete {
+    pub status: u16,
+    /// The server will close the connection.
+    pub close: bool,
+}
+
+impl Default for ResponseParser {
+    fn default() -> Self {
+        ResponseParser { state: ParseState::Head, status: 0, close: false }
+    }
+}
+
+impl ResponseParser {
+    /// Consumes from `buf`; returns the bytes used and, when the response ended, its outcome (the parser
+    /// is then ready for the next response).
+    pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Complete>), HttpError> {
+        let mut used = 0;
+        loop {
+            let rest = &buf[used..];
+            match &mut self.state {
+                ParseState::Head => {
+                    let Some(head) = parse_head(rest)? else { return Ok((used, None)) };
+                    used += head.len;
+                    self.status = head.status;
+                    self.close = head.close;
+                    self.state = match head.framing {
+                        Framing::Length(n) => ParseState::Length(n),
+                        Framing::Chunked => ParseState::Chunked(ChunkedDecoder::default()),
+                        Framing::UntilClose => return Err(HttpError::ContentLength),
+                    };
+                }
+                ParseState::Length(left) => {
+                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(rest.len());
+                    used += take;
+                    *left -= take as u64;
+                    if *left > 0 {
+                        return Ok((used, None));
+                    }
+                    return Ok((used, Some(self.finish())));
+                }
+                ParseState::Chunked(dec) => {
+                    used += dec.feed(rest, |_| {})?;
+                    if !dec.is_done() {
+                        return Ok((used, None));
+                    }
+                    return Ok((used, Some(self.finish())));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Complete {
+        self.state = ParseState::Head;
+        Complete { status: self.status, close: self.close }
     }
 }
 
@@ -452,6 +542,39 @@ mod tests {
         assert_eq!(dec.feed(b"1\r\nab", |_| {}), Err(ChunkError::MissingCrlf));
         let mut dec = ChunkedDecoder::default();
         assert_eq!(dec.feed(b"11111111111111111\r\n", |_| {}), Err(ChunkError::SizeTooLarge));
+    }
+
+    #[test]
+    fn response_parser_at_every_split() {
+        let wire: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        for split in 0..=wire.len() {
+            let mut p = ResponseParser::default();
+            let mut done = Vec::new();
+            let mut pending: Vec<u8> = Vec::new();
+            for part in [&wire[..split], &wire[split..]] {
+                pending.extend_from_slice(part);
+                loop {
+                    let (used, complete) = p.feed(&pending).unwrap();
+                    pending.drain(..used);
+                    match complete {
+                        Some(c) => done.push(c),
+                        None => break,
+                    }
+                }
+            }
+            assert_eq!(
+                done,
+                vec![Complete { status: 200, close: false }, Complete { status: 201, close: true }],
+                "split at {split}"
+            );
+            assert!(pending.is_empty());
+        }
+    }
+
+    #[test]
+    fn response_parser_refuses_close_delimited() {
+        let mut p = ResponseParser::default();
+        assert!(matches!(p.feed(b"HTTP/1.1 200 OK\r\n\r\nbody"), Err(HttpError::ContentLength)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! result line on stdout. It measures; it never judges (targets and tables live in `benches/e2e.rs`).
 
 mod closed;
+mod evloop;
 mod http;
 mod open;
 mod proto;
@@ -48,7 +49,7 @@ fn run(job: Job) -> JobResult {
             open::open_loop(&target, &request, rate, Duration::from_millis(duration_ms), connections)
         }
         Job::Saturate { target, request, connections, duration_ms } => {
-            closed::saturate(&target, &request, connections, Duration::from_millis(duration_ms))
+            evloop::saturate(&target, &request, connections, Duration::from_millis(duration_ms))
         }
         Job::Streams { targets, baseline, request, streams, stagger_ms, rounds, time_limit_ms, stream_timeout_ms } => {
             let shape = streams::StreamsShape {

@@ -69,7 +69,7 @@ pub enum Job {
         target: Target,
         /// Request shape.
         request: RequestSpec,
-        /// Concurrent connections (one thread each).
+        /// Concurrent keep-alive connections, driven by one epoll thread.
         connections: u32,
         /// How long to run.
         duration_ms: u64,
