@@ -32,10 +32,11 @@ struct Slot {
 }
 
 /// An epoll instance, closed on drop.
-struct Epoll(i32);
+pub struct Epoll(i32);
 
 impl Epoll {
-    fn new() -> std::io::Result<Epoll> {
+    /// A new epoll set.
+    pub fn new() -> std::io::Result<Epoll> {
         // SAFETY: epoll_create1 takes a flag and returns a new fd or -1.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -44,7 +45,8 @@ impl Epoll {
         Ok(Epoll(fd))
     }
 
-    fn add(&self, fd: i32, token: u64) -> std::io::Result<()> {
+    /// Watches `fd` for readability, reporting `token`.
+    pub fn add(&self, fd: i32, token: u64) -> std::io::Result<()> {
         let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
         // SAFETY: both fds are open; the event struct is valid for the call.
         if unsafe { libc::epoll_ctl(self.0, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
@@ -53,7 +55,8 @@ impl Epoll {
         Ok(())
     }
 
-    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
+    /// Waits for readiness; the number of events filled in.
+    pub fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
         // SAFETY: the buffer holds events.len() entries, all writable.
         let n = unsafe { libc::epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms) };
         usize::try_from(n).unwrap_or(0)
@@ -68,7 +71,7 @@ impl Drop for Epoll {
 }
 
 /// Writes a whole request on a non-blocking socket, waiting with poll(2) if the buffer is full.
-fn write_request(stream: &mut TcpStream, mut bytes: &[u8]) -> Result<(), HttpError> {
+pub fn write_request(stream: &mut TcpStream, mut bytes: &[u8]) -> Result<(), HttpError> {
     while !bytes.is_empty() {
         match stream.write(bytes) {
             Ok(0) => return Err(HttpError::Closed),
@@ -132,7 +135,7 @@ fn drain(
         let now = monotonic_ns();
         let mut off = 0;
         loop {
-            match slot.parser.feed(&slot.buf[off..slot.len]) {
+            match slot.parser.feed(&slot.buf[off..slot.len], |_| {}) {
                 Ok((used, Some(c))) => {
                     off += used;
                     if !(200..300).contains(&c.status) {

@@ -84,8 +84,6 @@ enum Framing {
 pub struct Exchange {
     /// Monotonic ns just before the request write.
     pub sent_ns: i64,
-    /// Monotonic ns when the first response byte was read.
-    pub first_byte_ns: i64,
     /// Monotonic ns when the last body byte was read.
     pub done_ns: i64,
 }
@@ -210,7 +208,7 @@ impl Conn {
         if !(200..300).contains(&status) {
             return Err(HttpError::Status(status));
         }
-        Ok(Exchange { sent_ns, first_byte_ns, done_ns })
+        Ok(Exchange { sent_ns, done_ns })
     }
 
     /// Waits for the response head only (idle streams), leaving the body unread.
@@ -271,10 +269,11 @@ enum ParseState {
     Head,
     Length(u64),
     Chunked(ChunkedDecoder),
+    UntilClose,
 }
 
 /// Incremental parser of one response at a time, for non-blocking sockets: feed whatever arrived, learn
-/// when the response is complete. Close-delimited bodies are refused (a load test needs keep-alive).
+/// when the response is complete. A close-delimited body completes at [`ResponseParser::eof`].
 #[derive(Debug)]
 pub struct ResponseParser {
     state: ParseState,
@@ -286,7 +285,7 @@ pub struct ResponseParser {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Complete {
     pub status: u16,
-    /// The server will close the connection.
+    /// The server will close the connection (or already did: close-delimited body).
     pub close: bool,
 }
 
@@ -297,9 +296,9 @@ impl Default for ResponseParser {
 }
 
 impl ResponseParser {
-    /// Consumes from `buf`; returns the bytes used and, when the response ended, its outcome (the parser
-    /// is then ready for the next response).
-    pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, Option<Complete>), HttpError> {
+    /// Consumes from `buf`, handing decoded body bytes to `on_body`; returns the bytes used and, when the
+    /// response ended, its outcome (the parser is then ready for the next response).
+    pub fn feed(&mut self, buf: &[u8], mut on_body: impl FnMut(&[u8])) -> Result<(usize, Option<Complete>), HttpError> {
         let mut used = 0;
         loop {
             let rest = &buf[used..];
@@ -312,11 +311,12 @@ impl ResponseParser {
                     self.state = match head.framing {
                         Framing::Length(n) => ParseState::Length(n),
                         Framing::Chunked => ParseState::Chunked(ChunkedDecoder::default()),
-                        Framing::UntilClose => return Err(HttpError::ContentLength),
+                        Framing::UntilClose => ParseState::UntilClose,
                     };
                 }
                 ParseState::Length(left) => {
                     let take = usize::try_from(*left).unwrap_or(usize::MAX).min(rest.len());
+                    on_body(&rest[..take]);
                     used += take;
                     *left -= take as u64;
                     if *left > 0 {
@@ -325,13 +325,28 @@ impl ResponseParser {
                     return Ok((used, Some(self.finish())));
                 }
                 ParseState::Chunked(dec) => {
-                    used += dec.feed(rest, |_| {})?;
+                    used += dec.feed(rest, &mut on_body)?;
                     if !dec.is_done() {
                         return Ok((used, None));
                     }
                     return Ok((used, Some(self.finish())));
                 }
+                ParseState::UntilClose => {
+                    on_body(rest);
+                    return Ok((buf.len(), None));
+                }
             }
+        }
+    }
+
+    /// The server closed the connection: completes a close-delimited body, else the response was cut.
+    pub fn eof(&mut self) -> Result<Complete, HttpError> {
+        match self.state {
+            ParseState::UntilClose => {
+                self.close = true;
+                Ok(self.finish())
+            }
+            _ => Err(HttpError::Closed),
         }
     }
 
@@ -554,7 +569,7 @@ mod tests {
             for part in [&wire[..split], &wire[split..]] {
                 pending.extend_from_slice(part);
                 loop {
-                    let (used, complete) = p.feed(&pending).unwrap();
+                    let (used, complete) = p.feed(&pending, |_| {}).unwrap();
                     pending.drain(..used);
                     match complete {
                         Some(c) => done.push(c),
@@ -572,9 +587,29 @@ mod tests {
     }
 
     #[test]
-    fn response_parser_refuses_close_delimited() {
+    fn response_parser_close_delimited_ends_at_eof() {
         let mut p = ResponseParser::default();
-        assert!(matches!(p.feed(b"HTTP/1.1 200 OK\r\n\r\nbody"), Err(HttpError::ContentLength)));
+        let mut body = Vec::new();
+        let (used, done) = p.feed(b"HTTP/1.1 200 OK\r\n\r\nbo", |b| body.extend_from_slice(b)).unwrap();
+        assert_eq!((used, done), (21, None));
+        let _ = p.feed(b"dy", |b| body.extend_from_slice(b)).unwrap();
+        assert_eq!(body, b"body");
+        assert_eq!(p.eof().unwrap(), Complete { status: 200, close: true });
+        // A length-framed body cut short is an error, not a completion.
+        let mut p = ResponseParser::default();
+        let _ = p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab", |_| {}).unwrap();
+        assert!(matches!(p.eof(), Err(HttpError::Closed)));
+    }
+
+    #[test]
+    fn response_parser_hands_decoded_body() {
+        let mut p = ResponseParser::default();
+        let mut body = Vec::new();
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\ndata\r\n2\r\n: \r\n0\r\n\r\n";
+        let (used, done) = p.feed(wire, |b| body.extend_from_slice(b)).unwrap();
+        assert_eq!(used, wire.len());
+        assert_eq!(done, Some(Complete { status: 200, close: false }));
+        assert_eq!(body, b"data: ");
     }
 
     #[test]

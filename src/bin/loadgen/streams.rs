@@ -1,12 +1,15 @@
 //! Streaming jobs: many concurrent slow SSE streams whose events carry the mock's send stamp (per-event
-//! delay = receive time − stamp, both CLOCK_MONOTONIC), and idle streams held open for memory
-//! measurements. One thread per stream: blocking reads keep the timing path short and simple.
+//! delay = receive time − stamp, both CLOCK_MONOTONIC), read on one epoll thread; and idle streams held
+//! open for memory measurements.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::http::{encode_request, Conn};
+use crate::evloop::{write_request, Epoll};
+use crate::http::{encode_request, monotonic_ns, Conn, ResponseParser};
 use crate::proto::{JobResult, RequestSpec, Target, TargetStreams};
 use crate::stats::{median, summarize_exact};
 use crate::THREAD_STACK;
@@ -70,48 +73,184 @@ struct StreamOutcome {
     delays: Vec<i64>,
 }
 
-fn run_stream(addr: &str, request: &[u8], start_after: Duration, timeout: Duration) -> Result<StreamOutcome, String> {
-    std::thread::sleep(start_after);
-    let mut conn = Conn::connect(addr, Some(timeout)).map_err(|e| e.to_string())?;
-    let sent = conn.send(request).map_err(|e| e.to_string())?;
-    let mut scanner = StampScanner::default();
-    let mut delays = Vec::with_capacity(64);
-    let ex = conn
-        .read_response(sent, |bytes, recv_ns| scanner.feed(bytes, |stamp| delays.push(recv_ns - stamp)))
-        .map_err(|e| e.to_string())?;
-    if delays.is_empty() {
-        return Err("no stamped events in the stream (is x-mock-stamp supported?)".into());
-    }
-    Ok(StreamOutcome { ttfb_ns: ex.first_byte_ns - ex.sent_ns, delays })
+/// Read buffer per stream.
+const STREAM_BUF: usize = 16 * 1024;
+/// Readiness events taken per epoll_wait.
+const MAX_EVENTS: usize = 256;
+/// Longest epoll_wait, so stream openings and the deadline are served on time.
+const MAX_WAIT_MS: u64 = 10;
+
+/// Whether an idle keep-alive connection is still open (a peek finds neither EOF nor an error).
+fn still_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.peek(&mut b), Err(ref e) if e.kind() == ErrorKind::WouldBlock)
 }
 
-/// Runs `streams` concurrent streams to one target and waits for all of them. Their starts are spread
-/// evenly over one event interval (`stagger`), as independent clients' would be: started together, every
-/// stream's events would fall due at the same instant and the figures would measure burst queueing.
+/// One stream in flight.
+struct Live {
+    stream: TcpStream,
+    parser: ResponseParser,
+    scanner: StampScanner,
+    sent_ns: i64,
+    first_byte_ns: Option<i64>,
+    delays: Vec<i64>,
+    acc: Vec<u8>,
+    /// The response ended cleanly on a keep-alive connection: the next round may reuse it.
+    reusable: bool,
+}
+
+impl Live {
+    /// Starts a stream on `pooled` when that keep-alive connection is still open, else on a new one.
+    fn open(addr: &str, request: &[u8], ep: &Epoll, token: u64, pooled: Option<TcpStream>) -> Result<Live, String> {
+        let mut stream = match pooled.filter(still_open) {
+            Some(s) => s,
+            None => {
+                let sock: std::net::SocketAddr = addr.parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
+                let s = TcpStream::connect_timeout(&sock, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
+                s.set_nonblocking(true).map_err(|e| e.to_string())?;
+                s
+            }
+        };
+        ep.add(stream.as_raw_fd(), token).map_err(|e| e.to_string())?;
+        let sent_ns = monotonic_ns();
+        write_request(&mut stream, request).map_err(|e| e.to_string())?;
+        Ok(Live {
+            stream,
+            parser: ResponseParser::default(),
+            scanner: StampScanner::default(),
+            sent_ns,
+            first_byte_ns: None,
+            delays: Vec::with_capacity(64),
+            acc: Vec::new(),
+            reusable: false,
+        })
+    }
+
+    /// Reads what is available. `Some` once the stream ended (well or not).
+    fn pump(&mut self, buf: &mut [u8]) -> Option<Result<StreamOutcome, String>> {
+        loop {
+            let n = match self.stream.read(buf) {
+                Ok(0) => {
+                    return Some(match self.parser.eof() {
+                        Ok(c) => self.outcome(c.status),
+                        Err(e) => Err(e.to_string()),
+                    })
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(e.to_string())),
+            };
+            // One timestamp per read: every event this read completed arrived by now.
+            let recv_ns = monotonic_ns();
+            self.first_byte_ns.get_or_insert(recv_ns);
+            // Bytes the parser could not use yet (a head split across reads) wait in `acc`.
+            self.acc.extend_from_slice(&buf[..n]);
+            let (scanner, delays) = (&mut self.scanner, &mut self.delays);
+            let mut off = 0;
+            let mut ended = None;
+            while off < self.acc.len() {
+                match self
+                    .parser
+                    .feed(&self.acc[off..], |body| scanner.feed(body, |stamp| delays.push(recv_ns - stamp)))
+                {
+                    Ok((_, Some(c))) => {
+                        self.reusable = !c.close;
+                        ended = Some(c.status);
+                        break;
+                    }
+                    Ok((0, None)) => break,
+                    Ok((used, None)) => off += used,
+                    Err(e) => return Some(Err(e.to_string())),
+                }
+            }
+            if let Some(status) = ended {
+                return Some(self.outcome(status));
+            }
+            self.acc.drain(..off);
+        }
+    }
+
+    fn outcome(&mut self, status: u16) -> Result<StreamOutcome, String> {
+        if !(200..300).contains(&status) {
+            return Err(format!("status {status}"));
+        }
+        if self.delays.is_empty() {
+            return Err("no stamped events in the stream (is x-mock-stamp supported?)".into());
+        }
+        let ttfb_ns = self.first_byte_ns.unwrap_or(self.sent_ns) - self.sent_ns;
+        Ok(StreamOutcome { ttfb_ns, delays: std::mem::take(&mut self.delays) })
+    }
+}
+
+/// Runs `streams` concurrent streams to one target on one epoll thread and waits for all of them. Their
+/// starts are spread evenly over one event interval (`stagger`), as independent clients' would be:
+/// started together, every stream's events would fall due at the same instant and the figures would
+/// measure burst queueing. One thread, not one per stream: a hundred threads waking for every event
+/// would add their own scheduling delays to the very figure being measured.
 fn run_round(
     target: &Target,
     request: &[u8],
     streams: u32,
     stagger: Duration,
     timeout: Duration,
+    pool: &mut Vec<Option<TcpStream>>,
 ) -> Vec<Result<StreamOutcome, String>> {
-    let mut handles = Vec::with_capacity(streams as usize);
-    let mut out = Vec::with_capacity(streams as usize);
-    for i in 0..streams {
-        let (addr, req) = (target.addr.clone(), request.to_vec());
-        let start_after = stagger * i / streams.max(1);
-        match std::thread::Builder::new()
-            .stack_size(THREAD_STACK)
-            .spawn(move || run_stream(&addr, &req, start_after, timeout))
-        {
-            Ok(h) => handles.push(h),
-            Err(e) => out.push(Err(format!("cannot start stream thread: {e}"))),
+    pool.resize_with(streams as usize, || None);
+    let ep = match Epoll::new() {
+        Ok(ep) => ep,
+        Err(e) => return vec![Err(format!("epoll: {e}"))],
+    };
+    let n = streams as usize;
+    let mut live: Vec<Option<Live>> = (0..n).map(|_| None).collect();
+    let mut out: Vec<Option<Result<StreamOutcome, String>>> = (0..n).map(|_| None).collect();
+    let mut buf = vec![0u8; STREAM_BUF];
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+    let start = Instant::now();
+    let deadline = start + stagger + timeout;
+    let mut next = 0usize;
+    loop {
+        let now = Instant::now();
+        while next < n && start + stagger * next as u32 / streams.max(1) <= now {
+            match Live::open(&target.addr, request, &ep, next as u64, pool[next].take()) {
+                Ok(l) => live[next] = Some(l),
+                Err(e) => out[next] = Some(Err(e)),
+            }
+            next += 1;
+        }
+        if next == n && live.iter().all(Option::is_none) {
+            break;
+        }
+        if now > deadline {
+            for (i, l) in live.iter_mut().enumerate() {
+                if l.take().is_some() {
+                    out[i] = Some(Err("stream timed out".into()));
+                }
+            }
+            break;
+        }
+        let until_next = if next < n {
+            (start + stagger * next as u32 / streams.max(1)).saturating_duration_since(now)
+        } else {
+            Duration::from_millis(MAX_WAIT_MS)
+        };
+        let wait_ms = until_next.as_millis().clamp(0, u128::from(MAX_WAIT_MS)) as i32;
+        let ready = ep.wait(&mut events, wait_ms);
+        for ev in &events[..ready] {
+            let i = ev.u64 as usize;
+            let Some(Some(l)) = live.get_mut(i) else { continue };
+            if let Some(result) = l.pump(&mut buf) {
+                out[i] = Some(result);
+                // Keep-alive, as real clients do: the next round's stream i starts on this connection,
+                // so neither path pays a connect (or the mock a new thread) in its time to first byte.
+                if let Some(done) = live[i].take().filter(|l| l.reusable) {
+                    pool[i] = Some(done.stream);
+                }
+            }
         }
     }
-    for h in handles {
-        out.push(h.join().unwrap_or_else(|_| Err("stream thread panicked".into())));
-    }
-    out
+    out.into_iter().map(|o| o.unwrap_or_else(|| Err("stream never finished".into()))).collect()
 }
 
 /// Per-target samples across rounds.
@@ -144,6 +283,7 @@ pub fn streams(targets: &[Target], baseline: &str, spec: &RequestSpec, shape: &S
     let StreamsShape { streams, stagger, rounds, time_limit, stream_timeout } = *shape;
     let started = Instant::now();
     let requests: Vec<Vec<u8>> = targets.iter().map(|t| encode_request(t, spec)).collect();
+    let mut pools: Vec<Vec<Option<TcpStream>>> = targets.iter().map(|_| Vec::new()).collect();
     let mut collected: Vec<Collected> = targets.iter().map(|_| Collected::default()).collect();
     let n = targets.len();
     let mut rounds_done = 0;
@@ -154,7 +294,7 @@ pub fn streams(targets: &[Target], baseline: &str, spec: &RequestSpec, shape: &S
         }
         for k in 0..n {
             let i = (k + r as usize) % n;
-            let outcomes = run_round(&targets[i], &requests[i], streams, stagger, stream_timeout);
+            let outcomes = run_round(&targets[i], &requests[i], streams, stagger, stream_timeout, &mut pools[i]);
             if r == 0 {
                 continue;
             }
