@@ -254,7 +254,7 @@ async fn proxy(
             &svc.gw.sink,
             &svc.inflight,
             InterceptionStart {
-                interception_id: uuid::Uuid::new_v4(),
+                interception_id: crate::sink::new_interception_id(),
                 initiator_id: caller.principal.user.to_string(),
                 provider: inst.config.kind.as_str(),
                 provider_name: inst.config.name.clone(),

@@ -1,3 +1,561 @@
 //! The sink thread: receives compact records over a bounded crossbeam channel, batches them into SQLite
 //! transactions (WAL), writes structured "interception log" lines, purges by retention, and drains fully on
-//! shutdown. Never runs on a worker.
+//! shutdown. Never runs on a worker; the only thing workers touch is `SinkHandle::send`.
+
+mod checkpoint;
+mod logline;
+mod schema;
+mod store;
+#[cfg(test)]
+mod tests;
+pub mod timefmt;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use rusqlite::Connection;
+
+use crate::records::Record;
+
+pub use logline::{human_line, json_line, json_string, MESSAGE as LOG_MESSAGE};
+pub use schema::{current_version as schema_version, open_database, BUSY_TIMEOUT};
+
+/// Most records committed in one transaction (DESIGN §4): large enough to amortise the commit, small enough
+/// that a transaction never holds the write lock for long.
+pub const MAX_BATCH_RECORDS: usize = 1024;
+
+/// Longest a received record waits before its transaction commits (DESIGN §4).
+pub const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
+
+/// Default channel capacity: about a quarter second of full load before workers feel backpressure.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 65_536;
+
+/// Records held in memory while the database refuses writes (locked, disk full). Beyond this the sink stops
+/// reading the channel, so workers block on `send` instead of anything being dropped. At ~300 bytes a
+/// record this bounds the backlog near 300 MiB.
+pub const MAX_PENDING_RECORDS: usize = 1 << 20;
+
+/// How often retention runs (it also runs once at start).
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Interceptions deleted per retention transaction, so a purge never stalls the event batches for long.
+pub const RETENTION_CHUNK: usize = 1000;
+
+/// The sink's own busy timeout: short, so that while another writer holds the lock the thread goes back to
+/// draining the channel into memory instead of sleeping inside SQLite.
+const SINK_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// First and largest pause between retries of a failing batch.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Pause before retrying a retention chunk that failed on a passing fault.
+const RETENTION_RETRY: Duration = Duration::from_secs(30);
+
+/// A new interception id: a UUIDv7 (RFC 9562 §5.7), whose text sorts by creation time. The relay should use
+/// this rather than `Uuid::new_v4`: time-ordered keys make every insert into the interception id indexes
+/// land on the last pages of the B-trees, where random v4 keys dirty a different page per insert and cut
+/// the sink's throughput by several times once the tables outgrow the page cache.
+pub fn new_interception_id() -> uuid::Uuid {
+    let millis = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // Random bits from v4 (getrandom); the variant bits are already those of RFC 9562.
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x70;
+    uuid::Uuid::from_bytes(bytes)
+}
+
+/// Everything `start` needs; built by the server from the validated configuration.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    pub database_path: PathBuf,
+    /// Write one "interception log" line per record (DESIGN §5).
+    pub structured_logging: bool,
+    /// JSON log destination (path or `/dev/stderr`), opened in append mode.
+    pub log_json: Option<String>,
+    /// Human log destination (path or `/dev/stderr`), opened in append mode.
+    pub log_human: Option<String>,
+    /// Records of interceptions started longer ago than this are purged; `None` keeps everything.
+    pub retention: Option<Duration>,
+    /// How often retention runs; tests shorten it.
+    pub retention_interval: Duration,
+    /// Bound of the worker → sink channel.
+    pub channel_capacity: usize,
+}
+
+impl SinkOptions {
+    /// Options with the defaults: no structured logs, no retention, default capacity and interval.
+    pub fn new(database_path: impl Into<PathBuf>) -> Self {
+        SinkOptions {
+            database_path: database_path.into(),
+            structured_logging: false,
+            log_json: None,
+            log_human: None,
+            retention: None,
+            retention_interval: DEFAULT_RETENTION_INTERVAL,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+        }
+    }
+}
+
+/// Why the sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot open the database: {0}")]
+    Open(#[source] rusqlite::Error),
+    #[error("the database refused WAL mode (journal mode is {0:?})")]
+    NotWal(String),
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[source] rusqlite::Error),
+    #[error("the database schema is version {found}, newer than this build knows ({known}); upgrade aibridged")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("cannot open log destination {path}: {source}")]
+    Log {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot spawn the sink thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Shared counters the handle reads and the thread writes (plain numbers for /metrics).
+#[derive(Default)]
+struct Counters {
+    full_waits: AtomicU64,
+    received: AtomicU64,
+    records_written: AtomicU64,
+    batches: AtomicU64,
+    retries: AtomicU64,
+    pending_in_memory: AtomicU64,
+    purged_interceptions: AtomicU64,
+    failed_records: AtomicU64,
+    log_write_errors: AtomicU64,
+    send_after_exit: AtomicU64,
+}
+
+/// A snapshot of the sink's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// Sends that found the channel full and had to wait.
+    pub full_waits: u64,
+    /// Records taken off the channel by the sink thread.
+    pub records_received: u64,
+    /// Records committed to SQLite.
+    pub records_written: u64,
+    /// Transactions committed.
+    pub batches: u64,
+    /// Batch attempts that failed on a passing fault and were retried.
+    pub retries: u64,
+    /// Records received but not yet committed (the fault backlog plus the batch being built).
+    pub pending_in_memory: u64,
+    /// Records waiting in the channel.
+    pub queued: u64,
+    /// Interceptions removed by retention.
+    pub purged_interceptions: u64,
+    /// Records SQLite rejected for a reason that will not pass (each one logged with its record type).
+    pub failed_records: u64,
+    /// Structured log writes or flushes that failed.
+    pub log_write_errors: u64,
+    /// Sends after the sink thread had already exited (only possible if it panicked).
+    pub send_after_exit: u64,
+}
+
+/// The workers' end of the channel. Cheap to clone; the sink thread exits once every clone is dropped.
+#[derive(Clone)]
+pub struct SinkHandle {
+    tx: Sender<Record>,
+    counters: Arc<Counters>,
+}
+
+impl SinkHandle {
+    /// Queues a record. Never drops it: when the channel is full this blocks until the sink makes room, and
+    /// counts the wait.
+    pub fn send(&self, record: Record) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(record)) => {
+                self.counters.full_waits.fetch_add(1, Ordering::Relaxed);
+                if self.tx.send(record).is_err() {
+                    self.lost_after_exit();
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => self.lost_after_exit(),
+        }
+    }
+
+    fn lost_after_exit(&self) {
+        self.counters
+            .send_after_exit
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            "interception record sent after the sink thread exited; it cannot be stored"
+        );
+    }
+
+    /// The current counters.
+    pub fn stats(&self) -> SinkStats {
+        self.counters.snapshot(self.tx.len() as u64)
+    }
+}
+
+impl Counters {
+    fn snapshot(&self, queued: u64) -> SinkStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SinkStats {
+            full_waits: get(&self.full_waits),
+            records_received: get(&self.received),
+            records_written: get(&self.records_written),
+            batches: get(&self.batches),
+            retries: get(&self.retries),
+            pending_in_memory: get(&self.pending_in_memory),
+            queued,
+            purged_interceptions: get(&self.purged_interceptions),
+            failed_records: get(&self.failed_records),
+            log_write_errors: get(&self.log_write_errors),
+            send_after_exit: get(&self.send_after_exit),
+        }
+    }
+}
+
+/// The running sink thread.
+pub struct SinkThread {
+    thread: std::thread::JoinHandle<()>,
+    counters: Arc<Counters>,
+}
+
+impl SinkThread {
+    /// Waits until every `SinkHandle` is dropped and everything received is committed and logged, and
+    /// returns the final counters (for the shutdown log line; callers may ignore them).
+    pub fn join(self) -> SinkStats {
+        if self.thread.join().is_err() {
+            tracing::error!("the sink thread panicked; records still in its memory were lost");
+        }
+        self.counters.snapshot(0)
+    }
+
+    /// The counters, readable without holding a `SinkHandle` (which would keep the thread alive).
+    pub fn stats(&self) -> SinkStats {
+        self.counters.snapshot(0)
+    }
+}
+
+/// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
+pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
+    let conn = open_database(&opts.database_path)?;
+    conn.busy_timeout(SINK_BUSY_TIMEOUT)
+        .map_err(SinkError::Open)?;
+    // Checkpoints run on their own thread (see `checkpoint`), not inside the sink's commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(SinkError::Open)?;
+    let (stop_checkpoints, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let checkpointer = checkpoint::Checkpointer::spawn(&opts.database_path, stop_rx)?;
+    let (json, human) = if opts.structured_logging {
+        (opts.log_json.as_deref(), opts.log_human.as_deref())
+    } else {
+        (None, None)
+    };
+    let log = logline::RecordLog::open(json, human).map_err(|source| SinkError::Log {
+        path: json.or(human).unwrap_or_default().to_owned(),
+        source,
+    })?;
+    let (tx, rx) = crossbeam_channel::bounded(opts.channel_capacity.max(1));
+    let counters = Arc::new(Counters::default());
+    let sink = Sink {
+        conn,
+        rx,
+        log,
+        counters: counters.clone(),
+        retention: opts.retention.filter(|d| !d.is_zero()),
+        retention_interval: opts.retention_interval,
+        pending: VecDeque::with_capacity(MAX_BATCH_RECORDS * 2),
+        closed: false,
+        backoff: BACKOFF_MIN,
+        retry_at: None,
+        next_purge: Instant::now(),
+        purge_more: false,
+        stop_checkpoints: Some(stop_checkpoints),
+        checkpointer: Some(checkpointer),
+    };
+    let thread = std::thread::Builder::new()
+        .name("aibridge-sink".into())
+        .spawn(move || sink.run())
+        .map_err(SinkError::Spawn)?;
+    Ok((
+        SinkHandle {
+            tx,
+            counters: counters.clone(),
+        },
+        SinkThread { thread, counters },
+    ))
+}
+
+/// State owned by the sink thread.
+struct Sink {
+    conn: Connection,
+    rx: Receiver<Record>,
+    log: logline::RecordLog,
+    counters: Arc<Counters>,
+    retention: Option<Duration>,
+    retention_interval: Duration,
+    /// Received, not yet committed, in channel order.
+    pending: VecDeque<Record>,
+    /// Every handle is gone: drain what is left and exit.
+    closed: bool,
+    backoff: Duration,
+    /// Set while a fault lasts: the next attempt is not before this instant.
+    retry_at: Option<Instant>,
+    next_purge: Instant,
+    /// The last retention chunk was full: run another after the next batch.
+    purge_more: bool,
+    /// Dropped at exit to stop the checkpointer.
+    stop_checkpoints: Option<Sender<()>>,
+    checkpointer: Option<checkpoint::Checkpointer>,
+}
+
+impl Sink {
+    fn run(mut self) {
+        loop {
+            self.receive();
+            let ready = self.retry_at.is_none_or(|at| Instant::now() >= at);
+            if ready && !self.pending.is_empty() {
+                self.commit_batch();
+            }
+            if self.retry_at.is_none() && !self.closed {
+                self.maybe_purge();
+            }
+            self.counters
+                .pending_in_memory
+                .store(self.pending.len() as u64, Ordering::Relaxed);
+            if self.closed && self.pending.is_empty() {
+                break;
+            }
+        }
+        if !self.log.flush() {
+            self.counters
+                .log_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        drop(self.stop_checkpoints.take());
+        if let Some(c) = self.checkpointer.take() {
+            c.join();
+        }
+        // Fold the WAL into the database before exit; closing the last connection also tries this.
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed on next open");
+        }
+    }
+
+    fn push(&mut self, record: Record) {
+        self.pending.push_back(record);
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fills `pending` from the channel: a batch's worth (or what arrives within `MAX_BATCH_DELAY` of the
+    /// first record) normally, everything that fits under `MAX_PENDING_RECORDS` while a fault lasts.
+    fn receive(&mut self) {
+        if self.closed {
+            if let Some(at) = self.retry_at {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            }
+            return;
+        }
+        if let Some(at) = self.retry_at {
+            while self.pending.len() < MAX_PENDING_RECORDS {
+                match self.rx.recv_deadline(at) {
+                    Ok(r) => self.push(r),
+                    Err(RecvTimeoutError::Timeout) => return,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.closed = true;
+                        break;
+                    }
+                }
+            }
+            // Backlog full (or closed): leave the rest in the channel and wait for the retry.
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            return;
+        }
+        if self.pending.is_empty() {
+            let first = match self.purge_deadline() {
+                Some(deadline) => self.rx.recv_deadline(deadline),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match first {
+                Ok(r) => self.push(r),
+                Err(RecvTimeoutError::Timeout) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+        let deadline = Instant::now() + MAX_BATCH_DELAY;
+        while self.pending.len() < MAX_BATCH_RECORDS {
+            let next = match self.rx.try_recv() {
+                Ok(r) => Ok(r),
+                Err(TryRecvError::Empty) => self.rx.recv_deadline(deadline),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            };
+            match next {
+                Ok(r) => self.push(r),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// When the idle wait must end for retention to run, if retention is on.
+    fn purge_deadline(&self) -> Option<Instant> {
+        self.retention?;
+        Some(if self.purge_more {
+            Instant::now()
+        } else {
+            self.next_purge
+        })
+    }
+
+    /// Commits the oldest `MAX_BATCH_RECORDS` pending records in one transaction, then logs them.
+    fn commit_batch(&mut self) {
+        let n = self.pending.len().min(MAX_BATCH_RECORDS);
+        match store::write_batch(&mut self.conn, self.pending.range(..n)) {
+            Ok(()) => self.committed(n),
+            Err(e) if store::is_transient(&e) => self.fault(&e),
+            Err(e) if store::is_record_fault(&e) => {
+                tracing::error!(error = %e, records = n, "sink batch rejected; retrying its records one by one");
+                self.commit_one_by_one(n);
+            }
+            Err(e) => self.fault(&e),
+        }
+    }
+
+    /// Isolates the record(s) SQLite will never accept so the rest of the batch is still stored. A record
+    /// is given up on (logged and counted) only when SQLite rejects that record's content; any other error
+    /// is a database fault and goes to the retry path with everything still pending.
+    fn commit_one_by_one(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some(record) = self.pending.front() else {
+                return;
+            };
+            match store::write_batch(&mut self.conn, std::iter::once(record)) {
+                Ok(()) => self.committed(1),
+                Err(e) if store::is_record_fault(&e) => {
+                    tracing::error!(
+                        error = %e,
+                        record_type = record.record_type(),
+                        "interception record rejected by the database; it is not stored"
+                    );
+                    self.counters.failed_records.fetch_add(1, Ordering::Relaxed);
+                    self.pending.pop_front();
+                }
+                Err(e) => {
+                    self.fault(&e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn committed(&mut self, n: usize) {
+        if self.retry_at.take().is_some() {
+            tracing::warn!(
+                backlog = self.pending.len(),
+                "database writable again; sink is catching up"
+            );
+        }
+        self.backoff = BACKOFF_MIN;
+        if self.log.is_active() {
+            let now = SystemTime::now();
+            let mut failed = false;
+            for record in self.pending.range(..n) {
+                failed |= !self.log.write(record, now);
+            }
+            failed |= !self.log.flush();
+            if failed {
+                self.counters
+                    .log_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.pending.drain(..n);
+        self.counters
+            .records_written
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn fault(&mut self, e: &rusqlite::Error) {
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            error = %e,
+            backlog = self.pending.len(),
+            retry_in_ms = self.backoff.as_millis() as u64,
+            "cannot write interception records; keeping them in memory and retrying"
+        );
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Runs one retention chunk when one is due. Chunks alternate with event batches.
+    fn maybe_purge(&mut self) {
+        let Some(retention) = self.retention else {
+            return;
+        };
+        let now = Instant::now();
+        if !self.purge_more && now < self.next_purge {
+            return;
+        }
+        let Some(cutoff) = SystemTime::now().checked_sub(retention) else {
+            self.next_purge = now + self.retention_interval;
+            return;
+        };
+        let cutoff = timefmt::format(cutoff);
+        match store::purge_chunk(&mut self.conn, cutoff.as_str(), RETENTION_CHUNK) {
+            Ok(n) => {
+                self.counters
+                    .purged_interceptions
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.purge_more = n == RETENTION_CHUNK;
+                if !self.purge_more {
+                    self.next_purge = now + self.retention_interval;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "retention purge failed; will retry");
+                self.purge_more = false;
+                self.next_purge = now
+                    + if store::is_transient(&e) {
+                        RETENTION_RETRY.min(self.retention_interval)
+                    } else {
+                        self.retention_interval
+                    };
+            }
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir for one test's database and logs.
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "aibridged-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}

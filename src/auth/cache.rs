@@ -1,0 +1,149 @@
+//! The token cache workers verify against: an immutable snapshot behind an `ArcSwap`, so a check is a
+//! lock-free load, a hash lookup and a constant-time compare. A refresher thread rebuilds the snapshot
+//! from SQLite; workers never touch the database.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::store::TokenStore;
+use super::{constant_time_eq, hash_secret, split_token, AuthError};
+
+/// Default refresh period: a revoke takes effect within this (the contract allows 5 s).
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Who a verified token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user name, recorded as `initiator_id`.
+    pub user: Arc<str>,
+    pub token_id: Arc<str>,
+}
+
+struct Entry {
+    principal: Principal,
+    hash: [u8; 32],
+    expires_at: Option<SystemTime>,
+    revoked: bool,
+}
+
+type Snapshot = HashMap<Box<str>, Entry>;
+
+/// A cheap-to-clone view of every token, shared by all workers.
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Arc<ArcSwap<Snapshot>>,
+}
+
+impl TokenCache {
+    /// An empty cache: every token is unknown until the first load.
+    pub fn empty() -> Self {
+        TokenCache {
+            inner: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+        }
+    }
+
+    /// Checks a presented token at `now`. Lock-free; safe on a worker.
+    pub fn verify(&self, presented: &str, now: SystemTime) -> Result<Principal, AuthError> {
+        let (id, secret) = split_token(presented)?;
+        let hash = hash_secret(secret);
+        let snapshot = self.inner.load();
+        let entry = snapshot.get(id).ok_or(AuthError::Unknown)?;
+        if !constant_time_eq(&entry.hash, &hash) {
+            return Err(AuthError::Unknown);
+        }
+        if entry.revoked {
+            return Err(AuthError::Revoked);
+        }
+        if entry.expires_at.is_some_and(|t| now >= t) {
+            return Err(AuthError::Expired);
+        }
+        Ok(entry.principal.clone())
+    }
+
+    /// Number of tokens (revoked and expired included) in the current snapshot.
+    pub fn len(&self) -> usize {
+        self.inner.load().len()
+    }
+
+    /// True when the snapshot holds no token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rebuilds the snapshot from the database and publishes it.
+    pub fn reload(&self, store: &TokenStore) -> Result<(), AuthError> {
+        let rows = store.rows()?;
+        let mut snapshot = Snapshot::with_capacity(rows.len());
+        for row in rows {
+            let entry = Entry {
+                principal: Principal {
+                    user: Arc::from(row.user),
+                    token_id: Arc::from(row.id.as_str()),
+                },
+                hash: row.hash,
+                expires_at: row.expires_at,
+                revoked: row.revoked,
+            };
+            snapshot.insert(row.id.into_boxed_str(), entry);
+        }
+        self.inner.store(Arc::new(snapshot));
+        Ok(())
+    }
+}
+
+/// Opens the database and loads the first snapshot (before the workers start).
+pub fn load_token_cache(db_path: &Path) -> Result<TokenCache, AuthError> {
+    let store = TokenStore::open(db_path)?;
+    let cache = TokenCache::empty();
+    cache.reload(&store)?;
+    Ok(cache)
+}
+
+/// Reloads `cache` every `interval` on its own thread. The thread ends by itself once every other clone of
+/// the cache is dropped (it holds only a weak reference between reloads). A failed reload keeps the last
+/// good snapshot and is logged.
+pub fn spawn_token_refresher(
+    db_path: PathBuf,
+    cache: TokenCache,
+    interval: Duration,
+) -> std::thread::JoinHandle<()> {
+    let weak: Weak<ArcSwap<Snapshot>> = Arc::downgrade(&cache.inner);
+    drop(cache);
+    std::thread::Builder::new()
+        .name("aibridge-tokens".into())
+        .spawn(move || refresh_loop(db_path, weak, interval))
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot spawn the token refresher; revokes need a restart");
+            std::thread::spawn(|| {})
+        })
+}
+
+fn refresh_loop(db_path: PathBuf, weak: Weak<ArcSwap<Snapshot>>, interval: Duration) {
+    let mut store: Option<TokenStore> = None;
+    loop {
+        std::thread::sleep(interval);
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let cache = TokenCache { inner };
+        if store.is_none() {
+            match TokenStore::open(&db_path) {
+                Ok(s) => store = Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "token refresher cannot open the database");
+                    continue;
+                }
+            }
+        }
+        if let Some(s) = store.as_ref() {
+            if let Err(e) = cache.reload(s) {
+                tracing::error!(error = %e, "token refresh failed; keeping the previous snapshot");
+                store = None;
+            }
+        }
+    }
+}
