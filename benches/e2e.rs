@@ -7,7 +7,8 @@
 //! `cargo bench --bench e2e` (about 2–4 minutes); `BENCH_QUICK=1` for a ~1 minute smoke run; `BENCH_FULL=1`
 //! adds the 10k idle streams point; `BENCH_PIN=1` pins the server under test and the load to separate CPUs
 //! (`scripts/bench` sets it); `BENCH_WORKERS=N` (default 1) for both nginx and the gateway;
-//! `BENCH_RATES=1000,4000` for the open-loop rates; `BENCH_AIBRIDGED_BIN=PATH` benchmarks another gateway
+//! `BENCH_RATES=1000,4000` for the open-loop rates; `BENCH_PHASES=latency,saturation,open,streams,idle`
+//! to run only some phases; `BENCH_AIBRIDGED_BIN=PATH` benchmarks another gateway
 //! build against this one's harness. `cargo test --bench e2e` runs the harness's self-checks.
 
 #[allow(dead_code)]
@@ -43,6 +44,8 @@ const IDLE_DELAY_MS: &str = "60000";
 /// A server under saturation should keep its workers' CPUs at least this busy; below, the figure is a
 /// lower bound set by the load generator or the machine, and the report says so.
 const SATURATED_BUSY: f64 = 0.85;
+/// Longest wait for the mock to let go of the previous hold's streams.
+const MOCK_DRAIN_LIMIT: Duration = Duration::from_secs(75);
 /// Extra file descriptors beyond two per held stream (listeners, logs, databases, pools).
 const FD_HEADROOM: u64 = 2048;
 
@@ -65,9 +68,15 @@ struct Settings {
     stream_delay_ms: u32,
     stream_rounds: u32,
     holds: Vec<u32>,
+    /// Phases to run (`BENCH_PHASES=latency,saturation,open,streams,idle`; default all).
+    phases: Vec<String>,
 }
 
 impl Settings {
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.iter().any(|p| p == phase)
+    }
+
     fn from_env() -> Settings {
         let flag = |k: &str| matches!(std::env::var(k).as_deref(), Ok("1") | Ok("true") | Ok("yes"));
         let (quick, full) = (flag("BENCH_QUICK"), flag("BENCH_FULL"));
@@ -100,6 +109,11 @@ impl Settings {
             stream_delay_ms: 10,
             stream_rounds: if quick { 2 } else { 4 },
             holds: if full { vec![1000, 10_000] } else { vec![1000] },
+            phases: std::env::var("BENCH_PHASES")
+                .ok()
+                .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect::<Vec<_>>())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| ["latency", "saturation", "open", "streams", "idle"].map(String::from).to_vec()),
         }
     }
 }
@@ -331,19 +345,46 @@ fn run() -> Result<(), BenchError> {
         }
     }
 
+    let log_of = |name: &str| tmp.join(format!("{name}.log"));
+    let check = |paths: &mut [Subject], phase: &str| {
+        for p in paths.iter_mut().filter(|p| p.alive) {
+            if let Some(pid) = p.pid.filter(|&pid| !procs::running(pid)) {
+                p.alive = false;
+                let log = if p.row.kind == Kind::Gateway { procs::tail(&log_of(&p.row.name)) } else { String::new() };
+                p.row.problems.push(format!("process {pid} died during {phase}; log: {log}"));
+            }
+        }
+    };
     phase_sanity(&loadgen, &mut paths);
+    check(&mut paths, "the sanity check");
     for p in paths.iter_mut().filter(|p| p.alive) {
         p.row.rss_idle_kib = Some(procs::rss_kib(&p.pids()));
     }
     let mut raw: Vec<JobResult> = Vec::new();
-    phase_latency(&loadgen, &settings, &mut paths, &mut raw);
-    phase_saturation(&loadgen, &settings, &mut paths, &mut raw);
-    phase_open_loop(&loadgen, &settings, &mut paths, &mut raw);
-    phase_streams(&loadgen, &settings, &mut paths, &mut raw);
+    if settings.runs("latency") {
+        phase_latency(&loadgen, &settings, &mut paths, &mut raw);
+    }
+    check(&mut paths, "the latency phase");
+    if settings.runs("saturation") {
+        phase_saturation(&loadgen, &settings, &mut paths, &mut raw);
+    }
+    check(&mut paths, "saturation");
+    if settings.runs("open") {
+        phase_open_loop(&loadgen, &settings, &mut paths, &mut raw);
+    }
+    check(&mut paths, "the open-loop phase");
+    if settings.runs("streams") {
+        phase_streams(&loadgen, &settings, &mut paths, &mut raw);
+    }
+    check(&mut paths, "the streams phase");
     for p in paths.iter_mut().filter(|p| p.alive) {
         p.row.rss_after_load_kib = Some(procs::rss_kib(&p.pids()));
     }
-    phase_idle_streams(&loadgen, &holds, &mut paths);
+    let mock_room = MockRoom { pid: mock_pid, nofile };
+    if settings.runs("idle") {
+        phase_idle_streams(&loadgen, &holds, &mut paths, &mock_room);
+    }
+    check(&mut paths, "the idle-streams phase");
     drop(fleet);
 
     let rows: Vec<Row> = paths.into_iter().map(|p| p.row).collect();
@@ -407,7 +448,11 @@ fn run() -> Result<(), BenchError> {
         .map_err(|source| BenchError::Io { what: format!("write {}", json_path.display()), source })?;
     out.push_str(&format!("\nJSON: {}  (run took {:.0} s)\n", json_path.display(), started.elapsed().as_secs_f64()));
     println!("{out}");
-    let _ = std::fs::remove_dir_all(&tmp);
+    if notes.is_empty() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    } else {
+        eprintln!("e2e: problems noted; logs, job files and databases kept in {}", tmp.display());
+    }
     Ok(())
 }
 
@@ -628,10 +673,41 @@ fn phase_streams(loadgen: &Loadgen, s: &Settings, paths: &mut [Subject], raw: &m
     }
 }
 
+/// The mock's file descriptors, watched between idle-stream holds.
+struct MockRoom {
+    pid: u32,
+    nofile: u64,
+}
+
+impl MockRoom {
+    /// The mock (thread per connection) notices a closed stream only at its next write, up to a minute
+    /// after the hold released it. Waits, bounded, until it has descriptors for `n` more streams.
+    fn wait_for(&self, n: u32) -> Option<String> {
+        let need = u64::from(n) + FD_HEADROOM / 4;
+        let deadline = Instant::now() + MOCK_DRAIN_LIMIT;
+        loop {
+            let open = procs::open_fds(self.pid);
+            if open + need <= self.nofile {
+                return None;
+            }
+            if Instant::now() > deadline {
+                return Some(format!("mock still holds {open} descriptors of {}: streams may be refused", self.nofile));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
 /// RSS before and while N idle streams are open through each proxy; per stream = the difference / N.
-fn phase_idle_streams(loadgen: &Loadgen, holds: &[u32], paths: &mut [Subject]) {
+fn phase_idle_streams(loadgen: &Loadgen, holds: &[u32], paths: &mut [Subject], mock: &MockRoom) {
     for p in paths.iter_mut().filter(|p| p.alive && p.row.kind != Kind::Direct) {
         for &n in holds {
+            if !p.pid.is_some_and(procs::running) {
+                break;
+            }
+            if let Some(w) = mock.wait_for(n) {
+                p.row.problems.push(w);
+            }
             eprintln!("e2e: {n} idle streams through {}", p.target.name);
             let pids = p.pids();
             let before = procs::rss_kib(&pids);
@@ -639,10 +715,12 @@ fn phase_idle_streams(loadgen: &Loadgen, holds: &[u32], paths: &mut [Subject]) {
                 target: p.target.clone(),
                 request: request(STREAM_BODY, &[("x-mock-events", IDLE_EVENTS), ("x-mock-delay-ms", IDLE_DELAY_MS)]),
                 streams: n,
-                head_timeout_ms: 20_000,
-                hold_limit_ms: 60_000,
+                // Opening thousands of streams on a busy machine takes a while (the mock starts a
+                // thread for each).
+                head_timeout_ms: 20_000 + 4 * u64::from(n),
+                hold_limit_ms: 120_000,
             };
-            match loadgen.hold(&job, Duration::from_secs(60)) {
+            match loadgen.hold(&job, Duration::from_millis(60_000 + 8 * u64::from(n))) {
                 Ok((JobResult::Hold { opened, heads, errors, first_error, .. }, held)) => {
                     // Let the server finish whatever it does per new connection before reading.
                     std::thread::sleep(Duration::from_millis(500));

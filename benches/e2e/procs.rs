@@ -410,6 +410,22 @@ pub fn with_children(pid: u32) -> Vec<u32> {
     out
 }
 
+/// Whether a process exists and is not a zombie.
+pub fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0)
+}
+
 /// Resident set of the processes, KiB.
 pub fn rss_kib(pids: &[u32]) -> u64 {
     pids.iter()
