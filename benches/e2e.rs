@@ -38,14 +38,20 @@ const STREAM_BODY: &str =
 const PROXY_PATH: &str = "/api/v2/aibridge/openai/v1/chat/completions";
 /// Route of the mock.
 const DIRECT_PATH: &str = "/v1/chat/completions";
-/// Idle streams: the mock sends the head and then nothing for a minute (its maximum pacing).
+/// Idle streams: the mock sends the head and a first event, then nothing for 20 s — longer than a hold's
+/// measurement, yet short enough that the mock (which notices a closed client only at its second write
+/// after the close) lets go of the previous hold's streams within 40 s.
 const IDLE_EVENTS: &str = "1000000";
-const IDLE_DELAY_MS: &str = "60000";
+const IDLE_DELAY_MS: &str = "20000";
+/// The mock uses two descriptors per connection (a reader and a writer handle).
+const MOCK_FDS_PER_STREAM: u64 = 2;
+/// A hold is measured only if at least this share of its streams got their response head end to end.
+const MIN_HEADS_SHARE: f64 = 0.9;
 /// A server under saturation should keep its workers' CPUs at least this busy; below, the figure is a
 /// lower bound set by the load generator or the machine, and the report says so.
 const SATURATED_BUSY: f64 = 0.85;
 /// Longest wait for the mock to let go of the previous hold's streams.
-const MOCK_DRAIN_LIMIT: Duration = Duration::from_secs(75);
+const MOCK_DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// Extra file descriptors beyond two per held stream (listeners, logs, databases, pools).
 const FD_HEADROOM: u64 = 2048;
 
@@ -683,7 +689,7 @@ impl MockRoom {
     /// The mock (thread per connection) notices a closed stream only at its next write, up to a minute
     /// after the hold released it. Waits, bounded, until it has descriptors for `n` more streams.
     fn wait_for(&self, n: u32) -> Option<String> {
-        let need = u64::from(n) + FD_HEADROOM / 4;
+        let need = MOCK_FDS_PER_STREAM * u64::from(n) + FD_HEADROOM / 4;
         let deadline = Instant::now() + MOCK_DRAIN_LIMIT;
         loop {
             let open = procs::open_fds(self.pid);
@@ -728,13 +734,15 @@ fn phase_idle_streams(loadgen: &Loadgen, holds: &[u32], paths: &mut [Subject], m
                     held.release();
                     let note = (heads < opened || errors > 0)
                         .then(|| format!("{heads}/{n} heads, {errors} errors ({})", first_error.unwrap_or_default()));
+                    // Only streams established end to end (head received) hold memory on both legs.
+                    let enough = heads > 0 && f64::from(heads) >= MIN_HEADS_SHARE * f64::from(n);
                     p.row.holds.push(HoldRow {
                         streams: n,
                         opened,
                         heads,
                         rss_before_kib: before,
                         rss_kib: during,
-                        kib_per_stream: (opened > 0).then(|| (during as f64 - before as f64) / f64::from(opened)),
+                        kib_per_stream: enough.then(|| (during as f64 - before as f64) / f64::from(heads)),
                         note: note.clone(),
                     });
                     if let Some(note) = note {

@@ -47,7 +47,7 @@ pub struct HoldRow {
     pub heads: u32,
     pub rss_before_kib: u64,
     pub rss_kib: u64,
-    /// (rss − rss_before) / streams opened.
+    /// (rss − rss_before) / streams established (None when too few were).
     pub kib_per_stream: Option<f64>,
     pub note: Option<String>,
 }
