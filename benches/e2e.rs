@@ -4,8 +4,9 @@
 //! absolute times of a shared machine are noise. It orchestrates processes; it never measures in-process
 //! (the load generator is `aibridged-loadgen`, a separate process).
 //!
-//! `cargo bench --bench e2e` (about 2–4 minutes); `BENCH_QUICK=1` for a ~1 minute smoke run; `BENCH_FULL=1`
-//! adds the 10k idle streams point; `BENCH_PIN=1` pins the server under test and the load to separate CPUs
+//! `cargo bench --bench e2e` (about 2–3 minutes); `BENCH_QUICK=1` for a ~1 minute smoke run; `BENCH_FULL=1`
+//! adds the 10k idle streams point (capped by the open-file limit; ~8 minutes, mostly waiting for the
+//! mock to let go of the previous hold's streams); `BENCH_PIN=1` pins the server under test and the load to separate CPUs
 //! (`scripts/bench` sets it); `BENCH_WORKERS=N` (default 1) for both nginx and the gateway;
 //! `BENCH_RATES=1000,4000` for the open-loop rates; `BENCH_PHASES=latency,saturation,open,streams,idle`
 //! to run only some phases; `BENCH_AIBRIDGED_BIN=PATH` benchmarks another gateway
