@@ -41,7 +41,8 @@ fn chat_body(turns: usize, stream: bool) -> Vec<u8> {
         messages.push(format!(r#"{{"role":"assistant","content":"The function parses the configuration and returns a typed error when the value at index {i} is missing; the fix is to check the bounds first."}}"#));
     }
     messages.push(r#"{"role":"user","content":"Now write the test."}"#.to_string());
-    format!(r#"{{"model":"gpt-4o","stream":{stream},"temperature":0.2,"messages":[{}]}}"#, messages.join(",")).into_bytes()
+    format!(r#"{{"model":"gpt-4o","stream":{stream},"temperature":0.2,"messages":[{}]}}"#, messages.join(","))
+        .into_bytes()
 }
 
 fn bench_heads(c: &mut Criterion) {
@@ -80,8 +81,12 @@ fn bench_inspect(c: &mut Criterion) {
     for turns in [1usize, 50] {
         let body = chat_body(turns, true);
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_function(format!("chat/{turns}_turns"), |b| b.iter(|| black_box(inspect(Api::ChatCompletions, black_box(&body)).unwrap())));
-        g.bench_function(format!("include_usage/{turns}_turns"), |b| b.iter(|| black_box(with_include_usage(black_box(&body)))));
+        g.bench_function(format!("chat/{turns}_turns"), |b| {
+            b.iter(|| black_box(inspect(Api::ChatCompletions, black_box(&body)).unwrap()))
+        });
+        g.bench_function(format!("include_usage/{turns}_turns"), |b| {
+            b.iter(|| black_box(with_include_usage(black_box(&body))))
+        });
     }
     g.finish();
 }

@@ -47,10 +47,7 @@ fn watch_sink_cpu() -> std::thread::JoinHandle<Duration> {
 }
 
 fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
-    let dir = std::env::temp_dir().join(format!(
-        "aibridged-bench-sink-{}-{label}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("aibridged-bench-sink-{}-{label}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let mut opts = SinkOptions::new(dir.join("bench.db"));
@@ -66,11 +63,7 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
             let h = handle.clone();
             std::thread::spawn(move || {
                 for _ in 0..INTERCEPTIONS / PRODUCERS {
-                    let id = if random_ids {
-                        Uuid::new_v4()
-                    } else {
-                        new_interception_id()
-                    };
+                    let id = if random_ids { Uuid::new_v4() } else { new_interception_id() };
                     let now = SystemTime::now();
                     h.send(Record::InterceptionStart(InterceptionStart {
                         interception_id: id,
@@ -88,9 +81,7 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
                     h.send(Record::PromptUsage(PromptUsage {
                         interception_id: id,
                         msg_id: "msg_01XFDUDYJgAACzvnptvVoYEL".into(),
-                        prompt:
-                            "Refactor the retry loop in src/sink/mod.rs to use exponential backoff."
-                                .into(),
+                        prompt: "Refactor the retry loop in src/sink/mod.rs to use exponential backoff.".into(),
                         created_at: now,
                     }));
                     h.send(Record::TokenUsage(TokenUsage {
@@ -121,11 +112,7 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
     let s = thread.join();
     let elapsed = began.elapsed();
     let cpu = sink_cpu.join().expect("cpu watcher");
-    assert_eq!(
-        s.records_written,
-        INTERCEPTIONS * 4,
-        "every record committed"
-    );
+    assert_eq!(s.records_written, INTERCEPTIONS * 4, "every record committed");
     let rate = INTERCEPTIONS as f64 / elapsed.as_secs_f64();
     println!(
         "sink/{label}: {INTERCEPTIONS} interceptions ({} records) in {:.3} s = {:.0} interceptions/s \

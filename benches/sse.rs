@@ -46,9 +46,7 @@ const WORDS: &[&str] = &[
 ];
 
 fn delta_text(i: usize) -> String {
-    (0..1 + i % 3)
-        .map(|k| WORDS[(i * 7 + k) % WORDS.len()])
-        .collect()
+    (0..1 + i % 3).map(|k| WORDS[(i * 7 + k) % WORDS.len()]).collect()
 }
 
 fn chat_stream() -> Vec<u8> {

@@ -9,11 +9,7 @@ use std::time::Duration;
 
 /// The `aibridged` command line.
 #[derive(Debug, Parser)]
-#[command(
-    name = "aibridged",
-    version,
-    about = "A thread-per-core AI gateway that records every LLM interception"
-)]
+#[command(name = "aibridged", version, about = "A thread-per-core AI gateway that records every LLM interception")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -93,9 +89,7 @@ fn parse_user(s: &str) -> Result<String, String> {
 /// A positive duration (a token that expires immediately is a mistake).
 fn parse_expiry(s: &str) -> Result<Duration, String> {
     match parse_duration(s) {
-        Ok(d) if d.is_zero() => {
-            Err("must be longer than 0; omit --expires for a token that never expires".into())
-        }
+        Ok(d) if d.is_zero() => Err("must be longer than 0; omit --expires for a token that never expires".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
@@ -137,17 +131,12 @@ mod tests {
             "us-east-1",
         ])
         .unwrap();
-        let Command::Server(a) = cli.command else {
-            panic!("expected server")
-        };
+        let Command::Server(a) = cli.command else { panic!("expected server") };
         assert_eq!(a.enabled.as_deref(), Some("false"));
         assert_eq!(a.http_address.as_deref(), Some("0.0.0.0:8080"));
         assert_eq!(a.retention.as_deref(), Some("90d"));
         assert_eq!(a.structured_logging.as_deref(), Some("true"));
-        assert_eq!(
-            a.db.config.as_deref(),
-            Some(std::path::Path::new("/etc/aibridge.yaml"))
-        );
+        assert_eq!(a.db.config.as_deref(), Some(std::path::Path::new("/etc/aibridge.yaml")));
         assert_eq!(a.db.database_url.as_deref(), Some("sqlite:///tmp/x.db"));
         assert_eq!(a.max_body_size.as_deref(), Some("10MB"));
         assert_eq!(a.shutdown_grace.as_deref(), Some("5s"));
@@ -168,9 +157,7 @@ mod tests {
             "sqlite://t.db",
         ])
         .unwrap();
-        let Command::Tokens(t) = cli.command else {
-            panic!("expected tokens")
-        };
+        let Command::Tokens(t) = cli.command else { panic!("expected tokens") };
         assert_eq!(t.db.database_url.as_deref(), Some("sqlite://t.db"));
         match t.command {
             TokensCommand::Create { user, expires } => {
@@ -181,16 +168,12 @@ mod tests {
         }
 
         let cli = parse(&["tokens", "--config", "c.yaml", "list"]).unwrap();
-        let Command::Tokens(t) = cli.command else {
-            panic!("expected tokens")
-        };
+        let Command::Tokens(t) = cli.command else { panic!("expected tokens") };
         assert_eq!(t.db.config.as_deref(), Some(std::path::Path::new("c.yaml")));
         assert!(matches!(t.command, TokensCommand::List));
 
         let cli = parse(&["tokens", "revoke", "abc-123"]).unwrap();
-        let Command::Tokens(t) = cli.command else {
-            panic!("expected tokens")
-        };
+        let Command::Tokens(t) = cli.command else { panic!("expected tokens") };
         assert!(matches!(t.command, TokensCommand::Revoke { id } if id == "abc-123"));
     }
 
@@ -206,22 +189,15 @@ mod tests {
 
     #[test]
     fn help_and_version_are_served() {
-        for args in [
-            &["--help"][..],
-            &["server", "--help"],
-            &["tokens", "create", "--help"],
-            &["tokens", "list", "--help"],
-        ] {
+        for args in
+            [&["--help"][..], &["server", "--help"], &["tokens", "create", "--help"], &["tokens", "list", "--help"]]
+        {
             let err = parse(args).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");
         }
         let err = parse(&["--version"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
-        let help = Cli::command()
-            .find_subcommand_mut("server")
-            .unwrap()
-            .render_long_help()
-            .to_string();
+        let help = Cli::command().find_subcommand_mut("server").unwrap().render_long_help().to_string();
         assert!(help.contains("CODER_AIBRIDGE_RETENTION"), "{help}");
         assert!(help.contains("CODER_AIBRIDGE_PROVIDER_<N>_<KEY>"), "{help}");
     }

@@ -32,7 +32,9 @@ fn open(path: &str) -> Result<Box<dyn std::io::Write + Send>, LoggingError> {
 pub fn init(human: Option<&str>, json: Option<&str>) -> Result<(), LoggingError> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let human_layer = match human {
-        Some(p) => Some(fmt::layer().with_ansi(false).with_target(false).with_writer(Mutex::new(open(p)?)).with_filter(filter())),
+        Some(p) => Some(
+            fmt::layer().with_ansi(false).with_target(false).with_writer(Mutex::new(open(p)?)).with_filter(filter()),
+        ),
         None => None,
     };
     let json_layer = match json {

@@ -18,6 +18,8 @@ use crate::sink::{self, SinkOptions};
 /// How often the token cache is reloaded from SQLite: a new token works, and a revoked one stops working,
 /// within this. Reading the tokens table is cheap and happens off the workers.
 const TOKEN_REFRESH: Duration = Duration::from_millis(250);
+/// How often the sink's backpressure counter is checked and reported.
+const SINK_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 /// How often upstream host names are resolved again.
 const DNS_REFRESH: Duration = Duration::from_secs(30);
 
@@ -56,13 +58,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
         retention_interval: sink::DEFAULT_RETENTION_INTERVAL,
         channel_capacity: sink::DEFAULT_CHANNEL_CAPACITY,
     })?;
+    spawn_sink_reporter(sink_thread.stats_source());
     let tokens = auth::load_token_cache(&config.database_path)?;
     auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), TOKEN_REFRESH);
     let tls_config = tls::client_config()?;
     let aws_env = credentials_from_env(&|k| std::env::var(k).ok());
 
     // Resolve every upstream host off the workers before they start.
-    let probe = Gateway::new(config.clone(), tokens.clone(), sink_handle.clone(), dns::DnsCache::fixed(std::iter::empty()), tls_config.clone(), aws_env.clone());
+    let probe = Gateway::new(
+        config.clone(),
+        tokens.clone(),
+        sink_handle.clone(),
+        dns::DnsCache::fixed(std::iter::empty()),
+        tls_config.clone(),
+        aws_env.clone(),
+    );
     let hosts = Gateway::upstream_hosts(&probe.instances);
     drop(probe);
     let (dns_cache, _dns_thread) = dns::spawn_resolver(hosts, DNS_REFRESH);
@@ -90,15 +100,46 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
 
     let worker_gateway = gateway.clone();
-    let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |_| WorkerService::new(worker_gateway.clone()))
-        .map_err(StartError::Threads)?;
+    let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |_| {
+        WorkerService::new(worker_gateway.clone())
+    })
+    .map_err(StartError::Threads)?;
     for h in handles {
         let _ = h.join();
     }
-    // Every worker is gone; dropping the last gateway reference drops the last sink handle.
+    // Every worker is gone. Tasks abandoned at the end of the grace period may still own sink handles
+    // (their records were settled by `abandon`), so the sink is closed explicitly rather than by the
+    // last handle being dropped.
     drop(gateway);
     tracing::info!("workers stopped; draining records");
-    sink_thread.join();
-    tracing::info!("records committed; bye");
+    let stats = sink_thread.close();
+    tracing::info!(
+        records_written = stats.records_written,
+        batches = stats.batches,
+        full_waits = stats.full_waits,
+        retries = stats.retries,
+        failed_records = stats.failed_records,
+        "records committed; bye"
+    );
     Ok(())
+}
+
+/// Says loudly when workers had to wait for a full sink channel (the records were kept, but the relay
+/// slowed down): the counter is checked every minute off the workers.
+fn spawn_sink_reporter(stats: impl Fn() -> sink::SinkStats + Send + 'static) {
+    let _ = std::thread::Builder::new().name("aibridged-sink-report".into()).spawn(move || {
+        let mut last = stats().full_waits;
+        loop {
+            std::thread::sleep(SINK_REPORT_INTERVAL);
+            let now = stats();
+            if now.full_waits > last {
+                tracing::warn!(
+                    waits = now.full_waits - last,
+                    pending = now.pending_in_memory,
+                    "the record channel was full: workers waited for the sink (no record was dropped)"
+                );
+            }
+            last = now.full_waits;
+        }
+    });
 }

@@ -5,7 +5,7 @@
 mod cache;
 mod store;
 
-pub use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, REFRESH_INTERVAL};
+pub use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, VerifiedMemo, REFRESH_INTERVAL};
 pub use store::{CreatedToken, TokenInfo, TokenStore};
 
 /// Every gateway token starts with this, so it is recognisable in a leaked-secret scan.
@@ -45,13 +45,9 @@ pub enum AuthError {
 
 /// Splits a presented token into (id, secret hex) after checking its shape; no lookups.
 fn split_token(presented: &str) -> Result<(&str, &str), AuthError> {
-    let rest = presented
-        .strip_prefix(TOKEN_PREFIX)
-        .ok_or(AuthError::Malformed)?;
+    let rest = presented.strip_prefix(TOKEN_PREFIX).ok_or(AuthError::Malformed)?;
     let (id, secret) = rest.split_once('_').ok_or(AuthError::Malformed)?;
-    let is_hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
+    let is_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if !is_hex(id, ID_BYTES * 2) || !is_hex(secret, SECRET_BYTES * 2) {
         return Err(AuthError::Malformed);
     }

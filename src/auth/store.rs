@@ -54,29 +54,17 @@ pub struct TokenStore {
     rng: SystemRandom,
 }
 
-fn parse_time(
-    id: &str,
-    column: &'static str,
-    text: Option<String>,
-) -> Result<Option<SystemTime>, AuthError> {
+fn parse_time(id: &str, column: &'static str, text: Option<String>) -> Result<Option<SystemTime>, AuthError> {
     match text {
         None => Ok(None),
-        Some(t) => timefmt::parse(&t)
-            .map(Some)
-            .ok_or_else(|| AuthError::CorruptRow {
-                id: id.to_owned(),
-                column,
-            }),
+        Some(t) => timefmt::parse(&t).map(Some).ok_or_else(|| AuthError::CorruptRow { id: id.to_owned(), column }),
     }
 }
 
 impl TokenStore {
     /// Wraps a connection whose schema is migrated (from `open_database`).
     pub fn new(conn: Connection) -> Self {
-        TokenStore {
-            conn,
-            rng: SystemRandom::new(),
-        }
+        TokenStore { conn, rng: SystemRandom::new() }
     }
 
     /// Opens the database at `path` (migrating it) and wraps it.
@@ -97,12 +85,8 @@ impl TokenStore {
         };
         let mut id_bytes = [0u8; ID_BYTES];
         let mut secret_bytes = [0u8; SECRET_BYTES];
-        self.rng
-            .fill(&mut id_bytes)
-            .map_err(|_| AuthError::Random)?;
-        self.rng
-            .fill(&mut secret_bytes)
-            .map_err(|_| AuthError::Random)?;
+        self.rng.fill(&mut id_bytes).map_err(|_| AuthError::Random)?;
+        self.rng.fill(&mut secret_bytes).map_err(|_| AuthError::Random)?;
         let id = hex(&id_bytes);
         let secret = hex(&secret_bytes);
         let hash = hash_secret(&secret);
@@ -117,12 +101,7 @@ impl TokenStore {
                 expires_at.map(|t| timefmt::format(t).as_str().to_owned()),
             ],
         )?;
-        Ok(CreatedToken {
-            token: format!("{TOKEN_PREFIX}{id}_{secret}"),
-            id,
-            user: user.to_owned(),
-            expires_at,
-        })
+        Ok(CreatedToken { token: format!("{TOKEN_PREFIX}{id}_{secret}"), id, user: user.to_owned(), expires_at })
     }
 
     /// Every token, newest first.
@@ -143,17 +122,10 @@ impl TokenStore {
         let mut out = Vec::new();
         for row in rows {
             let (id, user, created, expires, revoked) = row?;
-            let created_at =
-                parse_time(&id, "created_at", Some(created))?.unwrap_or(SystemTime::UNIX_EPOCH);
+            let created_at = parse_time(&id, "created_at", Some(created))?.unwrap_or(SystemTime::UNIX_EPOCH);
             let expires_at = parse_time(&id, "expires_at", expires)?;
             let revoked_at = parse_time(&id, "revoked_at", revoked)?;
-            out.push(TokenInfo {
-                id,
-                user,
-                created_at,
-                expires_at,
-                revoked_at,
-            });
+            out.push(TokenInfo { id, user, created_at, expires_at, revoked_at });
         }
         Ok(out)
     }
@@ -171,20 +143,16 @@ impl TokenStore {
     pub fn exists(&self, id: &str) -> Result<bool, AuthError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT 1 FROM aibridge_api_tokens WHERE id = ?1",
-                [id],
-                |_| Ok(()),
-            )
+            .query_row("SELECT 1 FROM aibridge_api_tokens WHERE id = ?1", [id], |_| Ok(()))
             .optional()?
             .is_some())
     }
 
     /// Every token row with its hash, for the cache.
     pub(super) fn rows(&self) -> Result<Vec<TokenRow>, AuthError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, user, secret_hash, expires_at, revoked_at FROM aibridge_api_tokens",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, user, secret_hash, expires_at, revoked_at FROM aibridge_api_tokens")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -212,13 +180,7 @@ impl TokenStore {
                     continue;
                 }
             };
-            out.push(TokenRow {
-                id,
-                user,
-                hash,
-                expires_at,
-                revoked: revoked.is_some(),
-            });
+            out.push(TokenRow { id, user, hash, expires_at, revoked: revoked.is_some() });
         }
         Ok(out)
     }

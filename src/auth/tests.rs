@@ -46,21 +46,9 @@ fn wrong_secret_unknown_id_and_garbage_are_refused() {
     wrong.push(if last == '0' { '1' } else { '0' });
     assert!(matches!(cache.verify(&wrong, now), Err(AuthError::Unknown)));
     let other_id = format!("aibr_000000000000_{}", &created.token[18..]);
-    assert!(matches!(
-        cache.verify(&other_id, now),
-        Err(AuthError::Unknown)
-    ));
-    for bad in [
-        "",
-        "aibr_",
-        "Bearer x",
-        "aibr_zz_zz",
-        &created.token[..created.token.len() - 1],
-    ] {
-        assert!(
-            matches!(cache.verify(bad, now), Err(AuthError::Malformed)),
-            "{bad}"
-        );
+    assert!(matches!(cache.verify(&other_id, now), Err(AuthError::Unknown)));
+    for bad in ["", "aibr_", "Bearer x", "aibr_zz_zz", &created.token[..created.token.len() - 1]] {
+        assert!(matches!(cache.verify(bad, now), Err(AuthError::Malformed)), "{bad}");
     }
     // No error message ever holds the token.
     let e = cache.verify(&wrong, now).unwrap_err();
@@ -71,26 +59,15 @@ fn wrong_secret_unknown_id_and_garbage_are_refused() {
 fn revoked_and_expired_tokens_are_refused() {
     let (store, path) = store_and_path("auth-revoke");
     let a = store.create("alice", None).unwrap();
-    let b = store
-        .create("bob", Some(Duration::from_secs(3600)))
-        .unwrap();
+    let b = store.create("bob", Some(Duration::from_secs(3600))).unwrap();
     assert!(store.revoke(&a.id).unwrap());
-    assert!(
-        !store.revoke(&a.id).unwrap(),
-        "second revoke finds nothing to do"
-    );
+    assert!(!store.revoke(&a.id).unwrap(), "second revoke finds nothing to do");
     assert!(!store.revoke("nope").unwrap());
     let cache = load_token_cache(&path).unwrap();
     let now = SystemTime::now();
-    assert!(matches!(
-        cache.verify(&a.token, now),
-        Err(AuthError::Revoked)
-    ));
+    assert!(matches!(cache.verify(&a.token, now), Err(AuthError::Revoked)));
     assert!(cache.verify(&b.token, now).is_ok());
-    assert!(matches!(
-        cache.verify(&b.token, now + Duration::from_secs(3601)),
-        Err(AuthError::Expired)
-    ));
+    assert!(matches!(cache.verify(&b.token, now + Duration::from_secs(3601)), Err(AuthError::Expired)));
     let list = store.list().unwrap();
     assert_eq!(list.len(), 2);
     let la = list.iter().find(|t| t.id == a.id).unwrap();
@@ -99,19 +76,14 @@ fn revoked_and_expired_tokens_are_refused() {
     assert_eq!(lb.user, "bob");
     assert!(lb.revoked_at.is_none());
     let exp = lb.expires_at.unwrap();
-    let diff = exp
-        .duration_since(b.expires_at.unwrap())
-        .unwrap_or_else(|e| e.duration());
+    let diff = exp.duration_since(b.expires_at.unwrap()).unwrap_or_else(|e| e.duration());
     assert!(diff < Duration::from_millis(1));
 }
 
 #[test]
 fn empty_user_is_refused() {
     let (store, _) = store_and_path("auth-empty");
-    assert!(matches!(
-        store.create("  ", None),
-        Err(AuthError::EmptyUser)
-    ));
+    assert!(matches!(store.create("  ", None), Err(AuthError::EmptyUser)));
 }
 
 #[test]
@@ -129,10 +101,7 @@ fn refresher_picks_up_a_revoke_and_stops_with_the_cache() {
         if cache.verify(&a.token, now).is_err() && cache.verify(&b.token, now).is_ok() {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "refresh did not happen"
-        );
+        assert!(std::time::Instant::now() < deadline, "refresh did not happen");
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(cache);
@@ -146,4 +115,32 @@ fn constant_time_eq_compares() {
     assert!(constant_time_eq(&a, &b));
     b[31] ^= 1;
     assert!(!constant_time_eq(&a, &b));
+}
+
+#[test]
+fn the_worker_memo_agrees_with_verify_and_follows_revocations() {
+    let (store, path) = store_and_path("auth-memo");
+    let alice = store.create("alice", None).unwrap();
+    let brief = store.create("bob", Some(Duration::from_secs(3600))).unwrap();
+    let cache = load_token_cache(&path).unwrap();
+    let mut memo = VerifiedMemo::default();
+    let now = SystemTime::now();
+    for _ in 0..3 {
+        assert_eq!(cache.verify_memo(&alice.token, now, &mut memo).unwrap(), cache.verify(&alice.token, now).unwrap());
+    }
+    // Same id, another secret: refused even though the id is memoised.
+    let mut forged = alice.token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    assert!(matches!(cache.verify_memo(&forged, now, &mut memo), Err(AuthError::Unknown)));
+    // Expiry is checked on every hit.
+    assert!(cache.verify_memo(&brief.token, now, &mut memo).is_ok());
+    let later = now + Duration::from_secs(7200);
+    assert!(matches!(cache.verify_memo(&brief.token, later, &mut memo), Err(AuthError::Expired)));
+    // A revoke takes effect with the next snapshot, memo or not.
+    assert!(store.revoke(&alice.id).unwrap());
+    assert!(cache.verify_memo(&alice.token, now, &mut memo).is_ok(), "old snapshot still current");
+    cache.reload(&store).unwrap();
+    assert!(matches!(cache.verify_memo(&alice.token, now, &mut memo), Err(AuthError::Revoked)));
+    assert!(matches!(cache.verify(&alice.token, now), Err(AuthError::Revoked)));
 }

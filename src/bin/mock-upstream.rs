@@ -7,10 +7,7 @@ use std::io::Write;
 
 /// Command line of the mock upstream.
 #[derive(Parser, Debug)]
-#[command(
-    name = "mock-upstream",
-    about = "Mock OpenAI / Anthropic / Bedrock upstream for tests and benchmarks"
-)]
+#[command(name = "mock-upstream", about = "Mock OpenAI / Anthropic / Bedrock upstream for tests and benchmarks")]
 struct Args {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -32,17 +29,10 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let aws = match (args.aws_access_key, args.aws_secret, args.aws_region) {
-        (Some(access_key), Some(secret), Some(region)) => Some(AwsCredentials {
-            access_key,
-            secret,
-            region,
-        }),
+        (Some(access_key), Some(secret), Some(region)) => Some(AwsCredentials { access_key, secret, region }),
         _ => None,
     };
-    let opts = MockOptions {
-        record: !args.no_record,
-        aws,
-    };
+    let opts = MockOptions { record: !args.no_record, aws };
     let mock = match MockUpstream::start_with(&args.listen, opts) {
         Ok(m) => m,
         Err(e) => {

@@ -20,10 +20,7 @@ pub enum KeyListProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {reason}")]
     Yaml { path: String, reason: String },
     #[error("{setting}: {reason}")]
@@ -41,49 +38,23 @@ pub enum ConfigError {
     #[error("{setting}: unknown provider type {value:?}; expected openai, anthropic or copilot")]
     UnknownType { setting: String, value: String },
     #[error("{second}: provider name {name:?} is already used by {first}; names must be unique")]
-    DuplicateName {
-        name: String,
-        first: String,
-        second: String,
-    },
+    DuplicateName { name: String, first: String, second: String },
     #[error("{setting}: invalid provider name {name:?}; names must match ^[a-z0-9]+(-[a-z0-9]+)*$ (at most {max} characters)")]
-    InvalidName {
-        setting: String,
-        name: String,
-        max: usize,
-    },
+    InvalidName { setting: String, name: String, max: usize },
     #[error("{first} and {second} are aliases; set only one of them")]
     AliasConflict { first: String, second: String },
     #[error("{setting}: {problem}")]
-    KeyList {
-        setting: String,
-        problem: KeyListProblem,
-    },
+    KeyList { setting: String, problem: KeyListProblem },
     #[error("{setting}: Bedrock settings apply only to anthropic providers, not {kind}")]
     BedrockOnNonAnthropic { setting: String, kind: &'static str },
-    #[error(
-        "{keys_setting} has {keys} entries but {secrets_setting} has {secrets}; they must pair up"
-    )]
-    AccessKeyCountMismatch {
-        keys_setting: String,
-        keys: usize,
-        secrets_setting: String,
-        secrets: usize,
-    },
+    #[error("{keys_setting} has {keys} entries but {secrets_setting} has {secrets}; they must pair up")]
+    AccessKeyCountMismatch { keys_setting: String, keys: usize, secrets_setting: String, secrets: usize },
     #[error("{present} is set without {missing}; set both or neither")]
     AccessKeyWithoutPair { present: String, missing: String },
-    #[error(
-        "{provider}: Bedrock needs a region ({region_setting}) or a base URL ({base_url_setting})"
-    )]
-    BedrockWithoutEndpoint {
-        provider: String,
-        region_setting: String,
-        base_url_setting: String,
-    },
+    #[error("{provider}: Bedrock needs a region ({region_setting}) or a base URL ({base_url_setting})")]
+    BedrockWithoutEndpoint { provider: String, region_setting: String, base_url_setting: String },
     #[error("{bedrock} and {key} are exclusive: the legacy anthropic provider goes either to Anthropic or to Bedrock")]
     BedrockWithAnthropicKey { bedrock: String, key: String },
-    #[error(
-        "legacy {legacy} conflicts with indexed provider named {name:?}; remove one or the other"
-    )]
+    #[error("legacy {legacy} conflicts with indexed provider named {name:?}; remove one or the other")]
     LegacyConflict { legacy: String, name: String },
 }

@@ -53,17 +53,13 @@ pub fn load_from_process(args: &ServerArgs) -> Result<Loaded, ConfigError> {
 
 /// The process environment as a map, for [`load`] and [`database_path`].
 pub fn process_env() -> HashMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }
 
 /// Parses YAML configuration text (as found in the `--config` file); `path` is for messages only.
 pub fn parse_yaml(path: &Path, text: &str) -> Result<Value, ConfigError> {
-    let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let doc: Value = serde_yaml::from_str(text)
+        .map_err(|e| ConfigError::Yaml { path: path.display().to_string(), reason: e.to_string() })?;
     match doc {
         Value::Mapping(_) | Value::Null => Ok(doc),
         _ => Err(ConfigError::Yaml {
@@ -79,10 +75,7 @@ pub fn load_with_yaml(
     env: &HashMap<String, String>,
     yaml: Option<(&Path, &Value)>,
 ) -> Result<Loaded, ConfigError> {
-    let src = Sources {
-        env,
-        yaml: yaml.map(|(_, v)| v),
-    };
+    let src = Sources { env, yaml: yaml.map(|(_, v)| v) };
     let mut warnings = Vec::new();
     if let Some((path, doc)) = yaml {
         warn_unknown_yaml_keys(path, doc, &mut warnings);
@@ -103,20 +96,14 @@ pub fn load_with_yaml(
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let retention = match get(&sources::RETENTION, &args.retention)? {
-        Some(raw) => {
-            Some(parse_duration(&raw.value).map_err(|e| invalid(&raw, e))?).filter(|d| !d.is_zero())
-        }
+        Some(raw) => Some(parse_duration(&raw.value).map_err(|e| invalid(&raw, e))?).filter(|d| !d.is_zero()),
         None => Some(DEFAULT_RETENTION),
     };
     let structured_logging = match get(&sources::STRUCTURED_LOGGING, &args.structured_logging)? {
         Some(raw) => parse_bool(&raw)?,
         None => false,
     };
-    let log_human = match src.get(
-        &sources::LOG_HUMAN,
-        args.log_human.as_deref(),
-        Empty::IsValue,
-    )? {
+    let log_human = match src.get(&sources::LOG_HUMAN, args.log_human.as_deref(), Empty::IsValue)? {
         Some(raw) => Some(raw.value).filter(|v| !v.trim().is_empty()),
         None => Some(DEFAULT_LOG_HUMAN.to_string()),
     };
@@ -152,43 +139,27 @@ pub fn load_with_yaml(
 
 /// The SQLite path for the `tokens` commands, with the same precedence as `server`
 /// (flag > `CODER_AIBRIDGE_DATABASE_URL` > YAML `aibridge.database_url` > `sqlite://aibridge.db`).
-pub fn database_path(
-    args: &DatabaseArgs,
-    env: &HashMap<String, String>,
-) -> Result<PathBuf, ConfigError> {
+pub fn database_path(args: &DatabaseArgs, env: &HashMap<String, String>) -> Result<PathBuf, ConfigError> {
     let yaml = read_yaml(args, env)?;
-    let src = Sources {
-        env,
-        yaml: yaml.as_ref().map(|(_, v)| v),
-    };
+    let src = Sources { env, yaml: yaml.as_ref().map(|(_, v)| v) };
     database_path_from(args, &src)
 }
 
 fn database_path_from(args: &DatabaseArgs, src: &Sources<'_>) -> Result<PathBuf, ConfigError> {
-    match src.get(
-        &sources::DATABASE_URL,
-        args.database_url.as_deref(),
-        Empty::IsUnset,
-    )? {
+    match src.get(&sources::DATABASE_URL, args.database_url.as_deref(), Empty::IsUnset)? {
         Some(raw) => parse_database_url(&raw),
         None => Ok(PathBuf::from(&DEFAULT_DATABASE_URL["sqlite://".len()..])),
     }
 }
 
 /// The YAML file named by `--config`, else `CODER_CONFIG_PATH`, parsed; `None` when neither is set.
-fn read_yaml(
-    args: &DatabaseArgs,
-    env: &HashMap<String, String>,
-) -> Result<Option<(PathBuf, Value)>, ConfigError> {
+fn read_yaml(args: &DatabaseArgs, env: &HashMap<String, String>) -> Result<Option<(PathBuf, Value)>, ConfigError> {
     let path = match (&args.config, env.get(sources::CONFIG_PATH_ENV)) {
         (Some(p), _) => p.clone(),
         (None, Some(p)) if !p.trim().is_empty() => PathBuf::from(p),
         _ => return Ok(None),
     };
-    let read_err = |source| ConfigError::ReadFile {
-        path: path.clone(),
-        source,
-    };
+    let read_err = |source| ConfigError::ReadFile { path: path.clone(), source };
     let len = std::fs::metadata(&path).map_err(read_err)?.len();
     if len > MAX_CONFIG_FILE_BYTES {
         return Err(ConfigError::Yaml {
@@ -208,25 +179,17 @@ fn warn_unknown_yaml_keys(path: &Path, doc: &Value, warnings: &mut Vec<String>) 
     for key in map.keys() {
         let Some(key) = key.as_str() else { continue };
         let known = key == "providers"
-            || sources::AIBRIDGE_YAML_KEYS.iter().any(|s| {
-                s.yaml
-                    .iter()
-                    .any(|p| p.strip_prefix("aibridge.") == Some(key))
-            });
+            || sources::AIBRIDGE_YAML_KEYS
+                .iter()
+                .any(|s| s.yaml.iter().any(|p| p.strip_prefix("aibridge.") == Some(key)));
         if !known {
-            warnings.push(format!(
-                "{}: unknown key aibridge.{key} is ignored",
-                path.display()
-            ));
+            warnings.push(format!("{}: unknown key aibridge.{key} is ignored", path.display()));
         }
     }
 }
 
 fn invalid(raw: &Raw, reason: impl ToString) -> ConfigError {
-    ConfigError::InvalidValue {
-        setting: raw.origin.clone(),
-        reason: reason.to_string(),
-    }
+    ConfigError::InvalidValue { setting: raw.origin.clone(), reason: reason.to_string() }
 }
 
 /// Booleans as Go's `strconv.ParseBool` spells them (1, t, true, 0, f, false; any case), plus yes/no.
@@ -234,49 +197,34 @@ fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
     match raw.value.trim().to_ascii_lowercase().as_str() {
         "1" | "t" | "true" | "yes" | "y" | "on" => Ok(true),
         "0" | "f" | "false" | "no" | "n" | "off" => Ok(false),
-        _ => Err(invalid(
-            raw,
-            format!("expected true or false, got {:?}", raw.value),
-        )),
+        _ => Err(invalid(raw, format!("expected true or false, got {:?}", raw.value))),
     }
 }
 
 /// `HOST:PORT` with a numeric port (host may be a name, an IPv4 address or a bracketed IPv6 address).
 fn parse_address(raw: &Raw) -> Result<String, ConfigError> {
     let text = raw.value.trim();
-    let ok = text.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && port.parse::<u16>().is_ok() && !host.contains(['/', ' '])
-    });
+    let ok = text
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok() && !host.contains(['/', ' ']));
     if ok {
         Ok(text.to_string())
     } else {
-        Err(invalid(
-            raw,
-            format!("expected HOST:PORT such as 127.0.0.1:3000, got {text:?}"),
-        ))
+        Err(invalid(raw, format!("expected HOST:PORT such as 127.0.0.1:3000, got {text:?}")))
     }
 }
 
 fn parse_workers(raw: &Raw) -> Result<usize, ConfigError> {
     match raw.value.trim().parse::<usize>() {
         Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
-        _ => Err(invalid(
-            raw,
-            format!(
-                "expected a whole number from 1 to {MAX_WORKERS}, got {:?}",
-                raw.value
-            ),
-        )),
+        _ => Err(invalid(raw, format!("expected a whole number from 1 to {MAX_WORKERS}, got {:?}", raw.value))),
     }
 }
 
 fn parse_body_size(raw: &Raw) -> Result<usize, ConfigError> {
     let n = parse_size(&raw.value).map_err(|e| invalid(raw, e))?;
     if n == 0 || n > MAX_BODY_SIZE_LIMIT {
-        return Err(invalid(
-            raw,
-            format!("must be between 1 byte and {MAX_BODY_SIZE_LIMIT} bytes (1GiB)"),
-        ));
+        return Err(invalid(raw, format!("must be between 1 byte and {MAX_BODY_SIZE_LIMIT} bytes (1GiB)")));
     }
     usize::try_from(n).map_err(|_| invalid(raw, "too large for this platform"))
 }
@@ -286,17 +234,13 @@ fn parse_body_size(raw: &Raw) -> Result<usize, ConfigError> {
 fn parse_database_url(raw: &Raw) -> Result<PathBuf, ConfigError> {
     let text = raw.value.trim();
     match text.strip_prefix("sqlite://") {
-        Some("") => Err(invalid(
-            raw,
-            "sqlite:// needs a path, e.g. sqlite://aibridge.db or sqlite:///var/lib/aibridge.db",
-        )),
+        Some("") => {
+            Err(invalid(raw, "sqlite:// needs a path, e.g. sqlite://aibridge.db or sqlite:///var/lib/aibridge.db"))
+        }
         Some(path) => Ok(PathBuf::from(path)),
         None => {
             let scheme = text.split_once("://").map_or("(none)", |(s, _)| s);
-            Err(ConfigError::UnsupportedDatabase {
-                setting: raw.origin.clone(),
-                scheme: scheme.to_string(),
-            })
+            Err(ConfigError::UnsupportedDatabase { setting: raw.origin.clone(), scheme: scheme.to_string() })
         }
     }
 }

@@ -18,13 +18,11 @@ pub mod units;
 pub use args::{DatabaseArgs, ServerArgs};
 pub use error::{ConfigError, KeyListProblem};
 pub use load::{
-    database_path, load, load_from_process, load_with_yaml, parse_yaml, process_env, Loaded,
-    DEFAULT_DATABASE_URL, DEFAULT_HTTP_ADDRESS, DEFAULT_LOG_HUMAN, DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_RETENTION, DEFAULT_SHUTDOWN_GRACE, MAX_BODY_SIZE_LIMIT, MAX_WORKERS,
+    database_path, load, load_from_process, load_with_yaml, parse_yaml, process_env, Loaded, DEFAULT_DATABASE_URL,
+    DEFAULT_HTTP_ADDRESS, DEFAULT_LOG_HUMAN, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETENTION, DEFAULT_SHUTDOWN_GRACE,
+    MAX_BODY_SIZE_LIMIT, MAX_WORKERS,
 };
-pub use providers::{
-    DEFAULT_BEDROCK_MODEL, DEFAULT_BEDROCK_SMALL_FAST_MODEL, MAX_KEYS, MAX_NAME_LEN,
-};
+pub use providers::{DEFAULT_BEDROCK_MODEL, DEFAULT_BEDROCK_SMALL_FAST_MODEL, MAX_KEYS, MAX_NAME_LEN};
 pub use units::{parse_duration, parse_size, DurationError, SizeError};
 
 /// Everything `aibridged server` runs with.
@@ -148,7 +146,13 @@ impl UpstreamUrl {
             let after = &stripped[end + 1..];
             let port = match after.strip_prefix(':') {
                 Some(p) => p.parse().map_err(|_| format!("URL {s:?} has a bad port"))?,
-                None if after.is_empty() => if tls { 443 } else { 80 },
+                None if after.is_empty() => {
+                    if tls {
+                        443
+                    } else {
+                        80
+                    }
+                }
                 None => return Err(format!("URL {s:?} has a bad host")),
             };
             (host.to_string(), port)
@@ -170,7 +174,11 @@ impl UpstreamUrl {
     pub fn host_header(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        if self.port == default { host } else { format!("{host}:{}", self.port) }
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
     }
 }
 

@@ -16,74 +16,35 @@ pub(crate) struct Setting {
 
 macro_rules! aibridge_setting {
     ($name:ident, $flag:literal, $env:literal, $yaml:literal) => {
-        pub(crate) const $name: Setting = Setting {
-            flag: $flag,
-            env: $env,
-            yaml: &[$yaml],
-        };
+        pub(crate) const $name: Setting = Setting { flag: $flag, env: $env, yaml: &[$yaml] };
     };
 }
 
-aibridge_setting!(
-    ENABLED,
-    "--aibridge-enabled",
-    "CODER_AIBRIDGE_ENABLED",
-    "aibridge.enabled"
-);
-aibridge_setting!(
-    DATABASE_URL,
-    "--aibridge-database-url",
-    "CODER_AIBRIDGE_DATABASE_URL",
-    "aibridge.database_url"
-);
-aibridge_setting!(
-    WORKERS,
-    "--aibridge-workers",
-    "CODER_AIBRIDGE_WORKERS",
-    "aibridge.workers"
-);
-aibridge_setting!(
-    RETENTION,
-    "--aibridge-retention",
-    "CODER_AIBRIDGE_RETENTION",
-    "aibridge.retention"
-);
+aibridge_setting!(ENABLED, "--aibridge-enabled", "CODER_AIBRIDGE_ENABLED", "aibridge.enabled");
+aibridge_setting!(DATABASE_URL, "--aibridge-database-url", "CODER_AIBRIDGE_DATABASE_URL", "aibridge.database_url");
+aibridge_setting!(WORKERS, "--aibridge-workers", "CODER_AIBRIDGE_WORKERS", "aibridge.workers");
+aibridge_setting!(RETENTION, "--aibridge-retention", "CODER_AIBRIDGE_RETENTION", "aibridge.retention");
 aibridge_setting!(
     STRUCTURED_LOGGING,
     "--aibridge-structured-logging",
     "CODER_AIBRIDGE_STRUCTURED_LOGGING",
     "aibridge.structured_logging"
 );
-aibridge_setting!(
-    MAX_BODY_SIZE,
-    "--aibridge-max-body-size",
-    "CODER_AIBRIDGE_MAX_BODY_SIZE",
-    "aibridge.max_body_size"
-);
+aibridge_setting!(MAX_BODY_SIZE, "--aibridge-max-body-size", "CODER_AIBRIDGE_MAX_BODY_SIZE", "aibridge.max_body_size");
 aibridge_setting!(
     SHUTDOWN_GRACE,
     "--aibridge-shutdown-grace",
     "CODER_AIBRIDGE_SHUTDOWN_GRACE",
     "aibridge.shutdown_grace"
 );
-aibridge_setting!(
-    OPENAI_KEY,
-    "--aibridge-openai-key",
-    "CODER_AIBRIDGE_OPENAI_KEY",
-    "aibridge.openai_key"
-);
+aibridge_setting!(OPENAI_KEY, "--aibridge-openai-key", "CODER_AIBRIDGE_OPENAI_KEY", "aibridge.openai_key");
 aibridge_setting!(
     OPENAI_BASE_URL,
     "--aibridge-openai-base-url",
     "CODER_AIBRIDGE_OPENAI_BASE_URL",
     "aibridge.openai_base_url"
 );
-aibridge_setting!(
-    ANTHROPIC_KEY,
-    "--aibridge-anthropic-key",
-    "CODER_AIBRIDGE_ANTHROPIC_KEY",
-    "aibridge.anthropic_key"
-);
+aibridge_setting!(ANTHROPIC_KEY, "--aibridge-anthropic-key", "CODER_AIBRIDGE_ANTHROPIC_KEY", "aibridge.anthropic_key");
 aibridge_setting!(
     ANTHROPIC_BASE_URL,
     "--aibridge-anthropic-base-url",
@@ -114,12 +75,7 @@ aibridge_setting!(
     "CODER_AIBRIDGE_BEDROCK_ACCESS_KEY_SECRET",
     "aibridge.bedrock_access_key_secret"
 );
-aibridge_setting!(
-    BEDROCK_MODEL,
-    "--aibridge-bedrock-model",
-    "CODER_AIBRIDGE_BEDROCK_MODEL",
-    "aibridge.bedrock_model"
-);
+aibridge_setting!(BEDROCK_MODEL, "--aibridge-bedrock-model", "CODER_AIBRIDGE_BEDROCK_MODEL", "aibridge.bedrock_model");
 aibridge_setting!(
     BEDROCK_SMALL_FAST_MODEL,
     "--aibridge-bedrock-small-fast-model",
@@ -137,11 +93,8 @@ pub(crate) const LOG_HUMAN: Setting = Setting {
     env: "CODER_LOGGING_HUMAN",
     yaml: &["log_human", "introspection.logging.humanPath"],
 };
-pub(crate) const LOG_JSON: Setting = Setting {
-    flag: "--log-json",
-    env: "CODER_LOGGING_JSON",
-    yaml: &["log_json", "introspection.logging.jsonPath"],
-};
+pub(crate) const LOG_JSON: Setting =
+    Setting { flag: "--log-json", env: "CODER_LOGGING_JSON", yaml: &["log_json", "introspection.logging.jsonPath"] };
 
 /// The variable naming the YAML file (the flag is `--config`).
 pub(crate) const CONFIG_PATH_ENV: &str = "CODER_CONFIG_PATH";
@@ -189,33 +142,19 @@ pub(crate) struct Sources<'a> {
 
 impl Sources<'_> {
     /// The winning value of `setting`: the flag if given, else the variable, else the first YAML path set.
-    pub fn get(
-        &self,
-        setting: &Setting,
-        flag: Option<&str>,
-        empty: Empty,
-    ) -> Result<Option<Raw>, ConfigError> {
+    pub fn get(&self, setting: &Setting, flag: Option<&str>, empty: Empty) -> Result<Option<Raw>, ConfigError> {
         let keep = |v: &str| empty == Empty::IsValue || !v.trim().is_empty();
         if let Some(v) = flag.filter(|v| keep(v)) {
-            return Ok(Some(Raw {
-                value: v.to_string(),
-                origin: setting.flag.to_string(),
-            }));
+            return Ok(Some(Raw { value: v.to_string(), origin: setting.flag.to_string() }));
         }
         if let Some(v) = self.env.get(setting.env).filter(|v| keep(v)) {
-            return Ok(Some(Raw {
-                value: v.clone(),
-                origin: setting.env.to_string(),
-            }));
+            return Ok(Some(Raw { value: v.clone(), origin: setting.env.to_string() }));
         }
         if let Some(doc) = self.yaml {
             for path in setting.yaml {
                 if let Some(node) = yaml_lookup(doc, path) {
                     if let Some(v) = yaml_scalar(node, path)?.filter(|v| keep(v)) {
-                        return Ok(Some(Raw {
-                            value: v,
-                            origin: format!("YAML {path}"),
-                        }));
+                        return Ok(Some(Raw { value: v, origin: format!("YAML {path}") }));
                     }
                 }
             }
@@ -226,8 +165,7 @@ impl Sources<'_> {
 
 /// Follows a dotted path through nested mappings.
 pub(crate) fn yaml_lookup<'v>(doc: &'v Value, path: &str) -> Option<&'v Value> {
-    path.split('.')
-        .try_fold(doc, |node, segment| node.as_mapping()?.get(segment))
+    path.split('.').try_fold(doc, |node, segment| node.as_mapping()?.get(segment))
 }
 
 /// A YAML scalar as text; a sequence of scalars becomes a comma-separated list (for key lists);
@@ -273,37 +211,16 @@ mod tests {
         let doc = yaml("aibridge:\n  retention: 1d\n");
         let mut env = HashMap::new();
         env.insert("CODER_AIBRIDGE_RETENTION".to_string(), "2d".to_string());
-        let s = Sources {
-            env: &env,
-            yaml: Some(&doc),
-        };
-        let got = s
-            .get(&RETENTION, Some("3d"), Empty::IsUnset)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (got.value.as_str(), got.origin.as_str()),
-            ("3d", "--aibridge-retention")
-        );
+        let s = Sources { env: &env, yaml: Some(&doc) };
+        let got = s.get(&RETENTION, Some("3d"), Empty::IsUnset).unwrap().unwrap();
+        assert_eq!((got.value.as_str(), got.origin.as_str()), ("3d", "--aibridge-retention"));
         let got = s.get(&RETENTION, None, Empty::IsUnset).unwrap().unwrap();
-        assert_eq!(
-            (got.value.as_str(), got.origin.as_str()),
-            ("2d", "CODER_AIBRIDGE_RETENTION")
-        );
+        assert_eq!((got.value.as_str(), got.origin.as_str()), ("2d", "CODER_AIBRIDGE_RETENTION"));
         let empty = HashMap::new();
-        let s = Sources {
-            env: &empty,
-            yaml: Some(&doc),
-        };
+        let s = Sources { env: &empty, yaml: Some(&doc) };
         let got = s.get(&RETENTION, None, Empty::IsUnset).unwrap().unwrap();
-        assert_eq!(
-            (got.value.as_str(), got.origin.as_str()),
-            ("1d", "YAML aibridge.retention")
-        );
-        let s = Sources {
-            env: &empty,
-            yaml: None,
-        };
+        assert_eq!((got.value.as_str(), got.origin.as_str()), ("1d", "YAML aibridge.retention"));
+        let s = Sources { env: &empty, yaml: None };
         assert_eq!(s.get(&RETENTION, None, Empty::IsUnset).unwrap(), None);
     }
 
@@ -311,62 +228,27 @@ mod tests {
     fn empty_values_fall_through_unless_they_are_values() {
         let mut env = HashMap::new();
         env.insert("CODER_LOGGING_HUMAN".to_string(), String::new());
-        let s = Sources {
-            env: &env,
-            yaml: None,
-        };
+        let s = Sources { env: &env, yaml: None };
         assert_eq!(s.get(&LOG_HUMAN, None, Empty::IsUnset).unwrap(), None);
-        assert_eq!(
-            s.get(&LOG_HUMAN, None, Empty::IsValue)
-                .unwrap()
-                .unwrap()
-                .value,
-            ""
-        );
+        assert_eq!(s.get(&LOG_HUMAN, None, Empty::IsValue).unwrap().unwrap().value, "");
     }
 
     #[test]
     fn coder_yaml_spellings_and_scalars() {
-        let doc = yaml("networking:\n  http:\n    httpAddress: 0.0.0.0:8080\naibridge:\n  workers: 4\n  enabled: false\n");
+        let doc =
+            yaml("networking:\n  http:\n    httpAddress: 0.0.0.0:8080\naibridge:\n  workers: 4\n  enabled: false\n");
         let env = HashMap::new();
-        let s = Sources {
-            env: &env,
-            yaml: Some(&doc),
-        };
-        assert_eq!(
-            s.get(&HTTP_ADDRESS, None, Empty::IsUnset)
-                .unwrap()
-                .unwrap()
-                .value,
-            "0.0.0.0:8080"
-        );
-        assert_eq!(
-            s.get(&WORKERS, None, Empty::IsUnset)
-                .unwrap()
-                .unwrap()
-                .value,
-            "4"
-        );
-        assert_eq!(
-            s.get(&ENABLED, None, Empty::IsUnset)
-                .unwrap()
-                .unwrap()
-                .value,
-            "false"
-        );
+        let s = Sources { env: &env, yaml: Some(&doc) };
+        assert_eq!(s.get(&HTTP_ADDRESS, None, Empty::IsUnset).unwrap().unwrap().value, "0.0.0.0:8080");
+        assert_eq!(s.get(&WORKERS, None, Empty::IsUnset).unwrap().unwrap().value, "4");
+        assert_eq!(s.get(&ENABLED, None, Empty::IsUnset).unwrap().unwrap().value, "false");
     }
 
     #[test]
     fn yaml_mapping_where_a_value_belongs_is_an_error() {
         let doc = yaml("aibridge:\n  retention:\n    days: 3\n");
         let env = HashMap::new();
-        let s = Sources {
-            env: &env,
-            yaml: Some(&doc),
-        };
-        assert!(matches!(
-            s.get(&RETENTION, None, Empty::IsUnset),
-            Err(ConfigError::Yaml { .. })
-        ));
+        let s = Sources { env: &env, yaml: Some(&doc) };
+        assert!(matches!(s.get(&RETENTION, None, Empty::IsUnset), Err(ConfigError::Yaml { .. })));
     }
 }

@@ -6,10 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn load_env(pairs: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
@@ -54,18 +51,9 @@ fn nothing_configured_gives_defaults_and_both_legacy_providers() {
     assert_eq!(c.shutdown_grace, Duration::from_secs(30));
     assert_eq!(names(c), ["openai", "anthropic"]);
     assert_eq!(c.providers[0].kind, ProviderType::OpenAi);
-    assert_eq!(
-        c.providers[0].base_url,
-        UpstreamUrl::parse("https://api.openai.com/v1/").unwrap()
-    );
-    assert_eq!(
-        c.providers[1].base_url,
-        UpstreamUrl::parse("https://api.anthropic.com/").unwrap()
-    );
-    assert!(c
-        .providers
-        .iter()
-        .all(|p| p.keys.is_empty() && p.bedrock.is_none()));
+    assert_eq!(c.providers[0].base_url, UpstreamUrl::parse("https://api.openai.com/v1/").unwrap());
+    assert_eq!(c.providers[1].base_url, UpstreamUrl::parse("https://api.anthropic.com/").unwrap());
+    assert!(c.providers.iter().all(|p| p.keys.is_empty() && p.bedrock.is_none()));
     assert!(l.warnings.is_empty());
 }
 
@@ -74,18 +62,12 @@ fn indices_zero_to_eleven_come_out_in_numeric_order() {
     let owned: Vec<(String, String)> = (0..12)
         .flat_map(|i| {
             [
-                (
-                    format!("CODER_AIBRIDGE_PROVIDER_{i}_TYPE"),
-                    "openai".to_string(),
-                ),
+                (format!("CODER_AIBRIDGE_PROVIDER_{i}_TYPE"), "openai".to_string()),
                 (format!("CODER_AIBRIDGE_PROVIDER_{i}_NAME"), format!("p{i}")),
             ]
         })
         .collect();
-    let pairs: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let l = load_env(&pairs).unwrap();
     let expected: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
     assert_eq!(names(&l.config), expected);
@@ -98,47 +80,17 @@ fn a_missing_index_is_an_error() {
         ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
         ("CODER_AIBRIDGE_PROVIDER_3_TYPE", "copilot"),
     ]);
-    assert!(
-        matches!(
-            e,
-            ConfigError::MissingIndex {
-                missing: 2,
-                found: 3
-            }
-        ),
-        "{e}"
-    );
-    assert!(
-        e.to_string().contains("CODER_AIBRIDGE_PROVIDER_2_TYPE"),
-        "{e}"
-    );
+    assert!(matches!(e, ConfigError::MissingIndex { missing: 2, found: 3 }), "{e}");
+    assert!(e.to_string().contains("CODER_AIBRIDGE_PROVIDER_2_TYPE"), "{e}");
     let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_1_TYPE", "openai")]);
-    assert!(
-        matches!(
-            e,
-            ConfigError::MissingIndex {
-                missing: 0,
-                found: 1
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, ConfigError::MissingIndex { missing: 0, found: 1 }), "{e}");
     // 10 needs 2..=9, whatever the textual order.
     let e = err_env(&[
         ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
         ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "openai"),
         ("CODER_AIBRIDGE_PROVIDER_10_TYPE", "openai"),
     ]);
-    assert!(
-        matches!(
-            e,
-            ConfigError::MissingIndex {
-                missing: 2,
-                found: 10
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, ConfigError::MissingIndex { missing: 2, found: 10 }), "{e}");
 }
 
 #[test]
@@ -150,10 +102,7 @@ fn malformed_indices_are_errors_naming_the_variable() {
         "CODER_AIBRIDGE_PROVIDER__TYPE",
     ] {
         let e = err_env(&[(var, "openai")]);
-        assert!(
-            matches!(&e, ConfigError::BadIndex { setting } if setting == var),
-            "{var}: {e}"
-        );
+        assert!(matches!(&e, ConfigError::BadIndex { setting } if setting == var), "{var}: {e}");
         assert!(e.to_string().starts_with(var));
     }
 }
@@ -161,10 +110,7 @@ fn malformed_indices_are_errors_naming_the_variable() {
 #[test]
 fn type_is_required_and_must_be_known() {
     let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_0_NAME", "x")]);
-    assert!(
-        matches!(&e, ConfigError::MissingType { provider } if provider == "CODER_AIBRIDGE_PROVIDER_0"),
-        "{e}"
-    );
+    assert!(matches!(&e, ConfigError::MissingType { provider } if provider == "CODER_AIBRIDGE_PROVIDER_0"), "{e}");
     let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "")]);
     assert!(matches!(e, ConfigError::MissingType { .. }), "{e}");
     let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "gemini")]);
@@ -175,10 +121,7 @@ fn type_is_required_and_must_be_known() {
     let l = load_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "Copilot")]).unwrap();
     assert_eq!(l.config.providers[0].kind, ProviderType::Copilot);
     assert_eq!(l.config.providers[0].name, "copilot");
-    assert_eq!(
-        l.config.providers[0].base_url,
-        UpstreamUrl::parse("https://api.individual.githubcopilot.com").unwrap()
-    );
+    assert_eq!(l.config.providers[0].base_url, UpstreamUrl::parse("https://api.individual.githubcopilot.com").unwrap());
 }
 
 #[test]
@@ -195,10 +138,7 @@ fn names_must_be_unique() {
         "{e}"
     );
     // The default name is the type, so two unnamed openai instances collide.
-    let e = err_env(&[
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-        ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "openai"),
-    ]);
+    let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "openai")]);
     assert!(
         matches!(&e, ConfigError::DuplicateName { second, .. } if second == "CODER_AIBRIDGE_PROVIDER_1_TYPE"),
         "{e}"
@@ -207,51 +147,25 @@ fn names_must_be_unique() {
 
 #[test]
 fn names_must_match_the_pattern() {
-    for bad in [
-        "Main",
-        "a--b",
-        "-a",
-        "a-",
-        "a_b",
-        "a b",
-        "é",
-        &"a".repeat(64),
-    ] {
-        let e = err_env(&[
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            ("CODER_AIBRIDGE_PROVIDER_0_NAME", bad),
-        ]);
+    for bad in ["Main", "a--b", "-a", "a-", "a_b", "a b", "é", &"a".repeat(64)] {
+        let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_NAME", bad)]);
         assert!(
             matches!(&e, ConfigError::InvalidName { setting, .. } if setting == "CODER_AIBRIDGE_PROVIDER_0_NAME"),
             "{bad}: {e}"
         );
     }
     for good in ["a", "openai-eu-2", "0", &"a".repeat(63)] {
-        let l = load_env(&[
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            ("CODER_AIBRIDGE_PROVIDER_0_NAME", good),
-        ])
-        .unwrap();
+        let l = load_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_NAME", good)])
+            .unwrap();
         assert_eq!(names(&l.config), [good]);
     }
 }
 
 #[test]
 fn key_and_keys_are_aliases_and_exclusive() {
-    for var in [
-        "CODER_AIBRIDGE_PROVIDER_0_KEY",
-        "CODER_AIBRIDGE_PROVIDER_0_KEYS",
-    ] {
-        let l = load_env(&[
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            (var, "k1, k2,k3"),
-        ])
-        .unwrap();
-        let keys: Vec<&str> = l.config.providers[0]
-            .keys
-            .iter()
-            .map(Secret::expose)
-            .collect();
+    for var in ["CODER_AIBRIDGE_PROVIDER_0_KEY", "CODER_AIBRIDGE_PROVIDER_0_KEYS"] {
+        let l = load_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), (var, "k1, k2,k3")]).unwrap();
+        let keys: Vec<&str> = l.config.providers[0].keys.iter().map(Secret::expose).collect();
         assert_eq!(keys, ["k1", "k2", "k3"], "{var}");
     }
     let e = err_env(&[
@@ -272,30 +186,18 @@ fn key_lists_reject_empty_duplicate_and_too_many_entries() {
         ("a,,b", KeyListProblem::EmptyEntry { position: 2 }),
         ("a,", KeyListProblem::EmptyEntry { position: 2 }),
         (",a", KeyListProblem::EmptyEntry { position: 1 }),
-        (
-            "a,b,a",
-            KeyListProblem::Duplicate {
-                position: 3,
-                first: 1,
-            },
-        ),
+        ("a,b,a", KeyListProblem::Duplicate { position: 3, first: 1 }),
         ("a,b,c,d,e,f", KeyListProblem::TooMany { count: 6, max: 5 }),
     ];
     for (value, want) in cases {
-        let e = err_env(&[
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            ("CODER_AIBRIDGE_PROVIDER_0_KEYS", value),
-        ]);
+        let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEYS", value)]);
         assert!(
             matches!(&e, ConfigError::KeyList { setting, problem } if setting == "CODER_AIBRIDGE_PROVIDER_0_KEYS" && *problem == want),
             "{value}: {e}"
         );
     }
-    let l = load_env(&[
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-        ("CODER_AIBRIDGE_PROVIDER_0_KEYS", "a,b,c,d,e"),
-    ])
-    .unwrap();
+    let l = load_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEYS", "a,b,c,d,e")])
+        .unwrap();
     assert_eq!(l.config.providers[0].keys.len(), 5);
 }
 
@@ -315,44 +217,23 @@ fn bedrock_settings_only_on_anthropic() {
 
 #[test]
 fn bedrock_access_keys_and_secrets_pair_up() {
-    let base = [
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
-        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_REGION", "us-west-2"),
-    ];
+    let base =
+        [("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"), ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_REGION", "us-west-2")];
     let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
         base.iter().chain(extra).copied().collect()
     };
     let e = err_env(&with(&[
-        (
-            "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEYS",
-            "AKIA1,AKIA2",
-        ),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEYS", "AKIA1,AKIA2"),
         ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRETS", "s1"),
     ]));
-    assert!(
-        matches!(
-            e,
-            ConfigError::AccessKeyCountMismatch {
-                keys: 2,
-                secrets: 1,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let e = err_env(&with(&[(
-        "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY",
-        "AKIA1",
-    )]));
+    assert!(matches!(e, ConfigError::AccessKeyCountMismatch { keys: 2, secrets: 1, .. }), "{e}");
+    let e = err_env(&with(&[("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY", "AKIA1")]));
     assert!(
         matches!(&e, ConfigError::AccessKeyWithoutPair { present, missing }
             if present == "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY" && missing == "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRET"),
         "{e}"
     );
-    let e = err_env(&with(&[(
-        "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRET",
-        "s1",
-    )]));
+    let e = err_env(&with(&[("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRET", "s1")]));
     assert!(
         matches!(&e, ConfigError::AccessKeyWithoutPair { missing, .. } if missing == "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY"),
         "{e}"
@@ -365,31 +246,20 @@ fn bedrock_access_keys_and_secrets_pair_up() {
     assert!(matches!(e, ConfigError::AliasConflict { .. }), "{e}");
 
     let l = load_env(&with(&[
-        (
-            "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEYS",
-            "AKIA1,AKIA2",
-        ),
-        (
-            "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRETS",
-            "s1,s2",
-        ),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEYS", "AKIA1,AKIA2"),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRETS", "s1,s2"),
     ]))
     .unwrap();
     let b = l.config.providers[0].bedrock.as_ref().unwrap();
-    let pairs: Vec<(&str, &str)> = b
-        .credentials
-        .iter()
-        .map(|c| (c.access_key_id.expose(), c.secret_access_key.expose()))
-        .collect();
+    let pairs: Vec<(&str, &str)> =
+        b.credentials.iter().map(|c| (c.access_key_id.expose(), c.secret_access_key.expose())).collect();
     assert_eq!(pairs, [("AKIA1", "s1"), ("AKIA2", "s2")]);
 }
 
 #[test]
 fn bedrock_needs_a_region_or_a_base_url_and_has_default_models() {
-    let e = err_env(&[
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
-        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_MODEL", "m"),
-    ]);
+    let e =
+        err_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"), ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_MODEL", "m")]);
     assert!(
         matches!(&e, ConfigError::BedrockWithoutEndpoint { region_setting, .. } if region_setting == "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_REGION"),
         "{e}"
@@ -402,48 +272,30 @@ fn bedrock_needs_a_region_or_a_base_url_and_has_default_models() {
     let b = l.config.providers[0].bedrock.as_ref().unwrap();
     assert_eq!(b.region.as_deref(), Some("eu-west-1"));
     assert_eq!(b.model, "global.anthropic.claude-sonnet-4-5-20250929-v1:0");
-    assert_eq!(
-        b.small_fast_model,
-        "global.anthropic.claude-haiku-4-5-20251001-v1:0"
-    );
+    assert_eq!(b.small_fast_model, "global.anthropic.claude-haiku-4-5-20251001-v1:0");
     assert!(b.credentials.is_empty());
     let l = load_env(&[
         ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
-        (
-            "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_BASE_URL",
-            "http://127.0.0.1:9000/bedrock",
-        ),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_BASE_URL", "http://127.0.0.1:9000/bedrock"),
         ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_MODEL", "big"),
-        (
-            "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_SMALL_FAST_MODEL",
-            "small",
-        ),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_SMALL_FAST_MODEL", "small"),
     ])
     .unwrap();
     let b = l.config.providers[0].bedrock.as_ref().unwrap();
     assert_eq!(b.region, None);
     assert_eq!(b.base_url.as_ref().unwrap().base_path, "/bedrock");
-    assert_eq!(
-        (b.model.as_str(), b.small_fast_model.as_str()),
-        ("big", "small")
-    );
+    assert_eq!((b.model.as_str(), b.small_fast_model.as_str()), ("big", "small"));
 }
 
 #[test]
 fn legacy_and_indexed_with_the_same_name_conflict_with_the_exact_message() {
-    let e = err_env(&[
-        ("CODER_AIBRIDGE_OPENAI_KEY", SECRET),
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-    ]);
+    let e = err_env(&[("CODER_AIBRIDGE_OPENAI_KEY", SECRET), ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai")]);
     assert_eq!(
         e.to_string(),
         r#"legacy CODER_AIBRIDGE_OPENAI_KEY conflicts with indexed provider named "openai"; remove one or the other"#
     );
     let e = err_env(&[
-        (
-            "CODER_AIBRIDGE_ANTHROPIC_BASE_URL",
-            "https://proxy.example/anthropic",
-        ),
+        ("CODER_AIBRIDGE_ANTHROPIC_BASE_URL", "https://proxy.example/anthropic"),
         ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
         ("CODER_AIBRIDGE_PROVIDER_0_NAME", "anthropic"),
     ]);
@@ -451,33 +303,21 @@ fn legacy_and_indexed_with_the_same_name_conflict_with_the_exact_message() {
         e.to_string(),
         r#"legacy CODER_AIBRIDGE_ANTHROPIC_BASE_URL conflicts with indexed provider named "anthropic"; remove one or the other"#
     );
-    let e = err_env(&[
-        ("CODER_AIBRIDGE_BEDROCK_REGION", "us-east-1"),
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
-    ]);
+    let e = err_env(&[("CODER_AIBRIDGE_BEDROCK_REGION", "us-east-1"), ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic")]);
     assert_eq!(
         e.to_string(),
         r#"legacy CODER_AIBRIDGE_BEDROCK_REGION conflicts with indexed provider named "anthropic"; remove one or the other"#
     );
     // A flag names itself.
-    let args = ServerArgs {
-        openai_key: Some(SECRET.into()),
-        ..ServerArgs::default()
-    };
+    let args = ServerArgs { openai_key: Some(SECRET.into()), ..ServerArgs::default() };
     let e = load(&args, &env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai")])).unwrap_err();
-    assert!(
-        matches!(&e, ConfigError::LegacyConflict { legacy, .. } if legacy == "--aibridge-openai-key"),
-        "{e}"
-    );
+    assert!(matches!(&e, ConfigError::LegacyConflict { legacy, .. } if legacy == "--aibridge-openai-key"), "{e}");
 }
 
 #[test]
 fn legacy_providers_exist_only_when_set_or_when_nothing_is_indexed() {
-    let l = load_env(&[
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
-        ("CODER_AIBRIDGE_PROVIDER_0_NAME", "claude"),
-    ])
-    .unwrap();
+    let l = load_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"), ("CODER_AIBRIDGE_PROVIDER_0_NAME", "claude")])
+        .unwrap();
     assert_eq!(names(&l.config), ["claude"]);
     let l = load_env(&[
         ("CODER_AIBRIDGE_OPENAI_KEY", SECRET),
@@ -501,19 +341,13 @@ fn legacy_bedrock_is_the_anthropic_instance_and_excludes_the_anthropic_key() {
     ])
     .unwrap();
     let a = &l.config.providers[1];
-    assert_eq!(
-        (a.name.as_str(), a.kind),
-        ("anthropic", ProviderType::Anthropic)
-    );
+    assert_eq!((a.name.as_str(), a.kind), ("anthropic", ProviderType::Anthropic));
     let b = a.bedrock.as_ref().unwrap();
     assert_eq!(b.region.as_deref(), Some("us-east-1"));
     assert_eq!(b.credentials.len(), 1);
     assert_eq!(b.model, DEFAULT_BEDROCK_MODEL);
 
-    let e = err_env(&[
-        ("CODER_AIBRIDGE_BEDROCK_REGION", "us-east-1"),
-        ("CODER_AIBRIDGE_ANTHROPIC_KEY", SECRET),
-    ]);
+    let e = err_env(&[("CODER_AIBRIDGE_BEDROCK_REGION", "us-east-1"), ("CODER_AIBRIDGE_ANTHROPIC_KEY", SECRET)]);
     assert!(
         matches!(&e, ConfigError::BedrockWithAnthropicKey { bedrock, key }
             if bedrock == "CODER_AIBRIDGE_BEDROCK_REGION" && key == "CODER_AIBRIDGE_ANTHROPIC_KEY"),
@@ -536,18 +370,11 @@ fn legacy_bedrock_is_the_anthropic_instance_and_excludes_the_anthropic_key() {
 
 #[test]
 fn unknown_provider_keys_are_warnings() {
-    let l = load_env(&[
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-        ("CODER_AIBRIDGE_PROVIDER_0_COLOUR", "blue"),
-    ])
-    .unwrap();
+    let l = load_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_COLOUR", "blue")])
+        .unwrap();
     assert_eq!(names(&l.config), ["openai"]);
     assert_eq!(l.warnings.len(), 1);
-    assert!(
-        l.warnings[0].contains("CODER_AIBRIDGE_PROVIDER_0_COLOUR"),
-        "{:?}",
-        l.warnings
-    );
+    assert!(l.warnings[0].contains("CODER_AIBRIDGE_PROVIDER_0_COLOUR"), "{:?}", l.warnings);
     // An index with only unknown keys is still an instance, and it has no TYPE: never silently dropped.
     let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_0_COLOUR", "blue")]);
     assert!(matches!(e, ConfigError::MissingType { .. }), "{e}");
@@ -561,22 +388,13 @@ fn bad_base_urls_name_the_variable() {
         ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", "https://h:99999"),
     ] {
         let e = err_env(&[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), (var, url)]);
-        assert!(
-            matches!(&e, ConfigError::BadUrl { setting, .. } if setting == var),
-            "{e}"
-        );
+        assert!(matches!(&e, ConfigError::BadUrl { setting, .. } if setting == var), "{e}");
     }
     let e = err_env(&[("CODER_AIBRIDGE_OPENAI_BASE_URL", "api.openai.com")]);
-    assert!(
-        matches!(&e, ConfigError::BadUrl { setting, .. } if setting == "CODER_AIBRIDGE_OPENAI_BASE_URL"),
-        "{e}"
-    );
+    assert!(matches!(&e, ConfigError::BadUrl { setting, .. } if setting == "CODER_AIBRIDGE_OPENAI_BASE_URL"), "{e}");
     let l = load_env(&[
         ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
-        (
-            "CODER_AIBRIDGE_PROVIDER_0_BASE_URL",
-            "https://gw.example/proxy/anthropic/",
-        ),
+        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", "https://gw.example/proxy/anthropic/"),
     ])
     .unwrap();
     assert_eq!(l.config.providers[0].base_url.base_path, "/proxy/anthropic");
@@ -584,21 +402,11 @@ fn bad_base_urls_name_the_variable() {
 
 #[test]
 fn database_url_must_be_sqlite() {
-    let l = load_env(&[(
-        "CODER_AIBRIDGE_DATABASE_URL",
-        "sqlite:///var/lib/aibridge/db.sqlite",
-    )])
-    .unwrap();
-    assert_eq!(
-        l.config.database_path,
-        Path::new("/var/lib/aibridge/db.sqlite")
-    );
+    let l = load_env(&[("CODER_AIBRIDGE_DATABASE_URL", "sqlite:///var/lib/aibridge/db.sqlite")]).unwrap();
+    assert_eq!(l.config.database_path, Path::new("/var/lib/aibridge/db.sqlite"));
     let e = err_env(&[("CODER_AIBRIDGE_DATABASE_URL", "postgres://u:pw@db/aibridge")]);
     assert!(e.to_string().contains("only sqlite:// is supported"), "{e}");
-    assert!(
-        e.to_string().starts_with("CODER_AIBRIDGE_DATABASE_URL"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("CODER_AIBRIDGE_DATABASE_URL"), "{e}");
     assert!(!e.to_string().contains("pw"), "{e}");
     let e = err_env(&[("CODER_AIBRIDGE_DATABASE_URL", "sqlite://")]);
     assert!(matches!(e, ConfigError::InvalidValue { .. }), "{e}");
@@ -613,21 +421,12 @@ fn retention_durations_and_zero_means_forever() {
     assert_eq!(get("1h30m").unwrap(), Some(Duration::from_secs(5_400)));
     assert_eq!(get("0").unwrap(), None);
     let e = get("forever").unwrap_err();
-    assert!(
-        matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == "CODER_AIBRIDGE_RETENTION"),
-        "{e}"
-    );
+    assert!(matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == "CODER_AIBRIDGE_RETENTION"), "{e}");
 }
 
 #[test]
 fn workers_must_be_at_least_one() {
-    assert_eq!(
-        load_env(&[("CODER_AIBRIDGE_WORKERS", "4")])
-            .unwrap()
-            .config
-            .workers,
-        4
-    );
+    assert_eq!(load_env(&[("CODER_AIBRIDGE_WORKERS", "4")]).unwrap().config.workers, 4);
     for bad in ["0", "-1", "two", "100000"] {
         let e = err_env(&[("CODER_AIBRIDGE_WORKERS", bad)]);
         assert!(
@@ -639,34 +438,12 @@ fn workers_must_be_at_least_one() {
 
 #[test]
 fn body_size_and_shutdown_grace() {
-    let l = load_env(&[
-        ("CODER_AIBRIDGE_MAX_BODY_SIZE", "10MB"),
-        ("CODER_AIBRIDGE_SHUTDOWN_GRACE", "1m30s"),
-    ])
-    .unwrap();
+    let l = load_env(&[("CODER_AIBRIDGE_MAX_BODY_SIZE", "10MB"), ("CODER_AIBRIDGE_SHUTDOWN_GRACE", "1m30s")]).unwrap();
     assert_eq!(l.config.max_body_size, 10_000_000);
     assert_eq!(l.config.shutdown_grace, Duration::from_secs(90));
-    assert_eq!(
-        load_env(&[("CODER_AIBRIDGE_MAX_BODY_SIZE", "512KiB")])
-            .unwrap()
-            .config
-            .max_body_size,
-        512 * 1024
-    );
-    assert_eq!(
-        load_env(&[("CODER_AIBRIDGE_MAX_BODY_SIZE", "1048576")])
-            .unwrap()
-            .config
-            .max_body_size,
-        1 << 20
-    );
-    assert_eq!(
-        load_env(&[("CODER_AIBRIDGE_SHUTDOWN_GRACE", "0")])
-            .unwrap()
-            .config
-            .shutdown_grace,
-        Duration::ZERO
-    );
+    assert_eq!(load_env(&[("CODER_AIBRIDGE_MAX_BODY_SIZE", "512KiB")]).unwrap().config.max_body_size, 512 * 1024);
+    assert_eq!(load_env(&[("CODER_AIBRIDGE_MAX_BODY_SIZE", "1048576")]).unwrap().config.max_body_size, 1 << 20);
+    assert_eq!(load_env(&[("CODER_AIBRIDGE_SHUTDOWN_GRACE", "0")]).unwrap().config.shutdown_grace, Duration::ZERO);
     for bad in ["0", "2GiB", "lots"] {
         let e = err_env(&[("CODER_AIBRIDGE_MAX_BODY_SIZE", bad)]);
         assert!(
@@ -697,10 +474,7 @@ fn booleans_addresses_and_log_destinations() {
     assert_eq!(l.config.log_json.as_deref(), Some("/var/log/aibridge.json"));
     assert_eq!(l.config.log_human, None);
     let e = err_env(&[("CODER_AIBRIDGE_ENABLED", "maybe")]);
-    assert!(
-        matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == "CODER_AIBRIDGE_ENABLED"),
-        "{e}"
-    );
+    assert!(matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == "CODER_AIBRIDGE_ENABLED"), "{e}");
     for bad in ["3000", "localhost", "host:port", ":80"] {
         let e = err_env(&[("CODER_HTTP_ADDRESS", bad)]);
         assert!(
@@ -712,18 +486,16 @@ fn booleans_addresses_and_log_destinations() {
 
 #[test]
 fn precedence_is_flag_then_env_then_yaml_then_default() {
-    let text = "aibridge:\n  retention: 1d\n  workers: 3\n  enabled: false\n  max_body_size: 1MiB\nhttp_address: 0.0.0.0:1\n";
+    let text =
+        "aibridge:\n  retention: 1d\n  workers: 3\n  enabled: false\n  max_body_size: 1MiB\nhttp_address: 0.0.0.0:1\n";
     let env_all = [
         ("CODER_AIBRIDGE_RETENTION", "2d"),
         ("CODER_AIBRIDGE_WORKERS", "2"),
         ("CODER_AIBRIDGE_ENABLED", "true"),
         ("CODER_HTTP_ADDRESS", "0.0.0.0:2"),
     ];
-    let flags = ServerArgs {
-        retention: Some("3d".into()),
-        http_address: Some("0.0.0.0:3".into()),
-        ..ServerArgs::default()
-    };
+    let flags =
+        ServerArgs { retention: Some("3d".into()), http_address: Some("0.0.0.0:3".into()), ..ServerArgs::default() };
     // flag > env > YAML
     let c = load_yaml(&flags, &env_all, text).unwrap().config;
     assert_eq!(c.retention, Some(Duration::from_secs(3 * 86_400)));
@@ -732,9 +504,7 @@ fn precedence_is_flag_then_env_then_yaml_then_default() {
     assert!(c.enabled);
     assert_eq!(c.max_body_size, 1 << 20);
     // env > YAML
-    let c = load_yaml(&ServerArgs::default(), &env_all, text)
-        .unwrap()
-        .config;
+    let c = load_yaml(&ServerArgs::default(), &env_all, text).unwrap().config;
     assert_eq!(c.retention, Some(Duration::from_secs(2 * 86_400)));
     assert_eq!(c.http_address, "0.0.0.0:2");
     // YAML > default
@@ -765,19 +535,8 @@ aibridge:
 "#;
     let l = load_yaml(&ServerArgs::default(), &[], text).unwrap();
     assert_eq!(names(&l.config), ["openai-eu", "anthropic"]);
-    assert_eq!(
-        l.config.providers[0].keys,
-        [Secret::new("k1"), Secret::new("k2")]
-    );
-    assert_eq!(
-        l.config.providers[1]
-            .bedrock
-            .as_ref()
-            .unwrap()
-            .credentials
-            .len(),
-        1
-    );
+    assert_eq!(l.config.providers[0].keys, [Secret::new("k1"), Secret::new("k2")]);
+    assert_eq!(l.config.providers[1].bedrock.as_ref().unwrap().credentials.len(), 1);
 
     let e = load_yaml(
         &ServerArgs::default(),
@@ -785,20 +544,9 @@ aibridge:
         "aibridge:\n  providers:\n    - type: openai\n      key: a\n      keys: b\n",
     )
     .unwrap_err();
-    assert!(
-        matches!(&e, ConfigError::AliasConflict { first, .. } if first == "YAML aibridge.providers[0].key"),
-        "{e}"
-    );
-    let e = load_yaml(
-        &ServerArgs::default(),
-        &[],
-        "aibridge:\n  providers:\n    - name: x\n",
-    )
-    .unwrap_err();
-    assert!(
-        matches!(&e, ConfigError::MissingType { provider } if provider == "YAML aibridge.providers[0]"),
-        "{e}"
-    );
+    assert!(matches!(&e, ConfigError::AliasConflict { first, .. } if first == "YAML aibridge.providers[0].key"), "{e}");
+    let e = load_yaml(&ServerArgs::default(), &[], "aibridge:\n  providers:\n    - name: x\n").unwrap_err();
+    assert!(matches!(&e, ConfigError::MissingType { provider } if provider == "YAML aibridge.providers[0]"), "{e}");
     let l = load_yaml(
         &ServerArgs::default(),
         &[],
@@ -811,20 +559,9 @@ aibridge:
 #[test]
 fn env_providers_replace_yaml_providers() {
     let text = "aibridge:\n  providers:\n    - type: openai\n      name: from-yaml\n";
-    let l = load_yaml(
-        &ServerArgs::default(),
-        &[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "copilot")],
-        text,
-    )
-    .unwrap();
+    let l = load_yaml(&ServerArgs::default(), &[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "copilot")], text).unwrap();
     assert_eq!(names(&l.config), ["copilot"]);
-    assert!(
-        l.warnings
-            .iter()
-            .any(|w| w.contains("aibridge.providers is ignored")),
-        "{:?}",
-        l.warnings
-    );
+    assert!(l.warnings.iter().any(|w| w.contains("aibridge.providers is ignored")), "{:?}", l.warnings);
 }
 
 #[test]
@@ -836,67 +573,24 @@ fn tokens_database_path_uses_the_same_precedence() {
     let file_str = file.to_str().unwrap();
 
     let none = DatabaseArgs::default();
-    assert_eq!(
-        database_path(&none, &env(&[])).unwrap(),
-        Path::new("aibridge.db")
-    );
+    assert_eq!(database_path(&none, &env(&[])).unwrap(), Path::new("aibridge.db"));
     let by_env = env(&[("CODER_CONFIG_PATH", file_str)]);
-    assert_eq!(
-        database_path(&none, &by_env).unwrap(),
-        Path::new("from-yaml.db")
-    );
-    let with_var = env(&[
-        ("CODER_CONFIG_PATH", file_str),
-        ("CODER_AIBRIDGE_DATABASE_URL", "sqlite://from-env.db"),
-    ]);
-    assert_eq!(
-        database_path(&none, &with_var).unwrap(),
-        Path::new("from-env.db")
-    );
-    let flags = DatabaseArgs {
-        config: Some(file.clone()),
-        database_url: Some("sqlite://from-flag.db".into()),
-    };
-    assert_eq!(
-        database_path(&flags, &with_var).unwrap(),
-        Path::new("from-flag.db")
-    );
-    let flags = DatabaseArgs {
-        config: Some(file.clone()),
-        database_url: None,
-    };
-    assert_eq!(
-        database_path(&flags, &env(&[])).unwrap(),
-        Path::new("from-yaml.db")
-    );
+    assert_eq!(database_path(&none, &by_env).unwrap(), Path::new("from-yaml.db"));
+    let with_var = env(&[("CODER_CONFIG_PATH", file_str), ("CODER_AIBRIDGE_DATABASE_URL", "sqlite://from-env.db")]);
+    assert_eq!(database_path(&none, &with_var).unwrap(), Path::new("from-env.db"));
+    let flags = DatabaseArgs { config: Some(file.clone()), database_url: Some("sqlite://from-flag.db".into()) };
+    assert_eq!(database_path(&flags, &with_var).unwrap(), Path::new("from-flag.db"));
+    let flags = DatabaseArgs { config: Some(file.clone()), database_url: None };
+    assert_eq!(database_path(&flags, &env(&[])).unwrap(), Path::new("from-yaml.db"));
     // The server reads the same file.
-    let l = load(
-        &ServerArgs {
-            db: flags,
-            ..ServerArgs::default()
-        },
-        &env(&[]),
-    )
-    .unwrap();
+    let l = load(&ServerArgs { db: flags, ..ServerArgs::default() }, &env(&[])).unwrap();
     assert_eq!(l.config.database_path, Path::new("from-yaml.db"));
 
-    let missing = DatabaseArgs {
-        config: Some(dir.join("nope.yaml")),
-        database_url: None,
-    };
-    assert!(matches!(
-        database_path(&missing, &env(&[])),
-        Err(ConfigError::ReadFile { .. })
-    ));
+    let missing = DatabaseArgs { config: Some(dir.join("nope.yaml")), database_url: None };
+    assert!(matches!(database_path(&missing, &env(&[])), Err(ConfigError::ReadFile { .. })));
     std::fs::write(&file, "aibridge: [1, 2\n").unwrap();
     assert!(matches!(
-        database_path(
-            &DatabaseArgs {
-                config: Some(file),
-                database_url: None
-            },
-            &env(&[])
-        ),
+        database_path(&DatabaseArgs { config: Some(file), database_url: None }, &env(&[])),
         Err(ConfigError::Yaml { .. })
     ));
     let _ = std::fs::remove_dir_all(&dir);
@@ -911,62 +605,32 @@ fn no_secret_appears_in_any_error() {
     let url_with_query = format!("ftp://host/v1?key={SECRET}");
     let db = format!("postgres://u:{SECRET}@db/x");
     let cases: Vec<Vec<(&str, &str)>> = vec![
-        vec![
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &dup),
-        ],
-        vec![
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &six),
-        ],
-        vec![
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            ("CODER_AIBRIDGE_PROVIDER_0_KEY", &empty_entry),
-        ],
+        vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &dup)],
+        vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &six)],
+        vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEY", &empty_entry)],
         vec![
             ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
             ("CODER_AIBRIDGE_PROVIDER_0_KEY", SECRET),
             ("CODER_AIBRIDGE_PROVIDER_0_KEYS", SECRET),
         ],
+        vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &url_with_key)],
+        vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &url_with_query)],
         vec![
             ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &url_with_key),
-        ],
-        vec![
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &url_with_query),
-        ],
-        vec![
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-            (
-                "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRET",
-                SECRET,
-            ),
+            ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRET", SECRET),
         ],
         vec![
             ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
             ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_REGION", "us-east-1"),
             ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEYS", "A1,A2"),
-            (
-                "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRETS",
-                SECRET,
-            ),
+            ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRETS", SECRET),
         ],
         vec![
             ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
-            (
-                "CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRET",
-                SECRET,
-            ),
+            ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRET", SECRET),
         ],
-        vec![
-            ("CODER_AIBRIDGE_OPENAI_KEY", SECRET),
-            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-        ],
-        vec![
-            ("CODER_AIBRIDGE_ANTHROPIC_KEY", SECRET),
-            ("CODER_AIBRIDGE_BEDROCK_ACCESS_KEY_SECRET", SECRET),
-        ],
+        vec![("CODER_AIBRIDGE_OPENAI_KEY", SECRET), ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai")],
+        vec![("CODER_AIBRIDGE_ANTHROPIC_KEY", SECRET), ("CODER_AIBRIDGE_BEDROCK_ACCESS_KEY_SECRET", SECRET)],
         vec![("CODER_AIBRIDGE_BEDROCK_ACCESS_KEY_SECRET", SECRET)],
         vec![("CODER_AIBRIDGE_DATABASE_URL", &db)],
         vec![("CODER_AIBRIDGE_OPENAI_BASE_URL", &url_with_key)],
@@ -974,10 +638,7 @@ fn no_secret_appears_in_any_error() {
     for pairs in cases {
         let e = err_env(&pairs);
         let shown = format!("{e} / {e:?}");
-        assert!(
-            !shown.contains("SECRETVALUE"),
-            "secret leaked for {pairs:?}: {shown}"
-        );
+        assert!(!shown.contains("SECRETVALUE"), "secret leaked for {pairs:?}: {shown}");
     }
 }
 
@@ -997,20 +658,12 @@ fn bedrock_region_must_look_like_a_region() {
 
 #[test]
 fn legacy_settings_follow_precedence_too() {
-    let args = ServerArgs {
-        openai_key: Some("from-flag".into()),
-        ..ServerArgs::default()
-    };
+    let args = ServerArgs { openai_key: Some("from-flag".into()), ..ServerArgs::default() };
     let text = "aibridge:\n  openai_key: from-yaml\n  anthropic_key: yaml-anthropic\n";
     let l = load_yaml(&args, &[("CODER_AIBRIDGE_OPENAI_KEY", "from-env")], text).unwrap();
     assert_eq!(l.config.providers[0].keys, [Secret::new("from-flag")]);
     assert_eq!(l.config.providers[1].keys, [Secret::new("yaml-anthropic")]);
-    let l = load_yaml(
-        &ServerArgs::default(),
-        &[("CODER_AIBRIDGE_OPENAI_KEY", "from-env")],
-        text,
-    )
-    .unwrap();
+    let l = load_yaml(&ServerArgs::default(), &[("CODER_AIBRIDGE_OPENAI_KEY", "from-env")], text).unwrap();
     assert_eq!(l.config.providers[0].keys, [Secret::new("from-env")]);
 }
 

@@ -43,13 +43,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(DurationError::MissingNumber);
         }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| DurationError::Overflow)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| DurationError::Overflow)?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let nanos_per_unit: u128 = match unit {
@@ -63,15 +59,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             "d" => 86_400 * 1_000_000_000,
             other => return Err(DurationError::UnknownUnit(other.to_string())),
         };
-        let nanos = u128::from(number)
-            .checked_mul(nanos_per_unit)
-            .ok_or(DurationError::Overflow)?;
+        let nanos = u128::from(number).checked_mul(nanos_per_unit).ok_or(DurationError::Overflow)?;
         let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| DurationError::Overflow)?;
         // The remainder is below 1e9, so it always fits in u32.
         let sub = (nanos % 1_000_000_000) as u32;
-        total = total
-            .checked_add(Duration::new(secs, sub))
-            .ok_or(DurationError::Overflow)?;
+        total = total.checked_add(Duration::new(secs, sub)).ok_or(DurationError::Overflow)?;
     }
     Ok(total)
 }
@@ -128,10 +120,7 @@ mod tests {
         assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(30 * 60)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
         assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(129_600)));
-        assert_eq!(
-            parse_duration("2m3s4ms"),
-            Ok(Duration::from_millis(123_004))
-        );
+        assert_eq!(parse_duration("2m3s4ms"), Ok(Duration::from_millis(123_004)));
         assert_eq!(parse_duration("5us"), Ok(Duration::from_micros(5)));
         assert_eq!(parse_duration("7ns"), Ok(Duration::from_nanos(7)));
         assert_eq!(parse_duration(" 30s "), Ok(Duration::from_secs(30)));
@@ -144,23 +133,11 @@ mod tests {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
         assert_eq!(parse_duration("30"), Err(DurationError::MissingUnit(30)));
         assert_eq!(parse_duration("h"), Err(DurationError::MissingNumber));
-        assert_eq!(
-            parse_duration("1.5h"),
-            Err(DurationError::UnknownUnit(".".into()))
-        );
-        assert_eq!(
-            parse_duration("3w"),
-            Err(DurationError::UnknownUnit("w".into()))
-        );
+        assert_eq!(parse_duration("1.5h"), Err(DurationError::UnknownUnit(".".into())));
+        assert_eq!(parse_duration("3w"), Err(DurationError::UnknownUnit("w".into())));
         assert_eq!(parse_duration("-1h"), Err(DurationError::MissingNumber));
-        assert_eq!(
-            parse_duration("99999999999999999999d"),
-            Err(DurationError::Overflow)
-        );
-        assert_eq!(
-            parse_duration("999999999999999999d"),
-            Err(DurationError::Overflow)
-        );
+        assert_eq!(parse_duration("99999999999999999999d"), Err(DurationError::Overflow));
+        assert_eq!(parse_duration("999999999999999999d"), Err(DurationError::Overflow));
     }
 
     #[test]
@@ -182,14 +159,8 @@ mod tests {
         assert_eq!(parse_size("MiB"), Err(SizeError::MissingNumber));
         assert_eq!(parse_size("-5"), Err(SizeError::MissingNumber));
         assert_eq!(parse_size("5TB"), Err(SizeError::UnknownUnit("TB".into())));
-        assert_eq!(
-            parse_size("1.5MiB"),
-            Err(SizeError::UnknownUnit(".5MiB".into()))
-        );
-        assert_eq!(
-            parse_size("99999999999999999999GiB"),
-            Err(SizeError::Overflow)
-        );
+        assert_eq!(parse_size("1.5MiB"), Err(SizeError::UnknownUnit(".5MiB".into())));
+        assert_eq!(parse_size("99999999999999999999GiB"), Err(SizeError::Overflow));
         assert_eq!(parse_size("99999999999GiB"), Err(SizeError::Overflow));
     }
 

@@ -35,11 +35,7 @@ fn push_tool_id(out: &mut Vec<u8>, ctx: &Ctx, i: usize) {
 /// Appends the non-streaming message JSON.
 pub(crate) fn message_json(out: &mut Vec<u8>, ctx: &Ctx) {
     let p = &ctx.plan;
-    let _ = write!(
-        out,
-        "{{\"id\":\"msg_mock{:012}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":",
-        ctx.id
-    );
+    let _ = write!(out, "{{\"id\":\"msg_mock{:012}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":", ctx.id);
     push_str(out, ctx.model);
     out.extend_from_slice(b",\"content\":[");
     let mut first = true;
@@ -72,11 +68,7 @@ pub(crate) fn message_json(out: &mut Vec<u8>, ctx: &Ctx) {
         out.extend_from_slice(args.as_bytes());
         out.push(b'}');
     }
-    let _ = write!(
-        out,
-        "],\"stop_reason\":\"{}\",\"stop_sequence\":null,\"usage\":",
-        stop_reason(p)
-    );
+    let _ = write!(out, "],\"stop_reason\":\"{}\",\"stop_sequence\":null,\"usage\":", stop_reason(p));
     push_usage(out, ctx, p.usage.output);
     out.push(b'}');
 }
@@ -107,38 +99,25 @@ pub(crate) fn error_json(out: &mut Vec<u8>, status: u16, message: &str) {
         529 => "overloaded_error",
         _ => "api_error",
     };
-    let _ = write!(
-        out,
-        "{{\"type\":\"error\",\"error\":{{\"type\":\"{kind}\",\"message\":"
-    );
+    let _ = write!(out, "{{\"type\":\"error\",\"error\":{{\"type\":\"{kind}\",\"message\":");
     push_str(out, message);
     out.extend_from_slice(b"}}");
 }
 
-fn block_start(
-    em: &mut Emitter,
-    index: usize,
-    body: impl FnOnce(&mut Vec<u8>),
-) -> Result<(), EmitError> {
+fn block_start(em: &mut Emitter, index: usize, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), EmitError> {
     em.event("content_block_start", |o| {
-        let _ = write!(
-            o,
-            "{{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":"
-        );
+        let _ = write!(o, "{{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":");
         body(o);
         o.push(b'}');
     })
 }
 
-fn delta(
-    em: &mut Emitter,
-    index: usize,
-    kind: &str,
-    field: &str,
-    value: &str,
-) -> Result<(), EmitError> {
+fn delta(em: &mut Emitter, index: usize, kind: &str, field: &str, value: &str) -> Result<(), EmitError> {
     em.event("content_block_delta", |o| {
-        let _ = write!(o, "{{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"{kind}\",\"{field}\":");
+        let _ = write!(
+            o,
+            "{{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"{kind}\",\"{field}\":"
+        );
         push_str(o, value);
         o.extend_from_slice(b"}}");
     })
@@ -163,26 +142,16 @@ pub(crate) fn stream(em: &mut Emitter, ctx: &Ctx) -> Result<(), EmitError> {
     em.event("ping", |o| o.extend_from_slice(br#"{"type":"ping"}"#))?;
     let mut index = 0;
     if p.thought_deltas > 0 {
-        block_start(em, index, |o| {
-            o.extend_from_slice(br#"{"type":"thinking","thinking":"","signature":""}"#)
-        })?;
+        block_start(em, index, |o| o.extend_from_slice(br#"{"type":"thinking","thinking":"","signature":""}"#))?;
         for t in content::THOUGHTS.iter().take(p.thought_deltas) {
             delta(em, index, "thinking_delta", "thinking", t)?;
         }
-        delta(
-            em,
-            index,
-            "signature_delta",
-            "signature",
-            content::SIGNATURE,
-        )?;
+        delta(em, index, "signature_delta", "signature", content::SIGNATURE)?;
         block_stop(em, index)?;
         index += 1;
     }
     if p.text_deltas > 0 {
-        block_start(em, index, |o| {
-            o.extend_from_slice(br#"{"type":"text","text":""}"#)
-        })?;
+        block_start(em, index, |o| o.extend_from_slice(br#"{"type":"text","text":""}"#))?;
         for i in 0..p.text_deltas {
             delta(em, index, "text_delta", "text", content::word(i))?;
         }
@@ -192,7 +161,9 @@ pub(crate) fn stream(em: &mut Emitter, ctx: &Ctx) -> Result<(), EmitError> {
                     em.exception(ctx.scenario.exception, "Mock mid-stream failure")?;
                 } else {
                     em.event("error", |o| {
-                        o.extend_from_slice(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
+                        o.extend_from_slice(
+                            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                        )
                     })?;
                 }
             }
@@ -211,13 +182,7 @@ pub(crate) fn stream(em: &mut Emitter, ctx: &Ctx) -> Result<(), EmitError> {
         })?;
         delta(em, index, "input_json_delta", "partial_json", "")?;
         for piece in 0..content::ARG_PIECES {
-            delta(
-                em,
-                index,
-                "input_json_delta",
-                "partial_json",
-                content::arg_piece(args, piece),
-            )?;
+            delta(em, index, "input_json_delta", "partial_json", content::arg_piece(args, piece))?;
         }
         block_stop(em, index)?;
         index += 1;

@@ -29,9 +29,7 @@ pub struct AwsCredentials {
 impl std::fmt::Debug for AwsCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret.
-        f.debug_struct("AwsCredentials")
-            .field("region", &self.region)
-            .finish_non_exhaustive()
+        f.debug_struct("AwsCredentials").field("region", &self.region).finish_non_exhaustive()
     }
 }
 
@@ -73,11 +71,7 @@ pub fn encode_chunk(out: &mut Vec<u8>, scratch: &mut Vec<u8>, json: &[u8]) {
     scratch.extend_from_slice(b"\"}");
     encode_frame(
         out,
-        &[
-            (":event-type", "chunk"),
-            (":content-type", "application/json"),
-            (":message-type", "event"),
-        ],
+        &[(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
         scratch,
     );
 }
@@ -88,9 +82,7 @@ fn push_base64(out: &mut Vec<u8>, input: &[u8]) {
     let start = out.len();
     let len = base64::encoded_len(input.len(), true).unwrap_or(0);
     out.resize(start + len, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(input, &mut out[start..])
-        .unwrap_or(0);
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(input, &mut out[start..]).unwrap_or(0);
     out.truncate(start + written);
 }
 
@@ -99,11 +91,7 @@ pub fn encode_exception(out: &mut Vec<u8>, exception_type: &str, message: &str) 
     let payload = serde_json::json!({ "message": message }).to_string();
     encode_frame(
         out,
-        &[
-            (":exception-type", exception_type),
-            (":content-type", "application/json"),
-            (":message-type", "exception"),
-        ],
+        &[(":exception-type", exception_type), (":content-type", "application/json"), (":message-type", "exception")],
         payload.as_bytes(),
     );
 }
@@ -120,10 +108,7 @@ pub struct Frame {
 impl Frame {
     /// The value of a string header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -177,10 +162,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
         let vlen = u16::from_be_bytes([vlen[0], vlen[1]]) as usize;
         let value = block.get(p + 3..p + 3 + vlen).ok_or(FrameError::Headers)?;
         p += 3 + vlen;
-        headers.push((
-            String::from_utf8_lossy(name).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
+        headers.push((String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned()));
     }
     let payload = buf[PRELUDE_LEN + headers_len..total - 4].to_vec();
     Ok(Some((Frame { headers, payload }, total)))
@@ -212,13 +194,7 @@ fn parse_authorization(value: &str) -> Option<AuthParts<'_>> {
     let _date = scope.next()?;
     let region = scope.next()?;
     let service = scope.next()?;
-    Some(AuthParts {
-        access_key,
-        region,
-        service,
-        signed_headers: signed_headers?,
-        signature: signature?,
-    })
+    Some(AuthParts { access_key, region, service, signed_headers: signed_headers?, signature: signature? })
 }
 
 fn parse_amz_date(value: &str) -> Option<SystemTime> {
@@ -229,28 +205,14 @@ fn parse_amz_date(value: &str) -> Option<SystemTime> {
 
 /// Recomputes the SigV4 signature of a received request and compares it with its `Authorization` header.
 /// `target` is the request target as received (path and query); `headers` as received.
-pub fn verify_sigv4(
-    creds: &AwsCredentials,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> bool {
+pub fn verify_sigv4(creds: &AwsCredentials, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> bool {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    };
+    let find = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v);
     let Some(auth) = find("authorization").and_then(parse_authorization) else {
         return false;
     };
     // Bedrock runtime requests are signed for service `bedrock` (not `bedrock-runtime`).
-    if auth.access_key != creds.access_key
-        || auth.region != creds.region
-        || auth.service != SIGNING_SERVICE
-    {
+    if auth.access_key != creds.access_key || auth.region != creds.region || auth.service != SIGNING_SERVICE {
         return false;
     }
     let Some(time) = find("x-amz-date").and_then(parse_amz_date) else {
@@ -284,12 +246,7 @@ pub fn verify_sigv4(
     else {
         return false;
     };
-    let Ok(request) = SignableRequest::new(
-        method,
-        uri.as_str(),
-        to_sign.into_iter(),
-        SignableBody::Bytes(body),
-    ) else {
+    let Ok(request) = SignableRequest::new(method, uri.as_str(), to_sign.into_iter(), SignableBody::Bytes(body)) else {
         return false;
     };
     match sign(request, &params.into()) {
@@ -329,13 +286,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (
-                a.access_key,
-                a.region,
-                a.service,
-                a.signed_headers,
-                a.signature
-            ),
+            (a.access_key, a.region, a.service, a.signed_headers, a.signature),
             ("AKID", "us-east-1", "bedrock", "host;x-amz-date", "abc")
         );
         assert!(parse_authorization("Bearer x").is_none());

@@ -96,11 +96,7 @@ fn run(stream: &TcpStream, shared: &Shared) -> Next {
             BodyAt::InBuf(r) => &buf[r],
             BodyAt::Decoded => &decoded[..],
         };
-        let req = Req {
-            buf: &buf,
-            head: &head,
-            body,
-        };
+        let req = Req { buf: &buf, head: &head, body };
         let next = handle(stream, &req, shared, &mut bufs);
         buf.drain(..used);
         match next {
@@ -112,22 +108,14 @@ fn run(stream: &TcpStream, shared: &Shared) -> Next {
 
 fn expects_continue(buf: &[u8], head: &Head) -> bool {
     head.headers.iter().any(|(n, v)| {
-        buf[n.clone()].eq_ignore_ascii_case(b"expect")
-            && buf[v.clone()].eq_ignore_ascii_case(b"100-continue")
+        buf[n.clone()].eq_ignore_ascii_case(b"expect") && buf[v.clone()].eq_ignore_ascii_case(b"100-continue")
     })
 }
 
 fn bad_request(mut stream: &TcpStream, bufs: &mut Buffers, message: &str) -> Next {
     bufs.json.clear();
     openai::error_json(&mut bufs.json, 400, message);
-    http::full_response(
-        &mut bufs.out,
-        400,
-        "application/json",
-        &[],
-        &bufs.json,
-        true,
-    );
+    http::full_response(&mut bufs.out, 400, "application/json", &[], &bufs.json, true);
     let _ = stream.write_all(&bufs.out);
     Next::Close
 }
@@ -174,14 +162,7 @@ fn send_error(
             extra.push(("x-amzn-ErrorType", bedrock_error_type(status)));
         }
     }
-    http::full_response(
-        &mut bufs.out,
-        status,
-        "application/json",
-        &extra,
-        &bufs.json,
-        close,
-    );
+    http::full_response(&mut bufs.out, status, "application/json", &extra, &bufs.json, close);
     match stream.write_all(&bufs.out) {
         Ok(()) if !close => Next::KeepAlive,
         _ => Next::Close,
@@ -208,10 +189,7 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
     let close = req.wants_close();
     match (req.method(), req.path()) {
         ("GET", "/__mock/requests") => {
-            let all: Vec<serde_json::Value> = super::lock(&shared.seen)
-                .iter()
-                .map(SeenRequest::to_json)
-                .collect();
+            let all: Vec<serde_json::Value> = super::lock(&shared.seen).iter().map(SeenRequest::to_json).collect();
             let body = serde_json::Value::Array(all).to_string();
             return send_json(stream, bufs, 200, body.as_bytes(), close);
         }
@@ -226,13 +204,7 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
     let sigv4_valid = match (&route, &shared.opts.aws) {
         (Route::Bedrock { .. }, Some(creds)) => {
             let headers: Vec<(&str, &str)> = req.headers().collect();
-            Some(bedrock::verify_sigv4(
-                creds,
-                req.method(),
-                req.target(),
-                &headers,
-                req.body,
-            ))
+            Some(bedrock::verify_sigv4(creds, req.method(), req.target(), &headers, req.body))
         }
         _ => None,
     };
@@ -293,11 +265,7 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
             bedrock_model = percent_decode(model);
             (&*bedrock_model, stream, true)
         }
-        _ => (
-            fields.model.as_deref().unwrap_or("mock-model"),
-            fields.stream.unwrap_or(false),
-            false,
-        ),
+        _ => (fields.model.as_deref().unwrap_or("mock-model"), fields.stream.unwrap_or(false), false),
     };
     let ctx = Ctx {
         model,
@@ -305,35 +273,21 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
         created: content::unix_now(),
         scenario: &scenario,
         plan: Plan::of(&scenario),
-        include_usage: fields
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        include_usage: fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         bedrock,
     };
-    let framing = if bedrock {
-        Framing::EventStream
-    } else {
-        Framing::Sse
-    };
+    let framing = if bedrock { Framing::EventStream } else { Framing::Sse };
     match route {
         Route::Chat | Route::Responses | Route::Messages | Route::Bedrock { .. } if streaming => {
-            let result = Emitter::start(
-                stream,
-                bufs,
-                framing,
-                scenario.stamp,
-                scenario.delay_ms,
-                scenario.reset_after,
-            )
-            .and_then(|mut em| {
-                match route {
-                    Route::Chat => openai::chat_stream(&mut em, &ctx)?,
-                    Route::Responses => openai::responses_stream(&mut em, &ctx)?,
-                    _ => anthropic::stream(&mut em, &ctx)?,
-                }
-                em.finish()
-            });
+            let result = Emitter::start(stream, bufs, framing, scenario.stamp, scenario.delay_ms, scenario.reset_after)
+                .and_then(|mut em| {
+                    match route {
+                        Route::Chat => openai::chat_stream(&mut em, &ctx)?,
+                        Route::Responses => openai::responses_stream(&mut em, &ctx)?,
+                        _ => anthropic::stream(&mut em, &ctx)?,
+                    }
+                    em.finish()
+                });
             finish(result, close)
         }
         Route::Chat | Route::Responses | Route::Messages | Route::Bedrock { .. } => {
@@ -388,11 +342,7 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
             send_body(stream, bufs, &scenario, &[], close)
         }
         Route::Unknown => {
-            let msg = format!(
-                "mock upstream has no route for {} {}",
-                req.method(),
-                req.path()
-            );
+            let msg = format!("mock upstream has no route for {} {}", req.method(), req.path());
             send_error(stream, bufs, family, 404, &msg, None, close)
         }
     }
@@ -407,13 +357,7 @@ fn finish(result: Result<(), EmitError>, close: bool) -> Next {
     }
 }
 
-fn send_json(
-    mut stream: &TcpStream,
-    bufs: &mut Buffers,
-    status: u16,
-    body: &[u8],
-    close: bool,
-) -> Next {
+fn send_json(mut stream: &TcpStream, bufs: &mut Buffers, status: u16, body: &[u8], close: bool) -> Next {
     http::full_response(&mut bufs.out, status, "application/json", &[], body, close);
     match stream.write_all(&bufs.out) {
         Ok(()) if !close => Next::KeepAlive,
@@ -433,19 +377,8 @@ fn send_body(
     if scenario.reset_after == Some(0) {
         return Next::Reset;
     }
-    let body_len = if scenario.kind == Kind::Truncated {
-        bufs.json.len() / 2
-    } else {
-        bufs.json.len()
-    };
-    http::full_response(
-        &mut bufs.out,
-        200,
-        "application/json",
-        extra,
-        &bufs.json[..body_len],
-        close,
-    );
+    let body_len = if scenario.kind == Kind::Truncated { bufs.json.len() / 2 } else { bufs.json.len() };
+    http::full_response(&mut bufs.out, 200, "application/json", extra, &bufs.json[..body_len], close);
     if scenario.reset_after.is_some() {
         let half = bufs.out.len() / 2;
         let _ = stream.write_all(&bufs.out[..half]);
@@ -466,48 +399,25 @@ fn replay(
     family: Family,
     close: bool,
 ) -> Next {
-    let too_big = std::fs::metadata(path)
-        .map(|m| m.len() > MAX_BODY_FILE_BYTES)
-        .unwrap_or(false);
+    let too_big = std::fs::metadata(path).map(|m| m.len() > MAX_BODY_FILE_BYTES).unwrap_or(false);
     let bytes = match std::fs::read(path) {
         Ok(b) if !too_big => b,
-        _ => {
-            return send_error(
-                stream,
-                bufs,
-                family,
-                500,
-                "mock cannot read x-mock-body-file",
-                None,
-                close,
-            )
-        }
+        _ => return send_error(stream, bufs, family, 500, "mock cannot read x-mock-body-file", None, close),
     };
     if path.ends_with(".sse") {
-        let result = Emitter::start(
-            stream,
-            bufs,
-            Framing::Sse,
-            false,
-            scenario.delay_ms,
-            scenario.reset_after,
-        )
-        .and_then(|mut em| {
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
-                em.raw_chunk(&rest[..end])?;
-                rest = &rest[end..];
-            }
-            em.finish()
-        });
+        let result = Emitter::start(stream, bufs, Framing::Sse, false, scenario.delay_ms, scenario.reset_after)
+            .and_then(|mut em| {
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+                    em.raw_chunk(&rest[..end])?;
+                    rest = &rest[end..];
+                }
+                em.finish()
+            });
         return finish(result, close);
     }
-    let content_type = if path.ends_with(".json") {
-        "application/json"
-    } else {
-        "application/octet-stream"
-    };
+    let content_type = if path.ends_with(".json") { "application/json" } else { "application/octet-stream" };
     http::full_response(&mut bufs.out, 200, content_type, &[], &bytes, close);
     let mut w = stream;
     match w.write_all(&bufs.out) {

@@ -11,10 +11,8 @@ pub const THOUGHTS: [&str; 3] = ["Let me", " check the", " weather in Paris."];
 /// The opaque signature closing a thinking block.
 pub const SIGNATURE: &str = "EqQBCkgIARABGAIiQMockSignatureForTestsOnly0123456789abcdef";
 /// Tool calls: name and complete argument JSON. `tools` uses both (parallel), `thinking` the first.
-pub const TOOLS: [(&str, &str); 2] = [
-    ("get_weather", r#"{"city":"Paris","unit":"celsius"}"#),
-    ("get_time", r#"{"timezone":"Europe/Paris"}"#),
-];
+pub const TOOLS: [(&str, &str); 2] =
+    [("get_weather", r#"{"city":"Paris","unit":"celsius"}"#), ("get_time", r#"{"timezone":"Europe/Paris"}"#)];
 /// Argument JSON is streamed in this many pieces.
 pub const ARG_PIECES: usize = 3;
 
@@ -82,13 +80,7 @@ impl Plan {
             Kind::Thinking => usage.reasoning = 24,
             _ => {}
         }
-        Plan {
-            text_deltas,
-            thought_deltas,
-            tools,
-            cut,
-            usage,
-        }
+        Plan { text_deltas, thought_deltas, tools, cut, usage }
     }
 }
 
@@ -127,9 +119,7 @@ pub fn arg_piece(args: &str, piece: usize) -> &str {
 
 /// Seconds since the Unix epoch, for `created` fields.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Appends a decimal number.

@@ -29,15 +29,10 @@ pub(crate) enum Framing {
 
 /// CLOCK_MONOTONIC now in nanoseconds, comparable across processes on the same machine.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
 }
 
 /// Buffers reused across the requests of one connection.
@@ -81,15 +76,7 @@ impl<'a> Emitter<'a> {
         http::stream_head(&mut bufs.out, content_type, extra);
         let mut w = stream;
         w.write_all(&bufs.out)?;
-        Ok(Emitter {
-            stream,
-            bufs,
-            framing,
-            stamp,
-            delay: Duration::from_millis(delay_ms),
-            reset_after,
-            sent: 0,
-        })
+        Ok(Emitter { stream, bufs, framing, stamp, delay: Duration::from_millis(delay_ms), reset_after, sent: 0 })
     }
 
     fn before_event(&mut self) -> Result<(), EmitError> {
@@ -103,11 +90,7 @@ impl<'a> Emitter<'a> {
     }
 
     /// Writes one event whose JSON `render` appends to the buffer it is given.
-    pub fn event(
-        &mut self,
-        name: &str,
-        render: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<(), EmitError> {
+    pub fn event(&mut self, name: &str, render: impl FnOnce(&mut Vec<u8>)) -> Result<(), EmitError> {
         self.before_event()?;
         let json = &mut self.bufs.json;
         json.clear();

@@ -55,15 +55,12 @@ pub(crate) fn parse_head(buf: &[u8], head: &mut Head) -> Result<bool, DecodeErro
             head.minor = req.version.unwrap_or(1);
             head.headers.clear();
             for h in req.headers.iter() {
-                head.headers
-                    .push((span(buf, h.name.as_bytes()), span(buf, h.value)));
+                head.headers.push((span(buf, h.name.as_bytes()), span(buf, h.value)));
             }
             head.len = n;
             Ok(true)
         }
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
-            Err(DecodeError::HeadTooLarge)
-        }
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => Err(DecodeError::HeadTooLarge),
         Ok(httparse::Status::Partial) => Ok(false),
         Err(e) => Err(DecodeError::Head(e)),
     }
@@ -110,14 +107,8 @@ pub(crate) fn body_kind(buf: &[u8], head: &Head) -> Result<BodyKind, DecodeError
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -148,18 +139,11 @@ pub(crate) fn body(
 
 /// Decodes a complete chunked body (RFC 9112 §7.1) from the front of `input` into `out`; chunk extensions
 /// and trailers are skipped. Returns the bytes consumed, or `Ok(None)` if `input` ends early.
-pub(crate) fn decode_chunked(
-    input: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<Option<usize>, DecodeError> {
+pub(crate) fn decode_chunked(input: &[u8], out: &mut Vec<u8>) -> Result<Option<usize>, DecodeError> {
     let mut pos = 0;
     loop {
         let Some(eol) = memchr::memmem::find(&input[pos..], b"\r\n") else {
-            return if input.len() - pos > 1024 {
-                Err(DecodeError::Chunked)
-            } else {
-                Ok(None)
-            };
+            return if input.len() - pos > 1024 { Err(DecodeError::Chunked) } else { Ok(None) };
         };
         let line = &input[pos..pos + eol];
         let size_part = line.split(|b| *b == b';').next().unwrap_or(&[]);
@@ -281,9 +265,7 @@ mod tests {
         assert_eq!(&req[h.target.clone()], b"/v1/messages");
         assert_eq!(body_kind(req, &h), Ok(BodyKind::Length(2)));
         let mut d = Vec::new();
-        let (at, used) = body(req, h.len, BodyKind::Length(2), &mut d)
-            .unwrap()
-            .unwrap();
+        let (at, used) = body(req, h.len, BodyKind::Length(2), &mut d).unwrap().unwrap();
         assert_eq!(at, BodyAt::InBuf(h.len..h.len + 2));
         assert_eq!(used, req.len());
     }
@@ -306,14 +288,8 @@ mod tests {
 
     #[test]
     fn chunked_rejects_bad_size_and_missing_crlf() {
-        assert_eq!(
-            decode_chunked(b"zz\r\n", &mut Vec::new()),
-            Err(DecodeError::Chunked)
-        );
-        assert_eq!(
-            decode_chunked(b"2\r\nabXY", &mut Vec::new()),
-            Err(DecodeError::Chunked)
-        );
+        assert_eq!(decode_chunked(b"zz\r\n", &mut Vec::new()), Err(DecodeError::Chunked));
+        assert_eq!(decode_chunked(b"2\r\nabXY", &mut Vec::new()), Err(DecodeError::Chunked));
     }
 
     #[test]

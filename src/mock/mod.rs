@@ -44,10 +44,7 @@ pub struct SeenRequest {
 impl SeenRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -77,10 +74,7 @@ pub struct MockOptions {
 
 impl Default for MockOptions {
     fn default() -> Self {
-        MockOptions {
-            record: true,
-            aws: None,
-        }
+        MockOptions { record: true, aws: None }
     }
 }
 
@@ -149,13 +143,7 @@ impl MockUpstream {
             secret: secret.to_string(),
             region: region.to_string(),
         };
-        Self::start_with(
-            "127.0.0.1:0",
-            MockOptions {
-                record: true,
-                aws: Some(aws),
-            },
-        )
+        Self::start_with("127.0.0.1:0", MockOptions { record: true, aws: Some(aws) })
     }
 
     /// Starts a mock on `addr` with explicit options.
@@ -173,11 +161,7 @@ impl MockUpstream {
         let accept = std::thread::Builder::new()
             .name("mock-accept".into())
             .spawn(move || accept_loop(listener, accept_shared))?;
-        Ok(MockUpstream {
-            addr,
-            shared,
-            accept: Some(accept),
-        })
+        Ok(MockUpstream { addr, shared, accept: Some(accept) })
     }
 
     /// The bound address.

@@ -12,10 +12,7 @@ pub(crate) fn error_json(out: &mut Vec<u8>, status: u16, message: &str) {
     let (kind, code) = match status {
         400 => ("invalid_request_error", "null"),
         401 => ("invalid_request_error", "\"invalid_api_key\""),
-        403 => (
-            "invalid_request_error",
-            "\"unsupported_country_region_territory\"",
-        ),
+        403 => ("invalid_request_error", "\"unsupported_country_region_territory\""),
         404 => ("invalid_request_error", "\"model_not_found\""),
         429 => ("requests", "\"rate_limit_exceeded\""),
         503 => ("server_error", "\"service_unavailable\""),
@@ -23,10 +20,7 @@ pub(crate) fn error_json(out: &mut Vec<u8>, status: u16, message: &str) {
     };
     out.extend_from_slice(b"{\"error\":{\"message\":");
     push_str(out, message);
-    let _ = write!(
-        out,
-        ",\"type\":\"{kind}\",\"param\":null,\"code\":{code}}}}}"
-    );
+    let _ = write!(out, ",\"type\":\"{kind}\",\"param\":null,\"code\":{code}}}}}");
 }
 
 /// Appends the `GET /v1/models` answer in OpenAI's list shape.
@@ -72,9 +66,7 @@ pub(crate) fn chat_json(out: &mut Vec<u8>, ctx: &Ctx) {
         ctx.id, ctx.created
     );
     push_str(out, ctx.model);
-    out.extend_from_slice(
-        b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
-    );
+    out.extend_from_slice(b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     if p.text_deltas > 0 {
         content::push_text(out, p.text_deltas);
     } else {
@@ -97,11 +89,7 @@ pub(crate) fn chat_json(out: &mut Vec<u8>, ctx: &Ctx) {
         }
         out.push(b']');
     }
-    let _ = write!(
-        out,
-        "}},\"logprobs\":null,\"finish_reason\":\"{}\"}}],\"usage\":",
-        chat_finish(p)
-    );
+    let _ = write!(out, "}},\"logprobs\":null,\"finish_reason\":\"{}\"}}],\"usage\":", chat_finish(p));
     chat_usage(out, p);
     out.extend_from_slice(b",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_mock\"}");
 }
@@ -112,7 +100,11 @@ type ChoiceRender<'r> = dyn Fn(&mut Vec<u8>) + 'r;
 /// Writes one `chat.completion.chunk` with the given choice delta JSON (`None`: the usage-only chunk).
 fn chunk(em: &mut Emitter, ctx: &Ctx, choice: Option<&ChoiceRender<'_>>) -> Result<(), EmitError> {
     em.event("", |o| {
-        let _ = write!(o, "{{\"id\":\"chatcmpl-mock{:012}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":", ctx.id, ctx.created);
+        let _ = write!(
+            o,
+            "{{\"id\":\"chatcmpl-mock{:012}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":",
+            ctx.id, ctx.created
+        );
         push_str(o, ctx.model);
         o.extend_from_slice(b",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_mock\",\"choices\":[");
         match choice {
@@ -169,16 +161,11 @@ pub(crate) fn chat_stream(em: &mut Emitter, ctx: &Ctx) -> Result<(), EmitError> 
             em,
             ctx,
             Some(&|o: &mut Vec<u8>| {
-                let _ = write!(
-                    o,
-                    "{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":{i},\"id\":"
-                );
+                let _ = write!(o, "{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":{i},\"id\":");
                 call_id(o, ctx, i);
                 o.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
                 push_str(o, name);
-                o.extend_from_slice(
-                    b",\"arguments\":\"\"}}]},\"logprobs\":null,\"finish_reason\":null}",
-                );
+                o.extend_from_slice(b",\"arguments\":\"\"}}]},\"logprobs\":null,\"finish_reason\":null}");
             }),
         )?;
         for piece in 0..content::ARG_PIECES {
@@ -186,7 +173,10 @@ pub(crate) fn chat_stream(em: &mut Emitter, ctx: &Ctx) -> Result<(), EmitError> 
                 em,
                 ctx,
                 Some(&|o: &mut Vec<u8>| {
-                    let _ = write!(o, "{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":{i},\"function\":{{\"arguments\":");
+                    let _ = write!(
+                        o,
+                        "{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":{i},\"function\":{{\"arguments\":"
+                    );
                     push_str(o, content::arg_piece(args, piece));
                     o.extend_from_slice(b"}}]},\"logprobs\":null,\"finish_reason\":null}");
                 }),
@@ -198,10 +188,7 @@ pub(crate) fn chat_stream(em: &mut Emitter, ctx: &Ctx) -> Result<(), EmitError> 
         em,
         ctx,
         Some(&|o: &mut Vec<u8>| {
-            let _ = write!(
-                o,
-                "{{\"index\":0,\"delta\":{{}},\"logprobs\":null,\"finish_reason\":\"{finish}\"}}"
-            );
+            let _ = write!(o, "{{\"index\":0,\"delta\":{{}},\"logprobs\":null,\"finish_reason\":\"{finish}\"}}");
         }),
     )?;
     if ctx.include_usage {
@@ -223,10 +210,7 @@ enum Item {
 fn items(p: &Plan) -> impl Iterator<Item = Item> {
     let reasoning = (p.thought_deltas > 0).then_some(Item::Reasoning);
     let message = (p.text_deltas > 0).then_some(Item::Message);
-    reasoning
-        .into_iter()
-        .chain(message)
-        .chain((0..p.tools).map(Item::Call))
+    reasoning.into_iter().chain(message).chain((0..p.tools).map(Item::Call))
 }
 
 fn item_id(out: &mut Vec<u8>, ctx: &Ctx, item: Item) {
@@ -238,9 +222,7 @@ fn item_id(out: &mut Vec<u8>, ctx: &Ctx, item: Item) {
 }
 
 fn text_part(out: &mut Vec<u8>, n: u32) {
-    out.extend_from_slice(
-        b"{\"type\":\"output_text\",\"annotations\":[],\"logprobs\":[],\"text\":",
-    );
+    out.extend_from_slice(b"{\"type\":\"output_text\",\"annotations\":[],\"logprobs\":[],\"text\":");
     content::push_text(out, n);
     out.push(b'}');
 }
@@ -261,10 +243,7 @@ fn item_json(out: &mut Vec<u8>, ctx: &Ctx, item: Item, done: bool) {
             out.push(b']');
         }
         Item::Message => {
-            let _ = write!(
-                out,
-                ",\"type\":\"message\",\"status\":\"{status}\",\"content\":["
-            );
+            let _ = write!(out, ",\"type\":\"message\",\"status\":\"{status}\",\"content\":[");
             if done {
                 text_part(out, ctx.plan.text_deltas);
             }
@@ -272,10 +251,7 @@ fn item_json(out: &mut Vec<u8>, ctx: &Ctx, item: Item, done: bool) {
         }
         Item::Call(i) => {
             let (name, args) = content::TOOLS[i];
-            let _ = write!(
-                out,
-                ",\"type\":\"function_call\",\"status\":\"{status}\",\"arguments\":"
-            );
+            let _ = write!(out, ",\"type\":\"function_call\",\"status\":\"{status}\",\"arguments\":");
             push_str(out, if done { args } else { "" });
             out.extend_from_slice(b",\"call_id\":");
             call_id(out, ctx, i);
@@ -288,11 +264,7 @@ fn item_json(out: &mut Vec<u8>, ctx: &Ctx, item: Item, done: bool) {
 
 /// Appends a response object; `completed` selects the final form with output and usage.
 fn response_json(out: &mut Vec<u8>, ctx: &Ctx, completed: bool) {
-    let status = if completed {
-        "completed"
-    } else {
-        "in_progress"
-    };
+    let status = if completed { "completed" } else { "in_progress" };
     let _ = write!(
         out,
         "{{\"id\":\"resp_mock{:012}\",\"object\":\"response\",\"created_at\":{},\"status\":\"{status}\",\"background\":false,\"error\":null,\"incomplete_details\":null,\"instructions\":null,\"max_output_tokens\":null,\"model\":",
@@ -377,9 +349,7 @@ pub(crate) fn responses_stream(em: &mut Emitter, ctx: &Ctx) -> Result<(), EmitEr
             Item::Reasoning => {
                 s.event("response.reasoning_summary_part.added", |o| {
                     at(o, ctx, item, oi);
-                    o.extend_from_slice(
-                        b",\"summary_index\":0,\"part\":{\"type\":\"summary_text\",\"text\":\"\"}",
-                    );
+                    o.extend_from_slice(b",\"summary_index\":0,\"part\":{\"type\":\"summary_text\",\"text\":\"\"}");
                 })?;
                 for t in content::THOUGHTS.iter().take(p.thought_deltas) {
                     s.event("response.reasoning_summary_text.delta", |o| {
@@ -395,9 +365,7 @@ pub(crate) fn responses_stream(em: &mut Emitter, ctx: &Ctx) -> Result<(), EmitEr
                 })?;
                 s.event("response.reasoning_summary_part.done", |o| {
                     at(o, ctx, item, oi);
-                    o.extend_from_slice(
-                        b",\"summary_index\":0,\"part\":{\"type\":\"summary_text\",\"text\":",
-                    );
+                    o.extend_from_slice(b",\"summary_index\":0,\"part\":{\"type\":\"summary_text\",\"text\":");
                     content::push_thoughts(o);
                     o.push(b'}');
                 })?;

@@ -27,23 +27,15 @@ impl<'a> Req<'a> {
         t.split_once('?').map_or(t, |(p, _)| p)
     }
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
-        self.head
-            .headers
-            .iter()
-            .map(|(n, v)| (self.text(n), self.text(v)))
+        self.head.headers.iter().map(|(n, v)| (self.text(n), self.text(v)))
     }
     pub(crate) fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
     /// The credential the client sent: a Bearer token, else x-api-key.
     pub(crate) fn credential(&self) -> Option<&'a str> {
         self.header("authorization")
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .or_else(|| self.header("x-api-key").map(str::trim))
     }
@@ -58,10 +50,7 @@ impl<'a> Req<'a> {
         SeenRequest {
             method: self.method().to_string(),
             path: self.target().to_string(),
-            headers: self
-                .headers()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: self.headers().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: self.body.to_vec(),
             sigv4_valid,
         }
@@ -106,18 +95,8 @@ pub(crate) fn route<'a>(req: &Req<'a>) -> Route<'a> {
         let rest = &path[i + "/model/".len()..];
         if let Some((model, action)) = rest.rsplit_once('/') {
             match action {
-                "invoke" => {
-                    return Route::Bedrock {
-                        model,
-                        stream: false,
-                    }
-                }
-                "invoke-with-response-stream" => {
-                    return Route::Bedrock {
-                        model,
-                        stream: true,
-                    }
-                }
+                "invoke" => return Route::Bedrock { model, stream: false },
+                "invoke-with-response-stream" => return Route::Bedrock { model, stream: true },
                 _ => {}
             }
         }
@@ -131,13 +110,8 @@ pub(crate) fn route<'a>(req: &Req<'a>) -> Route<'a> {
     } else if path.ends_with("/responses") {
         Route::Responses
     } else if path.ends_with("/models") {
-        let anthropic =
-            req.header("anthropic-version").is_some() || req.header("x-api-key").is_some();
-        Route::Models(if anthropic {
-            Family::Anthropic
-        } else {
-            Family::OpenAi
-        })
+        let anthropic = req.header("anthropic-version").is_some() || req.header("x-api-key").is_some();
+        Route::Models(if anthropic { Family::Anthropic } else { Family::OpenAi })
     } else {
         Route::Unknown
     }
@@ -152,10 +126,8 @@ pub(crate) fn percent_decode(s: &str) -> Cow<'_, str> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex =
+            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
         match (b[i], hex) {
             (b'%', Some(v)) => {
                 out.push(v);
@@ -177,54 +149,32 @@ mod tests {
     fn route_of(method: &str, target: &str, extra: &str) -> String {
         let raw = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
         let mut head = Head::default();
-        assert_eq!(
-            crate::mock::http::parse_head(raw.as_bytes(), &mut head),
-            Ok(true)
-        );
-        let req = Req {
-            buf: raw.as_bytes(),
-            head: &head,
-            body: &[],
-        };
+        assert_eq!(crate::mock::http::parse_head(raw.as_bytes(), &mut head), Ok(true));
+        let req = Req { buf: raw.as_bytes(), head: &head, body: &[] };
         format!("{:?}", route(&req))
     }
 
     #[test]
     fn routes_match_on_path_suffix_under_any_prefix() {
         assert_eq!(route_of("POST", "/v1/chat/completions", ""), "Chat");
-        assert_eq!(
-            route_of("POST", "/proxy/openai/v1/chat/completions?x=1", ""),
-            "Chat"
-        );
+        assert_eq!(route_of("POST", "/proxy/openai/v1/chat/completions?x=1", ""), "Chat");
         assert_eq!(route_of("POST", "/chat/completions", ""), "Chat");
         assert_eq!(route_of("POST", "/v1/responses", ""), "Responses");
         assert_eq!(route_of("POST", "/a/v1/messages", ""), "Messages");
-        assert_eq!(
-            route_of("POST", "/v1/messages/count_tokens", ""),
-            "CountTokens"
-        );
-        assert_eq!(
-            route_of("GET", "/v1/models", "anthropic-version: 1\r\n"),
-            "Models(Anthropic)"
-        );
+        assert_eq!(route_of("POST", "/v1/messages/count_tokens", ""), "CountTokens");
+        assert_eq!(route_of("GET", "/v1/models", "anthropic-version: 1\r\n"), "Models(Anthropic)");
         assert_eq!(route_of("GET", "/v1/models", ""), "Models(OpenAi)");
         assert_eq!(
             route_of("POST", "/model/m%3A0/invoke-with-response-stream", ""),
             "Bedrock { model: \"m%3A0\", stream: true }"
         );
-        assert_eq!(
-            route_of("POST", "/model/m/invoke", ""),
-            "Bedrock { model: \"m\", stream: false }"
-        );
+        assert_eq!(route_of("POST", "/model/m/invoke", ""), "Bedrock { model: \"m\", stream: false }");
         assert_eq!(route_of("POST", "/v1/other", ""), "Unknown");
     }
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(
-            percent_decode("anthropic.claude-v1%3A0"),
-            "anthropic.claude-v1:0"
-        );
+        assert_eq!(percent_decode("anthropic.claude-v1%3A0"), "anthropic.claude-v1:0");
         assert_eq!(percent_decode("plain"), "plain");
         assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
     }

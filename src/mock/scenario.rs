@@ -116,10 +116,7 @@ impl<'a> Scenario<'a> {
         let mut s = Scenario::default();
         let mut by_key = None;
         for (name, value) in headers {
-            let Some(key) = name
-                .get(..7)
-                .filter(|p| p.eq_ignore_ascii_case("x-mock-"))
-                .and_then(|_| name.get(7..))
+            let Some(key) = name.get(..7).filter(|p| p.eq_ignore_ascii_case("x-mock-")).and_then(|_| name.get(7..))
             else {
                 continue;
             };
@@ -184,10 +181,7 @@ mod tests {
         }
     }
 
-    fn parse(
-        h: &[(&'static str, &'static str)],
-        cred: Option<&str>,
-    ) -> Result<Scenario<'static>, ScenarioError> {
+    fn parse(h: &[(&'static str, &'static str)], cred: Option<&str>) -> Result<Scenario<'static>, ScenarioError> {
         Scenario::from_headers(h.iter().copied(), cred)
     }
 
@@ -204,10 +198,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(
-            (s.kind, s.events, s.status, s.retry_after),
-            (Kind::Tools, 7, Some(429), Some(3))
-        );
+        assert_eq!((s.kind, s.events, s.status, s.retry_after), (Kind::Tools, 7, Some(429), Some(3)));
     }
 
     #[test]
@@ -219,17 +210,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_errors() {
-        assert!(matches!(
-            parse(&[("x-mock-scenario", "nope")], None),
-            Err(ScenarioError::UnknownScenario(_))
-        ));
+        assert!(matches!(parse(&[("x-mock-scenario", "nope")], None), Err(ScenarioError::UnknownScenario(_))));
         assert!(parse(&[("x-mock-status", "abc")], None).is_err());
         assert!(parse(&[("x-mock-status", "42")], None).is_err());
-        assert_eq!(
-            parse(&[("x-mock-events", "999999999")], None)
-                .unwrap()
-                .events,
-            MAX_EVENTS
-        );
+        assert_eq!(parse(&[("x-mock-events", "999999999")], None).unwrap().events, MAX_EVENTS);
     }
 }

@@ -35,19 +35,14 @@ const UA_MARKERS: &[(&str, &str)] = &[
 ];
 
 /// Identifies the client. `header` looks a request header up by name, case-insensitively.
-pub fn detect_client(
-    user_agent: Option<&str>,
-    header: &dyn Fn(&str) -> Option<String>,
-) -> ClientInfo {
+pub fn detect_client(user_agent: Option<&str>, header: &dyn Fn(&str) -> Option<String>) -> ClientInfo {
     let name = detect_name(user_agent, header);
     let session_id = session_header(name)
         .iter()
         .chain(GENERIC_SESSION_HEADERS)
         .find_map(|h| header(h))
         .map(|s| s.trim().to_owned())
-        .filter(|s| {
-            !s.is_empty() && s.len() <= MAX_SESSION_ID_LEN && !s.chars().any(char::is_control)
-        });
+        .filter(|s| !s.is_empty() && s.len() <= MAX_SESSION_ID_LEN && !s.chars().any(char::is_control));
     ClientInfo { name, session_id }
 }
 
@@ -94,94 +89,43 @@ fn session_header(name: &str) -> &'static [&'static str] {
 }
 
 /// Session headers tried for every client after its own.
-const GENERIC_SESSION_HEADERS: &[&str] =
-    &["x-session-id", "session_id", "x-claude-code-session-id"];
+const GENERIC_SESSION_HEADERS: &[&str] = &["x-session-id", "session_id", "x-claude-code-session-id"];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn detect(ua: Option<&str>, headers: &[(&str, &str)]) -> ClientInfo {
-        let lookup = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| (*v).to_owned())
-        };
+        let lookup =
+            |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| (*v).to_owned());
         detect_client(ua, &lookup)
     }
 
     #[test]
     fn known_clients() {
-        let c = detect(
-            Some("claude-cli/2.0.0 (external, cli)"),
-            &[("X-Claude-Code-Session-Id", "abc")],
-        );
-        assert_eq!(
-            c,
-            ClientInfo {
-                name: "claude-code",
-                session_id: Some("abc".into())
-            }
-        );
+        let c = detect(Some("claude-cli/2.0.0 (external, cli)"), &[("X-Claude-Code-Session-Id", "abc")]);
+        assert_eq!(c, ClientInfo { name: "claude-code", session_id: Some("abc".into()) });
         let c = detect(
             Some("codex_cli_rs/0.38.0 (Ubuntu 24.04.2 LTS; x86_64) WindowsTerminal"),
             &[("session_id", "8f1f0b18"), ("originator", "codex_cli_rs")],
         );
-        assert_eq!(
-            c,
-            ClientInfo {
-                name: "codex",
-                session_id: Some("8f1f0b18".into())
-            }
-        );
-        assert_eq!(
-            detect(Some("GitHubCopilotChat/0.26.7"), &[]).name,
-            "copilot"
-        );
-        assert_eq!(
-            detect(Some("node"), &[("Copilot-Integration-Id", "vscode-chat")]).name,
-            "copilot"
-        );
+        assert_eq!(c, ClientInfo { name: "codex", session_id: Some("8f1f0b18".into()) });
+        assert_eq!(detect(Some("GitHubCopilotChat/0.26.7"), &[]).name, "copilot");
+        assert_eq!(detect(Some("node"), &[("Copilot-Integration-Id", "vscode-chat")]).name, "copilot");
         assert_eq!(detect(Some("Kilo-Code/4.1.0"), &[]).name, "kilo");
         assert_eq!(detect(Some("RooCode/3.20"), &[]).name, "roo");
         assert_eq!(detect(Some("Cline/3.17.0"), &[]).name, "cline");
-        assert_eq!(
-            detect(Some("Zed/0.190.5 (macos; aarch64)"), &[]).name,
-            "zed"
-        );
+        assert_eq!(detect(Some("Zed/0.190.5 (macos; aarch64)"), &[]).name, "zed");
         assert_eq!(detect(Some("Cursor/1.0"), &[]).name, "cursor");
-        assert_eq!(
-            detect(Some("OpenAI/Python 1.2"), &[("X-Title", "Roo Code")]).name,
-            "roo"
-        );
-        assert_eq!(
-            detect(Some("curl/8.0"), &[]),
-            ClientInfo {
-                name: "unknown",
-                session_id: None
-            }
-        );
-        assert_eq!(
-            detect(None, &[("x-claude-code-session-id", "s")]).name,
-            "claude-code"
-        );
+        assert_eq!(detect(Some("OpenAI/Python 1.2"), &[("X-Title", "Roo Code")]).name, "roo");
+        assert_eq!(detect(Some("curl/8.0"), &[]), ClientInfo { name: "unknown", session_id: None });
+        assert_eq!(detect(None, &[("x-claude-code-session-id", "s")]).name, "claude-code");
     }
 
     #[test]
     fn hostile_session_ids_are_dropped() {
         let long = "x".repeat(MAX_SESSION_ID_LEN + 1);
-        assert_eq!(
-            detect(Some("claude-cli/2"), &[("x-claude-code-session-id", &long)]).session_id,
-            None
-        );
-        assert_eq!(
-            detect(
-                Some("claude-cli/2"),
-                &[("x-claude-code-session-id", "a\u{7}b")]
-            )
-            .session_id,
-            None
-        );
+        assert_eq!(detect(Some("claude-cli/2"), &[("x-claude-code-session-id", &long)]).session_id, None);
+        assert_eq!(detect(Some("claude-cli/2"), &[("x-claude-code-session-id", "a\u{7}b")]).session_id, None);
     }
 }

@@ -30,7 +30,8 @@ pub fn error_body(shape: ErrorShape, status: u16, message: &str) -> Vec<u8> {
             format!(r#"{{"error":{{"message":{msg},"type":"{kind}","param":null,"code":"{code}"}}}}"#).into_bytes()
         }
         ErrorShape::Anthropic => {
-            format!(r#"{{"type":"error","error":{{"type":"{}","message":{msg}}}}}"#, anthropic_type(status)).into_bytes()
+            format!(r#"{{"type":"error","error":{{"type":"{}","message":{msg}}}}}"#, anthropic_type(status))
+                .into_bytes()
         }
     }
 }
@@ -53,7 +54,8 @@ fn openai_type(status: u16) -> (&'static str, &'static str) {
     }
 }
 
-fn anthropic_type(status: u16) -> &'static str {
+/// Anthropic's error `type` for an HTTP status (also used for Bedrock errors turned into Anthropic's shape).
+pub fn anthropic_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
         403 => "permission_error",
@@ -61,8 +63,8 @@ fn anthropic_type(status: u16) -> &'static str {
         413 => "request_too_large",
         429 => "rate_limit_error",
         503 | 529 => "overloaded_error",
-        _ if status >= 500 => "api_error",
-        _ => "invalid_request_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
     }
 }
 
@@ -72,7 +74,8 @@ mod tests {
 
     #[test]
     fn shapes_parse_as_the_providers_do() {
-        let v: serde_json::Value = serde_json::from_slice(&error_body(ErrorShape::OpenAi, 401, "bad \"token\"")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&error_body(ErrorShape::OpenAi, 401, "bad \"token\"")).unwrap();
         assert_eq!(v["error"]["message"], "bad \"token\"");
         assert_eq!(v["error"]["code"], "invalid_api_key");
         let v: serde_json::Value = serde_json::from_slice(&error_body(ErrorShape::Anthropic, 401, "no")).unwrap();

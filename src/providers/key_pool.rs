@@ -66,9 +66,7 @@ pub struct KeyPool {
 impl KeyPool {
     /// A pool of `n_keys` healthy keys (0 keys: `pick` always returns `None`).
     pub fn new(n_keys: usize) -> Self {
-        KeyPool {
-            keys: vec![KeyState::Healthy; n_keys],
-        }
+        KeyPool { keys: vec![KeyState::Healthy; n_keys] }
     }
 
     /// How many keys the pool holds.
@@ -95,13 +93,7 @@ impl KeyPool {
 
     /// Records what the provider answered on `key`, reading an HTTP-date `Retry-After` against the
     /// system clock. See [`KeyPool::on_response_at`].
-    pub fn on_response(
-        &mut self,
-        key: usize,
-        status: u16,
-        retry_after: Option<&str>,
-        now: Instant,
-    ) -> KeyVerdict {
+    pub fn on_response(&mut self, key: usize, status: u16, retry_after: Option<&str>, now: Instant) -> KeyVerdict {
         self.on_response_at(key, status, retry_after, now, SystemTime::now())
     }
 
@@ -120,10 +112,8 @@ impl KeyPool {
         };
         match status {
             429 => {
-                let rest = retry_after
-                    .and_then(|v| parse_retry_after(v, wall_now))
-                    .unwrap_or(DEFAULT_REST)
-                    .min(MAX_REST);
+                let rest =
+                    retry_after.and_then(|v| parse_retry_after(v, wall_now)).unwrap_or(DEFAULT_REST).min(MAX_REST);
                 if *state != KeyState::Disabled {
                     *state = KeyState::Resting(now + rest);
                 }
@@ -182,11 +172,7 @@ pub fn parse_retry_after(value: &str, wall_now: SystemTime) -> Option<Duration> 
     let v = value.trim();
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         // Very long digit strings overflow u64: treat them as "very long", the cap applies later.
-        return Some(
-            v.parse::<u64>()
-                .map(Duration::from_secs)
-                .unwrap_or(MAX_REST),
-        );
+        return Some(v.parse::<u64>().map(Duration::from_secs).unwrap_or(MAX_REST));
     }
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
@@ -221,10 +207,7 @@ mod tests {
         assert!(v.fail_over());
         assert_eq!(p.next_after(0, t), Some(1));
         assert_eq!(p.pick(t + Duration::from_secs(59)), Some(1));
-        assert_eq!(
-            p.state(0, t + Duration::from_secs(59)),
-            Some(KeyState::Resting(t + DEFAULT_REST))
-        );
+        assert_eq!(p.state(0, t + Duration::from_secs(59)), Some(KeyState::Resting(t + DEFAULT_REST)));
         assert_eq!(p.pick(t + DEFAULT_REST), Some(0), "back after the rest");
         assert_eq!(p.state(0, t + DEFAULT_REST), Some(KeyState::Healthy));
     }
@@ -233,10 +216,7 @@ mod tests {
     fn rate_limit_with_retry_after_seconds_and_date() {
         let mut p = KeyPool::new(2);
         let t = Instant::now();
-        assert_eq!(
-            p.on_response(0, 429, Some(" 7 "), t),
-            KeyVerdict::FailOverRested(Duration::from_secs(7))
-        );
+        assert_eq!(p.on_response(0, 429, Some(" 7 "), t), KeyVerdict::FailOverRested(Duration::from_secs(7)));
         assert_eq!(p.pick(t + Duration::from_secs(6)), Some(1));
         assert_eq!(p.pick(t + Duration::from_secs(7)), Some(0));
 
@@ -248,18 +228,9 @@ mod tests {
         assert_eq!(v, KeyVerdict::FailOverRested(Duration::ZERO));
         assert_eq!(p.pick(t), Some(1));
         // Garbage falls back to the default; huge values are capped.
-        assert_eq!(
-            p.on_response(1, 429, Some("soon"), t),
-            KeyVerdict::FailOverRested(DEFAULT_REST)
-        );
-        assert_eq!(
-            p.on_response(1, 429, Some("99999999999999999999999"), t),
-            KeyVerdict::FailOverRested(MAX_REST)
-        );
-        assert_eq!(
-            p.on_response(1, 429, Some("86400"), t),
-            KeyVerdict::FailOverRested(MAX_REST)
-        );
+        assert_eq!(p.on_response(1, 429, Some("soon"), t), KeyVerdict::FailOverRested(DEFAULT_REST));
+        assert_eq!(p.on_response(1, 429, Some("99999999999999999999999"), t), KeyVerdict::FailOverRested(MAX_REST));
+        assert_eq!(p.on_response(1, 429, Some("86400"), t), KeyVerdict::FailOverRested(MAX_REST));
     }
 
     #[test]
@@ -324,20 +295,11 @@ mod tests {
     fn retry_after_parsing() {
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_757);
         assert_eq!(parse_retry_after("0", wall), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("120", wall),
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(parse_retry_after("120", wall), Some(Duration::from_secs(120)));
         assert_eq!(parse_retry_after("-1", wall), None);
         assert_eq!(parse_retry_after("1.5", wall), None);
         assert_eq!(parse_retry_after("", wall), None);
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:50:17 GMT", wall),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", wall),
-            None
-        );
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:17 GMT", wall), Some(Duration::from_secs(60)));
+        assert_eq!(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", wall), None);
     }
 }

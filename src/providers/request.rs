@@ -32,18 +32,12 @@ pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
     let model = match v.get("model") {
         None => String::new(),
         Some(m) if m.is_null() => String::new(),
-        Some(m) => m
-            .as_str()
-            .ok_or(InspectError::WrongType("model"))?
-            .to_owned(),
+        Some(m) => m.as_str().ok_or(InspectError::WrongType("model"))?.to_owned(),
     };
     let stream = bool_field(&v, "stream")?;
     let background = api == Api::Responses && bool_field(&v, "background")?;
     let include_usage = api == Api::ChatCompletions
-        && v.get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(|b| b.as_bool())
-            .unwrap_or(false);
+        && v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(|b| b.as_bool()).unwrap_or(false);
     let prompt = match api {
         Api::ChatCompletions | Api::Messages => v.get("messages").and_then(last_user_message),
         Api::Responses => match v.get("input") {
@@ -52,13 +46,7 @@ pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
             None => None,
         },
     };
-    Ok(RequestInfo {
-        model,
-        stream,
-        prompt,
-        background,
-        include_usage,
-    })
+    Ok(RequestInfo { model, stream, prompt, background, include_usage })
 }
 
 /// A boolean field: absent or null → false; any other non-boolean is a client error.
@@ -94,12 +82,7 @@ fn content_text(content: &BorrowedValue<'_>) -> Option<String> {
     let parts: Vec<&str> = content
         .as_array()?
         .iter()
-        .filter(|p| {
-            matches!(
-                p.get("type").and_then(|t| t.as_str()),
-                Some("text" | "input_text")
-            )
-        })
+        .filter(|p| matches!(p.get("type").and_then(|t| t.as_str()), Some("text" | "input_text")))
         .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
         .collect();
     if parts.is_empty() {
@@ -121,10 +104,7 @@ pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let members = object_members(body, open)?;
-    let found = members[..]
-        .iter()
-        .rev()
-        .find(|m| key_is(body, m, b"stream_options"));
+    let found = members[..].iter().rev().find(|m| key_is(body, m, b"stream_options"));
     let splice = |at: std::ops::Range<usize>, with: &[u8]| {
         let mut out = Vec::with_capacity(body.len() + with.len());
         out.extend_from_slice(&body[..at.start]);
@@ -144,20 +124,12 @@ pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
         return Some(splice(opts.value.clone(), br#"{"include_usage":true}"#));
     }
     let inner = object_members(body, opts.value.start)?;
-    match inner[..]
-        .iter()
-        .rev()
-        .find(|m| key_is(body, m, b"include_usage"))
-    {
+    match inner[..].iter().rev().find(|m| key_is(body, m, b"include_usage")) {
         Some(iu) if &body[iu.value.clone()] == b"true" => None,
         Some(iu) => Some(splice(iu.value.clone(), b"true")),
         None => {
             let at = opts.value.start + 1;
-            let with: &[u8] = if inner.is_empty() {
-                br#""include_usage":true"#
-            } else {
-                br#""include_usage":true,"#
-            };
+            let with: &[u8] = if inner.is_empty() { br#""include_usage":true"# } else { br#""include_usage":true,"# };
             Some(splice(at..at, with))
         }
     }
@@ -194,10 +166,7 @@ fn object_members(b: &[u8], open: usize) -> Option<Vec<Member>> {
         }
         let vstart = skip_ws(b, colon + 1);
         let vend = skip_value(b, vstart)?;
-        out.push(Member {
-            key: i..key_end,
-            value: vstart..vend,
-        });
+        out.push(Member { key: i..key_end, value: vstart..vend });
         i = skip_ws(b, vend);
         match *b.get(i)? {
             b',' => i = skip_ws(b, i + 1),
@@ -258,8 +227,7 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
-            {
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
                 j += 1;
             }
             Some(j)
@@ -282,30 +250,18 @@ mod tests {
             edit(r#"{"model":"m", "stream":true}"#).unwrap(),
             r#"{"stream_options":{"include_usage":true},"model":"m", "stream":true}"#
         );
-        assert_eq!(
-            edit("{ }").unwrap(),
-            r#"{"stream_options":{"include_usage":true} }"#
-        );
+        assert_eq!(edit("{ }").unwrap(), r#"{"stream_options":{"include_usage":true} }"#);
         assert_eq!(
             edit(r#"{"stream_options": {"include_usage" : false}, "x":"}"}"#).unwrap(),
             r#"{"stream_options": {"include_usage" : true}, "x":"}"}"#
         );
-        assert_eq!(
-            edit(r#"{"stream_options":null}"#).unwrap(),
-            r#"{"stream_options":{"include_usage":true}}"#
-        );
+        assert_eq!(edit(r#"{"stream_options":null}"#).unwrap(), r#"{"stream_options":{"include_usage":true}}"#);
         assert_eq!(
             edit(r#"{"stream_options":{"a":[1,{"b":"\"}"}]}}"#).unwrap(),
             r#"{"stream_options":{"include_usage":true,"a":[1,{"b":"\"}"}]}}"#
         );
-        assert_eq!(
-            edit(r#"{"stream_options":{}}"#).unwrap(),
-            r#"{"stream_options":{"include_usage":true}}"#
-        );
-        assert_eq!(
-            edit(r#"{"stream_options":{"include_usage":true},"m":1}"#),
-            None
-        );
+        assert_eq!(edit(r#"{"stream_options":{}}"#).unwrap(), r#"{"stream_options":{"include_usage":true}}"#);
+        assert_eq!(edit(r#"{"stream_options":{"include_usage":true},"m":1}"#), None);
         assert_eq!(edit(r#"[1]"#), None);
         assert_eq!(edit(r#"{"a":"#), None);
     }
@@ -325,19 +281,14 @@ mod tests {
                 include_usage: true
             }
         );
-        let msgs = br#"{"model":"claude","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#;
+        let msgs =
+            br#"{"model":"claude","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#;
         assert_eq!(inspect(Api::Messages, msgs).unwrap().prompt, None);
         let resp = br#"{"model":"gpt-5","input":"hello","background":true}"#;
         let i = inspect(Api::Responses, resp).unwrap();
-        assert_eq!(
-            (i.prompt.as_deref(), i.background, i.stream),
-            (Some("hello"), true, false)
-        );
+        assert_eq!((i.prompt.as_deref(), i.background, i.stream), (Some("hello"), true, false));
         let items = br#"{"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"q"}]}]}"#;
-        assert_eq!(
-            inspect(Api::Responses, items).unwrap().prompt.as_deref(),
-            Some("q")
-        );
+        assert_eq!(inspect(Api::Responses, items).unwrap().prompt.as_deref(), Some("q"));
         let tool_out = br#"{"model":"gpt-5","input":[{"role":"user","content":"q"},{"type":"function_call_output","call_id":"c","output":"r"}]}"#;
         assert_eq!(inspect(Api::Responses, tool_out).unwrap().prompt, None);
     }
@@ -345,18 +296,9 @@ mod tests {
     #[test]
     fn inspect_errors_are_typed() {
         assert_eq!(inspect(Api::Messages, b"{"), Err(InspectError::InvalidJson));
-        assert_eq!(
-            inspect(Api::Messages, b"[]"),
-            Err(InspectError::NotAnObject)
-        );
-        assert_eq!(
-            inspect(Api::Messages, br#"{"model":1}"#),
-            Err(InspectError::WrongType("model"))
-        );
-        assert_eq!(
-            inspect(Api::Messages, br#"{"model":"m","stream":"yes"}"#),
-            Err(InspectError::WrongType("stream"))
-        );
+        assert_eq!(inspect(Api::Messages, b"[]"), Err(InspectError::NotAnObject));
+        assert_eq!(inspect(Api::Messages, br#"{"model":1}"#), Err(InspectError::WrongType("model")));
+        assert_eq!(inspect(Api::Messages, br#"{"model":"m","stream":"yes"}"#), Err(InspectError::WrongType("stream")));
     }
 
     proptest! {

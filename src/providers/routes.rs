@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn splits_bridge_paths() {
-        assert_eq!(split_bridge_path("/api/v2/aibridge/openai/v1/chat/completions"), Some(("openai", "/v1/chat/completions")));
+        assert_eq!(
+            split_bridge_path("/api/v2/aibridge/openai/v1/chat/completions"),
+            Some(("openai", "/v1/chat/completions"))
+        );
         assert_eq!(split_bridge_path("/api/v2/aibridge/x?y=1"), Some(("x", "?y=1")));
         assert_eq!(split_bridge_path("/api/v2/other"), None);
     }
@@ -142,7 +145,10 @@ mod tests {
         assert_eq!(upstream_path(k, "", "/v1/chat/completions"), "/v1/chat/completions");
         assert_eq!(upstream_path(k, "/backend-api/codex", "/responses"), "/backend-api/codex/responses");
         assert_eq!(upstream_path(k, "/v1", "/v1/models?limit=2"), "/v1/models?limit=2");
-        assert_eq!(upstream_path(ProviderType::Anthropic, "/proxy/anthropic", "/v1/messages"), "/proxy/anthropic/v1/messages");
+        assert_eq!(
+            upstream_path(ProviderType::Anthropic, "/proxy/anthropic", "/v1/messages"),
+            "/proxy/anthropic/v1/messages"
+        );
         assert_eq!(upstream_path(ProviderType::Anthropic, "/v1", "/v1/messages"), "/v1/v1/messages");
     }
 }

@@ -28,7 +28,11 @@ pub enum NoHead {
 }
 
 /// Reads until `buf` starts with a complete request head; parses it and removes it from `buf`.
-pub async fn read_head(client: &mut Conn, buf: &mut Vec<u8>, shutdown: &Rc<LocalShutdown>) -> Result<RequestHead, NoHead> {
+pub async fn read_head(
+    client: &mut Conn,
+    buf: &mut Vec<u8>,
+    shutdown: &Rc<LocalShutdown>,
+) -> Result<RequestHead, NoHead> {
     let mut head_deadline = None;
     loop {
         if !buf.is_empty() {
@@ -59,15 +63,21 @@ pub async fn read_head(client: &mut Conn, buf: &mut Vec<u8>, shutdown: &Rc<Local
                     _ = shutdown.wait() => return Err(NoHead::Closed),
                 }
             }
-            Some(deadline) => match monoio::time::timeout_at(deadline.into(), client.read_more(owned, CLIENT_READ_SPARE)).await {
-                Ok(r) => r,
-                Err(_) => return Err(NoHead::Error(RelayError::HeadTimeout)),
-            },
+            Some(deadline) => {
+                match monoio::time::timeout_at(deadline.into(), client.read_more(owned, CLIENT_READ_SPARE)).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(NoHead::Error(RelayError::HeadTimeout)),
+                }
+            }
         };
         *buf = owned;
         match res {
             Ok(0) => {
-                return Err(if buf.is_empty() { NoHead::Closed } else { NoHead::Error(RelayError::BadBody("connection closed inside the request head".into())) });
+                return Err(if buf.is_empty() {
+                    NoHead::Closed
+                } else {
+                    NoHead::Error(RelayError::BadBody("connection closed inside the request head".into()))
+                });
             }
             Ok(_) => {}
             Err(_) => return Err(NoHead::Closed),
@@ -77,7 +87,12 @@ pub async fn read_head(client: &mut Conn, buf: &mut Vec<u8>, shutdown: &Rc<Local
 
 /// Reads the request body announced by `head` (Content-Length or chunked), at most `limit` bytes.
 /// Bytes of the next pipelined request stay in `buf`.
-pub async fn read_body(client: &mut Conn, buf: &mut Vec<u8>, head: &RequestHead, limit: usize) -> Result<Vec<u8>, RelayError> {
+pub async fn read_body(
+    client: &mut Conn,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+    limit: usize,
+) -> Result<Vec<u8>, RelayError> {
     match head.body {
         BodyKind::Empty => Ok(Vec::new()),
         BodyKind::Length(n) => {

@@ -18,6 +18,8 @@ pub const UPSTREAM_READ_SPARE: usize = 16 * 1024;
 
 /// A fully rendered upstream request.
 pub struct UpstreamRequest {
+    /// The pool slot of the instance (see [`Upstreams`]).
+    pub slot: usize,
     pub key: PoolKey,
     /// Request line, headers and body, ready to write.
     pub bytes: Vec<u8>,
@@ -62,8 +64,8 @@ pub struct UpstreamResponse {
 
 /// Sends `req` and reads the response head. A reused connection that fails before any response byte is
 /// replaced by a fresh one once; nothing had reached the client, so the retry is safe.
-pub async fn send(upstreams: &Upstreams, req: &UpstreamRequest) -> Result<UpstreamResponse, RelayError> {
-    let first = upstreams.checkout(&req.key).await?;
+pub async fn send(upstreams: &Upstreams, req: &mut UpstreamRequest) -> Result<UpstreamResponse, RelayError> {
+    let first = upstreams.checkout(req.slot, &req.key).await?;
     match attempt(first.conn, req).await {
         Ok(r) => Ok(r),
         Err(Attempt::DeadBeforeAnswer(e)) if first.reused => {
@@ -89,8 +91,10 @@ impl Attempt {
     }
 }
 
-async fn attempt(mut conn: Conn, req: &UpstreamRequest) -> Result<UpstreamResponse, Attempt> {
-    let (res, _) = conn.write_all(req.bytes.clone()).await;
+async fn attempt(mut conn: Conn, req: &mut UpstreamRequest) -> Result<UpstreamResponse, Attempt> {
+    // The buffer goes to the kernel and comes back, so a retry can send it again without a copy.
+    let (res, bytes) = conn.write_all(std::mem::take(&mut req.bytes)).await;
+    req.bytes = bytes;
     if res.is_err() {
         return Err(Attempt::DeadBeforeAnswer(RelayError::UpstreamClosed));
     }
@@ -100,15 +104,22 @@ async fn attempt(mut conn: Conn, req: &UpstreamRequest) -> Result<UpstreamRespon
     let mut buf = Vec::with_capacity(UPSTREAM_READ_SPARE);
     let deadline = std::time::Instant::now() + UPSTREAM_HEAD_TIMEOUT;
     loop {
-        let (res, owned) = match monoio::time::timeout_at(deadline.into(), conn.read_more(buf, UPSTREAM_READ_SPARE)).await {
-            Ok(r) => r,
-            Err(_) => return Err(Attempt::Failed(RelayError::UpstreamTimeout)),
-        };
+        let (res, owned) =
+            match monoio::time::timeout_at(deadline.into(), conn.read_more(buf, UPSTREAM_READ_SPARE)).await {
+                Ok(r) => r,
+                Err(_) => return Err(Attempt::Failed(RelayError::UpstreamTimeout)),
+            };
         buf = owned;
         match res {
             Ok(0) | Err(_) if buf.is_empty() => return Err(Attempt::DeadBeforeAnswer(RelayError::UpstreamClosed)),
-            Ok(0) => return Err(Attempt::Failed(RelayError::UpstreamProtocol("connection closed inside the response head".into()))),
-            Err(e) => return Err(Attempt::Failed(RelayError::UpstreamProtocol(format!("reading the response head: {e}")))),
+            Ok(0) => {
+                return Err(Attempt::Failed(RelayError::UpstreamProtocol(
+                    "connection closed inside the response head".into(),
+                )))
+            }
+            Err(e) => {
+                return Err(Attempt::Failed(RelayError::UpstreamProtocol(format!("reading the response head: {e}"))))
+            }
             Ok(_) => {}
         }
         loop {

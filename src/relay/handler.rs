@@ -106,15 +106,22 @@ async fn handle_request(svc: &WorkerService, client: &mut Conn, buf: &mut Vec<u8
 }
 
 /// Finds the instance and route kind; errors carry the shape to answer in.
-fn route(svc: &WorkerService, head: &RequestHead, target: &str) -> Result<(usize, String, RouteKind), (ErrorShape, RelayError)> {
-    let not_found = || RelayError::NotFound { method: head.method.clone(), path: target.split('?').next().unwrap_or("").to_string() };
+fn route(
+    svc: &WorkerService,
+    head: &RequestHead,
+    target: &str,
+) -> Result<(usize, String, RouteKind), (ErrorShape, RelayError)> {
+    let not_found = || RelayError::NotFound {
+        method: head.method.clone(),
+        path: target.split('?').next().unwrap_or("").to_string(),
+    };
     let Some((name, rest)) = split_bridge_path(target) else {
         return Err((default_shape(), not_found()));
     };
     if !svc.gw.config.enabled {
         return Err((default_shape(), RelayError::Disabled));
     }
-    let Some(&idx) = svc.gw.by_name.get(name) else {
+    let Some(idx) = svc.gw.instance_index(name) else {
         return Err((default_shape(), not_found()));
     };
     let inst = &svc.gw.instances[idx];
@@ -141,7 +148,7 @@ fn authenticate(svc: &WorkerService, head: &RequestHead) -> Result<Caller, Relay
     if token.is_empty() {
         return Err(RelayError::Unauthorized("missing gateway token: send Authorization: Bearer <token> or X-Api-Key"));
     }
-    match svc.gw.tokens.verify(&token, SystemTime::now()) {
+    match svc.gw.tokens.verify_memo(&token, SystemTime::now(), &mut svc.token_memo.borrow_mut()) {
         Ok(principal) => Ok(Caller { principal, byok }),
         Err(_) => Err(RelayError::Unauthorized("invalid, expired or revoked gateway token")),
     }
@@ -157,7 +164,9 @@ async fn reject(client: &mut Conn, buf: &mut Vec<u8>, head: &RequestHead, shape:
 async fn discard_small_body(client: &mut Conn, buf: &mut Vec<u8>, head: &RequestHead) -> bool {
     match head.body {
         BodyKind::Empty => true,
-        BodyKind::Length(n) if n <= DISCARDABLE_BODY => read_body(client, buf, head, DISCARDABLE_BODY as usize).await.is_ok(),
+        BodyKind::Length(n) if n <= DISCARDABLE_BODY => {
+            read_body(client, buf, head, DISCARDABLE_BODY as usize).await.is_ok()
+        }
         _ => false,
     }
 }
@@ -224,7 +233,11 @@ async fn proxy(
             body = br.body;
             (format!("{}{}", inst.target.base_path, br.path), Some(br.model_id), br.stream)
         }
-        _ => (upstream_path(inst.config.kind, &inst.target.base_path, rest), None, info.as_ref().is_some_and(|i| i.stream)),
+        _ => (
+            upstream_path(inst.config.kind, &inst.target.base_path, rest),
+            None,
+            info.as_ref().is_some_and(|i| i.stream),
+        ),
     };
     let bedrock_stream = inst.bedrock.is_some() && stream;
 
@@ -272,8 +285,13 @@ async fn proxy(
 
     // Send, failing over between keys before anything reached the client.
     let upstream = loop {
-        let req = UpstreamRequest { key: inst.pool_key.clone(), bytes: render(inst, head, &path, credential, &body, stream)?, is_head: head.method == "HEAD" };
-        let resp = match send(&svc.upstreams, &req).await {
+        let mut req = UpstreamRequest {
+            slot: inst.pool_slot,
+            key: inst.pool_key.clone(),
+            bytes: render(inst, head, &path, credential, &body, stream)?,
+            is_head: head.method == "HEAD",
+        };
+        let resp = match send(&svc.upstreams, &mut req).await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(i) = interception.take() {
@@ -330,7 +348,10 @@ fn credential_hint(inst: &Instance, head: &RequestHead, c: Credential) -> Option
             None => inst.config.keys.get(k).map(Secret::hint),
         },
         Credential::Byok => {
-            let raw = head.header_str("authorization").map(|a| a.trim_start_matches("Bearer ").trim_start_matches("bearer ")).or_else(|| head.header_str("x-api-key"))?;
+            let raw = head
+                .header_str("authorization")
+                .map(|a| a.trim_start_matches("Bearer ").trim_start_matches("bearer "))
+                .or_else(|| head.header_str("x-api-key"))?;
             Some(Secret::new(raw.trim()).hint())
         }
         Credential::None => None,
@@ -345,23 +366,34 @@ fn skip_upstream(name: &str, byok: bool, bedrock: bool) -> bool {
         || name.eq_ignore_ascii_case("accept-encoding")
         || name.eq_ignore_ascii_case("expect")
         || name.eq_ignore_ascii_case("x-coder-ai-governance-token")
-        || ((!byok || bedrock) && (name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("x-api-key")))
-        || (bedrock && (name.eq_ignore_ascii_case("anthropic-version") || name.to_ascii_lowercase().starts_with("x-amz-")))
+        || ((!byok || bedrock)
+            && (name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("x-api-key")))
+        || (bedrock
+            && (name.eq_ignore_ascii_case("anthropic-version") || name.to_ascii_lowercase().starts_with("x-amz-")))
 }
 
 /// Renders the upstream request for one credential.
-fn render(inst: &Instance, head: &RequestHead, path: &str, credential: Credential, body: &[u8], stream: bool) -> Result<Vec<u8>, RelayError> {
+fn render(
+    inst: &Instance,
+    head: &RequestHead,
+    path: &str,
+    credential: Credential,
+    body: &[u8],
+    stream: bool,
+) -> Result<Vec<u8>, RelayError> {
     let byok = matches!(credential, Credential::Byok);
-    let mut forwarded = head
-        .headers
-        .iter()
-        .filter(|h| !skip_upstream(&h.name, byok, inst.bedrock.is_some()) && !http::is_connection_nominated(&head.headers, &h.name));
+    let mut forwarded = head.headers.iter().filter(|h| {
+        !skip_upstream(&h.name, byok, inst.bedrock.is_some()) && !http::is_connection_nominated(&head.headers, &h.name)
+    });
     let host = inst.target.host_header();
     let mut owned: Vec<(String, String)> = Vec::new();
     match (&inst.bedrock, credential) {
         (Some(b), _) => {
             owned.push(("content-type".into(), "application/json".into()));
-            owned.push(("accept".into(), if stream { "application/vnd.amazon.eventstream" } else { "application/json" }.into()));
+            owned.push((
+                "accept".into(),
+                if stream { "application/vnd.amazon.eventstream" } else { "application/json" }.into(),
+            ));
             if let Credential::Key(k) = credential {
                 let cred = b.credentials.get(k).ok_or_else(|| RelayError::Translate("no AWS credential".into()))?;
                 let to_sign: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
@@ -374,7 +406,9 @@ fn render(inst: &Instance, head: &RequestHead, path: &str, credential: Credentia
             let key = inst.config.keys[k].expose();
             match inst.config.kind {
                 ProviderType::Anthropic => owned.push(("x-api-key".into(), key.to_string())),
-                ProviderType::OpenAi | ProviderType::Copilot => owned.push(("authorization".into(), format!("Bearer {key}"))),
+                ProviderType::OpenAi | ProviderType::Copilot => {
+                    owned.push(("authorization".into(), format!("Bearer {key}")))
+                }
             }
         }
         (None, _) => {}
@@ -385,7 +419,11 @@ fn render(inst: &Instance, head: &RequestHead, path: &str, credential: Credentia
 }
 
 fn response_header(headers: &[Header], name: &str) -> Option<String> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| std::str::from_utf8(&h.value).ok()).map(str::to_string)
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(&h.value).ok())
+        .map(str::to_string)
 }
 
 /// Relays the upstream response to the client and records how it went.
@@ -428,7 +466,9 @@ async fn relay_response(
             translator: Box::new(SseTranslator::new()),
             observer: Box::new(StreamObserver::new(Api::Messages)),
         },
-        Some(api) if content_type.starts_with("text/event-stream") => Observer::Stream(Box::new(StreamObserver::new(api))),
+        Some(api) if content_type.starts_with("text/event-stream") => {
+            Observer::Stream(Box::new(StreamObserver::new(api)))
+        }
         Some(api) => Observer::Json { api, body: Vec::new(), overflow: false },
         None => Observer::None,
     };
@@ -439,7 +479,7 @@ async fn relay_response(
 
     let end = relay_body(&mut up, client, &up_head, head_bytes, leftover, to_client, &mut observer).await;
     match end {
-        BodyEnd::Complete { reusable } if reusable => svc.upstreams.checkin(&inst.pool_key, up),
+        BodyEnd::Complete { reusable } if reusable => svc.upstreams.checkin(inst.pool_slot, up),
         _ => drop(up),
     }
     if let Some(mut i) = interception.take() {
@@ -483,7 +523,9 @@ fn client_head(up: &http::ResponseHead, to_client: ToClient, keep_alive: bool, e
         http::write_header(&mut out, "Cache-Control", b"no-cache");
     }
     match to_client {
-        ToClient::Raw if matches!(up.body, ResponseBody::Chunked) => http::write_header(&mut out, "Transfer-Encoding", b"chunked"),
+        ToClient::Raw if matches!(up.body, ResponseBody::Chunked) => {
+            http::write_header(&mut out, "Transfer-Encoding", b"chunked")
+        }
         ToClient::Reframe { chunked: true } => http::write_header(&mut out, "Transfer-Encoding", b"chunked"),
         _ => {}
     }

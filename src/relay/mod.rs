@@ -9,14 +9,13 @@ pub mod record;
 pub mod response;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use monoio::net::TcpStream;
 
-use crate::auth::TokenCache;
+use crate::auth::{TokenCache, VerifiedMemo};
 use crate::config::{AwsCredential, Config, ProviderConfig, ProviderType, UpstreamUrl};
 use crate::providers::errors::ErrorShape;
 use crate::providers::key_pool::KeyPool;
@@ -36,6 +35,8 @@ pub struct Instance {
     /// Where requests go: the base URL, or the Bedrock runtime endpoint.
     pub target: UpstreamUrl,
     pub pool_key: PoolKey,
+    /// This instance's slot in each worker's upstream pool (its index).
+    pub pool_slot: usize,
     /// Set for anthropic instances routed to Bedrock.
     pub bedrock: Option<BedrockTarget>,
 }
@@ -51,7 +52,6 @@ pub struct BedrockTarget {
 pub struct Gateway {
     pub config: Arc<Config>,
     pub instances: Vec<Instance>,
-    pub by_name: HashMap<String, usize>,
     pub tokens: TokenCache,
     pub sink: SinkHandle,
     pub dns: DnsCache,
@@ -61,6 +61,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The instance named `name`. A linear scan: gateways have a handful of instances, and comparing a few
+    /// short names beats hashing the name on every request.
+    pub fn instance_index(&self, name: &str) -> Option<usize> {
+        self.instances.iter().position(|i| i.config.name == name)
+    }
+
     /// Derives the instances from the configuration. `aws_env` are the standard AWS credentials, used by
     /// Bedrock instances that configure none.
     pub fn new(
@@ -72,19 +78,22 @@ impl Gateway {
         aws_env: Option<AwsCredential>,
     ) -> Gateway {
         let mut instances = Vec::new();
-        let mut by_name = HashMap::new();
         for p in &config.providers {
             let (target, bedrock) = match &p.bedrock {
                 Some(b) => {
                     let target = crate::providers::bedrock::request::endpoint(b);
-                    let credentials = if b.credentials.is_empty() { aws_env.iter().cloned().collect() } else { b.credentials.clone() };
+                    let credentials = if b.credentials.is_empty() {
+                        aws_env.iter().cloned().collect()
+                    } else {
+                        b.credentials.clone()
+                    };
                     let region = b.region.clone().unwrap_or_else(|| "us-east-1".to_string());
                     (target, Some(BedrockTarget { region, credentials }))
                 }
                 None => (p.base_url.clone(), None),
             };
-            by_name.insert(p.name.clone(), instances.len());
             instances.push(Instance {
+                pool_slot: instances.len(),
                 pool_key: PoolKey::of(&target),
                 shape: ErrorShape::of(p.kind),
                 target,
@@ -93,7 +102,7 @@ impl Gateway {
             });
         }
         let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
-        Gateway { config, instances, by_name, tokens, sink, dns, tls, recording }
+        Gateway { config, instances, tokens, sink, dns, tls, recording }
     }
 
     /// Every upstream host the workers may connect to, for the DNS resolver.
@@ -112,11 +121,13 @@ pub struct WorkerService {
     /// Per instance (by index): failover state of its keys. Worker-local, so no locks.
     key_pools: Vec<RefCell<KeyPool>>,
     inflight: Rc<InFlight>,
+    /// Tokens this worker verified against the current snapshot (skips the SHA-256 for repeat callers).
+    token_memo: RefCell<VerifiedMemo>,
 }
 
 impl WorkerService {
     pub fn new(gw: Arc<Gateway>) -> WorkerService {
-        let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone());
+        let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone(), gw.instances.len());
         let key_pools = gw
             .instances
             .iter()
@@ -128,7 +139,13 @@ impl WorkerService {
                 RefCell::new(KeyPool::new(n))
             })
             .collect();
-        WorkerService { gw, upstreams, key_pools, inflight: Rc::new(InFlight::default()) }
+        WorkerService {
+            gw,
+            upstreams,
+            key_pools,
+            inflight: Rc::new(InFlight::default()),
+            token_memo: RefCell::new(VerifiedMemo::default()),
+        }
     }
 }
 

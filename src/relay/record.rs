@@ -11,7 +11,8 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use crate::records::{
-    EndStatus, InterceptionEnd, InterceptionStart, ModelThought, Observation, PromptUsage, Record, TokenUsage, ToolUsage,
+    EndStatus, InterceptionEnd, InterceptionStart, ModelThought, Observation, PromptUsage, Record, TokenUsage,
+    ToolUsage,
 };
 use crate::sink::SinkHandle;
 
@@ -83,7 +84,12 @@ pub struct Interception {
 impl Interception {
     /// Registers the interception as open; the start record goes out with [`Interception::commit_start`]
     /// or, at the latest, before any other record of it.
-    pub fn start(sink: &SinkHandle, inflight: &Rc<InFlight>, start: InterceptionStart, prompt: Option<String>) -> Interception {
+    pub fn start(
+        sink: &SinkHandle,
+        inflight: &Rc<InFlight>,
+        start: InterceptionStart,
+        prompt: Option<String>,
+    ) -> Interception {
         let id = start.interception_id;
         let state = Rc::new(RefCell::new(State { pending_start: Some(start), ended: false, upstream_status: None }));
         inflight.open.borrow_mut().insert(id, state.clone());

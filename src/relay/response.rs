@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use crate::providers::bedrock::to_sse::SseTranslator;
 use crate::records::{Api, Observation};
-use crate::runtime::http::{self, ChunkedDecoder, LengthDecoder, ResponseBody, ResponseHead};
+use crate::runtime::http::{self, BodyDecoder, ResponseBody, ResponseHead};
 use crate::runtime::io::Conn;
 use crate::sse::{observe_json, StreamObserver};
-
 
 /// Between two reads of a streaming body, an upstream may be silent this long (long thinking pauses).
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -20,14 +19,6 @@ pub const MIN_BODY_READ: usize = 4 * 1024;
 pub const MAX_BODY_READ: usize = 64 * 1024;
 /// Non-streaming bodies are kept for the JSON observer up to this size; larger ones are relayed unobserved.
 pub const MAX_OBSERVED_JSON: usize = 32 * 1024 * 1024;
-
-/// How the upstream delimits its body.
-enum Framing {
-    Length(LengthDecoder),
-    Chunked(ChunkedDecoder),
-    Close,
-    Empty,
-}
 
 /// How the body goes to the client.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,9 +33,16 @@ pub enum ToClient {
 pub enum Observer {
     None,
     Stream(Box<StreamObserver>),
-    Json { api: Api, body: Vec<u8>, overflow: bool },
+    Json {
+        api: Api,
+        body: Vec<u8>,
+        overflow: bool,
+    },
     /// Bedrock event-stream: translated to Anthropic SSE, which the client gets and the observer reads.
-    Bedrock { translator: Box<SseTranslator>, observer: Box<StreamObserver> },
+    Bedrock {
+        translator: Box<SseTranslator>,
+        observer: Box<StreamObserver>,
+    },
 }
 
 impl Observer {
@@ -90,12 +88,7 @@ pub async fn relay_body(
     to_client: ToClient,
     observer: &mut Observer,
 ) -> BodyEnd {
-    let mut framing = match upstream_head.body {
-        ResponseBody::Empty => Framing::Empty,
-        ResponseBody::Length(n) => Framing::Length(LengthDecoder::new(n)),
-        ResponseBody::Chunked => Framing::Chunked(ChunkedDecoder::new()),
-        ResponseBody::CloseDelimited => Framing::Close,
-    };
+    let mut framing = BodyDecoder::for_response(upstream_head.body);
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     let mut translated: Vec<u8> = Vec::new();
@@ -196,7 +189,7 @@ pub async fn relay_body(
         }
 
         if done {
-            let reusable = !matches!(framing, Framing::Close) && upstream_head.keep_alive;
+            let reusable = !matches!(framing, BodyDecoder::CloseDelimited) && upstream_head.keep_alive;
             if let Err(e) = client.flush().await {
                 tracing::debug!(error = %e, "flushing the client failed");
                 return BodyEnd::ClientGone;
@@ -238,47 +231,28 @@ fn push_payload(out: &mut Vec<u8>, payload: &[u8], chunked: bool) {
 }
 
 /// Decodes the framing of `buf`: fills `ranges` with the payload slices and returns how many bytes belong
-/// to this response and whether it is complete. `eof` means the upstream closed after `buf`.
-fn decode(framing: &mut Framing, buf: &[u8], ranges: &mut Vec<(usize, usize)>, eof: bool) -> Result<(usize, bool), String> {
+/// to this response and whether it is complete. `eof` means the upstream closed after `buf`, which ends a
+/// close-delimited body.
+fn decode(
+    framing: &mut BodyDecoder,
+    buf: &[u8],
+    ranges: &mut Vec<(usize, usize)>,
+    eof: bool,
+) -> Result<(usize, bool), String> {
     let base = buf.as_ptr() as usize;
-    match framing {
-        Framing::Empty => Ok((0, true)),
-        Framing::Close => {
-            if !buf.is_empty() {
-                ranges.push((0, buf.len()));
-            }
-            Ok((buf.len(), eof))
-        }
-        Framing::Length(d) => {
-            let r = d
-                .decode(buf, &mut |data: &[u8]| {
-                    let s = data.as_ptr() as usize - base;
-                    ranges.push((s, s + data.len()));
-                })
-                .map_err(|e| e.to_string())?;
-            Ok((r.consumed, r.done))
-        }
-        Framing::Chunked(d) => {
-            let r = d
-                .decode(buf, &mut |data: &[u8]| {
-                    let s = data.as_ptr() as usize - base;
-                    ranges.push((s, s + data.len()));
-                })
-                .map_err(|e| e.to_string())?;
-            Ok((r.consumed, r.done))
-        }
-    }
+    let r = framing
+        .decode(buf, &mut |data: &[u8]| {
+            let s = data.as_ptr() as usize - base;
+            ranges.push((s, s + data.len()));
+        })
+        .map_err(|e| e.to_string())?;
+    Ok((r.consumed, r.done || (eof && matches!(framing, BodyDecoder::CloseDelimited))))
 }
 
 /// Reads a whole upstream body into memory (at most `limit` bytes are kept), decoding its framing. For
 /// small bodies that must be rewritten before the client sees them (Bedrock errors).
 pub async fn read_body_to_vec(upstream: &mut Conn, head: &ResponseHead, mut buf: Vec<u8>, limit: usize) -> Vec<u8> {
-    let mut framing = match head.body {
-        ResponseBody::Empty => return Vec::new(),
-        ResponseBody::Length(n) => Framing::Length(LengthDecoder::new(n)),
-        ResponseBody::Chunked => Framing::Chunked(ChunkedDecoder::new()),
-        ResponseBody::CloseDelimited => Framing::Close,
-    };
+    let mut framing = BodyDecoder::for_response(head.body);
     let mut body = Vec::new();
     let mut ranges = Vec::new();
     let mut eof = false;
@@ -295,10 +269,11 @@ pub async fn read_body_to_vec(upstream: &mut Conn, head: &ResponseHead, mut buf:
             return body;
         }
         buf.clear();
-        let (res, owned) = match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, MAX_BODY_READ)).await {
-            Ok(r) => r,
-            Err(_) => return body,
-        };
+        let (res, owned) =
+            match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, MAX_BODY_READ)).await {
+                Ok(r) => r,
+                Err(_) => return body,
+            };
         buf = owned;
         match res {
             Ok(0) => eof = true,

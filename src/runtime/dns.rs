@@ -32,9 +32,7 @@ pub struct DnsCache {
 
 impl std::fmt::Debug for DnsCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DnsCache")
-            .field("hosts", &self.shared.table.load().len())
-            .finish()
+        f.debug_struct("DnsCache").field("hosts", &self.shared.table.load().len()).finish()
     }
 }
 
@@ -43,20 +41,14 @@ impl DnsCache {
     pub fn fixed(entries: impl IntoIterator<Item = ((String, u16), Vec<SocketAddr>)>) -> Self {
         let mut table = Table::new();
         for ((host, port), addrs) in entries {
-            table
-                .entry(host.to_ascii_lowercase())
-                .or_default()
-                .insert(port, addrs);
+            table.entry(host.to_ascii_lowercase()).or_default().insert(port, addrs);
         }
         Self::from_table(table).0
     }
 
     fn from_table(table: Table) -> (Self, Receiver<()>) {
         let (stop, stopped) = crossbeam_channel::bounded(0);
-        let shared = Arc::new(Shared {
-            table: ArcSwap::from_pointee(table),
-            _stop: stop,
-        });
+        let shared = Arc::new(Shared { table: ArcSwap::from_pointee(table), _stop: stop });
         (Self { shared }, stopped)
     }
 
@@ -77,10 +69,7 @@ impl DnsCache {
 }
 
 fn ip_literal(host: &str) -> Option<IpAddr> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     bare.parse().ok()
 }
 
@@ -105,11 +94,8 @@ fn spawn_resolver_with(
     timeout: Duration,
     resolve: ResolveFn,
 ) -> (DnsCache, JoinHandle<()>) {
-    let mut names: Vec<(String, u16)> = hosts
-        .into_iter()
-        .filter(|(h, _)| ip_literal(h).is_none())
-        .map(|(h, p)| (h.to_ascii_lowercase(), p))
-        .collect();
+    let mut names: Vec<(String, u16)> =
+        hosts.into_iter().filter(|(h, _)| ip_literal(h).is_none()).map(|(h, p)| (h.to_ascii_lowercase(), p)).collect();
     names.sort();
     names.dedup();
 
@@ -154,29 +140,21 @@ fn refresh_loop(
 
 /// One pass over all names, in parallel. Each name gets its fresh answer, or else its answer from
 /// `previous` (absent if it never resolved).
-fn resolve_round(
-    names: &[(String, u16)],
-    previous: &Table,
-    timeout: Duration,
-    resolve: ResolveFn,
-) -> Table {
+fn resolve_round(names: &[(String, u16)], previous: &Table, timeout: Duration, resolve: ResolveFn) -> Table {
     let (tx, rx) = crossbeam_channel::unbounded();
     for (i, (host, port)) in names.iter().enumerate() {
         let (tx, host, port) = (tx.clone(), host.clone(), *port);
-        let spawned = std::thread::Builder::new()
-            .name("dns-lookup".into())
-            .spawn(move || {
-                // The receiver may be gone after a timeout; the late answer is then simply dropped.
-                let _ = tx.send((i, resolve(&host, port)));
-            });
+        let spawned = std::thread::Builder::new().name("dns-lookup".into()).spawn(move || {
+            // The receiver may be gone after a timeout; the late answer is then simply dropped.
+            let _ = tx.send((i, resolve(&host, port)));
+        });
         if let Err(e) = spawned {
             tracing::warn!(host = %names[i].0, error = %e, "could not start a DNS lookup thread");
         }
     }
     drop(tx);
 
-    let mut answers: Vec<Option<std::io::Result<Vec<SocketAddr>>>> =
-        names.iter().map(|_| None).collect();
+    let mut answers: Vec<Option<std::io::Result<Vec<SocketAddr>>>> = names.iter().map(|_| None).collect();
     let deadline = Instant::now() + timeout;
     while answers.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -223,18 +201,9 @@ mod tests {
     #[test]
     fn ip_literals_answer_without_the_map() {
         let cache = DnsCache::fixed([]);
-        assert_eq!(
-            cache.lookup("127.0.0.1", 80),
-            Some(vec!["127.0.0.1:80".parse().unwrap()])
-        );
-        assert_eq!(
-            cache.lookup("::1", 443),
-            Some(vec!["[::1]:443".parse().unwrap()])
-        );
-        assert_eq!(
-            cache.lookup("[::1]", 443),
-            Some(vec!["[::1]:443".parse().unwrap()])
-        );
+        assert_eq!(cache.lookup("127.0.0.1", 80), Some(vec!["127.0.0.1:80".parse().unwrap()]));
+        assert_eq!(cache.lookup("::1", 443), Some(vec!["[::1]:443".parse().unwrap()]));
+        assert_eq!(cache.lookup("[::1]", 443), Some(vec!["[::1]:443".parse().unwrap()]));
         assert_eq!(cache.lookup("example.invalid", 443), None);
     }
 
@@ -255,17 +224,8 @@ mod tests {
         );
         let addrs = cache.lookup("localhost", 8080).expect("localhost resolves");
         assert!(!addrs.is_empty());
-        assert!(
-            addrs
-                .iter()
-                .all(|a| a.ip().is_loopback() && a.port() == 8080),
-            "{addrs:?}"
-        );
-        assert_eq!(
-            cache.lookup("localhost", 8081),
-            None,
-            "only configured ports are resolved"
-        );
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 8080), "{addrs:?}");
+        assert_eq!(cache.lookup("localhost", 8081), None, "only configured ports are resolved");
     }
 
     static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -281,12 +241,8 @@ mod tests {
 
     #[test]
     fn failures_keep_the_last_good_answer_and_the_thread_exits_with_the_cache() {
-        let (cache, thread) = spawn_resolver_with(
-            vec![("up.example".into(), 443)],
-            Duration::from_millis(5),
-            RESOLVE_TIMEOUT,
-            flaky,
-        );
+        let (cache, thread) =
+            spawn_resolver_with(vec![("up.example".into(), 443)], Duration::from_millis(5), RESOLVE_TIMEOUT, flaky);
         let want = vec![SocketAddr::new([10, 1, 2, 3].into(), 443)];
         assert_eq!(cache.lookup("up.example", 443), Some(want.clone()));
         let start = Instant::now();
@@ -313,11 +269,7 @@ mod tests {
             Duration::from_millis(50),
             hangs,
         );
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "took {:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
         assert_eq!(cache.lookup("slow.example", 443), None);
     }
 }

@@ -11,10 +11,9 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds `count` listeners with `SO_REUSEPORT` on `addr`; returns them and the address actually bound.
 pub fn bind_reuseport(addr: &str, count: usize) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
-    let mut target = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve listen address {addr:?}")))?;
+    let mut target = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve listen address {addr:?}"))
+    })?;
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
         let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;

@@ -20,26 +20,13 @@ const ALPN_HTTP11: &[u8] = b"http/1.1";
 #[derive(Debug, Error)]
 pub enum TlsError {
     #[error("{var}={path}: cannot read the CA file: {source}", path = .path.display())]
-    ReadCaFile {
-        var: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadCaFile { var: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{var}={path}: invalid PEM: {source}", path = .path.display())]
-    BadPem {
-        var: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    BadPem { var: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{var}={path}: no CERTIFICATE blocks found", path = .path.display())]
     NoCertificates { var: &'static str, path: PathBuf },
     #[error("{var}={path}: certificate {index} is not a usable CA: {source}", path = .path.display())]
-    BadCertificate {
-        var: &'static str,
-        path: PathBuf,
-        index: usize,
-        source: rustls::Error,
-    },
+    BadCertificate { var: &'static str, path: PathBuf, index: usize, source: rustls::Error },
     /// The provider rejected the protocol versions (cannot happen with ring; kept typed rather than unwrapped).
     #[error("TLS provider setup failed: {0}")]
     Provider(rustls::Error),
@@ -48,9 +35,7 @@ pub enum TlsError {
 /// The client configuration for upstream connections, with extra CAs from `$SSL_CERT_FILE` when set
 /// (an empty value counts as unset).
 pub fn client_config() -> Result<Arc<ClientConfig>, TlsError> {
-    let extra = std::env::var_os(SSL_CERT_FILE_VAR)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    let extra = std::env::var_os(SSL_CERT_FILE_VAR).filter(|v| !v.is_empty()).map(PathBuf::from);
     client_config_with(extra.as_deref())
 }
 
@@ -62,9 +47,7 @@ pub fn client_config_with(extra_ca_file: Option<&Path>) -> Result<Arc<ClientConf
     // (e.g. inside a dependency) agrees with ours. Fails harmlessly if a default is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(path) = extra_ca_file {
         for (index, cert) in read_pem_certs(path)?.into_iter().enumerate() {
             roots.add(cert).map_err(|source| TlsError::BadCertificate {
@@ -93,16 +76,9 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     })?;
     let certs = rustls_pemfile::certs(&mut bytes.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::BadPem {
-            var: SSL_CERT_FILE_VAR,
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| TlsError::BadPem { var: SSL_CERT_FILE_VAR, path: path.to_owned(), source })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificates {
-            var: SSL_CERT_FILE_VAR,
-            path: path.to_owned(),
-        });
+        return Err(TlsError::NoCertificates { var: SSL_CERT_FILE_VAR, path: path.to_owned() });
     }
     Ok(certs)
 }
@@ -148,23 +124,16 @@ OEareUrh5mo+ddn+o+cfu8UFULuRA1T9VbwKkEoqZuwXmB+2JMKxErg3
 ";
 
     /// A server for `localhost` offering `versions` and ALPN h2 + http/1.1.
-    fn test_server(
-        versions: &[&'static rustls::SupportedProtocolVersion],
-    ) -> Arc<rustls::ServerConfig> {
-        let certs = rustls_pemfile::certs(&mut TEST_LEAF_PEM.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("leaf");
-        let key = rustls_pemfile::private_key(&mut TEST_LEAF_KEY.as_bytes())
-            .expect("key pem")
-            .expect("a key");
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(versions)
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server cert");
+    fn test_server(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ServerConfig> {
+        let certs = rustls_pemfile::certs(&mut TEST_LEAF_PEM.as_bytes()).collect::<Result<Vec<_>, _>>().expect("leaf");
+        let key = rustls_pemfile::private_key(&mut TEST_LEAF_KEY.as_bytes()).expect("key pem").expect("a key");
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(versions)
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server cert");
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(config)
     }
@@ -207,37 +176,17 @@ OEareUrh5mo+ddn+o+cfu8UFULuRA1T9VbwKkEoqZuwXmB+2JMKxErg3
     fn handshakes_with_the_extra_ca_over_tls13_and_tls12_choosing_http11() {
         let f = TempFile::new("hs-ca.pem", TEST_CA_PEM.as_bytes());
         let client = client_config_with(Some(&f.0)).expect("config");
-        let tls13 = handshake(client.clone(), test_server(&[&rustls::version::TLS13]))
-            .expect("TLS 1.3 handshake");
-        assert_eq!(
-            tls13,
-            (
-                Some(rustls::ProtocolVersion::TLSv1_3),
-                Some(b"http/1.1".to_vec())
-            )
-        );
-        let tls12 =
-            handshake(client, test_server(&[&rustls::version::TLS12])).expect("TLS 1.2 handshake");
-        assert_eq!(
-            tls12,
-            (
-                Some(rustls::ProtocolVersion::TLSv1_2),
-                Some(b"http/1.1".to_vec())
-            )
-        );
+        let tls13 = handshake(client.clone(), test_server(&[&rustls::version::TLS13])).expect("TLS 1.3 handshake");
+        assert_eq!(tls13, (Some(rustls::ProtocolVersion::TLSv1_3), Some(b"http/1.1".to_vec())));
+        let tls12 = handshake(client, test_server(&[&rustls::version::TLS12])).expect("TLS 1.2 handshake");
+        assert_eq!(tls12, (Some(rustls::ProtocolVersion::TLSv1_2), Some(b"http/1.1".to_vec())));
     }
 
     #[test]
     fn without_the_extra_ca_the_test_server_is_untrusted() {
         let client = client_config_with(None).expect("config");
         let e = handshake(client, test_server(&[&rustls::version::TLS13])).expect_err("must fail");
-        assert!(
-            matches!(
-                e,
-                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
-            ),
-            "{e:?}"
-        );
+        assert!(matches!(e, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)), "{e:?}");
     }
 
     /// A file in the temp dir, removed on drop.
@@ -245,8 +194,7 @@ OEareUrh5mo+ddn+o+cfu8UFULuRA1T9VbwKkEoqZuwXmB+2JMKxErg3
 
     impl TempFile {
         fn new(name: &str, contents: &[u8]) -> Self {
-            let path =
-                std::env::temp_dir().join(format!("aibridged-tls-{}-{name}", std::process::id()));
+            let path = std::env::temp_dir().join(format!("aibridged-tls-{}-{name}", std::process::id()));
             std::fs::write(&path, contents).expect("write temp file");
             TempFile(path)
         }
@@ -260,24 +208,15 @@ OEareUrh5mo+ddn+o+cfu8UFULuRA1T9VbwKkEoqZuwXmB+2JMKxErg3
 
     fn count_roots(extra: Option<&Path>) -> usize {
         // The root store is not readable back from a ClientConfig, so count what we would add.
-        webpki_roots::TLS_SERVER_ROOTS.len()
-            + extra.map_or(0, |p| read_pem_certs(p).map_or(0, |c| c.len()))
+        webpki_roots::TLS_SERVER_ROOTS.len() + extra.map_or(0, |p| read_pem_certs(p).map_or(0, |c| c.len()))
     }
 
     #[test]
     fn default_config_speaks_http11_over_tls12_and_13() {
         let config = client_config_with(None).expect("default config");
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
-        assert!(config
-            .crypto_provider()
-            .cipher_suites
-            .iter()
-            .any(|s| s.version() == &rustls::version::TLS13));
-        assert!(config
-            .crypto_provider()
-            .cipher_suites
-            .iter()
-            .any(|s| s.version() == &rustls::version::TLS12));
+        assert!(config.crypto_provider().cipher_suites.iter().any(|s| s.version() == &rustls::version::TLS13));
+        assert!(config.crypto_provider().cipher_suites.iter().any(|s| s.version() == &rustls::version::TLS12));
         assert!(count_roots(None) > 100, "webpki roots present");
     }
 
@@ -287,9 +226,7 @@ OEareUrh5mo+ddn+o+cfu8UFULuRA1T9VbwKkEoqZuwXmB+2JMKxErg3
         let certs = read_pem_certs(&f.0).expect("parses");
         assert_eq!(certs.len(), 1);
         let mut store = RootCertStore::empty();
-        store
-            .add(certs[0].clone())
-            .expect("usable as a trust anchor");
+        store.add(certs[0].clone()).expect("usable as a trust anchor");
         assert_eq!(store.len(), 1);
         assert!(client_config_with(Some(&f.0)).is_ok());
     }
@@ -305,11 +242,7 @@ OEareUrh5mo+ddn+o+cfu8UFULuRA1T9VbwKkEoqZuwXmB+2JMKxErg3
         let empty = client_config();
         std::env::remove_var(SSL_CERT_FILE_VAR);
         assert!(ok.is_ok(), "{:?}", ok.err());
-        assert!(
-            matches!(empty, Err(TlsError::NoCertificates { .. })),
-            "{:?}",
-            empty.err()
-        );
+        assert!(matches!(empty, Err(TlsError::NoCertificates { .. })), "{:?}", empty.err());
         assert!(client_config().is_ok(), "unset variable: webpki roots only");
     }
 
@@ -328,14 +261,8 @@ OEareUrh5mo+ddn+o+cfu8UFULuRA1T9VbwKkEoqZuwXmB+2JMKxErg3
         let e = client_config_with(Some(&truncated.0)).expect_err("truncated PEM fails");
         assert!(matches!(e, TlsError::BadPem { .. }), "{e:?}");
 
-        let garbage = TempFile::new(
-            "garbage.pem",
-            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        );
+        let garbage = TempFile::new("garbage.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         let e = client_config_with(Some(&garbage.0)).expect_err("garbage DER fails");
-        assert!(
-            matches!(e, TlsError::BadCertificate { index: 0, .. }),
-            "{e:?}"
-        );
+        assert!(matches!(e, TlsError::BadCertificate { index: 0, .. }), "{e:?}");
     }
 }

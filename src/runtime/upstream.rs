@@ -3,7 +3,6 @@
 //! HTTP semantics or providers; runs on a worker and never blocks.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,21 +64,28 @@ struct Idle {
     since: Instant,
 }
 
-/// The per-worker upstream connector and pool.
+/// The per-worker upstream connector and pool. Idle connections are kept per slot: the caller gives each
+/// upstream it uses a small fixed index (the relay uses the provider instance's), so finding a pooled
+/// connection is an array index, not a hash of the host name.
 pub struct Upstreams {
     dns: DnsCache,
     tls: TlsConnector,
-    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+    idle: RefCell<Vec<Vec<Idle>>>,
 }
 
 impl Upstreams {
-    pub fn new(dns: DnsCache, tls_config: Arc<rustls::ClientConfig>) -> Upstreams {
-        Upstreams { dns, tls: TlsConnector::from(tls_config), idle: RefCell::new(HashMap::new()) }
+    /// A connector with `slots` pools.
+    pub fn new(dns: DnsCache, tls_config: Arc<rustls::ClientConfig>, slots: usize) -> Upstreams {
+        Upstreams {
+            dns,
+            tls: TlsConnector::from(tls_config),
+            idle: RefCell::new((0..slots).map(|_| Vec::new()).collect()),
+        }
     }
 
-    /// A pooled connection to `key` if a fresh-enough one is idle, else a new one.
-    pub async fn checkout(&self, key: &PoolKey) -> Result<UpstreamConn, ConnectError> {
-        if let Some(conn) = self.take_idle(key) {
+    /// A pooled connection from `slot` if a fresh-enough one is idle, else a new one to `key`.
+    pub async fn checkout(&self, slot: usize, key: &PoolKey) -> Result<UpstreamConn, ConnectError> {
+        if let Some(conn) = self.take_idle(slot) {
             return Ok(UpstreamConn { conn, reused: true });
         }
         Ok(UpstreamConn { conn: self.connect(key).await?, reused: false })
@@ -116,18 +122,25 @@ impl Upstreams {
         }
     }
 
-    /// Returns a connection whose last response was read completely and which may be kept alive.
-    pub fn checkin(&self, key: &PoolKey, conn: Conn) {
+    /// Returns to `slot` a connection whose last response was read completely and which may be kept alive.
+    pub fn checkin(&self, slot: usize, conn: Conn) {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(key.clone()).or_default();
+        let Some(list) = idle.get_mut(slot) else {
+            return;
+        };
+        if list.len() >= POOL_MAX_IDLE_PER_HOST {
+            // Full: make room by dropping connections that have idled out, else drop this one.
+            let now = Instant::now();
+            list.retain(|e| now.duration_since(e.since) < POOL_IDLE_TIMEOUT);
+        }
         if list.len() < POOL_MAX_IDLE_PER_HOST {
             list.push(Idle { conn, since: Instant::now() });
         }
     }
 
-    fn take_idle(&self, key: &PoolKey) -> Option<Conn> {
+    fn take_idle(&self, slot: usize) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(key)?;
+        let list = idle.get_mut(slot)?;
         let now = Instant::now();
         // Most recently returned first: the warmest connection is the least likely to be closed.
         while let Some(entry) = list.pop() {

@@ -48,7 +48,12 @@ impl DriverChoice {
 /// Serves connections on one worker. Built once per worker by the factory given to [`spawn_workers`].
 pub trait Service: 'static {
     /// Serves one accepted connection until it closes. Must not block.
-    fn serve(self: Rc<Self>, conn: TcpStream, peer: SocketAddr, shutdown: Rc<LocalShutdown>) -> impl Future<Output = ()>;
+    fn serve(
+        self: Rc<Self>,
+        conn: TcpStream,
+        peer: SocketAddr,
+        shutdown: Rc<LocalShutdown>,
+    ) -> impl Future<Output = ()>;
 
     /// Called once when the shutdown grace has elapsed with requests still open, just before the worker
     /// stops: the service settles whatever those requests owe (e.g. their end records).

@@ -30,8 +30,7 @@ impl Checkpointer {
     /// Opens a second connection and spawns the thread.
     pub fn spawn(path: &Path, stop: Receiver<()>) -> Result<Self, SinkError> {
         let conn = open_database(path)?;
-        conn.busy_timeout(RESTART_BUSY_TIMEOUT)
-            .map_err(SinkError::Open)?;
+        conn.busy_timeout(RESTART_BUSY_TIMEOUT).map_err(SinkError::Open)?;
         let thread = std::thread::Builder::new()
             .name("aibridge-checkpoint".into())
             .spawn(move || run(conn, stop))
@@ -49,9 +48,7 @@ impl Checkpointer {
 
 /// Runs `PRAGMA wal_checkpoint(mode)`, returning the WAL length in pages.
 fn checkpoint(conn: &Connection, mode: &str) -> Result<i64, rusqlite::Error> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-        r.get::<_, i64>(1)
-    })
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1))
 }
 
 fn run(conn: Connection, stop: Receiver<()>) {

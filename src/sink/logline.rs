@@ -31,10 +31,7 @@ impl Destination {
             "/dev/stdout" => Box::new(io::stdout()),
             _ => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
         };
-        Ok(Destination {
-            path: path.to_owned(),
-            out: BufWriter::with_capacity(LOG_BUFFER_BYTES, inner),
-        })
+        Ok(Destination { path: path.to_owned(), out: BufWriter::with_capacity(LOG_BUFFER_BYTES, inner) })
     }
 }
 
@@ -132,10 +129,7 @@ fn visit(record: &Record, f: &mut impl Fields) {
     f.str("record_type", record.record_type());
     match record {
         Record::InterceptionStart(r) => {
-            f.str(
-                "interception_id",
-                r.interception_id.hyphenated().encode_lower(&mut id_buf),
-            );
+            f.str("interception_id", r.interception_id.hyphenated().encode_lower(&mut id_buf));
             f.str("initiator_id", &r.initiator_id);
             f.str("provider", r.provider);
             f.str("provider_name", &r.provider_name);
@@ -148,19 +142,13 @@ fn visit(record: &Record, f: &mut impl Fields) {
             f.str("started_at", timefmt::format(r.started_at).as_str());
         }
         Record::InterceptionEnd(r) => {
-            f.str(
-                "interception_id",
-                r.interception_id.hyphenated().encode_lower(&mut id_buf),
-            );
+            f.str("interception_id", r.interception_id.hyphenated().encode_lower(&mut id_buf));
             f.str("ended_at", timefmt::format(r.ended_at).as_str());
             f.str("status", r.status.as_str());
             f.opt_num("upstream_status", r.upstream_status.map(u64::from));
         }
         Record::TokenUsage(r) => {
-            f.str(
-                "interception_id",
-                r.interception_id.hyphenated().encode_lower(&mut id_buf),
-            );
+            f.str("interception_id", r.interception_id.hyphenated().encode_lower(&mut id_buf));
             f.str("msg_id", &r.msg_id);
             f.num("input_tokens", r.input_tokens);
             f.num("output_tokens", r.output_tokens);
@@ -171,19 +159,13 @@ fn visit(record: &Record, f: &mut impl Fields) {
             f.str("created_at", timefmt::format(r.created_at).as_str());
         }
         Record::PromptUsage(r) => {
-            f.str(
-                "interception_id",
-                r.interception_id.hyphenated().encode_lower(&mut id_buf),
-            );
+            f.str("interception_id", r.interception_id.hyphenated().encode_lower(&mut id_buf));
             f.str("msg_id", &r.msg_id);
             f.str("prompt", &r.prompt);
             f.str("created_at", timefmt::format(r.created_at).as_str());
         }
         Record::ToolUsage(r) => {
-            f.str(
-                "interception_id",
-                r.interception_id.hyphenated().encode_lower(&mut id_buf),
-            );
+            f.str("interception_id", r.interception_id.hyphenated().encode_lower(&mut id_buf));
             f.str("msg_id", &r.msg_id);
             f.str("tool", &r.tool);
             f.str("tool_call_id", &r.tool_call_id);
@@ -193,10 +175,7 @@ fn visit(record: &Record, f: &mut impl Fields) {
             f.str("created_at", timefmt::format(r.created_at).as_str());
         }
         Record::ModelThought(r) => {
-            f.str(
-                "interception_id",
-                r.interception_id.hyphenated().encode_lower(&mut id_buf),
-            );
+            f.str("interception_id", r.interception_id.hyphenated().encode_lower(&mut id_buf));
             f.str("msg_id", &r.msg_id);
             f.str("content", &r.content);
             f.str("source", &r.source);
@@ -223,14 +202,7 @@ pub fn json_string(out: &mut Vec<u8>, s: &str) {
         };
         out.extend_from_slice(&bytes[run..i]);
         if esc.is_empty() {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 15) as usize],
-            ]);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
         } else {
             out.extend_from_slice(esc);
         }
@@ -242,9 +214,7 @@ pub fn json_string(out: &mut Vec<u8>, s: &str) {
 
 /// True when `s` is a JSON object that can be embedded verbatim without breaking the line.
 fn is_json_object(s: &str) -> bool {
-    s.trim_start().starts_with('{')
-        && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
-        && !s.contains('\n')
+    s.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() && !s.contains('\n')
 }
 
 struct JsonFields<'a>(&'a mut Vec<u8>);
@@ -316,9 +286,7 @@ struct HumanFields<'a>(&'a mut Vec<u8>);
 
 /// Values made only of these print bare; anything else is quoted so the line splits unambiguously.
 fn is_bare(v: &str) -> bool {
-    !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b))
+    !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b))
 }
 
 impl HumanFields<'_> {
@@ -366,11 +334,7 @@ pub fn human_line(out: &mut Vec<u8>, record: &Record, ts: &str) {
     let (date, time) = ts.split_at(10.min(ts.len()));
     out.extend_from_slice(date.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(
-        time.trim_start_matches('T')
-            .trim_end_matches('Z')
-            .as_bytes(),
-    );
+    out.extend_from_slice(time.trim_start_matches('T').trim_end_matches('Z').as_bytes());
     out.extend_from_slice(b" [info] ");
     out.extend_from_slice(MESSAGE.as_bytes());
     out.push(b':');

@@ -12,7 +12,7 @@ pub mod timefmt;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +23,9 @@ use crate::records::Record;
 
 pub use logline::{human_line, json_line, json_string, MESSAGE as LOG_MESSAGE};
 pub use schema::{current_version as schema_version, open_database, BUSY_TIMEOUT};
+
+/// How often an idle sink looks for a close request.
+const CLOSE_POLL: Duration = Duration::from_millis(100);
 
 /// Most records committed in one transaction (DESIGN §4): large enough to amortise the commit, small enough
 /// that a transaction never holds the write lock for long.
@@ -61,10 +64,7 @@ const RETENTION_RETRY: Duration = Duration::from_secs(30);
 /// land on the last pages of the B-trees, where random v4 keys dirty a different page per insert and cut
 /// the sink's throughput by several times once the tables outgrow the page cache.
 pub fn new_interception_id() -> uuid::Uuid {
-    let millis = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let millis = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     // Random bits from v4 (getrandom); the variant bits are already those of RFC 9562.
     let mut bytes = *uuid::Uuid::new_v4().as_bytes();
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
@@ -192,12 +192,8 @@ impl SinkHandle {
     }
 
     fn lost_after_exit(&self) {
-        self.counters
-            .send_after_exit
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::error!(
-            "interception record sent after the sink thread exited; it cannot be stored"
-        );
+        self.counters.send_after_exit.fetch_add(1, Ordering::Relaxed);
+        tracing::error!("interception record sent after the sink thread exited; it cannot be stored");
     }
 
     /// The current counters.
@@ -229,6 +225,7 @@ impl Counters {
 pub struct SinkThread {
     thread: std::thread::JoinHandle<()>,
     counters: Arc<Counters>,
+    close_requested: Arc<AtomicBool>,
 }
 
 impl SinkThread {
@@ -241,36 +238,46 @@ impl SinkThread {
         self.counters.snapshot(0)
     }
 
+    /// Drains everything already sent, commits it and stops, without waiting for the remaining handles to
+    /// be dropped. For shutdown after the workers stopped: a task abandoned at the end of the grace period
+    /// may still own a handle it will never use again.
+    pub fn close(self) -> SinkStats {
+        self.close_requested.store(true, Ordering::SeqCst);
+        self.join()
+    }
+
     /// The counters, readable without holding a `SinkHandle` (which would keep the thread alive).
     pub fn stats(&self) -> SinkStats {
         self.counters.snapshot(0)
+    }
+
+    /// A way to read the counters from another thread without holding a [`SinkHandle`] (which would keep
+    /// the sink alive).
+    pub fn stats_source(&self) -> impl Fn() -> SinkStats + Send + 'static {
+        let counters = self.counters.clone();
+        move || counters.snapshot(0)
     }
 }
 
 /// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
 pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
     let conn = open_database(&opts.database_path)?;
-    conn.busy_timeout(SINK_BUSY_TIMEOUT)
-        .map_err(SinkError::Open)?;
+    conn.busy_timeout(SINK_BUSY_TIMEOUT).map_err(SinkError::Open)?;
     // Checkpoints run on their own thread (see `checkpoint`), not inside the sink's commits.
-    conn.pragma_update(None, "wal_autocheckpoint", 0)
-        .map_err(SinkError::Open)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(SinkError::Open)?;
     let (stop_checkpoints, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let checkpointer = checkpoint::Checkpointer::spawn(&opts.database_path, stop_rx)?;
-    let (json, human) = if opts.structured_logging {
-        (opts.log_json.as_deref(), opts.log_human.as_deref())
-    } else {
-        (None, None)
-    };
-    let log = logline::RecordLog::open(json, human).map_err(|source| SinkError::Log {
-        path: json.or(human).unwrap_or_default().to_owned(),
-        source,
-    })?;
+    let (json, human) =
+        if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
+    let log = logline::RecordLog::open(json, human)
+        .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
     let (tx, rx) = crossbeam_channel::bounded(opts.channel_capacity.max(1));
     let counters = Arc::new(Counters::default());
+    let close_requested = Arc::new(AtomicBool::new(false));
     let sink = Sink {
         conn,
         rx,
+        close_requested: close_requested.clone(),
         log,
         counters: counters.clone(),
         retention: opts.retention.filter(|d| !d.is_zero()),
@@ -284,23 +291,17 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
         stop_checkpoints: Some(stop_checkpoints),
         checkpointer: Some(checkpointer),
     };
-    let thread = std::thread::Builder::new()
-        .name("aibridge-sink".into())
-        .spawn(move || sink.run())
-        .map_err(SinkError::Spawn)?;
-    Ok((
-        SinkHandle {
-            tx,
-            counters: counters.clone(),
-        },
-        SinkThread { thread, counters },
-    ))
+    let thread =
+        std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
+    Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters, close_requested }))
 }
 
 /// State owned by the sink thread.
 struct Sink {
     conn: Connection,
     rx: Receiver<Record>,
+    /// Set by [`SinkThread::close`]: drain what the channel holds now and exit, even if handles remain.
+    close_requested: Arc<AtomicBool>,
     log: logline::RecordLog,
     counters: Arc<Counters>,
     retention: Option<Duration>,
@@ -331,27 +332,20 @@ impl Sink {
             if self.retry_at.is_none() && !self.closed {
                 self.maybe_purge();
             }
-            self.counters
-                .pending_in_memory
-                .store(self.pending.len() as u64, Ordering::Relaxed);
+            self.counters.pending_in_memory.store(self.pending.len() as u64, Ordering::Relaxed);
             if self.closed && self.pending.is_empty() {
                 break;
             }
         }
         if !self.log.flush() {
-            self.counters
-                .log_write_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
         }
         drop(self.stop_checkpoints.take());
         if let Some(c) = self.checkpointer.take() {
             c.join();
         }
         // Fold the WAL into the database before exit; closing the last connection also tries this.
-        if let Err(e) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed on next open");
         }
     }
@@ -386,13 +380,17 @@ impl Sink {
             return;
         }
         if self.pending.is_empty() {
-            let first = match self.purge_deadline() {
-                Some(deadline) => self.rx.recv_deadline(deadline),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match first {
+            // Idle waits are bounded so a close request is seen promptly.
+            let poll = Instant::now() + CLOSE_POLL;
+            let deadline = self.purge_deadline().map_or(poll, |d| d.min(poll));
+            match self.rx.recv_deadline(deadline) {
                 Ok(r) => self.push(r),
-                Err(RecvTimeoutError::Timeout) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.close_requested.load(Ordering::SeqCst) {
+                        self.drain_for_close();
+                    }
+                    return;
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.closed = true;
                     return;
@@ -417,14 +415,18 @@ impl Sink {
         }
     }
 
+    /// Takes everything the channel holds now and marks the sink closed (a close was requested).
+    fn drain_for_close(&mut self) {
+        while let Ok(r) = self.rx.try_recv() {
+            self.push(r);
+        }
+        self.closed = true;
+    }
+
     /// When the idle wait must end for retention to run, if retention is on.
     fn purge_deadline(&self) -> Option<Instant> {
         self.retention?;
-        Some(if self.purge_more {
-            Instant::now()
-        } else {
-            self.next_purge
-        })
+        Some(if self.purge_more { Instant::now() } else { self.next_purge })
     }
 
     /// Commits the oldest `MAX_BATCH_RECORDS` pending records in one transaction, then logs them.
@@ -470,10 +472,7 @@ impl Sink {
 
     fn committed(&mut self, n: usize) {
         if self.retry_at.take().is_some() {
-            tracing::warn!(
-                backlog = self.pending.len(),
-                "database writable again; sink is catching up"
-            );
+            tracing::warn!(backlog = self.pending.len(), "database writable again; sink is catching up");
         }
         self.backoff = BACKOFF_MIN;
         if self.log.is_active() {
@@ -484,15 +483,11 @@ impl Sink {
             }
             failed |= !self.log.flush();
             if failed {
-                self.counters
-                    .log_write_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.pending.drain(..n);
-        self.counters
-            .records_written
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.records_written.fetch_add(n as u64, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -524,9 +519,7 @@ impl Sink {
         let cutoff = timefmt::format(cutoff);
         match store::purge_chunk(&mut self.conn, cutoff.as_str(), RETENTION_CHUNK) {
             Ok(n) => {
-                self.counters
-                    .purged_interceptions
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.counters.purged_interceptions.fetch_add(n as u64, Ordering::Relaxed);
                 self.purge_more = n == RETENTION_CHUNK;
                 if !self.purge_more {
                     self.next_purge = now + self.retention_interval;

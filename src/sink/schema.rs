@@ -113,9 +113,7 @@ pub fn current_version() -> i64 {
 pub fn open_database(path: &Path) -> Result<Connection, SinkError> {
     let mut conn = Connection::open(path).map_err(SinkError::Open)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(SinkError::Open)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(SinkError::Open)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(SinkError::Open)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(SinkError::NotWal(mode));
     }
@@ -139,20 +137,14 @@ fn migrate(conn: &mut Connection) -> Result<(), SinkError> {
     if user_version(conn).map_err(SinkError::Migrate)? == target {
         return Ok(());
     }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(SinkError::Migrate)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(SinkError::Migrate)?;
     let found = user_version(&tx).map_err(SinkError::Migrate)?;
     if found > target {
-        return Err(SinkError::SchemaTooNew {
-            found,
-            known: target,
-        });
+        return Err(SinkError::SchemaTooNew { found, known: target });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.execute_batch(sql).map_err(SinkError::Migrate)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)
-            .map_err(SinkError::Migrate)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1).map_err(SinkError::Migrate)?;
     }
     tx.commit().map_err(SinkError::Migrate)?;
     Ok(())
@@ -168,19 +160,15 @@ mod tests {
         let path = dir.join("a.db");
         let conn = open_database(&path).unwrap();
         assert_eq!(user_version(&conn).unwrap(), current_version());
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         drop(conn);
         // A second open finds the schema in place and does not fail re-creating it.
         let conn = open_database(&path).unwrap();
         let n: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'aibridge_%'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'aibridge_%'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(n, 6);
     }

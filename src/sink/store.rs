@@ -20,8 +20,7 @@ const INSERT_START: &str = "INSERT INTO aibridge_interceptions (id, initiator_id
 
 // An end may arrive before (or without) its start, e.g. across batches after a fault: the upsert keeps it
 // as a row with only the end columns, which the start fills in later.
-const UPSERT_END: &str =
-    "INSERT INTO aibridge_interceptions (id, ended_at, status, upstream_status) \
+const UPSERT_END: &str = "INSERT INTO aibridge_interceptions (id, ended_at, status, upstream_status) \
     VALUES (?1, ?2, ?3, ?4) \
     ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, \
     upstream_status = excluded.upstream_status";
@@ -45,21 +44,15 @@ const INSERT_TOKEN_USAGE: &str = "INSERT INTO aibridge_token_usages (interceptio
 const INSERT_PROMPT: &str = "INSERT INTO aibridge_user_prompts (interception_id, msg_id, prompt, \
     created_at) VALUES (?1, ?2, ?3, ?4)";
 
-const INSERT_TOOL: &str =
-    "INSERT INTO aibridge_tool_usages (interception_id, msg_id, tool, tool_call_id, \
+const INSERT_TOOL: &str = "INSERT INTO aibridge_tool_usages (interception_id, msg_id, tool, tool_call_id, \
     input, server_url, injected, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-const INSERT_THOUGHT: &str =
-    "INSERT INTO aibridge_model_thoughts (interception_id, msg_id, content, \
+const INSERT_THOUGHT: &str = "INSERT INTO aibridge_model_thoughts (interception_id, msg_id, content, \
     source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// Tables keyed by `interception_id` that retention clears before the interception row itself.
-const CHILD_TABLES: [&str; 4] = [
-    "aibridge_token_usages",
-    "aibridge_user_prompts",
-    "aibridge_tool_usages",
-    "aibridge_model_thoughts",
-];
+const CHILD_TABLES: [&str; 4] =
+    ["aibridge_token_usages", "aibridge_user_prompts", "aibridge_tool_usages", "aibridge_model_thoughts"];
 
 /// True for the faults that pass (another writer holds the lock, the disk is full or failing): the batch is
 /// kept and retried.
@@ -83,13 +76,10 @@ pub fn is_transient(err: &rusqlite::Error) -> bool {
 /// a record is only ever given up on when SQLite rejects that record itself.
 pub fn is_record_fault(err: &rusqlite::Error) -> bool {
     match err {
-        rusqlite::Error::SqliteFailure(e, _) => matches!(
-            e.code,
-            ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch
-        ),
-        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterCount(..) => {
-            true
+        rusqlite::Error::SqliteFailure(e, _) => {
+            matches!(e.code, ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch)
         }
+        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterCount(..) => true,
         _ => false,
     }
 }
@@ -185,22 +175,13 @@ pub fn write_batch<'a>(
                         count(r.cache_read_input_tokens),
                         count(r.cache_write_input_tokens),
                         count(r.reasoning_tokens),
-                        if r.extra.is_empty() {
-                            "{}"
-                        } else {
-                            r.extra.as_str()
-                        },
+                        if r.extra.is_empty() { "{}" } else { r.extra.as_str() },
                         timefmt::format(r.created_at).as_str(),
                     ])?;
                 }
                 Record::PromptUsage(r) => {
                     let id = r.interception_id.hyphenated().encode_lower(&mut id_buf);
-                    prompt.execute(params![
-                        &*id,
-                        r.msg_id,
-                        r.prompt,
-                        timefmt::format(r.created_at).as_str(),
-                    ])?;
+                    prompt.execute(params![&*id, r.msg_id, r.prompt, timefmt::format(r.created_at).as_str(),])?;
                 }
                 Record::ToolUsage(r) => {
                     let id = r.interception_id.hyphenated().encode_lower(&mut id_buf);
@@ -234,11 +215,7 @@ pub fn write_batch<'a>(
 /// Deletes up to `limit` interceptions started before `cutoff` (RFC 3339 text, same format as stored),
 /// with every record that belongs to them, in one transaction. Ends whose start never arrived are aged by
 /// their end time. Returns how many interceptions were removed; fewer than `limit` means none are left.
-pub fn purge_chunk(
-    conn: &mut Connection,
-    cutoff: &str,
-    limit: usize,
-) -> Result<usize, rusqlite::Error> {
+pub fn purge_chunk(conn: &mut Connection, cutoff: &str, limit: usize) -> Result<usize, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids: Vec<String> = {
         let mut select = tx.prepare_cached(
@@ -250,8 +227,7 @@ pub fn purge_chunk(
         rows.collect::<Result<_, _>>()?
     };
     for table in CHILD_TABLES {
-        let mut del =
-            tx.prepare_cached(&format!("DELETE FROM {table} WHERE interception_id = ?1"))?;
+        let mut del = tx.prepare_cached(&format!("DELETE FROM {table} WHERE interception_id = ?1"))?;
         for id in &ids {
             del.execute([id])?;
         }

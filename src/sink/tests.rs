@@ -98,8 +98,7 @@ fn all_records(id: Uuid, t: SystemTime) -> Vec<Record> {
 }
 
 fn count(conn: &Connection, table: &str) -> i64 {
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
 }
 
 #[test]
@@ -168,16 +167,11 @@ fn every_record_type_lands_in_its_table() {
     );
 
     let prompt: (String, String) = conn
-        .query_row(
-            "SELECT msg_id, prompt FROM aibridge_user_prompts WHERE interception_id = ?1",
-            [&ids],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT msg_id, prompt FROM aibridge_user_prompts WHERE interception_id = ?1", [&ids], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
-    assert_eq!(
-        prompt,
-        ("msg_01".into(), "say \"hi\"\n\tand \u{1} bye — ok".into())
-    );
+    assert_eq!(prompt, ("msg_01".into(), "say \"hi\"\n\tand \u{1} bye — ok".into()));
 
     let tool: (String, String, String, Option<String>, bool) = conn
         .query_row(
@@ -187,23 +181,12 @@ fn every_record_type_lands_in_its_table() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .unwrap();
-    assert_eq!(
-        tool,
-        (
-            "Read".into(),
-            "toolu_1".into(),
-            r#"{"path":"/etc/hosts"}"#.into(),
-            None,
-            false
-        )
-    );
+    assert_eq!(tool, ("Read".into(), "toolu_1".into(), r#"{"path":"/etc/hosts"}"#.into(), None, false));
 
     let thought: (String, String) = conn
-        .query_row(
-            "SELECT content, source FROM aibridge_model_thoughts WHERE interception_id = ?1",
-            [&ids],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT content, source FROM aibridge_model_thoughts WHERE interception_id = ?1", [&ids], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!(thought, ("Let me think.".into(), "thinking".into()));
 }
@@ -221,11 +204,7 @@ fn end_before_start_is_kept_and_completed_later() {
     t.join();
     let conn = Connection::open(&db).unwrap();
     let status: String = conn
-        .query_row(
-            "SELECT status FROM aibridge_interceptions WHERE id = ?1",
-            [id.to_string()],
-            |r| r.get(0),
-        )
+        .query_row("SELECT status FROM aibridge_interceptions WHERE id = ?1", [id.to_string()], |r| r.get(0))
         .unwrap();
     assert_eq!(status, "completed");
     let (h, t) = start(SinkOptions::new(&db)).unwrap();
@@ -239,14 +218,7 @@ fn end_before_start_is_kept_and_completed_later() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!(
-        row,
-        (
-            "alice".into(),
-            "2026-11-27T05:59:04.000000Z".into(),
-            "completed".into()
-        )
-    );
+    assert_eq!(row, ("alice".into(), "2026-11-27T05:59:04.000000Z".into(), "completed".into()));
     assert_eq!(count(&conn, "aibridge_interceptions"), 1);
 }
 
@@ -272,17 +244,11 @@ fn json_and_human_log_lines_match_the_records() {
     t.join();
 
     let text = std::fs::read_to_string(&json_path).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 7);
     assert_eq!(lines[0]["msg"], "earlier");
     let by_type = |ty: &str| -> &Value {
-        lines
-            .iter()
-            .find(|l| l["record_type"] == ty)
-            .unwrap_or_else(|| panic!("no {ty} line"))
+        lines.iter().find(|l| l["record_type"] == ty).unwrap_or_else(|| panic!("no {ty} line"))
     };
     for l in &lines[1..] {
         assert_eq!(l["msg"], "interception log");
@@ -331,10 +297,7 @@ fn json_and_human_log_lines_match_the_records() {
     let human = std::fs::read_to_string(&human_path).unwrap();
     assert_eq!(human.lines().count(), 6);
     for line in human.lines() {
-        assert!(
-            line.contains(" [info] interception log: record_type="),
-            "{line}"
-        );
+        assert!(line.contains(" [info] interception log: record_type="), "{line}");
         assert!(line.contains(&format!("interception_id={id}")), "{line}");
     }
 }
@@ -349,9 +312,7 @@ fn structured_logging_off_writes_no_lines() {
     h.send(start_rec(Uuid::new_v4(), SystemTime::now()));
     drop(h);
     t.join();
-    assert!(std::fs::read_to_string(&json_path)
-        .unwrap_or_default()
-        .is_empty());
+    assert!(std::fs::read_to_string(&json_path).unwrap_or_default().is_empty());
 }
 
 fn fill_retention_db(db: &std::path::Path, old: usize, recent: usize) -> (Vec<Uuid>, Vec<Uuid>) {
@@ -386,33 +347,19 @@ fn retention_purges_old_interceptions_in_chunks_and_keeps_recent() {
     let (h, t) = start(opts).unwrap();
     // Retention runs once at start; wait for it (two chunks) to finish.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while h.stats().purged_interceptions < (RETENTION_CHUNK + 201) as u64
-        && Instant::now() < deadline
-    {
+    while h.stats().purged_interceptions < (RETENTION_CHUNK + 201) as u64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        h.stats().purged_interceptions,
-        (RETENTION_CHUNK + 201) as u64
-    );
+    assert_eq!(h.stats().purged_interceptions, (RETENTION_CHUNK + 201) as u64);
     drop(h);
     t.join();
     let conn = Connection::open(&db).unwrap();
     assert_eq!(count(&conn, "aibridge_interceptions"), 50);
-    for table in [
-        "aibridge_token_usages",
-        "aibridge_user_prompts",
-        "aibridge_tool_usages",
-        "aibridge_model_thoughts",
-    ] {
+    for table in ["aibridge_token_usages", "aibridge_user_prompts", "aibridge_tool_usages", "aibridge_model_thoughts"] {
         assert_eq!(count(&conn, table), 50, "{table}");
     }
     let kept: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM aibridge_interceptions WHERE id = ?1",
-            [new_ids[0].to_string()],
-            |r| r.get(0),
-        )
+        .query_row("SELECT count(*) FROM aibridge_interceptions WHERE id = ?1", [new_ids[0].to_string()], |r| r.get(0))
         .unwrap();
     assert_eq!(kept, 1);
 }
@@ -487,7 +434,11 @@ fn locked_database_recovers_without_losing_records() {
     assert_eq!(count(&conn, "aibridge_token_usages"), 1000);
     assert_eq!(count(&conn, "aibridge_model_thoughts"), 1000);
     let ended: i64 = conn
-        .query_row("SELECT count(*) FROM aibridge_interceptions WHERE status = 'completed' AND started_at IS NOT NULL", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM aibridge_interceptions WHERE status = 'completed' AND started_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(ended, 1000);
 }
@@ -519,10 +470,7 @@ fn shutdown_drains_everything_accepted_with_backpressure() {
     }
     let s = t.join();
     assert_eq!(s.records_written, 4000);
-    assert!(
-        s.full_waits > 0,
-        "a 16-slot channel must have filled: {s:?}"
-    );
+    assert!(s.full_waits > 0, "a 16-slot channel must have filled: {s:?}");
     let conn = Connection::open(&db).unwrap();
     assert_eq!(count(&conn, "aibridge_interceptions"), 2000);
     let log = std::fs::read_to_string(dir.join("log.json")).unwrap();
@@ -575,15 +523,7 @@ fn end_before_start_in_one_batch_keeps_both_halves() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
-    assert_eq!(
-        row,
-        (
-            "alice".into(),
-            "2026-11-27T05:59:04.000000Z".into(),
-            "2026-11-27T05:59:05.000000Z".into(),
-            200
-        )
-    );
+    assert_eq!(row, ("alice".into(), "2026-11-27T05:59:04.000000Z".into(), "2026-11-27T05:59:05.000000Z".into(), 200));
 }
 
 #[test]
@@ -592,9 +532,7 @@ fn a_database_error_that_is_not_a_lock_is_retried_not_dropped() {
     let db = dir.join("a.db");
     let (h, t) = start(SinkOptions::new(&db)).unwrap();
     let other = open_database(&db).unwrap();
-    other
-        .execute_batch("DROP TABLE aibridge_user_prompts")
-        .unwrap();
+    other.execute_batch("DROP TABLE aibridge_user_prompts").unwrap();
     let id = Uuid::new_v4();
     for r in all_records(id, SystemTime::now()) {
         h.send(r);

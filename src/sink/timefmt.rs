@@ -76,8 +76,7 @@ fn civil_from_days(days: u64) -> (u32, u32, u32) {
 
 /// Parses any RFC 3339 timestamp (as read back from the database) into a `SystemTime`.
 pub fn parse(text: &str) -> Option<SystemTime> {
-    let dt =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let dt = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     let secs = u64::try_from(dt.unix_timestamp()).ok()?;
     UNIX_EPOCH.checked_add(Duration::new(secs, dt.nanosecond()))
 }

@@ -63,10 +63,7 @@ impl ChatObserver {
             .state
             .calls
             .into_iter()
-            .map(|p| ToolCall {
-                input: json::tool_input(p.call.input),
-                ..p.call
-            })
+            .map(|p| ToolCall { input: json::tool_input(p.call.input), ..p.call })
             .collect();
         obs
     }
@@ -90,14 +87,10 @@ impl ChatState {
             return;
         };
         if self.obs.msg_id.is_none() {
-            self.obs.msg_id = str_at(&v, "id")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
+            self.obs.msg_id = str_at(&v, "id").filter(|s| !s.is_empty()).map(str::to_owned);
         }
         if self.obs.model.is_none() {
-            self.obs.model = str_at(&v, "model")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
+            self.obs.model = str_at(&v, "model").filter(|s| !s.is_empty()).map(str::to_owned);
         }
         if non_null(&v, "error").is_some() {
             self.obs.error = Some(String::from_utf8_lossy(data).into_owned());
@@ -110,20 +103,11 @@ impl ChatState {
         };
         for (pos, choice) in choices.iter().enumerate() {
             let ci = u64_at(choice, "index").unwrap_or(pos as u64);
-            let Some(deltas) = choice
-                .get("delta")
-                .and_then(|d| d.get("tool_calls"))
-                .and_then(|t| t.as_array())
-            else {
+            let Some(deltas) = choice.get("delta").and_then(|d| d.get("tool_calls")).and_then(|t| t.as_array()) else {
                 continue;
             };
             for (tpos, d) in deltas.iter().enumerate() {
-                on_tool_delta(
-                    &mut self.calls,
-                    ci,
-                    u64_at(d, "index").unwrap_or(tpos as u64),
-                    d,
-                );
+                on_tool_delta(&mut self.calls, ci, u64_at(d, "index").unwrap_or(tpos as u64), d);
             }
         }
     }
@@ -135,23 +119,12 @@ fn on_tool_delta(calls: &mut Vec<PendingCall>, choice: u64, index: u64, d: &Borr
     let f = d.get("function");
     let name = f.and_then(|f| str_at(f, "name")).filter(|s| !s.is_empty());
     let args = f.and_then(|f| str_at(f, "arguments")).unwrap_or("");
-    let existing =
-        <[PendingCall]>::iter(calls).rposition(|p| p.choice == choice && p.index == index);
+    let existing = <[PendingCall]>::iter(calls).rposition(|p| p.choice == choice && p.index == index);
     // A delta with a new id at a used index is a new call (some compatible servers reuse index 0).
     let slot = match existing {
-        Some(i)
-            if id.is_none()
-                || id == Some(calls[i].call.id.as_str())
-                || calls[i].call.id.is_empty() =>
-        {
-            i
-        }
+        Some(i) if id.is_none() || id == Some(calls[i].call.id.as_str()) || calls[i].call.id.is_empty() => i,
         _ => {
-            calls.push(PendingCall {
-                choice,
-                index,
-                call: ToolCall::default(),
-            });
+            calls.push(PendingCall { choice, index, call: ToolCall::default() });
             calls.len() - 1
         }
     };
@@ -187,10 +160,7 @@ pub fn observe_json(body: &[u8]) -> Observation {
     if let Some(choices) = v.get("choices").and_then(|c| c.as_array()) {
         obs.complete = true;
         for choice in choices.iter() {
-            let calls = choice
-                .get("message")
-                .and_then(|m| m.get("tool_calls"))
-                .and_then(|t| t.as_array());
+            let calls = choice.get("message").and_then(|m| m.get("tool_calls")).and_then(|t| t.as_array());
             for call in calls.into_iter().flat_map(|c| c.iter()) {
                 let id = str_at(call, "id").unwrap_or("").to_owned();
                 if let Some(f) = call.get("function") {

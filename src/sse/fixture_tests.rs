@@ -40,9 +40,7 @@ fn observe_chunks<'a>(api: Api, chunks: impl IntoIterator<Item = &'a [u8]>) -> O
 }
 
 fn cases(api_dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(api_dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(api_dir);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.unwrap().path())
@@ -59,10 +57,8 @@ fn check(case: &Path, got: &Observation) {
         std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
         return;
     }
-    let want: Value = serde_json::from_slice(
-        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap();
+    let want: Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap();
     assert_eq!(got, want, "{}", case.display());
 }
 
@@ -76,29 +72,11 @@ fn run_api(api: Api, dir: &str) -> usize {
                 let split = observe_chunks(api, [&stream[..i], &stream[i..]]);
                 assert_eq!(split, whole, "{} split at {i}", case.display());
             }
-            assert_eq!(
-                observe_chunks(api, stream.chunks(1)),
-                whole,
-                "{} byte by byte",
-                case.display()
-            );
+            assert_eq!(observe_chunks(api, stream.chunks(1)), whole, "{} byte by byte", case.display());
             // As CRLF the stream means the same: line ends are the scanner's business alone.
-            let crlf: Vec<u8> = stream
-                .iter()
-                .flat_map(|&b| {
-                    if b == b'\n' {
-                        vec![b'\r', b'\n']
-                    } else {
-                        vec![b]
-                    }
-                })
-                .collect();
-            assert_eq!(
-                observe_chunks(api, crlf.chunks(7)),
-                whole,
-                "{} as CRLF",
-                case.display()
-            );
+            let crlf: Vec<u8> =
+                stream.iter().flat_map(|&b| if b == b'\n' { vec![b'\r', b'\n'] } else { vec![b] }).collect();
+            assert_eq!(observe_chunks(api, crlf.chunks(7)), whole, "{} as CRLF", case.display());
             n += 1;
         }
         if let Ok(body) = std::fs::read(case.join("body.json")) {

@@ -56,11 +56,9 @@ pub(crate) fn to_serde(v: &BorrowedValue<'_>) -> serde_json::Value {
         BorrowedValue::Static(StaticNode::F64(f)) => serde_json::Value::from(*f),
         BorrowedValue::String(s) => serde_json::Value::String(s.to_string()),
         BorrowedValue::Array(a) => serde_json::Value::Array(a.iter().map(to_serde).collect()),
-        BorrowedValue::Object(o) => serde_json::Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.to_string(), to_serde(v)))
-                .collect(),
-        ),
+        BorrowedValue::Object(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.to_string(), to_serde(v))).collect())
+        }
     }
 }
 
@@ -110,14 +108,7 @@ pub(crate) fn openai_usage(usage: &BorrowedValue<'_>, names: &OpenAiNames) -> Us
     let prompt = u64_at(usage, names.input).unwrap_or(0);
     let cached = nested_u64(usage, names.input_details, "cached_tokens");
     let mut extra = serde_json::Map::new();
-    merge_extra(
-        &mut extra,
-        usage,
-        &UsageShape {
-            top: names.top,
-            nested: names.nested,
-        },
-    );
+    merge_extra(&mut extra, usage, &UsageShape { top: names.top, nested: names.nested });
     Usage {
         input_tokens: prompt.saturating_sub(cached),
         output_tokens: u64_at(usage, names.output).unwrap_or(0),
@@ -145,10 +136,7 @@ pub(crate) const CHAT_USAGE: OpenAiNames = OpenAiNames {
     input_details: "prompt_tokens_details",
     output_details: "completion_tokens_details",
     top: &["prompt_tokens", "completion_tokens", "total_tokens"],
-    nested: &[
-        ("prompt_tokens_details", "cached_tokens"),
-        ("completion_tokens_details", "reasoning_tokens"),
-    ],
+    nested: &[("prompt_tokens_details", "cached_tokens"), ("completion_tokens_details", "reasoning_tokens")],
 };
 
 /// Responses usage names.
@@ -158,10 +146,7 @@ pub(crate) const RESPONSES_USAGE: OpenAiNames = OpenAiNames {
     input_details: "input_tokens_details",
     output_details: "output_tokens_details",
     top: &["input_tokens", "output_tokens", "total_tokens"],
-    nested: &[
-        ("input_tokens_details", "cached_tokens"),
-        ("output_tokens_details", "reasoning_tokens"),
-    ],
+    nested: &[("input_tokens_details", "cached_tokens"), ("output_tokens_details", "reasoning_tokens")],
 };
 
 /// Tool argument text as recorded: an empty argument string (a tool without parameters) becomes `{}` so
@@ -192,10 +177,7 @@ pub(crate) fn key_has_non_null(data: &[u8], finder: &memchr::memmem::Finder<'_>)
 }
 
 fn trim_start(b: &[u8]) -> &[u8] {
-    let n = b
-        .iter()
-        .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
-        .count();
+    let n = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')).count();
     &b[n..]
 }
 
@@ -221,15 +203,7 @@ mod tests {
         )
         .unwrap();
         let u = openai_usage(&v, &CHAT_USAGE);
-        assert_eq!(
-            (
-                u.input_tokens,
-                u.cache_read_input_tokens,
-                u.output_tokens,
-                u.reasoning_tokens
-            ),
-            (40, 60, 20, 7)
-        );
+        assert_eq!((u.input_tokens, u.cache_read_input_tokens, u.output_tokens, u.reasoning_tokens), (40, 60, 20, 7));
         assert_eq!(u.extra, r#"{"prompt_tokens_details":{"audio_tokens":0}}"#);
     }
 

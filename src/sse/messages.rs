@@ -19,19 +19,13 @@ pub const SOURCE_THINKING: &str = "thinking";
 
 /// Compact-JSON prefixes of the deltas never recorded. Quotes inside a JSON string are always escaped,
 /// so these multi-quote patterns cannot match inside a text or a partial tool input.
-static TEXT_DELTA: LazyLock<Finder<'static>> =
-    LazyLock::new(|| Finder::new(b"\"delta\":{\"type\":\"text_delta\""));
+static TEXT_DELTA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"delta\":{\"type\":\"text_delta\""));
 static SIGNATURE_DELTA: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"delta\":{\"type\":\"signature_delta\""));
 
 /// Usage fields that DESIGN §3 maps to columns.
 const SHAPE: UsageShape = UsageShape {
-    top: &[
-        "input_tokens",
-        "output_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    ],
+    top: &["input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"],
     nested: &[],
 };
 
@@ -117,23 +111,14 @@ impl MessagesObserver {
 
     /// What was seen, complete or not.
     pub fn finish(self) -> Observation {
-        let MessagesState {
-            mut obs,
-            blocks,
-            counts,
-            ..
-        } = self.state;
+        let MessagesState { mut obs, blocks, counts, .. } = self.state;
         obs.usage = counts.usage();
         for b in blocks {
             match b {
-                Block::Tool { call, .. } => obs.tools.push(ToolCall {
-                    input: json::tool_input(call.input),
-                    ..call
-                }),
-                Block::Thinking { text, .. } if !text.is_empty() => obs.thoughts.push(Thought {
-                    content: text,
-                    source: SOURCE_THINKING.to_owned(),
-                }),
+                Block::Tool { call, .. } => obs.tools.push(ToolCall { input: json::tool_input(call.input), ..call }),
+                Block::Thinking { text, .. } if !text.is_empty() => {
+                    obs.thoughts.push(Thought { content: text, source: SOURCE_THINKING.to_owned() })
+                }
                 Block::Thinking { .. } => {}
             }
         }
@@ -150,8 +135,7 @@ impl MessagesState {
                 return;
             }
             b"content_block_delta" | b""
-                if TEXT_DELTA.find(ev.data).is_some()
-                    || SIGNATURE_DELTA.find(ev.data).is_some() =>
+                if TEXT_DELTA.find(ev.data).is_some() || SIGNATURE_DELTA.find(ev.data).is_some() =>
             {
                 return;
             }
@@ -192,10 +176,9 @@ impl MessagesState {
                             },
                         });
                     }
-                    "thinking" => self.blocks.push(Block::Thinking {
-                        index,
-                        text: str_at(b, "thinking").unwrap_or("").to_owned(),
-                    }),
+                    "thinking" => self
+                        .blocks
+                        .push(Block::Thinking { index, text: str_at(b, "thinking").unwrap_or("").to_owned() }),
                     _ => {}
                 }
             }
@@ -251,27 +234,16 @@ pub fn observe_json(body: &[u8]) -> Observation {
         c.update(u);
         obs.usage = c.usage();
     }
-    for b in v
-        .get("content")
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flat_map(|a| a.iter())
-    {
+    for b in v.get("content").and_then(|c| c.as_array()).into_iter().flat_map(|a| a.iter()) {
         match str_at(b, "type").unwrap_or("") {
             "tool_use" | "server_tool_use" | "mcp_tool_use" => obs.tools.push(ToolCall {
                 id: str_at(b, "id").unwrap_or("").to_owned(),
                 name: str_at(b, "name").unwrap_or("").to_owned(),
-                input: b
-                    .get("input")
-                    .map(json::to_text)
-                    .unwrap_or_else(|| "{}".to_owned()),
+                input: b.get("input").map(json::to_text).unwrap_or_else(|| "{}".to_owned()),
             }),
             "thinking" => {
                 if let Some(t) = str_at(b, "thinking").filter(|t| !t.is_empty()) {
-                    obs.thoughts.push(Thought {
-                        content: t.to_owned(),
-                        source: SOURCE_THINKING.to_owned(),
-                    });
+                    obs.thoughts.push(Thought { content: t.to_owned(), source: SOURCE_THINKING.to_owned() });
                 }
             }
             _ => {}
@@ -306,18 +278,10 @@ data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"outpu
         o.on_chunk(s);
         let obs = o.finish();
         assert!(!obs.complete);
-        assert_eq!(
-            obs.tools[0].input,
-            r#"{"a":"\"delta\":{\"type\":\"text_delta\""}"#
-        );
+        assert_eq!(obs.tools[0].input, r#"{"a":"\"delta\":{\"type\":\"text_delta\""}"#);
         let u = obs.usage.unwrap();
         assert_eq!(
-            (
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_read_input_tokens,
-                u.cache_write_input_tokens
-            ),
+            (u.input_tokens, u.output_tokens, u.cache_read_input_tokens, u.cache_write_input_tokens),
             (10, 30, 5, 2)
         );
     }

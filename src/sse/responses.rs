@@ -139,12 +139,7 @@ fn take_ids(obs: &mut Observation, r: &BorrowedValue<'_>) {
 }
 
 /// A final response object: ids, usage, a failure's error, and (when no item events were seen) items.
-fn take_response(
-    obs: &mut Observation,
-    tools: &mut Tools,
-    r: &BorrowedValue<'_>,
-    with_items: bool,
-) {
+fn take_response(obs: &mut Observation, tools: &mut Tools, r: &BorrowedValue<'_>, with_items: bool) {
     take_ids(obs, r);
     if let Some(u) = non_null(r, "usage") {
         obs.usage = Some(json::openai_usage(u, &RESPONSES_USAGE));
@@ -153,12 +148,7 @@ fn take_response(
         obs.error = Some(json::to_text(e));
     }
     if with_items {
-        for item in r
-            .get("output")
-            .and_then(|o| o.as_array())
-            .into_iter()
-            .flat_map(|a| a.iter())
-        {
+        for item in r.get("output").and_then(|o| o.as_array()).into_iter().flat_map(|a| a.iter()) {
             take_item(obs, tools, item);
         }
     }
@@ -172,10 +162,8 @@ fn take_item(obs: &mut Observation, tools: &mut Tools, item: &BorrowedValue<'_>)
             let parts = item.get("summary").and_then(|s| s.as_array());
             for part in parts.into_iter().flat_map(|a| a.iter()) {
                 if let Some(text) = str_at(part, "text").filter(|t| !t.is_empty()) {
-                    obs.thoughts.push(Thought {
-                        content: text.to_owned(),
-                        source: SOURCE_REASONING_SUMMARY.to_owned(),
-                    });
+                    obs.thoughts
+                        .push(Thought { content: text.to_owned(), source: SOURCE_REASONING_SUMMARY.to_owned() });
                 }
             }
         }
@@ -206,22 +194,12 @@ impl Tools {
         let call = ToolCall {
             id: str_at(item, "call_id").unwrap_or("").to_owned(),
             name: str_at(item, "name").unwrap_or("").to_owned(),
-            input: str_at(item, if custom { "input" } else { "arguments" })
-                .unwrap_or("")
-                .to_owned(),
+            input: str_at(item, if custom { "input" } else { "arguments" }).unwrap_or("").to_owned(),
         };
         let item_id = str_at(item, "id").unwrap_or("");
-        match self
-            .0
-            .iter_mut()
-            .find(|p| !item_id.is_empty() && p.item_id == item_id)
-        {
+        match self.0.iter_mut().find(|p| !item_id.is_empty() && p.item_id == item_id) {
             Some(p) => p.call = call,
-            None => self.0.push(PendingTool {
-                item_id: item_id.to_owned(),
-                custom,
-                call,
-            }),
+            None => self.0.push(PendingTool { item_id: item_id.to_owned(), custom, call }),
         }
     }
 
@@ -235,16 +213,7 @@ impl Tools {
     fn into_calls(self) -> Vec<ToolCall> {
         self.0
             .into_iter()
-            .map(|p| {
-                if p.custom {
-                    p.call
-                } else {
-                    ToolCall {
-                        input: json::tool_input(p.call.input),
-                        ..p.call
-                    }
-                }
-            })
+            .map(|p| if p.custom { p.call } else { ToolCall { input: json::tool_input(p.call.input), ..p.call } })
             .collect()
     }
 }
@@ -285,18 +254,7 @@ data: {"type":"response.completed","response":{"id":"resp_1","model":"m","output
         let obs = o.finish();
         assert!(obs.complete);
         assert_eq!(obs.msg_id.as_deref(), Some("resp_1"));
-        assert_eq!(
-            obs.tools,
-            vec![ToolCall {
-                id: "c".into(),
-                name: "f".into(),
-                input: "{}".into()
-            }]
-        );
-        assert_eq!(
-            obs.usage
-                .map(|u| (u.input_tokens, u.cache_read_input_tokens)),
-            Some((3, 2))
-        );
+        assert_eq!(obs.tools, vec![ToolCall { id: "c".into(), name: "f".into(), input: "{}".into() }]);
+        assert_eq!(obs.usage.map(|u| (u.input_tokens, u.cache_read_input_tokens)), Some((3, 2)));
     }
 }

@@ -247,11 +247,7 @@ impl SseScanner {
 
 /// Parses complete lines of `bytes` as event-stream lines, dispatching each completed event. Returns how
 /// many bytes belong to completed events; the rest is the start of an event still in progress.
-fn parse_lines<F: FnMut(&SseEvent<'_>)>(
-    bytes: &[u8],
-    scratch: &mut Vec<u8>,
-    on_event: &mut F,
-) -> usize {
+fn parse_lines<F: FnMut(&SseEvent<'_>)>(bytes: &[u8], scratch: &mut Vec<u8>, on_event: &mut F) -> usize {
     let mut pos = 0;
     let mut event_start = 0;
     let mut pending = Pending::default();
@@ -276,20 +272,11 @@ fn parse_lines<F: FnMut(&SseEvent<'_>)>(
 }
 
 /// WHATWG "dispatch the event": nothing happens when no data line was seen.
-fn dispatch<F: FnMut(&SseEvent<'_>)>(
-    pending: &mut Pending<'_>,
-    scratch: &mut Vec<u8>,
-    on_event: &mut F,
-) {
+fn dispatch<F: FnMut(&SseEvent<'_>)>(pending: &mut Pending<'_>, scratch: &mut Vec<u8>, on_event: &mut F) {
     let p = std::mem::take(pending);
     if let Some(first) = p.data {
         let data: &[u8] = if p.multi { scratch } else { first };
-        on_event(&SseEvent {
-            event: p.event,
-            data,
-            id: p.id,
-            retry: p.retry,
-        });
+        on_event(&SseEvent { event: p.event, data, id: p.id, retry: p.retry });
     }
     scratch.clear();
 }
@@ -360,37 +347,22 @@ mod tests {
     }
 
     fn ev(event: &str, data: &str) -> Owned {
-        Owned {
-            event: event.into(),
-            data: data.into(),
-            id: None,
-            retry: None,
-        }
+        Owned { event: event.into(), data: data.into(), id: None, retry: None }
     }
 
     #[test]
     fn basic_fields_and_line_ends() {
         let got = scan(&[b"event: a\ndata: 1\n\nevent:b\r\ndata:2\r\n\r\ndata:  3\r\rdata\n\n"]);
-        assert_eq!(
-            got,
-            vec![ev("a", "1"), ev("b", "2"), ev("", " 3"), ev("", "")]
-        );
+        assert_eq!(got, vec![ev("a", "1"), ev("b", "2"), ev("", " 3"), ev("", "")]);
     }
 
     #[test]
     fn multi_line_data_comments_id_retry() {
-        let got = scan(&[
-            b": hello\nid: 7\nretry: 1500\ndata: a\n: mid\ndata: b\ndata\n\nretry: x1\ndata: c\n\n",
-        ]);
+        let got = scan(&[b": hello\nid: 7\nretry: 1500\ndata: a\n: mid\ndata: b\ndata\n\nretry: x1\ndata: c\n\n"]);
         assert_eq!(
             got,
             vec![
-                Owned {
-                    event: vec![],
-                    data: b"a\nb\n".to_vec(),
-                    id: Some(b"7".to_vec()),
-                    retry: Some(1500)
-                },
+                Owned { event: vec![], data: b"a\nb\n".to_vec(), id: Some(b"7".to_vec()), retry: Some(1500) },
                 ev("", "c"),
             ]
         );
@@ -414,10 +386,7 @@ mod tests {
     #[test]
     fn bom_is_stripped_once_even_split() {
         assert_eq!(scan(&[b"\xEF", b"\xBB\xBFdata: x\n\n"]), vec![ev("", "x")]);
-        assert_eq!(
-            scan(&[b"\xEF\xBB\xBFdata: x\n\n\xEF\xBB\xBFdata: y\n\n"]).len(),
-            1
-        );
+        assert_eq!(scan(&[b"\xEF\xBB\xBFdata: x\n\n\xEF\xBB\xBFdata: y\n\n"]).len(), 1);
     }
 
     #[test]
@@ -449,8 +418,7 @@ mod tests {
         assert_eq!(got, vec![b"after".to_vec()]);
     }
 
-    const SAMPLE: &[u8] =
-        b"\xEF\xBB\xBF: comment\r\nevent: message_start\r\ndata: {\"a\":1}\r\n\r\n\
+    const SAMPLE: &[u8] = b"\xEF\xBB\xBF: comment\r\nevent: message_start\r\ndata: {\"a\":1}\r\n\r\n\
 event: ping\ndata: {}\n\nid: 1\ndata: x\rdata: y\r\rretry: 10\ndata:\n\n\
 data: [DONE]\n\n";
 
@@ -461,11 +429,7 @@ data: [DONE]\n\n";
         for i in 0..=SAMPLE.len() {
             assert_eq!(scan(&[&SAMPLE[..i], &SAMPLE[i..]]), whole, "split at {i}");
             for j in i..=SAMPLE.len() {
-                assert_eq!(
-                    scan(&[&SAMPLE[..i], &SAMPLE[i..j], &SAMPLE[j..]]),
-                    whole,
-                    "split at {i},{j}"
-                );
+                assert_eq!(scan(&[&SAMPLE[..i], &SAMPLE[i..j], &SAMPLE[j..]]), whole, "split at {i},{j}");
             }
         }
         let bytes: Vec<&[u8]> = SAMPLE.chunks(1).collect();
@@ -484,16 +448,9 @@ data: [DONE]\n\n";
             Just(Vec::new()),
             proptest::collection::vec(any::<u8>(), 0..6),
         ];
-        let end = prop_oneof![
-            Just(b"\n".to_vec()),
-            Just(b"\r".to_vec()),
-            Just(b"\r\n".to_vec())
-        ];
-        proptest::collection::vec((line, end), 0..24).prop_map(|v| {
-            v.into_iter()
-                .flat_map(|(l, e)| l.into_iter().chain(e))
-                .collect()
-        })
+        let end = prop_oneof![Just(b"\n".to_vec()), Just(b"\r".to_vec()), Just(b"\r\n".to_vec())];
+        proptest::collection::vec((line, end), 0..24)
+            .prop_map(|v| v.into_iter().flat_map(|(l, e)| l.into_iter().chain(e)).collect())
     }
 
     proptest! {

@@ -28,10 +28,17 @@ fn missing_or_invalid_tokens_get_401_in_the_provider_shape() {
     assert_eq!(r.status, 401);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("token"));
     let bogus = "aibr_0123456789ab_thisisnotavalidsecretatallreally00";
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &format!("Bearer {bogus}"))], CHAT.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &format!("Bearer {bogus}"))],
+        CHAT.as_bytes(),
+    );
     assert_eq!(r.status, 401);
     assert!(!r.text().contains(bogus), "the presented token is never echoed");
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/anthropic/v1/messages", &[("X-Api-Key", "nope")], MSG.as_bytes());
+    let r =
+        request(gw.addr, "POST", "/api/v2/aibridge/anthropic/v1/messages", &[("X-Api-Key", "nope")], MSG.as_bytes());
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["type"], "error");
     assert_eq!(r.json()["error"]["type"], "authentication_error");
@@ -48,7 +55,17 @@ fn revoked_tokens_stop_working_within_five_seconds_without_restart() {
     let gw = gateway(&mock);
     let token = gw.token("bob");
     let auth = format!("Bearer {token}");
-    assert_eq!(request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], CHAT.as_bytes()).status, 200);
+    assert_eq!(
+        request(
+            gw.addr,
+            "POST",
+            "/api/v2/aibridge/openai/v1/chat/completions",
+            &[("Authorization", &auth)],
+            CHAT.as_bytes()
+        )
+        .status,
+        200
+    );
 
     let list = std::process::Command::new(BIN)
         .args(["tokens", "list"])
@@ -72,7 +89,13 @@ fn revoked_tokens_stop_working_within_five_seconds_without_restart() {
     assert!(revoke.status.success(), "{}", String::from_utf8_lossy(&revoke.stderr));
     let t0 = Instant::now();
     loop {
-        let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], CHAT.as_bytes());
+        let r = request(
+            gw.addr,
+            "POST",
+            "/api/v2/aibridge/openai/v1/chat/completions",
+            &[("Authorization", &auth)],
+            CHAT.as_bytes(),
+        );
         if r.status == 401 {
             break;
         }
@@ -87,7 +110,13 @@ fn expired_tokens_are_refused() {
     let gw = gateway(&mock);
     let token = create_token(&gw.db, "carol", Some("1s"));
     std::thread::sleep(Duration::from_millis(3500));
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &format!("Bearer {token}"))], CHAT.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &format!("Bearer {token}"))],
+        CHAT.as_bytes(),
+    );
     assert_eq!(r.status, 401);
 }
 
@@ -108,8 +137,16 @@ fn byok_keeps_the_clients_own_credential() {
     let last = seen.last().unwrap();
     assert_eq!(last.header("authorization"), Some("Bearer sk-user-own-key-0123456789"));
     assert_eq!(last.header("x-coder-ai-governance-token"), None);
-    let n = wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE credential_kind = 'byok' AND ended_at IS NOT NULL", 1);
+    let n = wait_count(
+        &gw.db,
+        "SELECT COUNT(*) FROM aibridge_interceptions WHERE credential_kind = 'byok' AND ended_at IS NOT NULL",
+        1,
+    );
     assert_eq!(n, 1);
-    let hint: String = db(&gw.db).query_row("SELECT credential_hint FROM aibridge_interceptions WHERE credential_kind = 'byok'", [], |r| r.get(0)).unwrap();
+    let hint: String = db(&gw.db)
+        .query_row("SELECT credential_hint FROM aibridge_interceptions WHERE credential_kind = 'byok'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(hint, "sk-u…6789");
 }

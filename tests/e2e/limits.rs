@@ -10,7 +10,10 @@ use crate::support::*;
 
 fn gateway(mock: &MockUpstream, extra: &[(&str, &str)]) -> Gateway {
     let base = format!("{}/v1", mock.base_url());
-    let mut env = vec![("CODER_AIBRIDGE_OPENAI_KEY", "sk-central-openai-0123456789"), ("CODER_AIBRIDGE_OPENAI_BASE_URL", base.as_str())];
+    let mut env = vec![
+        ("CODER_AIBRIDGE_OPENAI_KEY", "sk-central-openai-0123456789"),
+        ("CODER_AIBRIDGE_OPENAI_BASE_URL", base.as_str()),
+    ];
     env.extend_from_slice(extra);
     Gateway::start(&env)
 }
@@ -30,7 +33,9 @@ fn unknown_routes_are_404_json_naming_the_route() {
     let gw = gateway(&mock, &[]);
     let token = gw.token("alice");
     let auth = format!("Bearer {token}");
-    for path in ["/api/v2/aibridge/nosuch/v1/chat/completions", "/api/v2/aibridge/openai/v1/embeddings", "/somewhere/else"] {
+    for path in
+        ["/api/v2/aibridge/nosuch/v1/chat/completions", "/api/v2/aibridge/openai/v1/embeddings", "/somewhere/else"]
+    {
         let r = request(gw.addr, "POST", path, &[("Authorization", &auth)], b"{}");
         assert_eq!(r.status, 404, "{path}");
         let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
@@ -49,7 +54,13 @@ fn oversized_and_malformed_requests() {
 
     // 413: a body over the limit.
     let big = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(4096));
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], big.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        big.as_bytes(),
+    );
     assert_eq!(r.status, 413);
     assert!(r.json()["error"]["message"].is_string());
 
@@ -66,12 +77,24 @@ fn oversized_and_malformed_requests() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
 
     // 400: malformed JSON on an intercepted route, in the provider's shape; nothing goes upstream.
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], b"{\"model\": ");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        b"{\"model\": ",
+    );
     assert_eq!(r.status, 400);
     assert!(r.json()["error"]["message"].is_string());
 
     // 501: background responses.
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/responses", &[("Authorization", &auth)], br#"{"model":"gpt-5","input":"hi","background":true}"#);
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/responses",
+        &[("Authorization", &auth)],
+        br#"{"model":"gpt-5","input":"hi","background":true}"#,
+    );
     assert_eq!(r.status, 501);
     assert!(mock.requests().is_empty(), "none of these reached the provider");
 
@@ -105,7 +128,13 @@ fn a_disabled_bridge_answers_404_but_stays_healthy() {
     let mock = MockUpstream::start().unwrap();
     let gw = gateway(&mock, &[("CODER_AIBRIDGE_ENABLED", "false")]);
     let token = gw.token("carol");
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &format!("Bearer {token}"))], b"{}");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"{}",
+    );
     assert_eq!(r.status, 404);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("disabled"));
     assert_eq!(request(gw.addr, "GET", "/healthz", &[], b"").status, 200);

@@ -9,3 +9,4 @@ mod providers;
 mod records;
 mod relay;
 mod shutdown;
+mod tls;

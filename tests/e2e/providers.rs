@@ -6,7 +6,8 @@ use aibridged::mock::MockUpstream;
 use crate::support::*;
 
 const HAIKU_STREAM: &str = r#"{"model":"claude-haiku-4-5","max_tokens":64,"stream":true,"metadata":{"user_id":"u1"},"messages":[{"role":"user","content":"hi there"}]}"#;
-const SONNET_JSON: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi there"}]}"#;
+const SONNET_JSON: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi there"}]}"#;
 const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
 
 /// Event names of an SSE body, in order.
@@ -38,10 +39,17 @@ fn bedrock_gateway(mock: &MockUpstream) -> Gateway {
 
 #[test]
 fn bedrock_streams_reach_the_client_as_standard_anthropic_sse() {
-    let mock = MockUpstream::with_aws("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-west-2").unwrap();
+    let mock = MockUpstream::with_aws("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-west-2")
+        .unwrap();
     let gw = bedrock_gateway(&mock);
     let token = gw.token("alice");
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/anthropic-bedrock/v1/messages", &[("X-Api-Key", &token), ("anthropic-version", "2023-06-01")], HAIKU_STREAM.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/anthropic-bedrock/v1/messages",
+        &[("X-Api-Key", &token), ("anthropic-version", "2023-06-01")],
+        HAIKU_STREAM.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     let text = r.text();
@@ -58,7 +66,8 @@ fn bedrock_streams_reach_the_client_as_standard_anthropic_sse() {
     assert_eq!(body["max_tokens"], 64);
 
     // The same event sequence the Anthropic API itself sends for this answer.
-    let direct = request(mock.addr(), "POST", "/v1/messages", &[("anthropic-version", "2023-06-01")], HAIKU_STREAM.as_bytes());
+    let direct =
+        request(mock.addr(), "POST", "/v1/messages", &[("anthropic-version", "2023-06-01")], HAIKU_STREAM.as_bytes());
     let direct_text = direct.text();
     assert_eq!(event_names(&text), event_names(&direct_text), "event names");
     assert_eq!(event_types(&text), event_types(&direct_text), "data types");
@@ -68,13 +77,18 @@ fn bedrock_streams_reach_the_client_as_standard_anthropic_sse() {
         let name = &line[7..];
         let i = text.find(line).unwrap();
         let data_line = text[i..].lines().nth(1).unwrap();
-        assert!(data_line.starts_with("data: ") && data_line.contains(&format!("\"type\":\"{name}\"")), "{line} / {data_line}");
+        assert!(
+            data_line.starts_with("data: ") && data_line.contains(&format!("\"type\":\"{name}\"")),
+            "{line} / {data_line}"
+        );
     }
 
     // Recorded under the Bedrock model id, with the access key's hint.
     assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", 1), 1);
     let (model, hint, status): (String, String, String) = db(&gw.db)
-        .query_row("SELECT model, credential_hint, status FROM aibridge_interceptions", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row("SELECT model, credential_hint, status FROM aibridge_interceptions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .unwrap();
     assert_eq!(model, "global.anthropic.claude-haiku-4-5-20251001-v1:0");
     assert_eq!(hint, "AKIA…MPLE");
@@ -84,15 +98,28 @@ fn bedrock_streams_reach_the_client_as_standard_anthropic_sse() {
 
 #[test]
 fn bedrock_json_answers_and_errors_use_anthropic_shapes() {
-    let mock = MockUpstream::with_aws("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-west-2").unwrap();
+    let mock = MockUpstream::with_aws("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-west-2")
+        .unwrap();
     let gw = bedrock_gateway(&mock);
     let token = gw.token("bob");
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/anthropic-bedrock/v1/messages", &[("X-Api-Key", &token)], SONNET_JSON.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/anthropic-bedrock/v1/messages",
+        &[("X-Api-Key", &token)],
+        SONNET_JSON.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["type"], "message");
     assert_eq!(mock.requests()[0].path, "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke");
 
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/anthropic-bedrock/v1/messages", &[("X-Api-Key", &token), ("x-mock-status", "429")], SONNET_JSON.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/anthropic-bedrock/v1/messages",
+        &[("X-Api-Key", &token), ("x-mock-status", "429")],
+        SONNET_JSON.as_bytes(),
+    );
     assert_eq!(r.status, 429);
     assert_eq!(r.json()["type"], "error");
     assert_eq!(r.json()["error"]["type"], "rate_limit_error");
@@ -111,27 +138,58 @@ fn key_pools_fail_over_on_429_and_401_before_the_client_sees_anything() {
     let token = gw.token("carol");
     let auth = format!("Bearer {token}");
     let rules = "sk-key-one-00000001=429,sk-key-two-00000002=401";
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth), ("x-mock-status-for-key", rules)], CHAT.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth), ("x-mock-status-for-key", rules)],
+        CHAT.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let keys: Vec<String> = mock.requests().iter().map(|q| q.header("authorization").unwrap().to_string()).collect();
     assert_eq!(keys, ["Bearer sk-key-one-00000001", "Bearer sk-key-two-00000002", "Bearer sk-key-three-00003"]);
-    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE credential_hint = 'sk-k…0003' AND ended_at IS NOT NULL", 1), 1);
+    assert_eq!(
+        wait_count(
+            &gw.db,
+            "SELECT COUNT(*) FROM aibridge_interceptions WHERE credential_hint = 'sk-k…0003' AND ended_at IS NOT NULL",
+            1
+        ),
+        1
+    );
 
     // Key one rests, key two is disabled: the next request goes straight to key three.
     mock.clear();
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], CHAT.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        CHAT.as_bytes(),
+    );
     assert_eq!(r.status, 200);
     let keys: Vec<String> = mock.requests().iter().map(|q| q.header("authorization").unwrap().to_string()).collect();
     assert_eq!(keys, ["Bearer sk-key-three-00003"]);
 
     // When the last healthy key is rate limited too, the client gets the provider's own error.
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth), ("x-mock-status-for-key", "sk-key-three-00003=429"), ("x-mock-retry-after", "30")], CHAT.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth), ("x-mock-status-for-key", "sk-key-three-00003=429"), ("x-mock-retry-after", "30")],
+        CHAT.as_bytes(),
+    );
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("30"), "the provider's own answer");
     assert!(r.json()["error"]["message"].is_string());
     // And while every key rests, the gateway answers 429 itself without calling the provider.
     mock.clear();
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], CHAT.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        CHAT.as_bytes(),
+    );
     assert_eq!(r.status, 429);
     assert!(mock.requests().is_empty());
 }
@@ -180,13 +238,24 @@ fn copilot_and_chatgpt_use_the_users_own_bearer_token() {
     assert_eq!(up.path, "/backend-api/codex/responses");
     assert_eq!(up.header("authorization"), Some("Bearer chatgpt-session-token-0001"));
 
-    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE credential_kind = 'byok' AND ended_at IS NOT NULL", 2), 2);
+    assert_eq!(
+        wait_count(
+            &gw.db,
+            "SELECT COUNT(*) FROM aibridge_interceptions WHERE credential_kind = 'byok' AND ended_at IS NOT NULL",
+            2
+        ),
+        2
+    );
     let providers: Vec<(String, String)> = {
         let c = db(&gw.db);
-        let mut st = c.prepare("SELECT provider, provider_name FROM aibridge_interceptions ORDER BY started_at").unwrap();
+        let mut st =
+            c.prepare("SELECT provider, provider_name FROM aibridge_interceptions ORDER BY started_at").unwrap();
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
     };
-    assert_eq!(providers, [("copilot".to_string(), "copilot".to_string()), ("openai".to_string(), "chatgpt".to_string())]);
+    assert_eq!(
+        providers,
+        [("copilot".to_string(), "copilot".to_string()), ("openai".to_string(), "chatgpt".to_string())]
+    );
 }
 
 #[test]
@@ -208,15 +277,33 @@ fn the_readme_multi_instance_example_starts_and_routes_as_written() {
     // Those hosts are real and not ours: no request may leave this machine. A body that fails inspection
     // shows the route exists (400 from the gateway, in the provider's shape) without calling upstream.
     for name in ["anthropic-corp", "anthropic-direct", "anthropic-bedrock"] {
-        let r = request(gw.addr, "POST", &format!("/api/v2/aibridge/{name}/v1/messages"), &[("X-Api-Key", &token)], b"{not json");
+        let r = request(
+            gw.addr,
+            "POST",
+            &format!("/api/v2/aibridge/{name}/v1/messages"),
+            &[("X-Api-Key", &token)],
+            b"{not json",
+        );
         assert_eq!(r.status, 400, "{name}: {}", r.text());
         assert_eq!(r.json()["type"], "error", "{name}");
     }
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/azure-openai/v1/chat/completions", &[("Authorization", &format!("Bearer {token}"))], b"{not json");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/azure-openai/v1/chat/completions",
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"{not json",
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.json()["error"]["message"].is_string());
     for name in ["anthropic", "openai"] {
-        let r = request(gw.addr, "POST", &format!("/api/v2/aibridge/{name}/v1/messages"), &[("X-Api-Key", &token)], b"{not json");
+        let r = request(
+            gw.addr,
+            "POST",
+            &format!("/api/v2/aibridge/{name}/v1/messages"),
+            &[("X-Api-Key", &token)],
+            b"{not json",
+        );
         assert_eq!(r.status, 404, "no legacy {name} provider when only indexed ones are configured");
     }
 }

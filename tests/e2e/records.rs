@@ -30,11 +30,18 @@ struct Usage {
 
 /// Sends one request and returns its interception id once its end row is committed.
 fn intercept(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let before: i64 = db(&gw.db).query_row("SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", [], |r| r.get(0)).unwrap_or(0);
+    let before: i64 = db(&gw.db)
+        .query_row("SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", [], |r| r.get(0))
+        .unwrap_or(0);
     let r = request(gw.addr, "POST", path, headers, body.as_bytes());
     assert!(r.status != 502 && r.status != 401 && r.status != 404, "{}", r.text());
-    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", before + 1), before + 1);
-    db(&gw.db).query_row("SELECT id FROM aibridge_interceptions ORDER BY started_at DESC LIMIT 1", [], |r| r.get(0)).unwrap()
+    assert_eq!(
+        wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", before + 1),
+        before + 1
+    );
+    db(&gw.db)
+        .query_row("SELECT id FROM aibridge_interceptions ORDER BY started_at DESC LIMIT 1", [], |r| r.get(0))
+        .unwrap()
 }
 
 fn usage(gw: &Gateway, id: &str) -> Usage {
@@ -49,12 +56,17 @@ fn usage(gw: &Gateway, id: &str) -> Usage {
 
 fn tools(gw: &Gateway, id: &str) -> Vec<(String, serde_json::Value)> {
     let c = db(&gw.db);
-    let mut st = c.prepare("SELECT tool, input FROM aibridge_tool_usages WHERE interception_id = ?1 ORDER BY rowid").unwrap();
+    let mut st =
+        c.prepare("SELECT tool, input FROM aibridge_tool_usages WHERE interception_id = ?1 ORDER BY rowid").unwrap();
     st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
         .unwrap()
         .map(|r| {
             let (tool, input) = r.unwrap();
-            (tool, serde_json::from_str(&input).unwrap_or_else(|e| panic!("tool input is not complete JSON ({e}): {input}")))
+            (
+                tool,
+                serde_json::from_str(&input)
+                    .unwrap_or_else(|e| panic!("tool input is not complete JSON ({e}): {input}")),
+            )
         })
         .collect()
 }
@@ -76,28 +88,50 @@ fn chat_completions_records_usage_tools_and_the_user_prompt() {
     let ua = ("User-Agent", "codex_cli_rs/0.50.0 (Linux; x86_64)");
 
     // Streaming text: usage is requested by the gateway and recorded.
-    let id = intercept(&gw, CHAT, &[("Authorization", &auth), ua], r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"Say hi"}]}"#);
+    let id = intercept(
+        &gw,
+        CHAT,
+        &[("Authorization", &auth), ua],
+        r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"Say hi"}]}"#,
+    );
     assert_eq!(usage(&gw, &id), Usage { input: 12, output: 5, cache_read: 0, cache_write: 0, reasoning: 0 });
     assert_eq!(one(&gw, "SELECT prompt FROM aibridge_user_prompts WHERE interception_id = ?1", &id), "Say hi");
     assert_eq!(one(&gw, "SELECT initiator_id FROM aibridge_interceptions WHERE id = ?1", &id), "alice");
     assert_eq!(one(&gw, "SELECT model FROM aibridge_interceptions WHERE id = ?1", &id), "gpt-4o");
     assert_eq!(one(&gw, "SELECT client FROM aibridge_interceptions WHERE id = ?1", &id), "codex");
-    assert_eq!(one(&gw, "SELECT provider || '/' || provider_name FROM aibridge_interceptions WHERE id = ?1", &id), "openai/openai");
+    assert_eq!(
+        one(&gw, "SELECT provider || '/' || provider_name FROM aibridge_interceptions WHERE id = ?1", &id),
+        "openai/openai"
+    );
     assert_eq!(one(&gw, "SELECT status FROM aibridge_interceptions WHERE id = ?1", &id), "completed");
     assert_eq!(one(&gw, "SELECT credential_hint FROM aibridge_interceptions WHERE id = ?1", &id), "sk-c…6789");
     let msg_id = one(&gw, "SELECT msg_id FROM aibridge_token_usages WHERE interception_id = ?1", &id);
     assert!(msg_id.starts_with("chatcmpl-"), "{msg_id}");
 
     // Cached and reasoning tokens: input excludes the cached ones.
-    let id = intercept(&gw, CHAT, &[("Authorization", &auth), ("x-mock-scenario", "cached")], r#"{"model":"o3","stream":true,"messages":[{"role":"user","content":"again"}]}"#);
-    assert_eq!(usage(&gw, &id), Usage { input: 20, output: usage(&gw, &id).output, cache_read: 100, cache_write: 0, reasoning: 16 });
+    let id = intercept(
+        &gw,
+        CHAT,
+        &[("Authorization", &auth), ("x-mock-scenario", "cached")],
+        r#"{"model":"o3","stream":true,"messages":[{"role":"user","content":"again"}]}"#,
+    );
+    assert_eq!(
+        usage(&gw, &id),
+        Usage { input: 20, output: usage(&gw, &id).output, cache_read: 100, cache_write: 0, reasoning: 16 }
+    );
 
     // Parallel tool calls, streamed and as JSON.
     for stream in [true, false] {
-        let body = format!(r#"{{"model":"gpt-4o","stream":{stream},"messages":[{{"role":"user","content":"weather and time in Paris?"}}]}}"#);
+        let body = format!(
+            r#"{{"model":"gpt-4o","stream":{stream},"messages":[{{"role":"user","content":"weather and time in Paris?"}}]}}"#
+        );
         let id = intercept(&gw, CHAT, &[("Authorization", &auth), ("x-mock-scenario", "tools")], &body);
         let t = tools(&gw, &id);
-        assert_eq!(t.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["get_weather", "get_time"], "stream={stream}");
+        assert_eq!(
+            t.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["get_weather", "get_time"],
+            "stream={stream}"
+        );
         assert!(t[0].1.to_string().contains("Paris"), "{:?}", t[0].1);
         assert!(t[1].1.to_string().contains("Europe/Paris"), "{:?}", t[1].1);
         let ids: Vec<String> = {
@@ -109,8 +143,15 @@ fn chat_completions_records_usage_tools_and_the_user_prompt() {
     }
 
     // The last message is the assistant's: no prompt is recorded.
-    let id = intercept(&gw, CHAT, &[("Authorization", &auth)], r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"prefill"}]}"#);
-    let n: i64 = db(&gw.db).query_row("SELECT COUNT(*) FROM aibridge_user_prompts WHERE interception_id = ?1", [&id], |r| r.get(0)).unwrap();
+    let id = intercept(
+        &gw,
+        CHAT,
+        &[("Authorization", &auth)],
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"prefill"}]}"#,
+    );
+    let n: i64 = db(&gw.db)
+        .query_row("SELECT COUNT(*) FROM aibridge_user_prompts WHERE interception_id = ?1", [&id], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -119,9 +160,18 @@ fn messages_record_cache_arithmetic_thinking_and_tool_use() {
     let mock = MockUpstream::start().unwrap();
     let gw = gateway(&mock, &[]);
     let token = gw.token("bob");
-    let cc = [("X-Api-Key", token.as_str()), ("User-Agent", "claude-cli/2.0.14 (external, cli)"), ("X-Claude-Code-Session-Id", "3f1e-session-42")];
+    let cc = [
+        ("X-Api-Key", token.as_str()),
+        ("User-Agent", "claude-cli/2.0.14 (external, cli)"),
+        ("X-Claude-Code-Session-Id", "3f1e-session-42"),
+    ];
 
-    let id = intercept(&gw, MESSAGES, &[cc[0], cc[1], cc[2], ("x-mock-scenario", "cached")], r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"part one"},{"type":"text","text":"part two"}]}]}"#);
+    let id = intercept(
+        &gw,
+        MESSAGES,
+        &[cc[0], cc[1], cc[2], ("x-mock-scenario", "cached")],
+        r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"part one"},{"type":"text","text":"part two"}]}]}"#,
+    );
     let u = usage(&gw, &id);
     assert_eq!((u.input, u.cache_read, u.cache_write), (20, 100, 10));
     assert_eq!(one(&gw, "SELECT client FROM aibridge_interceptions WHERE id = ?1", &id), "claude-code");
@@ -132,7 +182,9 @@ fn messages_record_cache_arithmetic_thinking_and_tool_use() {
     assert!(msg_id.starts_with("msg_"), "{msg_id}");
 
     for stream in [true, false] {
-        let body = format!(r#"{{"model":"claude-sonnet-4-5","max_tokens":2048,"stream":{stream},"thinking":{{"type":"enabled","budget_tokens":1024}},"messages":[{{"role":"user","content":"think then act"}}]}}"#);
+        let body = format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":2048,"stream":{stream},"thinking":{{"type":"enabled","budget_tokens":1024}},"messages":[{{"role":"user","content":"think then act"}}]}}"#
+        );
         let id = intercept(&gw, MESSAGES, &[cc[0], ("x-mock-scenario", "thinking")], &body);
         assert_eq!(usage(&gw, &id).output, 15, "stream={stream}: final cumulative output_tokens");
         let thought = one(&gw, "SELECT content FROM aibridge_model_thoughts WHERE interception_id = ?1", &id);
@@ -148,18 +200,36 @@ fn responses_record_usage_tools_and_reasoning_summaries() {
     let gw = gateway(&mock, &[]);
     let token = gw.token("carol");
     let auth = format!("Bearer {token}");
-    let id = intercept(&gw, RESPONSES, &[("Authorization", &auth), ("x-mock-scenario", "cached")], r#"{"model":"gpt-5","stream":true,"input":"summarise"}"#);
+    let id = intercept(
+        &gw,
+        RESPONSES,
+        &[("Authorization", &auth), ("x-mock-scenario", "cached")],
+        r#"{"model":"gpt-5","stream":true,"input":"summarise"}"#,
+    );
     let u = usage(&gw, &id);
     assert_eq!((u.input, u.cache_read, u.reasoning), (20, 100, 16));
     assert_eq!(one(&gw, "SELECT prompt FROM aibridge_user_prompts WHERE interception_id = ?1", &id), "summarise");
     assert!(one(&gw, "SELECT msg_id FROM aibridge_token_usages WHERE interception_id = ?1", &id).starts_with("resp_"));
 
-    let id = intercept(&gw, RESPONSES, &[("Authorization", &auth), ("x-mock-scenario", "tools")], r#"{"model":"gpt-5","stream":true,"input":[{"role":"user","content":[{"type":"input_text","text":"weather?"}]}]}"#);
+    let id = intercept(
+        &gw,
+        RESPONSES,
+        &[("Authorization", &auth), ("x-mock-scenario", "tools")],
+        r#"{"model":"gpt-5","stream":true,"input":[{"role":"user","content":[{"type":"input_text","text":"weather?"}]}]}"#,
+    );
     assert_eq!(tools(&gw, &id).len(), 2);
     assert_eq!(one(&gw, "SELECT prompt FROM aibridge_user_prompts WHERE interception_id = ?1", &id), "weather?");
 
-    let id = intercept(&gw, RESPONSES, &[("Authorization", &auth), ("x-mock-scenario", "thinking")], r#"{"model":"gpt-5","stream":true,"input":"plan"}"#);
-    assert_eq!(one(&gw, "SELECT source FROM aibridge_model_thoughts WHERE interception_id = ?1", &id), "reasoning_summary");
+    let id = intercept(
+        &gw,
+        RESPONSES,
+        &[("Authorization", &auth), ("x-mock-scenario", "thinking")],
+        r#"{"model":"gpt-5","stream":true,"input":"plan"}"#,
+    );
+    assert_eq!(
+        one(&gw, "SELECT source FROM aibridge_model_thoughts WHERE interception_id = ?1", &id),
+        "reasoning_summary"
+    );
 }
 
 #[test]
@@ -168,15 +238,30 @@ fn cut_and_failed_streams_keep_what_was_seen() {
     let gw = gateway(&mock, &[]);
     let token = gw.token("dave");
     // A stream that stops before message_stop: the input tokens of message_start are kept.
-    let id = intercept(&gw, MESSAGES, &[("X-Api-Key", &token), ("x-mock-scenario", "truncated")], r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#);
+    let id = intercept(
+        &gw,
+        MESSAGES,
+        &[("X-Api-Key", &token), ("x-mock-scenario", "truncated")],
+        r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
     assert_eq!(usage(&gw, &id).input, 12);
     assert_eq!(one(&gw, "SELECT status FROM aibridge_interceptions WHERE id = ?1", &id), "failed");
     // A provider error event mid-stream.
-    let id = intercept(&gw, MESSAGES, &[("X-Api-Key", &token), ("x-mock-scenario", "error-midstream")], r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#);
+    let id = intercept(
+        &gw,
+        MESSAGES,
+        &[("X-Api-Key", &token), ("x-mock-scenario", "error-midstream")],
+        r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
     assert_eq!(one(&gw, "SELECT status FROM aibridge_interceptions WHERE id = ?1", &id), "failed");
     assert_eq!(one(&gw, "SELECT CAST(upstream_status AS TEXT) FROM aibridge_interceptions WHERE id = ?1", &id), "200");
     // An upstream error status is recorded with it.
-    let id = intercept(&gw, MESSAGES, &[("X-Api-Key", &token), ("x-mock-status", "529")], r#"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#);
+    let id = intercept(
+        &gw,
+        MESSAGES,
+        &[("X-Api-Key", &token), ("x-mock-status", "529")],
+        r#"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
     assert_eq!(one(&gw, "SELECT CAST(upstream_status AS TEXT) FROM aibridge_interceptions WHERE id = ?1", &id), "529");
     // Pass-through routes are not recorded.
     let before: i64 = db(&gw.db).query_row("SELECT COUNT(*) FROM aibridge_interceptions", [], |r| r.get(0)).unwrap();
@@ -195,7 +280,12 @@ fn structured_logging_writes_one_line_per_record_with_the_contract_names() {
     let log_s = log.display().to_string();
     let gw = gateway(&mock, &[("CODER_AIBRIDGE_STRUCTURED_LOGGING", "true"), ("CODER_LOGGING_JSON", &log_s)]);
     let token = gw.token("erin");
-    let id = intercept(&gw, MESSAGES, &[("X-Api-Key", &token), ("x-mock-scenario", "thinking")], r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"log me"}]}"#);
+    let id = intercept(
+        &gw,
+        MESSAGES,
+        &[("X-Api-Key", &token), ("x-mock-scenario", "thinking")],
+        r#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"log me"}]}"#,
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut lines: Vec<serde_json::Value>;
     loop {

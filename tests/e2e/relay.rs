@@ -21,7 +21,8 @@ fn openai_gateway(mock: &MockUpstream, key: &str) -> Gateway {
 
 const CHAT_STREAM: &str = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hi"}]}"#;
 const CHAT_JSON: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Say hi"}]}"#;
-const MSG_STREAM: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Say hi"}]}"#;
+const MSG_STREAM: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Say hi"}]}"#;
 
 #[test]
 fn fixture_streams_and_bodies_are_relayed_byte_for_byte() {
@@ -40,7 +41,13 @@ fn fixture_streams_and_bodies_are_relayed_byte_for_byte() {
         let path = fixture_dir.join(file);
         let expected = std::fs::read(&path).unwrap();
         let path_s = path.display().to_string();
-        let via_gw = request(gw.addr, "POST", route, &[("Authorization", &auth), ("x-mock-body-file", &path_s)], body.as_bytes());
+        let via_gw = request(
+            gw.addr,
+            "POST",
+            route,
+            &[("Authorization", &auth), ("x-mock-body-file", &path_s)],
+            body.as_bytes(),
+        );
         assert_eq!(via_gw.status, 200, "{file}: {}", via_gw.text());
         assert_eq!(via_gw.body, expected, "{file}: payload differs from what the upstream sent");
         // The wire bytes (framing included) equal what the upstream put on the wire.
@@ -60,7 +67,18 @@ fn generated_streams_match_direct_bytes_and_keys_are_swapped() {
     let token = gw.token("alice");
     let auth = format!("Bearer {token}");
 
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth), ("User-Agent", "codex_cli_rs/0.50.0"), ("Accept-Encoding", "gzip"), ("OpenAI-Beta", "x")], CHAT_STREAM.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[
+            ("Authorization", &auth),
+            ("User-Agent", "codex_cli_rs/0.50.0"),
+            ("Accept-Encoding", "gzip"),
+            ("OpenAI-Beta", "x"),
+        ],
+        CHAT_STREAM.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     let text = r.text();
@@ -79,7 +97,17 @@ fn generated_streams_match_direct_bytes_and_keys_are_swapped() {
     assert!(!String::from_utf8_lossy(&last.body).contains(&token));
 
     // Anthropic: the gateway token in X-Api-Key is replaced by the instance key.
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/anthropic/v1/messages", &[("X-Api-Key", &token), ("anthropic-version", "2023-06-01"), ("anthropic-beta", "interleaved-thinking-2025-05-14")], MSG_STREAM.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/anthropic/v1/messages",
+        &[
+            ("X-Api-Key", &token),
+            ("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "interleaved-thinking-2025-05-14"),
+        ],
+        MSG_STREAM.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("event: message_stop"));
     let seen = mock.requests();
@@ -105,7 +133,12 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     let mut c = Client::connect(gw.addr);
     for i in 0..20 {
         let body = if i % 2 == 0 { CHAT_JSON } else { CHAT_STREAM };
-        let r = c.request("POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], body.as_bytes());
+        let r = c.request(
+            "POST",
+            "/api/v2/aibridge/openai/v1/chat/completions",
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        );
         assert_eq!(r.status, 200);
         assert!(r.complete);
     }
@@ -124,15 +157,33 @@ fn passthrough_routes_and_upstream_errors() {
     assert!(r.json()["data"].is_array());
     assert_eq!(mock.requests().last().unwrap().path, "/v1/models");
 
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/anthropic/v1/messages/count_tokens", &[("X-Api-Key", &token)], MSG_STREAM.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/anthropic/v1/messages/count_tokens",
+        &[("X-Api-Key", &token)],
+        MSG_STREAM.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
 
     // The upstream's status and body reach the client unchanged.
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth), ("x-mock-status", "429"), ("x-mock-retry-after", "7")], CHAT_JSON.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth), ("x-mock-status", "429"), ("x-mock-retry-after", "7")],
+        CHAT_JSON.as_bytes(),
+    );
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("7"));
     assert!(r.json()["error"]["message"].is_string());
-    let direct = request(mock.addr(), "POST", "/v1/chat/completions", &[("x-mock-status", "429"), ("x-mock-retry-after", "7")], CHAT_JSON.as_bytes());
+    let direct = request(
+        mock.addr(),
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-status", "429"), ("x-mock-retry-after", "7")],
+        CHAT_JSON.as_bytes(),
+    );
     assert_eq!(r.body, direct.body);
 }
 
@@ -155,7 +206,13 @@ fn instances_of_one_type_route_by_name_to_their_upstreams() {
         ("anthropic-corp", &a, "sk-ant-corp-xxx-0123456789", "/anthropic/v1/messages"),
         ("anthropic-direct", &b, "sk-ant-direct-yyy-0123456789", "/v1/messages"),
     ] {
-        let r = request(gw.addr, "POST", &format!("/api/v2/aibridge/{name}/v1/messages"), &[("X-Api-Key", &token)], MSG_STREAM.as_bytes());
+        let r = request(
+            gw.addr,
+            "POST",
+            &format!("/api/v2/aibridge/{name}/v1/messages"),
+            &[("X-Api-Key", &token)],
+            MSG_STREAM.as_bytes(),
+        );
         assert_eq!(r.status, 200, "{name}: {}", r.text());
         let seen = mock.requests();
         assert_eq!(seen.len(), 1, "{name} went to its own upstream only");
@@ -163,7 +220,13 @@ fn instances_of_one_type_route_by_name_to_their_upstreams() {
         assert_eq!(seen[0].header("x-api-key"), Some(key));
     }
     // The default legacy names do not exist when only indexed providers are configured.
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &format!("Bearer {token}"))], CHAT_JSON.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &format!("Bearer {token}"))],
+        CHAT_JSON.as_bytes(),
+    );
     assert_eq!(r.status, 404);
 }
 
@@ -175,7 +238,12 @@ fn client_disconnect_mid_stream_closes_only_that_upstream() {
     let auth = format!("Bearer {token}");
     {
         let mut c = Client::connect(gw.addr);
-        c.send("POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth), ("x-mock-delay-ms", "50"), ("x-mock-events", "200")], CHAT_STREAM.as_bytes());
+        c.send(
+            "POST",
+            "/api/v2/aibridge/openai/v1/chat/completions",
+            &[("Authorization", &auth), ("x-mock-delay-ms", "50"), ("x-mock-events", "200")],
+            CHAT_STREAM.as_bytes(),
+        );
         let mut first = [0u8; 64];
         let n = c.stream.read(&mut first).unwrap();
         assert!(n > 0);
@@ -184,11 +252,20 @@ fn client_disconnect_mid_stream_closes_only_that_upstream() {
     std::thread::sleep(Duration::from_millis(300));
     // The gateway is still serving, on new connections and on the same worker pool.
     for _ in 0..4 {
-        let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], CHAT_STREAM.as_bytes());
+        let r = request(
+            gw.addr,
+            "POST",
+            "/api/v2/aibridge/openai/v1/chat/completions",
+            &[("Authorization", &auth)],
+            CHAT_STREAM.as_bytes(),
+        );
         assert_eq!(r.status, 200);
         assert!(r.text().contains("[DONE]"));
     }
-    assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'client_disconnected'", 1), 1);
+    assert_eq!(
+        wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'client_disconnected'", 1),
+        1
+    );
 }
 
 #[test]
@@ -198,16 +275,33 @@ fn upstream_reset_mid_stream_ends_the_client_stream_and_the_gateway_keeps_servin
     let token = gw.token("frank");
     let auth = format!("Bearer {token}");
     let mut c = Client::connect(gw.addr);
-    let r = c.request("POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth), ("x-mock-reset-after", "2")], CHAT_STREAM.as_bytes());
+    let r = c.request(
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth), ("x-mock-reset-after", "2")],
+        CHAT_STREAM.as_bytes(),
+    );
     assert_eq!(r.status, 200);
     assert!(!r.complete, "a cut stream must not look complete to the client");
     assert!(c.is_closed(), "the client connection is closed after a cut stream");
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth)], CHAT_STREAM.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        CHAT_STREAM.as_bytes(),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'failed'", 1), 1);
 
     // Garbage instead of HTTP: a 502 in the provider's shape.
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", &auth), ("x-mock-garbage", "1")], CHAT_JSON.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth), ("x-mock-garbage", "1")],
+        CHAT_JSON.as_bytes(),
+    );
     assert_eq!(r.status, 502);
     assert!(r.json()["error"]["message"].is_string());
 }
@@ -221,9 +315,49 @@ fn unreachable_upstream_is_a_502_in_the_provider_shape() {
         ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &format!("http://127.0.0.1:{port}")),
     ]);
     let token = gw.token("gina");
-    let r = request(gw.addr, "POST", "/api/v2/aibridge/anthropic/v1/messages", &[("X-Api-Key", &token)], MSG_STREAM.as_bytes());
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/anthropic/v1/messages",
+        &[("X-Api-Key", &token)],
+        MSG_STREAM.as_bytes(),
+    );
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["type"], "error");
     assert_eq!(r.json()["error"]["type"], "api_error");
     let _ = std::io::stdout().flush();
+}
+
+#[test]
+fn a_dead_pooled_connection_is_retried_once_on_a_fresh_one() {
+    let mock = MockUpstream::start().unwrap();
+    let addr = mock.addr();
+    let gw = Gateway::start(&[
+        ("CODER_AIBRIDGE_WORKERS", "1"),
+        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
+        ("CODER_AIBRIDGE_PROVIDER_0_KEY", "sk-test-openai-key-0123456789"),
+        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &format!("{}/v1", mock.base_url())),
+    ]);
+    let token = gw.token("hana");
+    let auth = format!("Bearer {token}");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        CHAT_JSON.as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    // The upstream restarts: the gateway's pooled keep-alive connection is now dead.
+    drop(mock);
+    let mock = MockUpstream::start_on(&addr.to_string()).unwrap();
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/openai/v1/chat/completions",
+        &[("Authorization", &auth)],
+        CHAT_JSON.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.requests().len(), 1, "the request reached the new upstream exactly once");
 }

@@ -49,7 +49,47 @@ fn sigterm_mid_stream_finishes_in_flight_and_loses_no_record() {
     let c = db(&db_path);
     let count = |q: &str| -> i64 { c.query_row(q, [], |r| r.get(0)).unwrap() };
     assert_eq!(count("SELECT COUNT(*) FROM aibridge_interceptions"), STREAMS as i64);
-    assert_eq!(count("SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL AND status = 'completed'"), STREAMS as i64);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL AND status = 'completed'"),
+        STREAMS as i64
+    );
     assert_eq!(count("SELECT COUNT(DISTINCT interception_id) FROM aibridge_token_usages"), STREAMS as i64);
     assert_eq!(count("SELECT COUNT(*) FROM aibridge_user_prompts WHERE prompt = 'count slowly'"), STREAMS as i64);
+}
+
+#[test]
+fn requests_outliving_the_grace_period_are_recorded_as_failed() {
+    let mock = MockUpstream::start().unwrap();
+    let base = format!("{}/v1", mock.base_url());
+    let mut gw = Gateway::start(&[
+        ("CODER_AIBRIDGE_OPENAI_KEY", "sk-central-openai-0123456789"),
+        ("CODER_AIBRIDGE_OPENAI_BASE_URL", &base),
+        ("CODER_AIBRIDGE_SHUTDOWN_GRACE", "1s"),
+    ]);
+    let token = gw.token("bob");
+    let addr = gw.addr;
+    let auth = format!("Bearer {token}");
+    let slow = std::thread::spawn(move || {
+        request(
+            addr,
+            "POST",
+            "/api/v2/aibridge/openai/v1/chat/completions",
+            &[("Authorization", &auth), ("x-mock-delay-ms", "200"), ("x-mock-events", "100")],
+            STREAM.as_bytes(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = std::time::Instant::now();
+    assert!(gw.terminate(), "exits 0 once the grace period is over");
+    assert!(t0.elapsed() < Duration::from_secs(8), "took {:?}", t0.elapsed());
+    let r = slow.join().unwrap();
+    assert!(!r.complete, "the stream was cut at the end of the grace period");
+    let c = db(&gw.db);
+    let (status, ended): (String, bool) = c
+        .query_row("SELECT status, ended_at IS NOT NULL FROM aibridge_interceptions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(status, "failed");
+    assert!(ended);
 }

@@ -151,7 +151,9 @@ impl Drop for Gateway {
 /// Runs `aibridged tokens create` against `db` and returns the token printed on stdout.
 pub fn create_token(db: &Path, user: &str, expires: Option<&str>) -> String {
     let mut cmd = Command::new(BIN);
-    cmd.args(["tokens", "create", "--user", user]).env_clear().env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()));
+    cmd.args(["tokens", "create", "--user", user])
+        .env_clear()
+        .env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()));
     if let Some(e) = expires {
         cmd.args(["--expires", e]);
     }
@@ -237,7 +239,11 @@ impl Client {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i + 4;
             }
-            assert!(self.fill(), "connection closed before a response head; got {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                self.fill(),
+                "connection closed before a response head; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
         };
         let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
         self.buf.drain(..head_end);
@@ -249,7 +255,8 @@ impl Client {
             .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
             .collect();
         let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
-        let mut resp = Response { status, headers: headers.clone(), body: Vec::new(), raw_body: Vec::new(), complete: true };
+        let mut resp =
+            Response { status, headers: headers.clone(), body: Vec::new(), raw_body: Vec::new(), complete: true };
         if status == 204 || status == 304 || (100..200).contains(&status) {
             return resp;
         }

@@ -24,13 +24,9 @@ const PRELUDE_LEN: usize = 12;
 /// decoder refuses further input with the same error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventStreamError {
-    #[error(
-        "event-stream prelude CRC mismatch (expected {expected:#010x}, computed {computed:#010x})"
-    )]
+    #[error("event-stream prelude CRC mismatch (expected {expected:#010x}, computed {computed:#010x})")]
     PreludeCrc { expected: u32, computed: u32 },
-    #[error(
-        "event-stream message CRC mismatch (expected {expected:#010x}, computed {computed:#010x})"
-    )]
+    #[error("event-stream message CRC mismatch (expected {expected:#010x}, computed {computed:#010x})")]
     MessageCrc { expected: u32, computed: u32 },
     #[error("event-stream message length {0} is outside {MIN_MESSAGE_LEN}..={MAX_MESSAGE_LEN}")]
     MessageLength(usize),
@@ -94,11 +90,7 @@ impl EventStreamDecoder {
 
     /// Decodes every complete message in `buf ++ input`, calling `out` for each in order. On error the
     /// messages before the bad one have already been delivered.
-    pub fn feed(
-        &mut self,
-        input: &[u8],
-        out: &mut dyn FnMut(Message<'_>),
-    ) -> Result<(), EventStreamError> {
+    pub fn feed(&mut self, input: &[u8], out: &mut dyn FnMut(Message<'_>)) -> Result<(), EventStreamError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -165,17 +157,13 @@ fn be_u32(b: &[u8], at: usize) -> Option<u32> {
 
 /// Decodes one message at the front of `data`: `Ok(None)` when more bytes are needed.
 fn decode_one(data: &[u8]) -> Result<Option<(Message<'_>, usize)>, EventStreamError> {
-    let (Some(total), Some(headers_len), Some(prelude_crc)) =
-        (be_u32(data, 0), be_u32(data, 4), be_u32(data, 8))
+    let (Some(total), Some(headers_len), Some(prelude_crc)) = (be_u32(data, 0), be_u32(data, 4), be_u32(data, 8))
     else {
         return Ok(None);
     };
     let computed = crc32fast::hash(&data[..8]);
     if computed != prelude_crc {
-        return Err(EventStreamError::PreludeCrc {
-            expected: prelude_crc,
-            computed,
-        });
+        return Err(EventStreamError::PreludeCrc { expected: prelude_crc, computed });
     }
     let total = total as usize;
     let headers_len = headers_len as usize;
@@ -183,10 +171,7 @@ fn decode_one(data: &[u8]) -> Result<Option<(Message<'_>, usize)>, EventStreamEr
         return Err(EventStreamError::MessageLength(total));
     }
     if headers_len > MAX_HEADERS_LEN || headers_len > total - MIN_MESSAGE_LEN {
-        return Err(EventStreamError::HeadersLength {
-            headers: headers_len,
-            total,
-        });
+        return Err(EventStreamError::HeadersLength { headers: headers_len, total });
     }
     let Some(message) = data.get(..total) else {
         return Ok(None);
@@ -211,9 +196,7 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], EventStreamError> {
         if n > self.b.len() {
-            return Err(EventStreamError::Header(
-                "value runs past the headers section",
-            ));
+            return Err(EventStreamError::Header("value runs past the headers section"));
         }
         let (head, tail) = self.b.split_at(n);
         self.b = tail;
@@ -253,8 +236,7 @@ fn parse_headers(b: &[u8]) -> Result<Vec<(&str, HeaderValue<'_>)>, EventStreamEr
                     HeaderValue::Bytes(v)
                 } else {
                     HeaderValue::String(
-                        std::str::from_utf8(v)
-                            .map_err(|_| EventStreamError::Header("string header is not UTF-8"))?,
+                        std::str::from_utf8(v).map_err(|_| EventStreamError::Header("string header is not UTF-8"))?,
                     )
                 }
             }
@@ -305,18 +287,10 @@ mod tests {
         payload: Vec<u8>,
     }
 
-    fn collect(
-        dec: &mut EventStreamDecoder,
-        input: &[u8],
-        into: &mut Vec<Owned>,
-    ) -> Result<(), EventStreamError> {
+    fn collect(dec: &mut EventStreamDecoder, input: &[u8], into: &mut Vec<Owned>) -> Result<(), EventStreamError> {
         dec.feed(input, &mut |m| {
             into.push(Owned {
-                headers: m
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), format!("{v:?}")))
-                    .collect(),
+                headers: m.headers.iter().map(|(n, v)| (n.to_string(), format!("{v:?}"))).collect(),
                 payload: m.payload.to_vec(),
             })
         })
@@ -326,11 +300,7 @@ mod tests {
         let mut s = Vec::new();
         for i in 0..3 {
             s.extend(encode_message(
-                &[
-                    (":event-type", "chunk"),
-                    (":content-type", "application/json"),
-                    (":message-type", "event"),
-                ],
+                &[(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
                 format!("{{\"bytes\":\"payload-{i}\"}}").as_bytes(),
             ));
         }
@@ -344,10 +314,7 @@ mod tests {
         let plain = encode_message(&[], br#"{"foo": "bar"}"#);
         assert_eq!(&plain[..12], &[0, 0, 0, 30, 0, 0, 0, 0, 186, 242, 246, 138]);
         assert_eq!(&plain[26..], &[174, 114, 88, 228]);
-        let with_ct = encode_message(
-            &[("content-type", "application/json")],
-            br#"{"foo": "bar"}"#,
-        );
+        let with_ct = encode_message(&[("content-type", "application/json")], br#"{"foo": "bar"}"#);
         assert_eq!(&with_ct[..12], &[0, 0, 0, 62, 0, 0, 0, 32, 64, 93, 249, 70]);
         assert_eq!(&with_ct[58..], &[111, 162, 191, 59]);
     }
@@ -399,9 +366,7 @@ mod tests {
         m.extend_from_slice(&c.to_be_bytes());
         let mut seen = Vec::new();
         EventStreamDecoder::new()
-            .feed(&m, &mut |msg| {
-                seen.extend(msg.headers.iter().map(|(_, v)| format!("{v:?}")))
-            })
+            .feed(&m, &mut |msg| seen.extend(msg.headers.iter().map(|(_, v)| format!("{v:?}"))))
             .unwrap();
         let want = [
             HeaderValue::Bool(true),
@@ -415,10 +380,7 @@ mod tests {
             HeaderValue::Timestamp(1_700_000_000_000),
             HeaderValue::Uuid([7; 16]),
         ];
-        assert_eq!(
-            seen,
-            want.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>()
-        );
+        assert_eq!(seen, want.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>());
     }
 
     #[test]
@@ -460,10 +422,7 @@ mod tests {
         m[n - 6] ^= 0x01; // flip a payload bit
         let mut dec = EventStreamDecoder::new();
         let err = collect(&mut dec, &m, &mut Vec::new()).unwrap_err();
-        assert!(
-            matches!(err, EventStreamError::MessageCrc { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, EventStreamError::MessageCrc { .. }), "{err:?}");
         // The framing is lost: later good input is refused with the same error.
         let good = encode_message(&[], b"x");
         assert_eq!(collect(&mut dec, &good, &mut Vec::new()), Err(err.clone()));
@@ -475,10 +434,7 @@ mod tests {
         let mut m = encode_message(&[], b"payload");
         m[3] ^= 0x01; // corrupt the total length
         let err = collect(&mut EventStreamDecoder::new(), &m[..12], &mut Vec::new()).unwrap_err();
-        assert!(
-            matches!(err, EventStreamError::PreludeCrc { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, EventStreamError::PreludeCrc { .. }), "{err:?}");
     }
 
     fn prelude(total: u32, headers: u32) -> Vec<u8> {
@@ -494,31 +450,16 @@ mod tests {
     fn absurd_lengths_are_typed_errors() {
         let too_big = (MAX_MESSAGE_LEN + 1) as u32;
         assert_eq!(
-            collect(
-                &mut EventStreamDecoder::new(),
-                &prelude(too_big, 0),
-                &mut Vec::new()
-            ),
+            collect(&mut EventStreamDecoder::new(), &prelude(too_big, 0), &mut Vec::new()),
             Err(EventStreamError::MessageLength(MAX_MESSAGE_LEN + 1))
         );
         assert_eq!(
-            collect(
-                &mut EventStreamDecoder::new(),
-                &prelude(15, 0),
-                &mut Vec::new()
-            ),
+            collect(&mut EventStreamDecoder::new(), &prelude(15, 0), &mut Vec::new()),
             Err(EventStreamError::MessageLength(15))
         );
         assert_eq!(
-            collect(
-                &mut EventStreamDecoder::new(),
-                &prelude(20, 5),
-                &mut Vec::new()
-            ),
-            Err(EventStreamError::HeadersLength {
-                headers: 5,
-                total: 20
-            })
+            collect(&mut EventStreamDecoder::new(), &prelude(20, 5), &mut Vec::new()),
+            Err(EventStreamError::HeadersLength { headers: 5, total: 20 })
         );
     }
 
@@ -539,10 +480,7 @@ mod tests {
         m.extend_from_slice(&h);
         let c = crc32fast::hash(&m);
         m.extend_from_slice(&c.to_be_bytes());
-        assert_eq!(
-            collect(&mut EventStreamDecoder::new(), &m, &mut Vec::new()),
-            Err(EventStreamError::HeaderType(42))
-        );
+        assert_eq!(collect(&mut EventStreamDecoder::new(), &m, &mut Vec::new()), Err(EventStreamError::HeaderType(42)));
     }
 
     proptest! {

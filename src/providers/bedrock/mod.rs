@@ -9,8 +9,7 @@ pub mod to_sse;
 
 pub use eventstream::{encode_message, EventStreamDecoder, EventStreamError, HeaderValue, Message};
 pub use request::{
-    endpoint, signing_region, translate_request, translate_request_with_betas, BedrockRequest,
-    DEFAULT_REGION,
+    endpoint, signing_region, translate_request, translate_request_with_betas, BedrockRequest, DEFAULT_REGION,
 };
 pub use sign::{credentials_from_env, sign};
 pub use to_sse::{error_to_anthropic, SseTranslator};

@@ -14,14 +14,7 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// members of the first-party API it does not know (`metadata`, `service_tier`, `container`).
 /// `anthropic_version` is removed because this module writes Bedrock's (a body `anthropic_beta` is
 /// removed too, but only when header betas replace it).
-pub const REMOVED_MEMBERS: &[&str] = &[
-    "model",
-    "stream",
-    "metadata",
-    "service_tier",
-    "container",
-    "anthropic_version",
-];
+pub const REMOVED_MEMBERS: &[&str] = &["model", "stream", "metadata", "service_tier", "container", "anthropic_version"];
 /// Deepest nesting the member scanner follows; the body was already validated by serde_json (which
 /// stops at 128), so this only guards the scanner's own recursion-free loop against odd input.
 const MAX_DEPTH: usize = 1024;
@@ -54,10 +47,8 @@ pub fn translate_request_with_betas(
     body: &[u8],
     anthropic_beta: &[&str],
 ) -> Result<BedrockRequest, BedrockError> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
-        .map_err(|e| BedrockError::InvalidBody(e.to_string()))?;
-    let members = top_level_members(body)
-        .ok_or_else(|| BedrockError::InvalidBody("expected an object".into()))?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| BedrockError::InvalidBody(e.to_string()))?;
+    let members = top_level_members(body).ok_or_else(|| BedrockError::InvalidBody("expected an object".into()))?;
 
     let mut requested_model = None;
     let mut stream = false;
@@ -65,8 +56,7 @@ pub fn translate_request_with_betas(
         match m.key {
             "model" => {
                 let raw = &body[m.value.clone()];
-                let s: String =
-                    serde_json::from_slice(raw).map_err(|_| BedrockError::ModelNotString)?;
+                let s: String = serde_json::from_slice(raw).map_err(|_| BedrockError::ModelNotString)?;
                 requested_model = Some(s);
             }
             "stream" => stream = &body[m.value.clone()] == b"true",
@@ -78,12 +68,8 @@ pub fn translate_request_with_betas(
         _ => cfg.model.clone(),
     };
 
-    let betas: Vec<&str> = anthropic_beta
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
-        .collect();
+    let betas: Vec<&str> =
+        anthropic_beta.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|b| !b.is_empty()).collect();
 
     let mut out = Vec::with_capacity(body.len() + 64);
     out.push(b'{');
@@ -104,11 +90,7 @@ pub fn translate_request_with_betas(
     }
     out.push(b'}');
 
-    let action = if stream {
-        "invoke-with-response-stream"
-    } else {
-        "invoke"
-    };
+    let action = if stream { "invoke-with-response-stream" } else { "invoke" };
     Ok(BedrockRequest {
         path: format!("/model/{}/{action}", encode_path_segment(&model_id)),
         model_id,
@@ -132,10 +114,7 @@ pub fn endpoint(cfg: &BedrockConfig) -> UpstreamUrl {
 
 /// The region the SigV4 credential scope names (must match the endpoint's region).
 pub fn signing_region(cfg: &BedrockConfig) -> &str {
-    cfg.region
-        .as_deref()
-        .filter(|r| !r.is_empty())
-        .unwrap_or(DEFAULT_REGION)
+    cfg.region.as_deref().filter(|r| !r.is_empty()).unwrap_or(DEFAULT_REGION)
 }
 
 /// Percent-encodes one path segment the way SigV4 and the AWS SDKs do: everything but the unreserved
@@ -186,11 +165,7 @@ fn top_level_members(b: &[u8]) -> Option<Vec<Member<'_>>> {
         }
         let value_start = skip_ws(b, i + 1);
         let value_end = skip_value(b, value_start)?;
-        members.push(Member {
-            key,
-            span: key_start..value_end,
-            value: value_start..value_end,
-        });
+        members.push(Member { key, span: key_start..value_end, value: value_start..value_end });
         i = skip_ws(b, value_end);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
@@ -286,14 +261,8 @@ mod tests {
         let body = br#"{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"temperature":0.70,"metadata":{"user_id":"u"},"messages":[{"role":"user","content":"h\u00e9llo \"x\""}],"service_tier":"auto","big":12345678901234567890}"#;
         let r = translate_request(&cfg(), body).unwrap();
         assert!(r.stream);
-        assert_eq!(
-            r.model_id,
-            "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
-        );
-        assert_eq!(
-            r.path,
-            "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
-        );
+        assert_eq!(r.model_id, "global.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        assert_eq!(r.path, "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream");
         assert_eq!(
             std::str::from_utf8(&r.body).unwrap(),
             r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1024,"temperature":0.70,"messages":[{"role":"user","content":"h\u00e9llo \"x\""}],"big":12345678901234567890}"#
@@ -305,14 +274,8 @@ mod tests {
         let body = b" { \"model\" : \"claude-haiku-4-5\" ,\n \"stream\": false, \"container\": \"c1\", \"system\" : [ {\"type\":\"text\",\"text\":\"}]\"} ] } ";
         let r = translate_request(&cfg(), body).unwrap();
         assert!(!r.stream);
-        assert_eq!(
-            r.model_id,
-            "global.anthropic.claude-haiku-4-5-20251001-v1:0"
-        );
-        assert_eq!(
-            r.path,
-            "/model/global.anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke"
-        );
+        assert_eq!(r.model_id, "global.anthropic.claude-haiku-4-5-20251001-v1:0");
+        assert_eq!(r.path, "/model/global.anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke");
         assert_eq!(
             std::str::from_utf8(&r.body).unwrap(),
             r#"{"anthropic_version":"bedrock-2023-05-31","system" : [ {"type":"text","text":"}]"} ]}"#
@@ -345,18 +308,9 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_typed_errors() {
-        assert!(matches!(
-            translate_request(&cfg(), b"[1]"),
-            Err(BedrockError::InvalidBody(_))
-        ));
-        assert!(matches!(
-            translate_request(&cfg(), b"{\"a\":"),
-            Err(BedrockError::InvalidBody(_))
-        ));
-        assert_eq!(
-            translate_request(&cfg(), br#"{"model":5}"#),
-            Err(BedrockError::ModelNotString)
-        );
+        assert!(matches!(translate_request(&cfg(), b"[1]"), Err(BedrockError::InvalidBody(_))));
+        assert!(matches!(translate_request(&cfg(), b"{\"a\":"), Err(BedrockError::InvalidBody(_))));
+        assert_eq!(translate_request(&cfg(), br#"{"model":5}"#), Err(BedrockError::ModelNotString));
     }
 
     #[test]
@@ -379,10 +333,7 @@ mod tests {
         assert_eq!(signing_region(&c), "us-east-1");
         c.base_url = Some(UpstreamUrl::parse("http://127.0.0.1:9000/br").unwrap());
         let e = endpoint(&c);
-        assert_eq!(
-            (e.tls, e.host.as_str(), e.port, e.base_path.as_str()),
-            (false, "127.0.0.1", 9000, "/br")
-        );
+        assert_eq!((e.tls, e.host.as_str(), e.port, e.base_path.as_str()), (false, "127.0.0.1", 9000, "/br"));
     }
 
     /// Arbitrary JSON values, with strings full of quotes, braces and escapes to trip the scanner.
@@ -391,9 +342,7 @@ mod tests {
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(serde_json::Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
             "[\\\"{}\\[\\],:a-z\\\\\u{e9}\n]{0,12}".prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(4, 32, 4, |inner| {

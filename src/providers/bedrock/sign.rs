@@ -36,9 +36,7 @@ pub fn sign(
     region: &str,
     now: SystemTime,
 ) -> Result<Vec<(String, String)>, BedrockError> {
-    sign_for_service(
-        SERVICE, method, url_host, path, headers, body, cred, region, now,
-    )
+    sign_for_service(SERVICE, method, url_host, path, headers, body, cred, region, now)
 }
 
 /// [`sign`] with any signing name; lets tests check the AWS published test vectors (service `service`).
@@ -75,21 +73,14 @@ pub(crate) fn sign_for_service(
     let request = SignableRequest::new(
         method,
         uri,
-        headers
-            .iter()
-            .copied()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("host")),
+        headers.iter().copied().filter(|(n, _)| !n.eq_ignore_ascii_case("host")),
         SignableBody::Bytes(body),
     )
     .map_err(|e| BedrockError::Signing(e.to_string()))?;
-    let (instructions, _signature) = aws_sigv4::http_request::sign(request, &params)
-        .map_err(|e| BedrockError::Signing(e.to_string()))?
-        .into_parts();
+    let (instructions, _signature) =
+        aws_sigv4::http_request::sign(request, &params).map_err(|e| BedrockError::Signing(e.to_string()))?.into_parts();
     let (out_headers, _params) = instructions.into_parts();
-    Ok(out_headers
-        .into_iter()
-        .map(|h| (h.name().to_string(), h.value().to_string()))
-        .collect())
+    Ok(out_headers.into_iter().map(|h| (h.name().to_string(), h.value().to_string())).collect())
 }
 
 /// The credential from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN` when set),
@@ -123,9 +114,7 @@ mod tests {
     }
 
     fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-        h.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        h.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -206,10 +195,7 @@ mod tests {
             "POST",
             host,
             path,
-            &[
-                ("content-type", "application/json"),
-                ("accept", "application/json"),
-            ],
+            &[("content-type", "application/json"), ("accept", "application/json")],
             body,
             &cred,
             "us-west-2",
@@ -226,10 +212,7 @@ mod tests {
             sha256_hex(body)
         );
         let scope = "20251124/us-west-2/bedrock/aws4_request";
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            sha256_hex(canonical.as_bytes())
-        );
+        let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical.as_bytes()));
         let k_date = hmac(b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", b"20251124");
         let k_region = hmac(&k_date, b"us-west-2");
         let k_service = hmac(&k_region, b"bedrock");
@@ -245,10 +228,7 @@ mod tests {
             "POST",
             host,
             path,
-            &[
-                ("content-type", "application/json"),
-                ("accept", "application/json"),
-            ],
+            &[("content-type", "application/json"), ("accept", "application/json")],
             body,
             &cred,
             "us-west-2",
@@ -260,10 +240,7 @@ mod tests {
             "POST",
             host,
             path,
-            &[
-                ("content-type", "application/json"),
-                ("accept", "application/json"),
-            ],
+            &[("content-type", "application/json"), ("accept", "application/json")],
             b"{}",
             &cred,
             "us-west-2",
@@ -286,36 +263,17 @@ mod tests {
             suite_time(),
         )
         .unwrap();
-        let without = sign(
-            "POST",
-            "h.example",
-            "/x",
-            &[],
-            b"",
-            &example_cred(None),
-            "us-east-1",
-            suite_time(),
-        )
-        .unwrap();
+        let without =
+            sign("POST", "h.example", "/x", &[], b"", &example_cred(None), "us-east-1", suite_time()).unwrap();
         assert_eq!(with, without);
-        assert!(header(&with, "authorization")
-            .unwrap()
-            .contains("SignedHeaders=host;x-amz-date,"));
+        assert!(header(&with, "authorization").unwrap().contains("SignedHeaders=host;x-amz-date,"));
     }
 
     #[test]
     fn bad_header_value_is_a_typed_error_without_secrets() {
-        let err = sign(
-            "POST",
-            "h.example",
-            "/x",
-            &[("x-bad", "a\nb")],
-            b"",
-            &example_cred(None),
-            "us-east-1",
-            suite_time(),
-        )
-        .unwrap_err();
+        let err =
+            sign("POST", "h.example", "/x", &[("x-bad", "a\nb")], b"", &example_cred(None), "us-east-1", suite_time())
+                .unwrap_err();
         assert!(matches!(err, BedrockError::Signing(_)));
         assert!(!err.to_string().contains("wJalrXUtnFEMI"));
     }
@@ -337,14 +295,7 @@ mod tests {
             "AWS_SESSION_TOKEN" => Some("tok".to_string()),
             other => env(other),
         };
-        assert_eq!(
-            credentials_from_env(&with_token)
-                .unwrap()
-                .session_token
-                .unwrap()
-                .expose(),
-            "tok"
-        );
+        assert_eq!(credentials_from_env(&with_token).unwrap().session_token.unwrap().expose(), "tok");
 
         let no_secret = |k: &str| {
             if k == "AWS_ACCESS_KEY_ID" {

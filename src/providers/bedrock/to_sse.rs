@@ -32,21 +32,11 @@ impl SseTranslator {
     /// error it also appends an `event: error` the client understands and returns the error: the caller
     /// then stops reading the upstream.
     pub fn on_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), EventStreamError> {
-        let Self {
-            decoder,
-            errored,
-            open_message,
-        } = self;
-        let result = decoder.feed(input, &mut |m| {
-            translate_message(&m, out, errored, open_message)
-        });
+        let Self { decoder, errored, open_message } = self;
+        let result = decoder.feed(input, &mut |m| translate_message(&m, out, errored, open_message));
         if let Err(e) = &result {
             if !*errored {
-                write_error_event(
-                    out,
-                    "api_error",
-                    &format!("invalid Bedrock event stream: {e}"),
-                );
+                write_error_event(out, "api_error", &format!("invalid Bedrock event stream: {e}"));
                 *errored = true;
             }
         }
@@ -61,11 +51,7 @@ impl SseTranslator {
             return;
         }
         if self.decoder.is_mid_message() || self.open_message {
-            write_error_event(
-                out,
-                "api_error",
-                "Bedrock stream ended before the message was complete",
-            );
+            write_error_event(out, "api_error", "Bedrock stream ended before the message was complete");
             self.errored = true;
         }
     }
@@ -91,28 +77,16 @@ fn translate_message(m: &Message<'_>, out: &mut Vec<u8>, errored: &mut bool, ope
             }
             let decoded = serde_json::from_slice::<Chunk<'_>>(m.payload)
                 .ok()
-                .and_then(|c| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(c.bytes.as_bytes())
-                        .ok()
-                });
+                .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.bytes.as_bytes()).ok());
             let Some(event) = decoded else {
-                write_error_event(
-                    out,
-                    "api_error",
-                    "Bedrock sent a chunk that is not base64 JSON",
-                );
+                write_error_event(out, "api_error", "Bedrock sent a chunk that is not base64 JSON");
                 *errored = true;
                 return;
             };
             let ty = match serde_json::from_slice::<EventType<'_>>(&event) {
                 Ok(t) if !t.ty.is_empty() && !t.ty.contains(['\r', '\n']) => t.ty.into_owned(),
                 _ => {
-                    write_error_event(
-                        out,
-                        "api_error",
-                        "Bedrock sent a chunk without an event type",
-                    );
+                    write_error_event(out, "api_error", "Bedrock sent a chunk without an event type");
                     *errored = true;
                     return;
                 }
@@ -126,9 +100,7 @@ fn translate_message(m: &Message<'_>, out: &mut Vec<u8>, errored: &mut bool, ope
             write_event(out, &ty, &event);
         }
         Some("exception") => {
-            let exception = m
-                .str_header(":exception-type")
-                .unwrap_or("internalServerException");
+            let exception = m.str_header(":exception-type").unwrap_or("internalServerException");
             let (_, ty) = exception_error_type(exception).unwrap_or((500, "api_error"));
             let message = message_from_body(m.payload).unwrap_or_else(|| exception.to_string());
             write_error_event(out, ty, &message);
@@ -137,9 +109,7 @@ fn translate_message(m: &Message<'_>, out: &mut Vec<u8>, errored: &mut bool, ope
         Some(_) => {
             // `:message-type error`: a protocol-level failure described by headers.
             let code = m.str_header(":error-code").unwrap_or("error");
-            let msg = m
-                .str_header(":error-message")
-                .unwrap_or("Bedrock stream error");
+            let msg = m.str_header(":error-message").unwrap_or("Bedrock stream error");
             write_error_event(out, "api_error", &format!("{code}: {msg}"));
             *errored = true;
         }
@@ -182,17 +152,10 @@ struct ErrorDetail<'a> {
 }
 
 fn error_json(ty: &str, message: &str) -> Vec<u8> {
-    let body = ErrorBody {
-        ty: "error",
-        error: ErrorDetail {
-            ty,
-            message: truncate(message),
-        },
-    };
+    let body = ErrorBody { ty: "error", error: ErrorDetail { ty, message: truncate(message) } };
     // Serialising two strings cannot fail; the fallback only keeps this path panic-free.
-    serde_json::to_vec(&body).unwrap_or_else(|_| {
-        br#"{"type":"error","error":{"type":"api_error","message":"error"}}"#.to_vec()
-    })
+    serde_json::to_vec(&body)
+        .unwrap_or_else(|_| br#"{"type":"error","error":{"type":"api_error","message":"error"}}"#.to_vec())
 }
 
 fn write_error_event(out: &mut Vec<u8>, ty: &str, message: &str) {
@@ -217,10 +180,7 @@ fn message_from_body(body: &[u8]) -> Option<String> {
         #[serde(alias = "Message")]
         message: Option<String>,
     }
-    serde_json::from_slice::<Body>(body)
-        .ok()?
-        .message
-        .filter(|m| !m.is_empty())
+    serde_json::from_slice::<Body>(body).ok()?.message.filter(|m| !m.is_empty())
 }
 
 /// The Anthropic status and error type for a Bedrock exception name. Accepts the forms AWS uses:
@@ -244,27 +204,10 @@ fn exception_error_type(exception: &str) -> Option<(u16, &'static str)> {
             (429, "rate_limit_error")
         }
         "modeltimeoutexception" => (408, "api_error"),
-        "modelerrorexception" | "modelstreamerrorexception" | "internalserverexception" => {
-            (500, "api_error")
-        }
+        "modelerrorexception" | "modelstreamerrorexception" | "internalserverexception" => (500, "api_error"),
         "serviceunavailableexception" | "modelnotreadyexception" => (503, "overloaded_error"),
         _ => return None,
     })
-}
-
-/// The Anthropic error type for an HTTP status, when the exception name did not decide it.
-fn status_error_type(status: u16) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
-        s if (400..500).contains(&s) => "invalid_request_error",
-        _ => "api_error",
-    }
 }
 
 /// Turns a Bedrock error response (JSON `{"message": …}` plus the `x-amzn-errortype` header, passed as
@@ -273,11 +216,7 @@ fn status_error_type(status: u16) -> &'static str {
 /// 500. The error type comes from the exception name when known, else from the status. For
 /// authentication failures only the first paragraph of the message is kept: AWS appends the canonical
 /// request it expected, which names signed header values.
-pub fn error_to_anthropic(
-    status: u16,
-    body: &[u8],
-    exception_type: Option<&str>,
-) -> (u16, Vec<u8>) {
+pub fn error_to_anthropic(status: u16, body: &[u8], exception_type: Option<&str>) -> (u16, Vec<u8>) {
     let status = if status < 400 { 500 } else { status };
     let body_type = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
@@ -287,14 +226,12 @@ pub fn error_to_anthropic(
         .as_deref()
         .and_then(exception_error_type)
         .map(|(_, t)| t)
-        .unwrap_or_else(|| status_error_type(status));
+        .unwrap_or_else(|| crate::providers::errors::anthropic_type(status));
     let mut message = message_from_body(body).unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
         if text.is_empty() || text.starts_with('{') {
-            exception
-                .clone()
-                .unwrap_or_else(|| format!("Bedrock returned HTTP {status}"))
+            exception.clone().unwrap_or_else(|| format!("Bedrock returned HTTP {status}"))
         } else {
             text.to_string()
         }
@@ -322,22 +259,14 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(event_json);
         // Bedrock pads chunk payloads with a "p" member to hide lengths; it must be ignored.
         encode_message(
-            &[
-                (":event-type", "chunk"),
-                (":content-type", "application/json"),
-                (":message-type", "event"),
-            ],
+            &[(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
             format!(r#"{{"bytes":"{b64}","p":"abcdefghijklmnopqrstuvwxyzABCDEFGH"}}"#).as_bytes(),
         )
     }
 
     fn exception(kind: &str, message: &str) -> Vec<u8> {
         encode_message(
-            &[
-                (":exception-type", kind),
-                (":content-type", "application/json"),
-                (":message-type", "exception"),
-            ],
+            &[(":exception-type", kind), (":content-type", "application/json"), (":message-type", "exception")],
             format!(r#"{{"message":"{message}"}}"#).as_bytes(),
         )
     }
@@ -364,10 +293,7 @@ mod tests {
         EVENTS
             .iter()
             .map(|e| {
-                let ty = serde_json::from_str::<serde_json::Value>(e).unwrap()["type"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
+                let ty = serde_json::from_str::<serde_json::Value>(e).unwrap()["type"].as_str().unwrap().to_string();
                 format!("event: {ty}\ndata: {e}\n\n")
             })
             .collect()
@@ -440,7 +366,9 @@ mod tests {
         let mut out = Vec::new();
         t.on_bytes(&first_two, &mut out).unwrap();
         t.finish(&mut out);
-        assert!(String::from_utf8(out).unwrap().ends_with("\"type\":\"api_error\",\"message\":\"Bedrock stream ended before the message was complete\"}}\n\n"));
+        assert!(String::from_utf8(out).unwrap().ends_with(
+            "\"type\":\"api_error\",\"message\":\"Bedrock stream ended before the message was complete\"}}\n\n"
+        ));
     }
 
     #[test]
@@ -461,26 +389,18 @@ mod tests {
 
     #[test]
     fn bad_chunk_payload_is_an_error_event() {
-        let bad = encode_message(
-            &[(":event-type", "chunk"), (":message-type", "event")],
-            br#"{"bytes":"!!!"}"#,
-        );
+        let bad = encode_message(&[(":event-type", "chunk"), (":message-type", "event")], br#"{"bytes":"!!!"}"#);
         let mut t = SseTranslator::new();
         let mut out = Vec::new();
         t.on_bytes(&bad, &mut out).unwrap();
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .contains("\"type\":\"api_error\""));
+        assert!(String::from_utf8(out).unwrap().contains("\"type\":\"api_error\""));
     }
 
     #[test]
     fn multi_line_json_gets_one_data_field_per_line() {
         let mut out = Vec::new();
         write_event(&mut out, "ping", b"{\r\n\"type\": \"ping\"\n}");
-        assert_eq!(
-            out,
-            b"event: ping\ndata: {\ndata: \"type\": \"ping\"\ndata: }\n\n"
-        );
+        assert_eq!(out, b"event: ping\ndata: {\ndata: \"type\": \"ping\"\ndata: }\n\n");
     }
 
     fn parse(b: &[u8]) -> serde_json::Value {
@@ -495,28 +415,22 @@ mod tests {
             Some("ValidationException:http://internal.amazon.com/coral/com.amazon.coral.validate/"),
         );
         assert_eq!(s, 400);
-        assert_eq!(b, br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: field required"}}"#);
+        assert_eq!(
+            b,
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: field required"}}"#
+        );
 
         let (s, b) = error_to_anthropic(
             429,
             br#"{"message":"Too many requests, please wait before trying again."}"#,
             Some("ThrottlingException"),
         );
-        assert_eq!(
-            (s, parse(&b)["error"]["type"].as_str()),
-            (429, Some("rate_limit_error"))
-        );
+        assert_eq!((s, parse(&b)["error"]["type"].as_str()), (429, Some("rate_limit_error")));
 
         let (s, b) = error_to_anthropic(403, br#"{"Message":"The request signature we calculated does not match.\n\nThe Canonical String for this request should have been\nPOST\nx-amz-security-token:SECRET"}"#, Some("InvalidSignatureException"));
         let v = parse(&b);
-        assert_eq!(
-            (s, v["error"]["type"].as_str()),
-            (403, Some("authentication_error"))
-        );
-        assert_eq!(
-            v["error"]["message"],
-            "The request signature we calculated does not match."
-        );
+        assert_eq!((s, v["error"]["type"].as_str()), (403, Some("authentication_error")));
+        assert_eq!(v["error"]["message"], "The request signature we calculated does not match.");
         assert!(!String::from_utf8_lossy(&b).contains("SECRET"));
 
         let (_, b) = error_to_anthropic(
@@ -545,20 +459,10 @@ mod tests {
             let v = parse(&b);
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], ty, "{status}");
-            assert_eq!(
-                v["error"]["message"],
-                format!("Bedrock returned HTTP {status}")
-            );
+            assert_eq!(v["error"]["message"], format!("Bedrock returned HTTP {status}"));
         }
-        let (s, b) = error_to_anthropic(
-            503,
-            b"upstream connect error",
-            Some("ServiceUnavailableException"),
-        );
-        assert_eq!(
-            (s, parse(&b)["error"]["message"].as_str()),
-            (503, Some("upstream connect error"))
-        );
+        let (s, b) = error_to_anthropic(503, b"upstream connect error", Some("ServiceUnavailableException"));
+        assert_eq!((s, parse(&b)["error"]["message"].as_str()), (503, Some("upstream connect error")));
         assert_eq!(error_to_anthropic(200, b"", None).0, 500);
         assert_eq!(exception_status("throttlingException"), Some(429));
         assert_eq!(exception_status("nope"), None);
@@ -570,10 +474,7 @@ mod tests {
         let body = serde_json::to_vec(&serde_json::json!({"message": long})).unwrap();
         let (_, b) = error_to_anthropic(400, &body, None);
         let m = parse(&b)["error"]["message"].as_str().unwrap().len();
-        assert!(
-            (MAX_ERROR_MESSAGE - 1..=MAX_ERROR_MESSAGE).contains(&m),
-            "{m}"
-        );
+        assert!((MAX_ERROR_MESSAGE - 1..=MAX_ERROR_MESSAGE).contains(&m), "{m}");
     }
 
     proptest::proptest! {

@@ -102,9 +102,7 @@ fn hex_value(b: u8) -> Option<u64> {
 impl ChunkedDecoder {
     /// A decoder at the start of a chunked body.
     pub fn new() -> Self {
-        Self {
-            state: State::SizeStart,
-        }
+        Self { state: State::SizeStart }
     }
 
     /// Whether the last chunk and trailer section have been read.
@@ -114,11 +112,7 @@ impl ChunkedDecoder {
 
     /// Consumes as much of `input` as belongs to this body, calling `on_data` with each run of body data (a
     /// sub-slice of `input`, never empty). Stops at the end of the body: bytes after it are left unconsumed.
-    pub fn decode<'a>(
-        &mut self,
-        input: &'a [u8],
-        on_data: &mut dyn FnMut(&'a [u8]),
-    ) -> Result<Decoded, ChunkError> {
+    pub fn decode<'a>(&mut self, input: &'a [u8], on_data: &mut dyn FnMut(&'a [u8])) -> Result<Decoded, ChunkError> {
         let mut pos = 0;
         while pos < input.len() {
             let b = input[pos];
@@ -133,11 +127,7 @@ impl ChunkedDecoder {
                     on_data(&input[pos..pos + take]);
                     pos += take;
                     let left = left - take as u64;
-                    self.state = if left == 0 {
-                        State::DataCr
-                    } else {
-                        State::Data(left)
-                    };
+                    self.state = if left == 0 { State::DataCr } else { State::Data(left) };
                     continue;
                 }
                 State::SizeStart => match hex_value(b) {
@@ -217,10 +207,7 @@ impl ChunkedDecoder {
         if let State::Failed(e) = self.state {
             return Err(e);
         }
-        Ok(Decoded {
-            consumed: pos,
-            done: self.is_done(),
-        })
+        Ok(Decoded { consumed: pos, done: self.is_done() })
     }
 }
 
@@ -256,20 +243,13 @@ impl LengthDecoder {
 
     /// Consumes up to the remaining body length from `input`, calling `on_data` with it (if non-empty).
     /// Never fails; the `Result` matches `ChunkedDecoder::decode` so callers can treat both alike.
-    pub fn decode<'a>(
-        &mut self,
-        input: &'a [u8],
-        on_data: &mut dyn FnMut(&'a [u8]),
-    ) -> Result<Decoded, ChunkError> {
+    pub fn decode<'a>(&mut self, input: &'a [u8], on_data: &mut dyn FnMut(&'a [u8])) -> Result<Decoded, ChunkError> {
         let take = usize::try_from(self.remaining).map_or(input.len(), |r| r.min(input.len()));
         if take > 0 {
             on_data(&input[..take]);
             self.remaining -= take as u64;
         }
-        Ok(Decoded {
-            consumed: take,
-            done: self.is_done(),
-        })
+        Ok(Decoded { consumed: take, done: self.is_done() })
     }
 }
 
@@ -313,11 +293,7 @@ impl BodyDecoder {
     }
 
     /// See `ChunkedDecoder::decode`.
-    pub fn decode<'a>(
-        &mut self,
-        input: &'a [u8],
-        on_data: &mut dyn FnMut(&'a [u8]),
-    ) -> Result<Decoded, ChunkError> {
+    pub fn decode<'a>(&mut self, input: &'a [u8], on_data: &mut dyn FnMut(&'a [u8])) -> Result<Decoded, ChunkError> {
         match self {
             BodyDecoder::Length(d) => d.decode(input, on_data),
             BodyDecoder::Chunked(d) => d.decode(input, on_data),
@@ -325,10 +301,7 @@ impl BodyDecoder {
                 if !input.is_empty() {
                     on_data(input);
                 }
-                Ok(Decoded {
-                    consumed: input.len(),
-                    done: false,
-                })
+                Ok(Decoded { consumed: input.len(), done: false })
             }
         }
     }
@@ -393,12 +366,7 @@ mod tests {
         for f in BODY_FIXTURES {
             let whole = decode_all(f);
             for i in 0..=f.len() {
-                assert_eq!(
-                    decode_pieces(f, &[i]),
-                    whole,
-                    "split at {i} of {:?}",
-                    String::from_utf8_lossy(f)
-                );
+                assert_eq!(decode_pieces(f, &[i]), whole, "split at {i} of {:?}", String::from_utf8_lossy(f));
                 for j in i..=f.len() {
                     assert_eq!(decode_pieces(f, &[i, j]), whole, "split at {i},{j}");
                 }
@@ -411,8 +379,7 @@ mod tests {
 
     #[test]
     fn decodes_and_stops_at_the_end_of_the_body() {
-        let (data, consumed, done) =
-            decode_all(b"A;name=value\r\n0123456789\r\n0\r\n\r\nNEXT").expect("valid");
+        let (data, consumed, done) = decode_all(b"A;name=value\r\n0123456789\r\n0\r\n\r\nNEXT").expect("valid");
         assert_eq!(data, b"0123456789");
         assert!(done);
         assert_eq!(consumed, b"A;name=value\r\n0123456789\r\n0\r\n\r\n".len());
@@ -441,39 +408,18 @@ mod tests {
             b"0\r\nX: y\n\r\n",
             b"0\n\r\n",
         ] {
-            assert_eq!(
-                decode_all(input),
-                Err(ChunkError::ExpectedCrlf),
-                "{input:?}"
-            );
+            assert_eq!(decode_all(input), Err(ChunkError::ExpectedCrlf), "{input:?}");
         }
     }
 
     #[test]
     fn bad_sizes_are_refused() {
-        for input in [
-            &b"\r\n"[..],
-            b"x\r\n",
-            b"-5\r\n",
-            b"+5\r\n",
-            b" 5\r\n",
-            b"5 5\r\n",
-            b"0x5\r\n",
-            b";\r\n",
-        ] {
+        for input in [&b"\r\n"[..], b"x\r\n", b"-5\r\n", b"+5\r\n", b" 5\r\n", b"5 5\r\n", b"0x5\r\n", b";\r\n"] {
             assert_eq!(decode_all(input), Err(ChunkError::InvalidSize), "{input:?}");
         }
-        assert_eq!(
-            decode_all(b"10000000000\r\n").map(|r| r.2),
-            Ok(false),
-            "2^40 itself is allowed"
-        );
+        assert_eq!(decode_all(b"10000000000\r\n").map(|r| r.2), Ok(false), "2^40 itself is allowed");
         for input in [&b"10000000001\r\n"[..], b"ffffffffffffffffffffffff\r\n"] {
-            assert_eq!(
-                decode_all(input),
-                Err(ChunkError::SizeTooLarge),
-                "{input:?}"
-            );
+            assert_eq!(decode_all(input), Err(ChunkError::SizeTooLarge), "{input:?}");
         }
     }
 
@@ -487,11 +433,7 @@ mod tests {
     fn limits_on_extensions_and_trailers() {
         let mut ext = b"1;".to_vec();
         ext.extend(std::iter::repeat_n(b'a', MAX_CHUNK_EXT_BYTES));
-        assert_eq!(
-            decode_all(&ext).map(|r| r.2),
-            Ok(false),
-            "exactly at the limit"
-        );
+        assert_eq!(decode_all(&ext).map(|r| r.2), Ok(false), "exactly at the limit");
         ext.push(b'a');
         assert_eq!(decode_all(&ext), Err(ChunkError::ExtensionTooLong));
 
@@ -506,58 +448,28 @@ mod tests {
     fn a_failed_decoder_stays_failed() {
         let mut d = ChunkedDecoder::new();
         assert_eq!(d.decode(b"zz", &mut |_| {}), Err(ChunkError::InvalidSize));
-        assert_eq!(
-            d.decode(b"0\r\n\r\n", &mut |_| {}),
-            Err(ChunkError::InvalidSize)
-        );
+        assert_eq!(d.decode(b"0\r\n\r\n", &mut |_| {}), Err(ChunkError::InvalidSize));
         assert!(!d.is_done());
     }
 
     #[test]
     fn done_decoder_consumes_nothing_more() {
         let mut d = ChunkedDecoder::new();
-        assert_eq!(
-            d.decode(b"0\r\n\r\n", &mut |_| {}),
-            Ok(Decoded {
-                consumed: 5,
-                done: true
-            })
-        );
-        assert_eq!(
-            d.decode(b"GET /", &mut |_| {}),
-            Ok(Decoded {
-                consumed: 0,
-                done: true
-            })
-        );
+        assert_eq!(d.decode(b"0\r\n\r\n", &mut |_| {}), Ok(Decoded { consumed: 5, done: true }));
+        assert_eq!(d.decode(b"GET /", &mut |_| {}), Ok(Decoded { consumed: 0, done: true }));
     }
 
     #[test]
     fn length_decoder_takes_exactly_its_length() {
         let mut d = LengthDecoder::new(5);
         let mut data = Vec::new();
-        assert_eq!(
-            d.decode(b"hel", &mut |s| data.extend_from_slice(s)),
-            Ok(Decoded {
-                consumed: 3,
-                done: false
-            })
-        );
+        assert_eq!(d.decode(b"hel", &mut |s| data.extend_from_slice(s)), Ok(Decoded { consumed: 3, done: false }));
         assert_eq!(d.remaining(), 2);
-        assert_eq!(
-            d.decode(b"loNEXT", &mut |s| data.extend_from_slice(s)),
-            Ok(Decoded {
-                consumed: 2,
-                done: true
-            })
-        );
+        assert_eq!(d.decode(b"loNEXT", &mut |s| data.extend_from_slice(s)), Ok(Decoded { consumed: 2, done: true }));
         assert_eq!(data, b"hello");
         assert_eq!(
             d.decode(b"more", &mut |_| panic!("no data after the end")),
-            Ok(Decoded {
-                consumed: 0,
-                done: true
-            })
+            Ok(Decoded { consumed: 0, done: true })
         );
         assert!(LengthDecoder::new(0).is_done());
     }
@@ -569,20 +481,10 @@ mod tests {
         assert!(BodyDecoder::for_response(ResponseBody::Empty).is_done());
         let mut d = BodyDecoder::for_response(ResponseBody::CloseDelimited);
         let mut n = 0;
-        assert_eq!(
-            d.decode(b"abc", &mut |s| n += s.len()),
-            Ok(Decoded {
-                consumed: 3,
-                done: false
-            })
-        );
+        assert_eq!(d.decode(b"abc", &mut |s| n += s.len()), Ok(Decoded { consumed: 3, done: false }));
         assert_eq!(n, 3);
         let mut d = BodyDecoder::for_request(BodyKind::Chunked);
-        assert_eq!(
-            d.decode(b"1\r\na\r\n0\r\n\r\n", &mut |_| {})
-                .map(|r| r.done),
-            Ok(true)
-        );
+        assert_eq!(d.decode(b"1\r\na\r\n0\r\n\r\n", &mut |_| {}).map(|r| r.done), Ok(true));
         assert!(d.is_done());
     }
 

@@ -34,10 +34,7 @@ pub fn connection_has_token(connection_value: &[u8], token: &str) -> bool {
 
 /// Whether any `Connection` field among `headers` names `name`, making it hop-by-hop for this message.
 pub fn is_connection_nominated(headers: &[Header], name: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .any(|h| connection_has_token(&h.value, name))
+    headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| connection_has_token(&h.value, name))
 }
 
 /// The full forwarding test: `name` is hop-by-hop by definition or because this message's `Connection`
@@ -62,13 +59,7 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     if value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
-        out.extend(value.iter().map(|&b| {
-            if matches!(b, b'\r' | b'\n' | 0) {
-                b' '
-            } else {
-                b
-            }
-        }));
+        out.extend(value.iter().map(|&b| if matches!(b, b'\r' | b'\n' | 0) { b' ' } else { b }));
     } else {
         out.extend_from_slice(value);
     }
@@ -165,42 +156,22 @@ mod tests {
     use super::*;
 
     fn h(name: &str, value: &str) -> Header {
-        Header {
-            name: name.to_owned(),
-            value: value.as_bytes().to_vec(),
-        }
+        Header { name: name.to_owned(), value: value.as_bytes().to_vec() }
     }
 
     #[test]
     fn hop_by_hop_names() {
-        for n in [
-            "Connection",
-            "keep-alive",
-            "Proxy-Connection",
-            "TE",
-            "Trailer",
-            "Transfer-Encoding",
-            "UPGRADE",
-        ] {
+        for n in ["Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "UPGRADE"] {
             assert!(is_hop_by_hop(n), "{n}");
         }
-        for n in [
-            "Content-Type",
-            "Content-Length",
-            "Authorization",
-            "x-api-key",
-            "Tee",
-        ] {
+        for n in ["Content-Type", "Content-Length", "Authorization", "x-api-key", "Tee"] {
             assert!(!is_hop_by_hop(n), "{n}");
         }
     }
 
     #[test]
     fn connection_nominated_names() {
-        let headers = vec![
-            h("Connection", "keep-alive, X-Secret"),
-            h("connection", " Foo "),
-        ];
+        let headers = vec![h("Connection", "keep-alive, X-Secret"), h("connection", " Foo ")];
         assert!(is_connection_nominated(&headers, "x-secret"));
         assert!(is_connection_nominated(&headers, "foo"));
         assert!(!is_connection_nominated(&headers, "x-sec"));
@@ -216,10 +187,7 @@ mod tests {
         write_status_line(&mut out, 200);
         write_status_line(&mut out, 431);
         write_status_line(&mut out, 599);
-        assert_eq!(
-            out,
-            b"HTTP/1.1 200 OK\r\nHTTP/1.1 431 Request Header Fields Too Large\r\nHTTP/1.1 599 \r\n"
-        );
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nHTTP/1.1 431 Request Header Fields Too Large\r\nHTTP/1.1 599 \r\n");
     }
 
     #[test]
@@ -227,10 +195,7 @@ mod tests {
         let mut out = Vec::new();
         write_header(&mut out, "Content-Type", b"text/event-stream");
         write_header(&mut out, "X-A", b"a\r\nSet-Cookie: x\0");
-        assert_eq!(
-            out,
-            b"Content-Type: text/event-stream\r\nX-A: a  Set-Cookie: x \r\n"
-        );
+        assert_eq!(out, b"Content-Type: text/event-stream\r\nX-A: a  Set-Cookie: x \r\n");
     }
 
     #[test]
@@ -264,10 +229,7 @@ mod tests {
         write_status_line(&mut out, 200);
         write_header(&mut out, "Content-Length", b"2");
         out.extend_from_slice(b"\r\nok");
-        let head = super::super::parse_response_head(&out, false)
-            .ok()
-            .flatten()
-            .expect("parses");
+        let head = super::super::parse_response_head(&out, false).ok().flatten().expect("parses");
         assert_eq!((head.status, head.reason.as_str()), (200, "OK"));
         assert_eq!(head.body, super::super::ResponseBody::Length(2));
     }
