@@ -410,7 +410,11 @@ fn run() -> Result<(), BenchError> {
             format!("proxy on {:?}, mock+load on {:?}", pinning.proxy, pinning.load)
         }
     ));
-    out.push_str("Added = path minus direct-to-mock, measured in this run (c=1: interleaved rounds, percentile difference;\nstreams: per stream / per event minus the direct path's median of the same round). Absolute times on a\nshared machine are noise; compare rows.\n\n");
+    out.push_str(
+        "Added = path minus direct-to-mock, measured in this run (c=1: interleaved rounds, percentile difference;\n\
+         stream TTFB: difference of medians; per event: each event's delay minus the direct path's median of the\n\
+         same round). Absolute times on a shared machine are noise; compare rows.\n\n",
+    );
     out.push_str(&report::main_table(&rows, &holds));
     out.push_str("\nOpen loop (latency from each request's due time: coordinated-omission corrected)\n\n");
     out.push_str(&report::open_loop_table(&rows));
@@ -658,6 +662,7 @@ fn phase_streams(loadgen: &Loadgen, s: &Settings, paths: &mut [Subject], raw: &m
     match loadgen.run(&job, Duration::from_secs(200)) {
         Ok(res) => {
             if let JobResult::Streams { targets, .. } = &res {
+                let direct_ttfb = targets.iter().find(|t| t.name == "direct" && t.streams_ok > 0).map(|t| t.ttfb.p50);
                 for t in targets {
                     let Some(p) = paths.iter_mut().find(|p| p.target.name == t.name) else { continue };
                     if t.errors > 0 {
@@ -672,6 +677,7 @@ fn phase_streams(loadgen: &Loadgen, s: &Settings, paths: &mut [Subject], raw: &m
                         p.row.stream_ttfb = Some(t.ttfb.clone());
                         p.row.stream_event_delay = Some(t.event_delay.clone());
                         p.row.stream_added_ttfb = Some(t.added_ttfb.clone()).filter(|s| s.count > 0);
+                        p.row.stream_added_ttfb_p50_ns = direct_ttfb.map(|d| t.ttfb.p50 - d);
                         p.row.stream_added_event = Some(t.added_event_delay.clone()).filter(|s| s.count > 0);
                     }
                 }
