@@ -24,6 +24,10 @@ use crate::records::Record;
 pub use logline::{human_line, json_line, json_string, MESSAGE as LOG_MESSAGE};
 pub use schema::{current_version as schema_version, open_database, BUSY_TIMEOUT};
 
+/// While a batch gathers, the sink sleeps this long between drains of the channel instead of waiting in a
+/// receive, so senders do not wake it record by record.
+const GATHER_PAUSE: Duration = Duration::from_millis(2);
+
 /// How often an idle sink looks for a close request.
 const CLOSE_POLL: Duration = Duration::from_millis(100);
 
@@ -398,20 +402,27 @@ impl Sink {
             }
         }
         let deadline = Instant::now() + MAX_BATCH_DELAY;
-        while self.pending.len() < MAX_BATCH_RECORDS {
-            let next = match self.rx.try_recv() {
-                Ok(r) => Ok(r),
-                Err(TryRecvError::Empty) => self.rx.recv_deadline(deadline),
-                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-            };
-            match next {
-                Ok(r) => self.push(r),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.closed = true;
-                    break;
+        loop {
+            // Take what is queued without blocking, then pause: while the sink is not parked in a receive,
+            // a worker's send is a plain queue push and never has to wake it (a futex call per record).
+            loop {
+                if self.pending.len() >= MAX_BATCH_RECORDS {
+                    return;
+                }
+                match self.rx.try_recv() {
+                    Ok(r) => self.push(r),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.closed = true;
+                        return;
+                    }
                 }
             }
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            std::thread::sleep(GATHER_PAUSE.min(deadline - now));
         }
     }
 
