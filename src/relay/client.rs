@@ -16,6 +16,9 @@ pub const KEEPALIVE_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each read of a request body must make progress within this.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The whole request body must arrive within this, however steadily it trickles (a client sending one
+/// byte every 59 s would otherwise hold a connection forever). Generous: 32 MiB at about 1 Mbit/s.
+pub const BODY_TOTAL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Read granularity on the client leg.
 pub const CLIENT_READ_SPARE: usize = 16 * 1024;
 
@@ -93,6 +96,7 @@ pub async fn read_body(
     head: &RequestHead,
     limit: usize,
 ) -> Result<Vec<u8>, RelayError> {
+    let deadline = std::time::Instant::now() + BODY_TOTAL_TIMEOUT;
     match head.body {
         BodyKind::Empty => Ok(Vec::new()),
         BodyKind::Length(n) => {
@@ -104,7 +108,7 @@ pub async fn read_body(
                 send_continue(client).await?;
             }
             while buf.len() < n {
-                read_some(client, buf, n - buf.len()).await?;
+                read_some(client, buf, n - buf.len(), deadline).await?;
             }
             let body = buf[..n].to_vec();
             buf.drain(..n);
@@ -134,7 +138,7 @@ pub async fn read_body(
                 if progress.done {
                     return Ok(body);
                 }
-                read_some(client, buf, CLIENT_READ_SPARE).await?;
+                read_some(client, buf, CLIENT_READ_SPARE, deadline).await?;
             }
         }
     }
@@ -145,10 +149,16 @@ async fn send_continue(client: &mut Conn) -> Result<(), RelayError> {
     res.map_err(|_| RelayError::BadBody("client went away".into()))
 }
 
-async fn read_some(client: &mut Conn, buf: &mut Vec<u8>, want: usize) -> Result<(), RelayError> {
+async fn read_some(
+    client: &mut Conn,
+    buf: &mut Vec<u8>,
+    want: usize,
+    deadline: std::time::Instant,
+) -> Result<(), RelayError> {
     let owned = std::mem::take(buf);
     let spare = want.clamp(CLIENT_READ_SPARE, 1 << 20);
-    let (res, owned) = monoio::time::timeout(BODY_READ_TIMEOUT, client.read_more(owned, spare))
+    let read_deadline = deadline.min(std::time::Instant::now() + BODY_READ_TIMEOUT);
+    let (res, owned) = monoio::time::timeout_at(read_deadline.into(), client.read_more(owned, spare))
         .await
         .map_err(|_| RelayError::BodyTimeout)?;
     *buf = owned;

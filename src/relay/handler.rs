@@ -152,7 +152,7 @@ fn authenticate(svc: &WorkerService, head: &RequestHead) -> Result<Caller, Relay
     let (token, byok) = if let Some(t) = head.header_str("x-coder-ai-governance-token") {
         (t.trim().to_string(), true)
     } else if let Some(auth) = head.header_str("authorization") {
-        let t = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")).unwrap_or("");
+        let t = bearer_token(auth).unwrap_or("");
         (t.trim().to_string(), false)
     } else if let Some(k) = head.header_str("x-api-key") {
         (k.trim().to_string(), false)
@@ -166,6 +166,13 @@ fn authenticate(svc: &WorkerService, head: &RequestHead) -> Result<Caller, Relay
         Ok(principal) => Ok(Caller { principal, byok }),
         Err(_) => Err(RelayError::Unauthorized("invalid, expired or revoked gateway token")),
     }
+}
+
+/// The credentials of an `Authorization: Bearer …` value; the scheme name is case-insensitive (RFC 9110
+/// §11.1).
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, rest) = authorization.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// Answers an error raised before the body was read; keeps the connection only if the body was small
@@ -378,7 +385,7 @@ fn credential_hint(inst: &Instance, head: &RequestHead, c: Credential) -> Option
         Credential::Byok => {
             let raw = head
                 .header_str("authorization")
-                .map(|a| a.trim_start_matches("Bearer ").trim_start_matches("bearer "))
+                .map(|a| bearer_token(a).unwrap_or(a))
                 .or_else(|| head.header_str("x-api-key"))?;
             Some(Secret::new(raw.trim()).hint())
         }
@@ -571,4 +578,19 @@ fn client_head(up: &http::ResponseHead, to_client: ToClient, keep_alive: bool, e
 /// Reads a (small) upstream body whole, decoding its framing; used for errors that must be rewritten.
 async fn read_whole(up: &mut Conn, head: &http::ResponseHead, leftover: Vec<u8>) -> Vec<u8> {
     super::response::read_body_to_vec(up, head, leftover, MAX_ERROR_BODY).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_not_bearer() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc "), Some("abc"));
+        assert_eq!(bearer_token("bearer   abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token(""), None);
+    }
 }
