@@ -1,12 +1,20 @@
 //! Request inspection and the one surgical request edit of DESIGN §2: reads model, stream flag, prompt,
 //! `background` and `include_usage` from an intercepted body, and forces
 //! `stream_options.include_usage = true` on chat completions streams without re-serialising the body.
-//! Pure over bytes: no I/O.
+//! Pure over bytes: no I/O. Inspection builds no DOM: one validating pass over the body (`scan`) notes
+//! where the few fields it needs are, and only the last message is walked again.
 
-use simd_json::prelude::*;
-use simd_json::BorrowedValue;
+mod scan;
+
+#[cfg(test)]
+mod equivalence;
+#[cfg(test)]
+mod reference;
+
+use std::ops::Range;
 
 use crate::records::{Api, RequestInfo};
+use scan::Invalid;
 
 /// Why a request body could not be inspected (the relay answers 400 in the provider's error shape).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,74 +30,180 @@ pub enum InspectError {
     WrongType(&'static str),
 }
 
+impl From<Invalid> for InspectError {
+    fn from(_: Invalid) -> Self {
+        InspectError::InvalidJson
+    }
+}
+
+/// Where the prompt-carrying field (`messages`, or Responses `input`) was, by the kind of its value.
+#[derive(Debug, Clone)]
+enum PromptField {
+    /// A string (a Responses `input` shorthand).
+    Text(Range<usize>),
+    /// An array, with the range of its last element (None when empty).
+    List(Option<Range<usize>>),
+    /// Anything else: no prompt.
+    Other,
+}
+
+/// The value ranges of the top-level members the inspector reads; the last duplicate wins, as in the
+/// provider's parser and in `with_include_usage`.
+#[derive(Debug, Default)]
+struct TopLevel {
+    model: Option<Range<usize>>,
+    stream: Option<Range<usize>>,
+    background: Option<Range<usize>>,
+    stream_options: Option<Range<usize>>,
+    prompt: Option<PromptField>,
+}
+
 /// Reads what the records need from an intercepted request body of `api`.
+///
+/// The whole body is validated (the same inputs are rejected as by simd-json, see `scan`), but only the
+/// top level is looked at: every other value is skipped, and only the last element of `messages`/`input`
+/// is read. Duplicate keys resolve to the last occurrence.
 pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
-    let mut copy = body.to_vec();
-    let v = simd_json::to_borrowed_value(&mut copy).map_err(|_| InspectError::InvalidJson)?;
-    if v.as_object().is_none() {
+    let b = body;
+    if std::str::from_utf8(b).is_err() {
+        return Err(InspectError::InvalidJson);
+    }
+    let open = scan::skip_ws(b, 0);
+    if b.get(open) != Some(&b'{') {
+        let end = scan::skip_value(b, open)?;
+        if scan::skip_ws(b, end) != b.len() {
+            return Err(InspectError::InvalidJson);
+        }
         return Err(InspectError::NotAnObject);
     }
-    let model = match v.get("model") {
-        None => String::new(),
-        Some(m) if m.is_null() => String::new(),
-        Some(m) => m.as_str().ok_or(InspectError::WrongType("model"))?.to_owned(),
+    let prompt_key = match api {
+        Api::ChatCompletions | Api::Messages => "messages",
+        Api::Responses => "input",
     };
-    let stream = bool_field(&v, "stream")?;
-    let background = api == Api::Responses && bool_field(&v, "background")?;
+    let mut top = TopLevel::default();
+    let end = scan::members(b, open, |key, v| {
+        if scan::string_is(b, &key, prompt_key) {
+            return match b.get(v) {
+                Some(b'[') => {
+                    let (end, last) = scan::array_last(b, v)?;
+                    top.prompt = Some(PromptField::List(last));
+                    Ok(end)
+                }
+                Some(b'"') => {
+                    let end = scan::skip_string(b, v)?;
+                    top.prompt = Some(PromptField::Text(v..end));
+                    Ok(end)
+                }
+                _ => {
+                    top.prompt = Some(PromptField::Other);
+                    scan::skip_value(b, v)
+                }
+            };
+        }
+        let end = scan::skip_value(b, v)?;
+        let slot = if scan::string_is(b, &key, "model") {
+            &mut top.model
+        } else if scan::string_is(b, &key, "stream") {
+            &mut top.stream
+        } else if scan::string_is(b, &key, "background") {
+            &mut top.background
+        } else if scan::string_is(b, &key, "stream_options") {
+            &mut top.stream_options
+        } else {
+            return Ok(end);
+        };
+        *slot = Some(v..end);
+        Ok(end)
+    })?;
+    if scan::skip_ws(b, end) != b.len() {
+        return Err(InspectError::InvalidJson);
+    }
+
+    let model = match top.model {
+        None => String::new(),
+        Some(r) if &b[r.clone()] == b"null" => String::new(),
+        Some(r) if b[r.start] == b'"' => scan::decode_string(b, r)?,
+        Some(_) => return Err(InspectError::WrongType("model")),
+    };
+    let stream = bool_field(b, top.stream, "stream")?;
+    let background = api == Api::Responses && bool_field(b, top.background, "background")?;
     let include_usage = api == Api::ChatCompletions
-        && v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(|b| b.as_bool()).unwrap_or(false);
-    let prompt = match api {
-        Api::ChatCompletions | Api::Messages => v.get("messages").and_then(last_user_message),
-        Api::Responses => match v.get("input") {
-            Some(BorrowedValue::String(s)) => Some(s.to_string()),
-            Some(items) => last_user_message(items),
-            None => None,
-        },
+        && match top.stream_options {
+            Some(r) if b[r.start] == b'{' => {
+                let list = scan::member_list(b, r.start)?;
+                scan::last_member(b, &list, "include_usage").is_some_and(|v| &b[v] == b"true")
+            }
+            _ => false,
+        };
+    let prompt = match (api, top.prompt) {
+        (Api::Responses, Some(PromptField::Text(r))) => Some(scan::decode_string(b, r)?),
+        (_, Some(PromptField::List(Some(last)))) => last_user_message(b, last)?,
+        _ => None,
     };
     Ok(RequestInfo { model, stream, prompt, background, include_usage })
 }
 
 /// A boolean field: absent or null → false; any other non-boolean is a client error.
-fn bool_field(v: &BorrowedValue<'_>, key: &'static str) -> Result<bool, InspectError> {
-    match v.get(key) {
-        None => Ok(false),
-        Some(b) if b.is_null() => Ok(false),
-        Some(b) => b.as_bool().ok_or(InspectError::WrongType(key)),
+fn bool_field(b: &[u8], v: Option<Range<usize>>, key: &'static str) -> Result<bool, InspectError> {
+    match v.map(|r| &b[r]) {
+        None | Some(b"null") | Some(b"false") => Ok(false),
+        Some(b"true") => Ok(true),
+        Some(_) => Err(InspectError::WrongType(key)),
+    }
+}
+
+/// The decoded string at `r`, or None when that value is not a string.
+fn as_text(b: &[u8], r: Option<Range<usize>>) -> Result<Option<String>, Invalid> {
+    match r {
+        Some(r) if b[r.start] == b'"' => scan::decode_string(b, r).map(Some),
+        _ => Ok(None),
     }
 }
 
 /// The text of the last message of a message (or Responses item) list, only when its role is `user`.
 /// Responses items without a `type` are messages; other item types (tool outputs…) are not prompts.
-fn last_user_message(list: &BorrowedValue<'_>) -> Option<String> {
-    let last = list.as_array()?.last()?;
-    if let Some(t) = last.get("type").and_then(|t| t.as_str()) {
+fn last_user_message(b: &[u8], last: Range<usize>) -> Result<Option<String>, Invalid> {
+    if b[last.start] != b'{' {
+        return Ok(None);
+    }
+    let list: Vec<scan::Member> = scan::member_list(b, last.start)?;
+    if let Some(t) = as_text(b, scan::last_member(b, &list, "type"))? {
         if t != "message" {
-            return None;
+            return Ok(None);
         }
     }
-    if last.get("role").and_then(|r| r.as_str()) != Some("user") {
-        return None;
+    if as_text(b, scan::last_member(b, &list, "role"))?.as_deref() != Some("user") {
+        return Ok(None);
     }
-    content_text(last.get("content")?)
+    match scan::last_member(b, &list, "content") {
+        Some(c) => content_text(b, c),
+        None => Ok(None),
+    }
 }
 
 /// A content value as text: a string, or the text parts of a content-part array joined with `\n`
 /// (`text` for chat and Anthropic, `input_text` for Responses).
-fn content_text(content: &BorrowedValue<'_>) -> Option<String> {
-    if let Some(s) = content.as_str() {
-        return Some(s.to_owned());
+fn content_text(b: &[u8], content: Range<usize>) -> Result<Option<String>, Invalid> {
+    match b[content.start] {
+        b'"' => return scan::decode_string(b, content).map(Some),
+        b'[' => {}
+        _ => return Ok(None),
     }
-    let parts: Vec<&str> = content
-        .as_array()?
-        .iter()
-        .filter(|p| matches!(p.get("type").and_then(|t| t.as_str()), Some("text" | "input_text")))
-        .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-        .collect();
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("\n"))
+    let mut parts = Vec::new();
+    for part in scan::element_list(b, content.start)? {
+        if b[part.start] != b'{' {
+            continue;
+        }
+        let list = scan::member_list(b, part.start)?;
+        let kind = as_text(b, scan::last_member(b, &list, "type"))?;
+        if !matches!(kind.as_deref(), Some("text" | "input_text")) {
+            continue;
+        }
+        if let Some(text) = as_text(b, scan::last_member(b, &list, "text"))? {
+            parts.push(text);
+        }
     }
+    Ok(if parts.is_empty() { None } else { Some(parts.join("\n")) })
 }
 
 /// Returns the body with `stream_options.include_usage` set to true, touching only the bytes needed:

@@ -1,0 +1,435 @@
+//! A strict, allocation-free JSON scanner over a request body: validates and skips values without building
+//! them, walks object members and array elements, and decodes the few strings the inspector reads.
+//! Pure over bytes: no I/O; iterative (no recursion), so nesting depth cannot overflow the stack.
+//!
+//! What it accepts is what simd-json (the parser the inspector used to build a DOM with) accepts, with
+//! one documented exception: simd-json's float slow path does not look at the byte after a number of 19
+//! or more significant digits, so it accepts `[1.0000000000000000000x]`; this scanner rejects it. The
+//! value-dependent number rules (integers outside i64/u64, floats that round to infinity) are simd-json's
+//! own: numbers that could hit them are handed to simd-json itself. `\u` escapes follow simd-json too
+//! (a high surrogate not followed by `\u` decodes as U+0000, a lone low surrogate is an error).
+
+use std::ops::Range;
+
+/// The body is not JSON (the caller maps this to `InspectError::InvalidJson`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Invalid;
+
+type Scan<T> = Result<T, Invalid>;
+
+/// Integers with at most this many digits fit u64 and i64, so simd-json accepts them without looking
+/// at their value (it takes its overflow-checked path from 19 digits).
+const SAFE_INT_DIGITS: usize = 17;
+/// Floats without an exponent and with at most this many digits have an exact f64 significand
+/// (< 2^53) and a power of ten within ±22: simd-json's fast path accepts them, never infinite.
+const SAFE_FLOAT_DIGITS: usize = 15;
+/// Longest number token copied to the stack for simd-json's verdict; longer ones go to the heap.
+const NUMBER_STACK_COPY: usize = 62;
+
+#[inline]
+pub(super) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = b.get(i) {
+        if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+#[inline]
+fn byte(b: &[u8], i: usize) -> Scan<u8> {
+    b.get(i).copied().ok_or(Invalid)
+}
+
+/// Whether any byte of `s` is a control character (< 0x20), which JSON forbids unescaped in strings.
+#[inline]
+fn has_control(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = s.chunks_exact(8);
+    for w in words.by_ref() {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a);
+        // Classic "has a byte less than n" test (exact as to existence for n <= 128).
+        if x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&c| c < 0x20)
+}
+
+/// End (exclusive) of the string whose opening quote is at `i`, validating escapes and control bytes.
+/// UTF-8 is validated once for the whole body by the caller.
+#[inline]
+pub(super) fn skip_string(b: &[u8], i: usize) -> Scan<usize> {
+    let mut j = i + 1;
+    loop {
+        let rest = b.get(j..).ok_or(Invalid)?;
+        let k = memchr::memchr2(b'"', b'\\', rest).ok_or(Invalid)?;
+        if has_control(&rest[..k]) {
+            return Err(Invalid);
+        }
+        j += k;
+        if b[j] == b'"' {
+            return Ok(j + 1);
+        }
+        j = escape(b, j, &mut |_| {})?;
+    }
+}
+
+/// Four hex digits at `i` as a code unit, or None.
+fn hex4(b: &[u8], i: usize) -> Option<u32> {
+    let mut v = 0u32;
+    for k in 0..4 {
+        let d = char::from(*b.get(i + k)?).to_digit(16)?;
+        v = v << 4 | d;
+    }
+    Some(v)
+}
+
+/// Validates the escape whose backslash is at `i`, hands its decoded char to `out`, returns the index
+/// after it. `\u` follows simd-json: a high surrogate followed by `\u` and a code unit >= 0xDC00 pairs
+/// with it; one not followed by a valid `\uXXXX` decodes as U+0000; a lone low surrogate is invalid.
+fn escape(b: &[u8], i: usize, out: &mut dyn FnMut(char)) -> Scan<usize> {
+    let c = match byte(b, i + 1)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hi = hex4(b, i + 2).ok_or(Invalid)?;
+            match hi {
+                0xD800..=0xDBFF => {
+                    let lo = if b.get(i + 6..i + 8) == Some(b"\\u") { hex4(b, i + 8) } else { None };
+                    match lo {
+                        None => {
+                            out('\0');
+                            return Ok(i + 6);
+                        }
+                        Some(lo) if lo < 0xDC00 => return Err(Invalid),
+                        Some(lo) => {
+                            let cp = (((hi - 0xD800) << 10) | (lo - 0xDC00)) + 0x10000;
+                            out(char::from_u32(cp).ok_or(Invalid)?);
+                            return Ok(i + 12);
+                        }
+                    }
+                }
+                0xDC00..=0xDFFF => return Err(Invalid),
+                _ => {
+                    out(char::from_u32(hi).ok_or(Invalid)?);
+                    return Ok(i + 6);
+                }
+            }
+        }
+        _ => return Err(Invalid),
+    };
+    out(c);
+    Ok(i + 2)
+}
+
+/// The decoded text of the (already validated) string at `r` (quotes included).
+pub(super) fn decode_string(b: &[u8], r: Range<usize>) -> Scan<String> {
+    let inner = b.get(r.start + 1..r.end - 1).ok_or(Invalid)?;
+    if memchr::memchr(b'\\', inner).is_none() {
+        return std::str::from_utf8(inner).map(str::to_owned).map_err(|_| Invalid);
+    }
+    let mut s = String::with_capacity(inner.len());
+    let mut j = r.start + 1;
+    let end = r.end - 1;
+    while j < end {
+        let k = memchr::memchr(b'\\', &b[j..end]).map_or(end, |k| j + k);
+        s.push_str(std::str::from_utf8(&b[j..k]).map_err(|_| Invalid)?);
+        if k == end {
+            break;
+        }
+        j = escape(b, k, &mut |c| s.push(c))?;
+    }
+    Ok(s)
+}
+
+/// Whether the (validated) string at `r` decodes to `name`; escaped keys are decoded first.
+pub(super) fn string_is(b: &[u8], r: &Range<usize>, name: &str) -> bool {
+    let inner = &b[r.start + 1..r.end - 1];
+    if memchr::memchr(b'\\', inner).is_none() {
+        return inner == name.as_bytes();
+    }
+    decode_string(b, r.clone()).is_ok_and(|s| s == name)
+}
+
+/// End of the number starting at `i`: strict JSON grammar, then simd-json's value rules.
+fn skip_number(b: &[u8], i: usize) -> Scan<usize> {
+    let digits = |mut j: usize| {
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        j
+    };
+    let mut j = i;
+    if b.get(j) == Some(&b'-') {
+        j += 1;
+    }
+    let int_start = j;
+    match byte(b, j)? {
+        b'0' => j += 1,
+        b'1'..=b'9' => j = digits(j + 1),
+        _ => return Err(Invalid),
+    }
+    let int_digits = j - int_start;
+    let mut frac_digits = 0;
+    let mut exp = false;
+    if b.get(j) == Some(&b'.') {
+        let end = digits(j + 1);
+        frac_digits = end - (j + 1);
+        if frac_digits == 0 {
+            return Err(Invalid);
+        }
+        j = end;
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        exp = true;
+        j += 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        let end = digits(j);
+        if end == j {
+            return Err(Invalid);
+        }
+        j = end;
+    }
+    let safe = !exp
+        && if frac_digits == 0 { int_digits <= SAFE_INT_DIGITS } else { int_digits + frac_digits <= SAFE_FLOAT_DIGITS };
+    if !safe && !simd_json_accepts_number(&b[i..j]) {
+        return Err(Invalid);
+    }
+    Ok(j)
+}
+
+/// simd-json's verdict on one number token (range and overflow rules), asked in array context so the
+/// byte after the token is a structural one, as inside the body.
+#[cold]
+fn simd_json_accepts_number(token: &[u8]) -> bool {
+    let mut stack = [0u8; NUMBER_STACK_COPY + 2];
+    let mut heap;
+    let buf: &mut [u8] = if token.len() <= NUMBER_STACK_COPY {
+        &mut stack[..token.len() + 2]
+    } else {
+        heap = vec![0u8; token.len() + 2];
+        &mut heap
+    };
+    buf[0] = b'[';
+    buf[1..=token.len()].copy_from_slice(token);
+    buf[token.len() + 1] = b']';
+    simd_json::to_tape(buf).is_ok()
+}
+
+/// End of the literal `word` at `i`.
+fn skip_literal(b: &[u8], i: usize, word: &[u8]) -> Scan<usize> {
+    if b.get(i..i + word.len()) == Some(word) {
+        Ok(i + word.len())
+    } else {
+        Err(Invalid)
+    }
+}
+
+/// Kinds of the open containers, one bit each (1 = object): 64 levels inline, deeper ones spill to a
+/// vector, so any depth costs one bit, not a stack frame.
+struct Open {
+    depth: usize,
+    low: u64,
+    high: Vec<u64>,
+}
+
+impl Open {
+    fn new() -> Self {
+        Self { depth: 0, low: 0, high: Vec::new() }
+    }
+
+    fn push(&mut self, object: bool) {
+        let d = self.depth;
+        if d < 64 {
+            self.low = (self.low & !(1 << d)) | (u64::from(object) << d);
+        } else {
+            let (w, bit) = ((d - 64) / 64, (d - 64) % 64);
+            if w == self.high.len() {
+                self.high.push(0);
+            }
+            self.high[w] = (self.high[w] & !(1 << bit)) | (u64::from(object) << bit);
+        }
+        self.depth += 1;
+    }
+
+    /// Whether the innermost open container is an object (None when none is open).
+    fn top_is_object(&self) -> Option<bool> {
+        let d = self.depth.checked_sub(1)?;
+        let bit = if d < 64 { self.low >> d } else { self.high[(d - 64) / 64] >> ((d - 64) % 64) };
+        Some(bit & 1 == 1)
+    }
+
+    fn pop(&mut self) {
+        self.depth -= 1;
+    }
+}
+
+/// After an object's `{` or `,` (whitespace skipped, at `i`): the key string, the colon, and the index
+/// where the member's value starts.
+fn key_colon(b: &[u8], i: usize) -> Scan<usize> {
+    if byte(b, i)? != b'"' {
+        return Err(Invalid);
+    }
+    let k = skip_ws(b, skip_string(b, i)?);
+    if byte(b, k)? != b':' {
+        return Err(Invalid);
+    }
+    Ok(skip_ws(b, k + 1))
+}
+
+/// End (exclusive) of the JSON value starting exactly at `i`, validating all of it.
+pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
+    let mut open = Open::new();
+    'value: loop {
+        // A value starts at `i`.
+        match byte(b, i)? {
+            b'{' => {
+                i = skip_ws(b, i + 1);
+                if byte(b, i)? == b'}' {
+                    i += 1;
+                } else {
+                    open.push(true);
+                    i = key_colon(b, i)?;
+                    continue 'value;
+                }
+            }
+            b'[' => {
+                i = skip_ws(b, i + 1);
+                if byte(b, i)? == b']' {
+                    i += 1;
+                } else {
+                    open.push(false);
+                    continue 'value;
+                }
+            }
+            b'"' => i = skip_string(b, i)?,
+            b't' => i = skip_literal(b, i, b"true")?,
+            b'f' => i = skip_literal(b, i, b"false")?,
+            b'n' => i = skip_literal(b, i, b"null")?,
+            b'-' | b'0'..=b'9' => i = skip_number(b, i)?,
+            _ => return Err(Invalid),
+        }
+        // A value ended at `i`: close containers until one continues.
+        loop {
+            let Some(object) = open.top_is_object() else {
+                return Ok(i);
+            };
+            i = skip_ws(b, i);
+            match (byte(b, i)?, object) {
+                (b',', true) => {
+                    i = key_colon(b, skip_ws(b, i + 1))?;
+                    continue 'value;
+                }
+                (b',', false) => {
+                    i = skip_ws(b, i + 1);
+                    continue 'value;
+                }
+                (b'}', true) | (b']', false) => {
+                    open.pop();
+                    i += 1;
+                }
+                _ => return Err(Invalid),
+            }
+        }
+    }
+}
+
+/// One member of an object: the key's range (quotes included) and the value's.
+pub(super) struct Member {
+    pub key: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// Walks the members of the object whose `{` is at `open`, calling `each` for every member; `each`
+/// returns where the value ends (usually `skip_value`). Returns the index after the `}`.
+pub(super) fn members(b: &[u8], open: usize, mut each: impl FnMut(Range<usize>, usize) -> Scan<usize>) -> Scan<usize> {
+    let mut i = skip_ws(b, open + 1);
+    if byte(b, i)? == b'}' {
+        return Ok(i + 1);
+    }
+    loop {
+        if byte(b, i)? != b'"' {
+            return Err(Invalid);
+        }
+        let key_end = skip_string(b, i)?;
+        let colon = skip_ws(b, key_end);
+        if byte(b, colon)? != b':' {
+            return Err(Invalid);
+        }
+        let vstart = skip_ws(b, colon + 1);
+        let vend = each(i..key_end, vstart)?;
+        i = skip_ws(b, vend);
+        match byte(b, i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return Ok(i + 1),
+            _ => return Err(Invalid),
+        }
+    }
+}
+
+/// The members of an already validated object, in order (for the small objects of the last message).
+pub(super) fn member_list(b: &[u8], open: usize) -> Scan<Vec<Member>> {
+    let mut out = Vec::new();
+    members(b, open, |key, vstart| {
+        let vend = skip_value(b, vstart)?;
+        out.push(Member { key, value: vstart..vend });
+        Ok(vend)
+    })?;
+    Ok(out)
+}
+
+/// The value of the last member named `name` (the provider's parser keeps the last duplicate).
+pub(super) fn last_member(b: &[u8], list: &[Member], name: &str) -> Option<Range<usize>> {
+    list.iter().rev().find(|m| string_is(b, &m.key, name)).map(|m| m.value.clone())
+}
+
+/// Walks the array whose `[` is at `open`, validating every element; returns the index after the `]`
+/// and the range of the last element (None when empty).
+pub(super) fn array_last(b: &[u8], open: usize) -> Scan<(usize, Option<Range<usize>>)> {
+    let mut i = skip_ws(b, open + 1);
+    if byte(b, i)? == b']' {
+        return Ok((i + 1, None));
+    }
+    loop {
+        let end = skip_value(b, i)?;
+        let last = i..end;
+        i = skip_ws(b, end);
+        match byte(b, i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b']' => return Ok((i + 1, Some(last))),
+            _ => return Err(Invalid),
+        }
+    }
+}
+
+/// The elements of an already validated array, in order.
+pub(super) fn element_list(b: &[u8], open: usize) -> Scan<Vec<Range<usize>>> {
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, open + 1);
+    if byte(b, i)? == b']' {
+        return Ok(out);
+    }
+    loop {
+        let end = skip_value(b, i)?;
+        out.push(i..end);
+        i = skip_ws(b, end);
+        match byte(b, i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b']' => return Ok(out),
+            _ => return Err(Invalid),
+        }
+    }
+}
