@@ -207,3 +207,251 @@ fn deep_nesting_is_iterative() {
     root.extend(std::iter::repeat_n(b']', DEPTH));
     assert_eq!(inspect(Api::Messages, &root), Err(InspectError::NotAnObject));
 }
+
+/// A JSON value whose strings and numbers are kept as rendered text (escapes chosen by the strategy).
+#[derive(Debug, Clone)]
+enum J {
+    Lit(&'static str),
+    Num(String),
+    Str(String),
+    Arr(Vec<J>),
+    Obj(Vec<(String, J)>),
+}
+
+impl J {
+    /// Renders with whitespace drawn in turn from `ws`.
+    fn render(&self, out: &mut String, ws: &[&str], n: &mut usize) {
+        let pad = |out: &mut String, n: &mut usize| {
+            if !ws.is_empty() {
+                out.push_str(ws[*n % ws.len()]);
+                *n += 1;
+            }
+        };
+        match self {
+            J::Lit(l) => out.push_str(l),
+            J::Num(s) => out.push_str(s),
+            J::Str(s) => {
+                out.push('"');
+                out.push_str(s);
+                out.push('"');
+            }
+            J::Arr(items) => {
+                out.push('[');
+                for (k, v) in items.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    pad(out, n);
+                    v.render(out, ws, n);
+                    pad(out, n);
+                }
+                out.push(']');
+            }
+            J::Obj(members) => {
+                out.push('{');
+                for (k, (key, v)) in members.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    pad(out, n);
+                    out.push('"');
+                    out.push_str(key);
+                    out.push('"');
+                    pad(out, n);
+                    out.push(':');
+                    pad(out, n);
+                    v.render(out, ws, n);
+                    pad(out, n);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// The same value with only the first member of each decoded key kept (no duplicate keys).
+    fn dedup(self) -> J {
+        match self {
+            J::Arr(items) => J::Arr(items.into_iter().map(J::dedup).collect()),
+            J::Obj(members) => {
+                let mut seen = std::collections::HashSet::new();
+                J::Obj(
+                    members
+                        .into_iter()
+                        .filter(|(k, _)| seen.insert(serde_json::from_str::<String>(&format!("\"{k}\"")).ok()))
+                        .map(|(k, v)| (k, v.dedup()))
+                        .collect(),
+                )
+            }
+            other => other,
+        }
+    }
+}
+
+/// String contents as rendered: plain text, unicode, every escape, and text that looks like JSON.
+fn string_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        "[a-z ]{0,8}",
+        Just("\\\"messages\\\":[{".to_owned()),
+        Just("]}{[,:".to_owned()),
+        Just("\\\\".to_owned()),
+        Just("\\\\\\\"".to_owned()),
+        Just("\\/\\b\\f\\n\\r\\t".to_owned()),
+        Just("\\u00e9\\u00E9\\u0000\\u001f".to_owned()),
+        Just("\\ud83d\\ude00".to_owned()),
+        Just("\\ud800".to_owned()),
+        Just("\\ud800\\uffff".to_owned()),
+        Just("é€😀\u{7f}".to_owned()),
+        "\\PC{0,3}".prop_map(|s| s.replace(['"', '\\'], "")),
+    ];
+    proptest::collection::vec(piece, 0..4).prop_map(|v| v.concat())
+}
+
+/// Numbers in every JSON form, including ones simd-json rejects for their value.
+fn number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+        any::<f32>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
+        ("-?(0|[1-9][0-9]{0,24})", "(\\.[0-9]{1,22})?", "([eE][+-]?[0-9]{1,4})?").prop_map(|(a, b, c)| a + &b + &c),
+        Just("-0".to_owned()),
+        Just("1e400".to_owned()),
+        Just("18446744073709551616".to_owned()),
+        Just("-9223372036854775809".to_owned()),
+    ]
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec![
+            "model", "stream", "background", "stream_options", "include_usage", "messages", "input", "role",
+            "content", "type", "text", "mod\\u0065l", "str\\u0065am", "messages ", "",
+        ])
+        .prop_map(str::to_owned),
+        1 => string_text(),
+    ]
+}
+
+/// Any JSON value, with request-shaped keys likely.
+fn value() -> impl Strategy<Value = J> {
+    let leaf = prop_oneof![
+        prop::sample::select(vec!["true", "false", "null"]).prop_map(J::Lit),
+        number().prop_map(J::Num),
+        string_text().prop_map(J::Str),
+        prop::sample::select(vec!["user", "assistant", "us\\u0065r", "text", "input_text", "message"])
+            .prop_map(|s| J::Str(s.to_owned())),
+    ];
+    leaf.prop_recursive(6, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(J::Arr),
+            proptest::collection::vec((key(), inner), 0..6).prop_map(J::Obj),
+        ]
+    })
+}
+
+/// A message or Responses item: role, content (string or parts), maybe a type, maybe extra fields.
+fn message() -> impl Strategy<Value = J> {
+    let part = (prop::sample::select(vec!["text", "input_text", "image_url"]), string_text(), value()).prop_map(
+        |(t, text, extra)| {
+            J::Obj(vec![("type".into(), J::Str(t.into())), ("text".into(), J::Str(text)), ("x".into(), extra)])
+        },
+    );
+    let content =
+        prop_oneof![string_text().prop_map(J::Str), proptest::collection::vec(part, 0..4).prop_map(J::Arr), value(),];
+    let member = prop_oneof![
+        prop::sample::select(vec!["user", "assistant", "us\\u0065r"])
+            .prop_map(|r| ("role".to_owned(), J::Str(r.into()))),
+        content.prop_map(|c| ("content".to_owned(), c)),
+        prop::sample::select(vec!["message", "function_call_output"])
+            .prop_map(|t| ("type".to_owned(), J::Str(t.into()))),
+        (key(), value()),
+    ];
+    proptest::collection::vec(member, 0..5).prop_map(J::Obj)
+}
+
+/// A request body: the fields the inspector reads, with right and wrong types, among extra fields.
+fn request() -> impl Strategy<Value = J> {
+    let flag = || prop_oneof![prop::sample::select(vec!["true", "false", "null"]).prop_map(J::Lit), value(),];
+    let member = prop_oneof![
+        prop_oneof![string_text().prop_map(J::Str), value()].prop_map(|v| ("model".to_owned(), v)),
+        flag().prop_map(|v| ("stream".to_owned(), v)),
+        flag().prop_map(|v| ("background".to_owned(), v)),
+        flag().prop_map(|v| ("stream_options".to_owned(), J::Obj(vec![("include_usage".into(), v)]))),
+        proptest::collection::vec(message(), 0..4).prop_map(|m| ("messages".to_owned(), J::Arr(m))),
+        prop_oneof![
+            proptest::collection::vec(message(), 0..4).prop_map(J::Arr),
+            string_text().prop_map(J::Str),
+            value()
+        ]
+        .prop_map(|v| ("input".to_owned(), v)),
+        (key(), value()),
+    ];
+    proptest::collection::vec(member, 0..8).prop_map(J::Obj)
+}
+
+fn whitespace() -> impl Strategy<Value = Vec<&'static str>> {
+    proptest::collection::vec(prop::sample::select(vec!["", "", " ", "\n", "\t", "\r\n  "]), 0..5)
+}
+
+fn render(j: &J, ws: &[&str]) -> Vec<u8> {
+    let mut out = String::new();
+    let mut n = 0;
+    out.push_str(ws.first().copied().unwrap_or(""));
+    j.render(&mut out, ws, &mut n);
+    out.push_str(ws.last().copied().unwrap_or(""));
+    out.into_bytes()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_requests_agree_with_the_reference(j in request(), ws in whitespace()) {
+        same(&render(&j, &ws))?;
+    }
+
+    #[test]
+    fn random_requests_without_duplicates_agree_with_the_old_code(j in request(), ws in whitespace()) {
+        same_as_dom(&render(&j.dedup(), &ws))?;
+    }
+
+    #[test]
+    fn random_values_agree_with_the_reference(j in value(), ws in whitespace()) {
+        same(&render(&j, &ws))?;
+    }
+
+    #[test]
+    fn mutated_requests_agree_on_accept_and_reject(
+        j in request(),
+        ws in whitespace(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..3),
+    ) {
+        let mut body = render(&j, &ws);
+        for (at, op, byte) in edits {
+            const SPECIAL: &[u8] = b"{}[]\",:\\ -.e0\x01";
+            let byte = if byte % 2 == 0 { SPECIAL[usize::from(byte / 2) % SPECIAL.len()] } else { byte };
+            match op {
+                0 if !body.is_empty() => { let k = at.index(body.len()); body[k] = byte; }
+                1 => { let k = at.index(body.len() + 1); body.insert(k, byte); }
+                _ if !body.is_empty() => { let k = at.index(body.len()); body.remove(k); }
+                _ => {}
+            }
+        }
+        same(&body)?;
+    }
+
+    #[test]
+    fn arbitrary_bytes_agree_with_the_reference(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        same(&body)?;
+    }
+
+    #[test]
+    fn json_alphabet_soup_agrees_with_the_reference(
+        body in proptest::collection::vec(prop::sample::select(b"{}[]\",:\\ -.eE+0123456789tfnrulsa\n".to_vec()), 0..40),
+    ) {
+        let mut b = b"{\"a\":".to_vec();
+        b.extend(body);
+        same(&b)?;
+        same(&b[5..])?;
+    }
+}
