@@ -42,22 +42,46 @@ fn byte(b: &[u8], i: usize) -> Scan<u8> {
     b.get(i).copied().ok_or(Invalid)
 }
 
-/// Whether any byte of `s` is a control character (< 0x20), which JSON forbids unescaped in strings.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `x` that is `"`, `\\` or a control character (< 0x20), the bytes that end a
+/// run of plain string text. The lowest set bit is exact (borrows only flag bytes above a true hit).
+#[inline(always)]
+fn string_specials(x: u64) -> u64 {
+    let q = x ^ (ONES * u64::from(b'"'));
+    let s = x ^ (ONES * u64::from(b'\\'));
+    ((q.wrapping_sub(ONES) & !q) | (s.wrapping_sub(ONES) & !s) | (x.wrapping_sub(ONES * 0x20) & !x)) & HIGHS
+}
+
+#[inline(always)]
+fn word(b: &[u8], i: usize) -> Option<u64> {
+    let w: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(w))
+}
+
+/// Index of the first `"`, `\\` or control byte at or after `j`, eight bytes at a time.
 #[inline]
-fn has_control(s: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut words = s.chunks_exact(8);
-    for w in words.by_ref() {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        let x = u64::from_le_bytes(a);
-        // Classic "has a byte less than n" test (exact as to existence for n <= 128).
-        if x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0 {
-            return true;
+fn next_string_special(b: &[u8], mut j: usize) -> Option<usize> {
+    while let (Some(x), Some(y)) = (word(b, j), word(b, j + 8)) {
+        let (mx, my) = (string_specials(x), string_specials(y));
+        if mx | my != 0 {
+            return Some(if mx != 0 {
+                j + (mx.trailing_zeros() / 8) as usize
+            } else {
+                j + 8 + (my.trailing_zeros() / 8) as usize
+            });
         }
+        j += 16;
     }
-    words.remainder().iter().any(|&c| c < 0x20)
+    if let Some(x) = word(b, j) {
+        let m = string_specials(x);
+        if m != 0 {
+            return Some(j + (m.trailing_zeros() / 8) as usize);
+        }
+        j += 8;
+    }
+    b.get(j..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|k| j + k)
 }
 
 /// End (exclusive) of the string whose opening quote is at `i`, validating escapes and control bytes.
@@ -66,16 +90,15 @@ fn has_control(s: &[u8]) -> bool {
 pub(super) fn skip_string(b: &[u8], i: usize) -> Scan<usize> {
     let mut j = i + 1;
     loop {
-        let rest = b.get(j..).ok_or(Invalid)?;
-        let k = memchr::memchr2(b'"', b'\\', rest).ok_or(Invalid)?;
-        if has_control(&rest[..k]) {
-            return Err(Invalid);
+        j = next_string_special(b, j).ok_or(Invalid)?;
+        match b[j] {
+            b'"' => return Ok(j + 1),
+            b'\\' => match byte(b, j + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                _ => j = escape(b, j, &mut |_| {})?,
+            },
+            _ => return Err(Invalid),
         }
-        j += k;
-        if b[j] == b'"' {
-            return Ok(j + 1);
-        }
-        j = escape(b, j, &mut |_| {})?;
     }
 }
 
