@@ -455,3 +455,25 @@ proptest! {
         same(&b[5..])?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Long string values (the scanner reads strings 64 bytes at a time): runs of backslashes, quotes,
+    /// escapes and control bytes land on every block boundary, valid or not.
+    #[test]
+    fn long_strings_agree_with_the_reference(
+        pieces in proptest::collection::vec(prop_oneof![
+            4 => "[a-z]{0,40}",
+            1 => prop::sample::select(vec![
+                "\\", "\\\\", "\\\\\\", "\"", "\\\"", "\\n", "\\u00e9", "\\ud83d\\ude00", "\\ud800", "\\udc00",
+                "\\u12", "\\x", "\t", "\u{1}", "é", "😀", "{\"a\":[", "]}",
+            ]).prop_map(str::to_owned),
+        ], 0..24),
+        key in prop::sample::select(vec!["model", "x", "input"]),
+    ) {
+        let text = pieces.concat();
+        same_as_dom(format!("{{\"{key}\":\"{text}\",\"stream\":true}}").as_bytes())?;
+        same_as_dom(format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{text}\"}}]}}").as_bytes())?;
+    }
+}

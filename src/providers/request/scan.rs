@@ -43,62 +43,99 @@ fn byte(b: &[u8], i: usize) -> Scan<u8> {
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// High bit set in each byte of `x` that is `"`, `\\` or a control character (< 0x20), the bytes that end a
-/// run of plain string text. The lowest set bit is exact (borrows only flag bytes above a true hit).
+/// String bytes are scanned this many at a time: one bit per byte in a u64 mask.
+const BLOCK: usize = 64;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const EVEN_BITS: u64 = 0x5555_5555_5555_5555;
+
+/// High bit set exactly in each zero byte of `v` (no borrow between bytes).
 #[inline(always)]
-fn string_specials(x: u64) -> u64 {
-    let q = x ^ (ONES * u64::from(b'"'));
-    let s = x ^ (ONES * u64::from(b'\\'));
-    ((q.wrapping_sub(ONES) & !q) | (s.wrapping_sub(ONES) & !s) | (x.wrapping_sub(ONES * 0x20) & !x)) & HIGHS
+fn zero_bytes(v: u64) -> u64 {
+    !(((v & LOW7) + LOW7) | v | LOW7)
 }
 
+/// The high bits of the eight bytes of `hi` (each 0x80 or 0) gathered into the low eight bits.
 #[inline(always)]
-fn word(b: &[u8], i: usize) -> Option<u64> {
-    let w: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(w))
+fn movemask(hi: u64) -> u64 {
+    ((hi >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
-/// Index of the first `"`, `\\` or control byte at or after `j`, eight bytes at a time.
-#[inline]
-fn next_string_special(b: &[u8], mut j: usize) -> Option<usize> {
-    while let (Some(x), Some(y)) = (word(b, j), word(b, j + 8)) {
-        let (mx, my) = (string_specials(x), string_specials(y));
-        if mx | my != 0 {
-            return Some(if mx != 0 {
-                j + (mx.trailing_zeros() / 8) as usize
-            } else {
-                j + 8 + (my.trailing_zeros() / 8) as usize
-            });
-        }
-        j += 16;
+/// One bit per byte of a 64-byte block: quotes, backslashes, control bytes.
+#[inline(always)]
+fn block_masks(blk: &[u8; BLOCK]) -> (u64, u64, u64) {
+    let (mut quote, mut slash, mut control) = (0, 0, 0);
+    for (k, w) in blk.chunks_exact(8).enumerate() {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a);
+        quote |= movemask(zero_bytes(x ^ (ONES * u64::from(b'"')))) << (8 * k);
+        slash |= movemask(zero_bytes(x ^ (ONES * u64::from(b'\\')))) << (8 * k);
+        control |= movemask(zero_bytes(x & (ONES * 0xE0))) << (8 * k);
     }
-    if let Some(x) = word(b, j) {
-        let m = string_specials(x);
-        if m != 0 {
-            return Some(j + (m.trailing_zeros() / 8) as usize);
-        }
-        j += 8;
-    }
-    b.get(j..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|k| j + k)
+    (quote, slash, control)
 }
 
-/// End (exclusive) of the string whose opening quote is at `i`, validating escapes and control bytes.
-/// UTF-8 is validated once for the whole body by the caller.
+/// The bytes escaped by a backslash (the byte after each odd-length backslash run's last backslash),
+/// carrying a run across blocks in `carry` (simdjson's branch-free run-parity method).
+#[inline(always)]
+fn escaped_bytes(slash: u64, carry: &mut u64) -> u64 {
+    let slash = slash & !*carry;
+    let follows = (slash << 1) | *carry;
+    let odd_starts = slash & !EVEN_BITS & !follows;
+    let (even_starts, overflow) = odd_starts.overflowing_add(slash);
+    *carry = u64::from(overflow);
+    (EVEN_BITS ^ (even_starts << 1)) & follows
+}
+
+/// Escape letters that stand alone (`\u` is validated apart).
+fn is_simple_escape(c: u8) -> bool {
+    matches!(c, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+}
+
+/// End (exclusive) of the string whose opening quote is at `i`, validating escapes and control bytes,
+/// 64 bytes at a time without a branch per escape. UTF-8 is validated once for the body by the caller.
 #[inline]
 pub(super) fn skip_string(b: &[u8], i: usize) -> Scan<usize> {
     let mut j = i + 1;
+    let mut carry = 0u64;
+    // End of the last `\u` escape validated: a surrogate pair's second half is not checked again.
+    let mut unicode_end = 0usize;
     loop {
-        j = next_string_special(b, j).ok_or(Invalid)?;
-        match b[j] {
-            b'"' => return Ok(j + 1),
-            b'\\' => match byte(b, j + 1)? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
-                _ => j = escape(b, j, &mut |_| {})?,
-            },
-            _ => return Err(Invalid),
+        let mut padded = [0u8; BLOCK];
+        let blk: &[u8; BLOCK] = match b.get(j..j + BLOCK) {
+            Some(s) => s.try_into().map_err(|_| Invalid)?,
+            None => {
+                // Zero padding reads as control bytes: an unterminated string fails.
+                let rest = b.get(j..).ok_or(Invalid)?;
+                padded[..rest.len()].copy_from_slice(rest);
+                &padded
+            }
+        };
+        let (quote, slash, control) = block_masks(blk);
+        let escaped = escaped_bytes(slash, &mut carry);
+        let end = quote & !escaped;
+        let before_end = if end == 0 { !0 } else { (end & end.wrapping_neg()) - 1 };
+        if control & before_end != 0 {
+            return Err(Invalid);
         }
+        let mut esc = escaped & before_end;
+        while esc != 0 {
+            let p = esc.trailing_zeros() as usize;
+            esc &= esc - 1;
+            let c = blk[p];
+            if c == b'u' {
+                if j + p > unicode_end {
+                    unicode_end = escape(b, j + p - 1, &mut |_| {})?;
+                }
+            } else if !is_simple_escape(c) {
+                return Err(Invalid);
+            }
+        }
+        if end != 0 {
+            return Ok(j + end.trailing_zeros() as usize + 1);
+        }
+        j += BLOCK;
     }
 }
 
@@ -453,6 +490,48 @@ pub(super) fn element_list(b: &[u8], open: usize) -> Scan<Vec<Range<usize>>> {
             b',' => i = skip_ws(b, i + 1),
             b']' => return Ok(out),
             _ => return Err(Invalid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn movemask_gathers_every_pattern() {
+        for bits in 0u64..256 {
+            let hi = (0..8).filter(|k| bits >> k & 1 == 1).map(|k| 0x80u64 << (8 * k)).sum();
+            assert_eq!(movemask(hi), bits);
+        }
+    }
+
+    #[test]
+    fn escaped_bytes_follow_backslash_runs() {
+        let mut carry = 0;
+        // `\\"\"`: byte 1 (the second backslash) and byte 4 (the last quote) are escaped.
+        let blk = br#"\\"\"#;
+        let slash = blk.iter().enumerate().filter(|(_, &c)| c == b'\\').map(|(k, _)| 1u64 << k).sum();
+        assert_eq!(escaped_bytes(slash, &mut carry), 0b1_0010);
+        assert_eq!(carry, 0);
+        let mut carry = 0;
+        assert_eq!(escaped_bytes(1 << 63, &mut carry), 0);
+        assert_eq!(carry, 1);
+        assert_eq!(escaped_bytes(0b1, &mut carry), 0b1);
+    }
+
+    #[test]
+    fn strings_across_blocks() {
+        for n in 0..200 {
+            for tail in [&br#"""#[..], br#"\"""#, br#"\\""#, br#"\u00e9""#, br#"\ud83d\ude00""#] {
+                let mut s = vec![b'"'];
+                s.extend(std::iter::repeat_n(b'a', n));
+                s.extend_from_slice(tail);
+                s.extend_from_slice(b" ");
+                let quoted_tail_end = s.len() - 1;
+                assert_eq!(skip_string(&s, 0), Ok(quoted_tail_end), "n {n} tail {tail:?}");
+                assert_eq!(skip_string(&s[..s.len() - 2], 0), Err(Invalid), "unterminated n {n}");
+            }
         }
     }
 }
