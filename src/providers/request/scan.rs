@@ -1,10 +1,12 @@
-//! A strict, allocation-free JSON scanner over a request body: validates and skips values without building
-//! them, walks object members and array elements, and decodes the few strings the inspector reads.
-//! Pure over bytes: no I/O; iterative (no recursion), so nesting depth cannot overflow the stack.
+//! A strict JSON scanner over a request body: validates and skips values without building them, walks
+//! object members and array elements, and decodes the few strings the inspector reads. Pure over bytes:
+//! no I/O; iterative (no recursion), so nesting depth cannot overflow the stack; skipping allocates
+//! nothing (but one bit per level past 64 levels of nesting).
 //!
 //! What it accepts is what simd-json (the parser the inspector used to build a DOM with) accepts, with
-//! one documented exception: simd-json's float slow path does not look at the byte after a number of 19
-//! or more significant digits, so it accepts `[1.0000000000000000000x]`; this scanner rejects it. The
+//! one exception, tested in `equivalence`: simd-json's float slow path does not look at the byte after a
+//! number of 19 or more significant digits, so it accepts `{"a":1.0000000000000000000x}`, which is not
+//! JSON; this scanner rejects it. The
 //! value-dependent number rules (integers outside i64/u64, floats that round to infinity) are simd-json's
 //! own: numbers that could hit them are handed to simd-json itself. `\u` escapes follow simd-json too
 //! (a high surrogate not followed by `\u` decodes as U+0000, a lone low surrogate is an error).
