@@ -14,6 +14,13 @@ fn same(body: &[u8]) -> Result<(), TestCaseError> {
     for api in APIS {
         let fast = inspect(api, body);
         let slow = reference::inspect(api, body);
+        if fast == Err(InspectError::InvalidJson)
+            && slow != Err(InspectError::InvalidJson)
+            && has_glued_long_number(body)
+        {
+            // The documented difference (see `glued_long_numbers_are_rejected_where_simd_json_accepts_them`).
+            continue;
+        }
         prop_assert_eq!(&fast, &slow, "api {:?} body {:?}", api, String::from_utf8_lossy(body));
         let dom = reference::inspect_dom(api, body);
         prop_assert_eq!(
@@ -24,6 +31,30 @@ fn same(body: &[u8]) -> Result<(), TestCaseError> {
         );
     }
     Ok(())
+}
+
+/// Whether `body` has a number long enough for simd-json's slow paths (18+ digits) with a byte glued
+/// after it that cannot follow a JSON value: the one case where simd-json accepts what is not JSON.
+fn has_glued_long_number(body: &[u8]) -> bool {
+    let (mut digits, mut prev) = (0, 0u8);
+    for &c in body {
+        let continues = match c {
+            b'0'..=b'9' => true,
+            b'.' | b'e' | b'E' => digits > 0 && prev.is_ascii_digit(),
+            b'+' | b'-' => digits > 0 && matches!(prev, b'e' | b'E'),
+            _ => false,
+        };
+        if continues {
+            digits += usize::from(c.is_ascii_digit());
+        } else {
+            if digits >= 18 && !b" \t\r\n,]}".contains(&c) {
+                return true;
+            }
+            digits = 0;
+        }
+        prev = c;
+    }
+    false
 }
 
 /// Same as `same`, and also equal to the verbatim old code (for bodies without duplicate keys).
@@ -478,12 +509,17 @@ proptest! {
     }
 }
 
-/// The one known difference: simd-json's slow float path (19+ significant digits) never looks at the
-/// byte after the number, so it takes a letter glued to such a number as part of nothing and accepts
-/// the body. Such a body is not JSON; the scanner rejects it.
+/// The one known difference: simd-json's slow number paths (integers of 19+ digits, floats of 19+
+/// significant digits) never look at the byte after the number, so a letter or sign glued to such a
+/// number is ignored and the body accepted. Such a body is not JSON; the scanner rejects it.
 #[test]
-fn glued_long_float_is_rejected_where_simd_json_accepts_it() {
-    for body in [&br#"{"a":1.0000000000000000000x}"#[..], br#"{"a":[12345678901234567890.5e1true]}"#] {
+fn glued_long_numbers_are_rejected_where_simd_json_accepts_them() {
+    for body in [
+        &br#"{"a":1.0000000000000000000x}"#[..],
+        br#"{"a":[12345678901234567890.5e1true]}"#,
+        br#"{"a":[1000000000000000000-]}"#,
+    ] {
+        assert!(has_glued_long_number(body));
         for api in APIS {
             assert_eq!(inspect(api, body), Err(InspectError::InvalidJson));
             assert!(reference::inspect_dom(api, body).is_ok());

@@ -4,9 +4,9 @@
 //! nothing (but one bit per level past 64 levels of nesting).
 //!
 //! What it accepts is what simd-json (the parser the inspector used to build a DOM with) accepts, with
-//! one exception, tested in `equivalence`: simd-json's float slow path does not look at the byte after a
-//! number of 19 or more significant digits, so it accepts `{"a":1.0000000000000000000x}`, which is not
-//! JSON; this scanner rejects it. The
+//! one exception, tested in `equivalence`: simd-json's slow number paths (integers of 19+ digits, floats
+//! of 19+ significant digits) do not look at the byte after the number, so it accepts
+//! `{"a":1.0000000000000000000x}` or `[1000000000000000000-]`, which are not JSON; this scanner rejects them. The
 //! value-dependent number rules (integers outside i64/u64, floats that round to infinity) are simd-json's
 //! own: numbers that could hit them are handed to simd-json itself. `\u` escapes follow simd-json too
 //! (a high surrogate not followed by `\u` decodes as U+0000, a lone low surrogate is an error).
