@@ -89,24 +89,59 @@ fn next_string_special(b: &[u8], mut j: usize) -> Option<usize> {
 
 /// String bytes are scanned this many at a time: one bit per byte in a u64 mask.
 const BLOCK: usize = 64;
+#[cfg(any(test, not(target_arch = "x86_64")))]
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const EVEN_BITS: u64 = 0x5555_5555_5555_5555;
 
+#[cfg(any(test, not(target_arch = "x86_64")))]
 /// High bit set exactly in each zero byte of `v` (no borrow between bytes).
 #[inline(always)]
 fn zero_bytes(v: u64) -> u64 {
     !(((v & LOW7) + LOW7) | v | LOW7)
 }
 
+#[cfg(any(test, not(target_arch = "x86_64")))]
 /// The high bits of the eight bytes of `hi` (each 0x80 or 0) gathered into the low eight bits.
 #[inline(always)]
 fn movemask(hi: u64) -> u64 {
     ((hi >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
-/// One bit per byte of a 64-byte block: quotes, backslashes, control bytes.
+/// One bit per byte of a 64-byte block: quotes, backslashes, control bytes (SSE2, part of every x86_64).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn block_masks(blk: &[u8; BLOCK]) -> (u64, u64, u64) {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_set1_epi8};
+    // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always available; each load
+    // reads one 16-byte `chunk` of `blk`, and an unaligned load has no alignment requirement.
+    unsafe {
+        let quote_v = _mm_set1_epi8(b'"' as i8);
+        let slash_v = _mm_set1_epi8(b'\\' as i8);
+        let max_control = _mm_set1_epi8(0x1F);
+        let (mut quote, mut slash, mut control) = (0u64, 0u64, 0u64);
+        for (k, chunk) in blk.chunks_exact(16).enumerate() {
+            let x = _mm_loadu_si128(chunk.as_ptr().cast());
+            let at = 16 * k;
+            quote |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(x, quote_v)) as u16) << at;
+            slash |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(x, slash_v)) as u16) << at;
+            // Unsigned x <= 0x1F exactly where min(x, 0x1F) == x.
+            let low = _mm_cmpeq_epi8(_mm_min_epu8(x, max_control), x);
+            control |= u64::from(_mm_movemask_epi8(low) as u16) << at;
+        }
+        (quote, slash, control)
+    }
+}
+
+/// One bit per byte of a 64-byte block: quotes, backslashes, control bytes (portable SWAR).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn block_masks(blk: &[u8; BLOCK]) -> (u64, u64, u64) {
+    block_masks_swar(blk)
+}
+
+#[cfg(any(test, not(target_arch = "x86_64")))]
+#[inline(always)]
+fn block_masks_swar(blk: &[u8; BLOCK]) -> (u64, u64, u64) {
     let (mut quote, mut slash, mut control) = (0, 0, 0);
     for (k, w) in blk.chunks_exact(8).enumerate() {
         let mut a = [0u8; 8];
@@ -551,6 +586,17 @@ pub(super) fn element_list(b: &[u8], open: usize) -> Scan<Vec<Range<usize>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_masks_mark_quotes_backslashes_and_controls() {
+        let mut blk = [b'a'; BLOCK];
+        for (k, c) in [(0, b'"'), (15, b'\\'), (16, 0x1F), (33, 0), (47, b'"'), (63, b'\\'), (40, 0x20), (41, 0xC3)] {
+            blk[k] = c;
+        }
+        let expected = (1 | 1 << 47, 1 << 15 | 1 << 63, 1 << 16 | 1 << 33);
+        assert_eq!(block_masks(&blk), expected);
+        assert_eq!(block_masks_swar(&blk), expected);
+    }
 
     #[test]
     fn movemask_gathers_every_pattern() {
