@@ -1,12 +1,20 @@
 //! Request inspection and the one surgical request edit of DESIGN §2: reads model, stream flag, prompt,
 //! `background` and `include_usage` from an intercepted body, and forces
 //! `stream_options.include_usage = true` on chat completions streams without re-serialising the body.
-//! Pure over bytes: no I/O.
+//! Pure over bytes: no I/O. Inspection builds no DOM: one validating pass over the body (`scan`) notes
+//! where the few fields it needs are, and only the last message is walked again.
 
-use simd_json::prelude::*;
-use simd_json::BorrowedValue;
+mod scan;
+
+#[cfg(test)]
+mod equivalence;
+#[cfg(test)]
+mod reference;
+
+use std::ops::Range;
 
 use crate::records::{Api, RequestInfo};
+use scan::Invalid;
 
 /// Why a request body could not be inspected (the relay answers 400 in the provider's error shape).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,13 +25,12 @@ pub enum InspectError {
     /// The body is JSON but not an object.
     #[error("request body is not a JSON object")]
     NotAnObject,
-    /// Arrays or objects nest deeper than the parser may recurse.
+    /// Arrays or objects nest deeper than the gateway's JSON readers (and the providers') accept.
     #[error("request body nests deeper than {} levels", crate::sse::MAX_JSON_DEPTH)]
     TooDeep,
-    /// A field the gateway reads appears twice in one object. Parsers disagree on which copy wins
-    /// (simd-json: the first, the providers' JSON libraries: the last), so the gateway would record and
-    /// edit a different request than the one the provider runs (e.g. `"stream":false,"stream":true`
-    /// streams without the usage the gateway asks for).
+    /// A field the gateway reads appears twice in one object. JSON parsers disagree on which copy wins,
+    /// so the gateway could record and edit a different request than the one the provider runs (e.g.
+    /// `"stream":false,"stream":true`): such a request is refused rather than guessed at.
     #[error("request field `{0}` appears more than once")]
     DuplicateField(&'static str),
     /// A known field has the wrong JSON type.
@@ -31,99 +38,210 @@ pub enum InspectError {
     WrongType(&'static str),
 }
 
-/// Reads what the records need from an intercepted request body of `api`.
-pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
-    if !crate::sse::nesting_within(body, crate::sse::MAX_JSON_DEPTH) {
-        return Err(InspectError::TooDeep);
+impl From<Invalid> for InspectError {
+    fn from(_: Invalid) -> Self {
+        InspectError::InvalidJson
     }
-    let mut copy = body.to_vec();
-    let v = simd_json::to_borrowed_value(&mut copy).map_err(|_| InspectError::InvalidJson)?;
-    if v.as_object().is_none() {
+}
+
+/// Where the prompt-carrying field (`messages`, or Responses `input`) was, by the kind of its value.
+#[derive(Debug, Clone)]
+enum PromptField {
+    /// A string (a Responses `input` shorthand).
+    Text(Range<usize>),
+    /// An array, with the range of its last element (None when empty).
+    List(Option<Range<usize>>),
+    /// Anything else: no prompt.
+    Other,
+}
+
+/// The value ranges of the top-level members the inspector reads; the last duplicate wins, as in the
+/// provider's parser and in `with_include_usage`.
+#[derive(Debug, Default)]
+struct TopLevel {
+    model: Option<Range<usize>>,
+    stream: Option<Range<usize>>,
+    background: Option<Range<usize>>,
+    stream_options: Option<Range<usize>>,
+    prompt: Option<PromptField>,
+}
+
+/// Reads what the records need from an intercepted request body of `api`.
+///
+/// The whole body is validated (the same inputs are rejected as by simd-json, see `scan`), but only the
+/// top level is looked at: every other value is skipped, and only the last element of `messages`/`input`
+/// is read. Requests that providers' parsers could read differently from the gateway are refused: a field
+/// the gateway reads given twice ([`InspectError::DuplicateField`]) and nesting deeper than
+/// `MAX_JSON_DEPTH` ([`InspectError::TooDeep`]).
+pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
+    scan_request(api, body, true)
+}
+
+/// The lenient scan, for the equivalence tests against the reference implementation.
+#[cfg(test)]
+fn inspect_lenient(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
+    scan_request(api, body, false)
+}
+
+/// The scan behind [`inspect`]. With `strict` off, duplicate keys resolve to the last occurrence and depth
+/// is not limited (what the reference DOM implementation does, for the equivalence tests).
+fn scan_request(api: Api, body: &[u8], strict: bool) -> Result<RequestInfo, InspectError> {
+    let b = body;
+    if std::str::from_utf8(b).is_err() {
+        return Err(InspectError::InvalidJson);
+    }
+    let open = scan::skip_ws(b, 0);
+    if b.get(open) != Some(&b'{') {
+        let end = scan::skip_value(b, open)?;
+        if scan::skip_ws(b, end) != b.len() {
+            return Err(InspectError::InvalidJson);
+        }
         return Err(InspectError::NotAnObject);
     }
-    let model = match unique(&v, "model")? {
+    let prompt_key = match api {
+        Api::ChatCompletions | Api::Messages => "messages",
+        Api::Responses => "input",
+    };
+    let mut top = TopLevel::default();
+    let mut duplicate: Option<&'static str> = None;
+    let end = scan::members(b, open, |key, v| {
+        if scan::string_is(b, &key, prompt_key) {
+            if top.prompt.is_some() {
+                duplicate.get_or_insert(if api == Api::Responses { "input" } else { "messages" });
+            }
+            return match b.get(v) {
+                Some(b'[') => {
+                    let (end, last) = scan::array_last(b, v)?;
+                    top.prompt = Some(PromptField::List(last));
+                    Ok(end)
+                }
+                Some(b'"') => {
+                    let end = scan::skip_string(b, v)?;
+                    top.prompt = Some(PromptField::Text(v..end));
+                    Ok(end)
+                }
+                _ => {
+                    top.prompt = Some(PromptField::Other);
+                    scan::skip_value(b, v)
+                }
+            };
+        }
+        let end = scan::skip_value(b, v)?;
+        let (slot, name) = if scan::string_is(b, &key, "model") {
+            (&mut top.model, "model")
+        } else if scan::string_is(b, &key, "stream") {
+            (&mut top.stream, "stream")
+        } else if scan::string_is(b, &key, "background") {
+            (&mut top.background, "background")
+        } else if scan::string_is(b, &key, "stream_options") {
+            (&mut top.stream_options, "stream_options")
+        } else {
+            return Ok(end);
+        };
+        if slot.is_some() {
+            duplicate.get_or_insert(name);
+        }
+        *slot = Some(v..end);
+        Ok(end)
+    })?;
+    if scan::skip_ws(b, end) != b.len() {
+        return Err(InspectError::InvalidJson);
+    }
+    if strict && !crate::sse::nesting_within(b, crate::sse::MAX_JSON_DEPTH) {
+        return Err(InspectError::TooDeep);
+    }
+    if let Some(name) = duplicate.filter(|_| strict) {
+        return Err(InspectError::DuplicateField(name));
+    }
+
+    let model = match top.model {
         None => String::new(),
-        Some(m) if m.is_null() => String::new(),
-        Some(m) => m.as_str().ok_or(InspectError::WrongType("model"))?.to_owned(),
+        Some(r) if &b[r.clone()] == b"null" => String::new(),
+        Some(r) if b[r.start] == b'"' => scan::decode_string(b, r)?,
+        Some(_) => return Err(InspectError::WrongType("model")),
     };
-    let stream = bool_field(&v, "stream")?;
-    let background = api == Api::Responses && bool_field(&v, "background")?;
-    let include_usage = match api {
-        Api::ChatCompletions => match unique(&v, "stream_options")? {
-            Some(o) => unique(o, "include_usage")?.and_then(|b| b.as_bool()).unwrap_or(false),
-            None => false,
-        },
-        _ => false,
-    };
-    let prompt = match api {
-        Api::ChatCompletions | Api::Messages => unique(&v, "messages")?.and_then(last_user_message),
-        Api::Responses => match unique(&v, "input")? {
-            Some(BorrowedValue::String(s)) => Some(s.to_string()),
-            Some(items) => last_user_message(items),
-            None => None,
-        },
+    let stream = bool_field(b, top.stream, "stream")?;
+    let background = api == Api::Responses && bool_field(b, top.background, "background")?;
+    let include_usage = api == Api::ChatCompletions
+        && match top.stream_options {
+            Some(r) if b[r.start] == b'{' => {
+                let list = scan::member_list(b, r.start)?;
+                if strict && list.iter().filter(|m| scan::string_is(b, &m.key, "include_usage")).count() > 1 {
+                    return Err(InspectError::DuplicateField("include_usage"));
+                }
+                scan::last_member(b, &list, "include_usage").is_some_and(|v| &b[v] == b"true")
+            }
+            _ => false,
+        };
+    let prompt = match (api, top.prompt) {
+        (Api::Responses, Some(PromptField::Text(r))) => Some(scan::decode_string(b, r)?),
+        (_, Some(PromptField::List(Some(last)))) => last_user_message(b, last)?,
+        _ => None,
     };
     Ok(RequestInfo { model, stream, prompt, background, include_usage })
 }
 
-/// Member `key` of `v` when `v` is an object holding it at most once.
-fn unique<'v>(v: &'v BorrowedValue<'_>, key: &'static str) -> Result<Option<&'v BorrowedValue<'v>>, InspectError> {
-    let Some(obj) = v.as_object() else {
-        return Ok(None);
-    };
-    let mut found = None;
-    for (k, val) in obj.iter() {
-        if k.as_ref() == key {
-            if found.is_some() {
-                return Err(InspectError::DuplicateField(key));
-            }
-            found = Some(val);
-        }
+/// A boolean field: absent or null → false; any other non-boolean is a client error.
+fn bool_field(b: &[u8], v: Option<Range<usize>>, key: &'static str) -> Result<bool, InspectError> {
+    match v.map(|r| &b[r]) {
+        None | Some(b"null") | Some(b"false") => Ok(false),
+        Some(b"true") => Ok(true),
+        Some(_) => Err(InspectError::WrongType(key)),
     }
-    Ok(found)
 }
 
-/// A boolean field: absent or null → false; any other non-boolean is a client error.
-fn bool_field(v: &BorrowedValue<'_>, key: &'static str) -> Result<bool, InspectError> {
-    match unique(v, key)? {
-        None => Ok(false),
-        Some(b) if b.is_null() => Ok(false),
-        Some(b) => b.as_bool().ok_or(InspectError::WrongType(key)),
+/// The decoded string at `r`, or None when that value is not a string.
+fn as_text(b: &[u8], r: Option<Range<usize>>) -> Result<Option<String>, Invalid> {
+    match r {
+        Some(r) if b[r.start] == b'"' => scan::decode_string(b, r).map(Some),
+        _ => Ok(None),
     }
 }
 
 /// The text of the last message of a message (or Responses item) list, only when its role is `user`.
 /// Responses items without a `type` are messages; other item types (tool outputs…) are not prompts.
-fn last_user_message(list: &BorrowedValue<'_>) -> Option<String> {
-    let last = list.as_array()?.last()?;
-    if let Some(t) = last.get("type").and_then(|t| t.as_str()) {
+fn last_user_message(b: &[u8], last: Range<usize>) -> Result<Option<String>, Invalid> {
+    if b[last.start] != b'{' {
+        return Ok(None);
+    }
+    let list: Vec<scan::Member> = scan::member_list(b, last.start)?;
+    if let Some(t) = as_text(b, scan::last_member(b, &list, "type"))? {
         if t != "message" {
-            return None;
+            return Ok(None);
         }
     }
-    if last.get("role").and_then(|r| r.as_str()) != Some("user") {
-        return None;
+    if as_text(b, scan::last_member(b, &list, "role"))?.as_deref() != Some("user") {
+        return Ok(None);
     }
-    content_text(last.get("content")?)
+    match scan::last_member(b, &list, "content") {
+        Some(c) => content_text(b, c),
+        None => Ok(None),
+    }
 }
 
 /// A content value as text: a string, or the text parts of a content-part array joined with `\n`
 /// (`text` for chat and Anthropic, `input_text` for Responses).
-fn content_text(content: &BorrowedValue<'_>) -> Option<String> {
-    if let Some(s) = content.as_str() {
-        return Some(s.to_owned());
+fn content_text(b: &[u8], content: Range<usize>) -> Result<Option<String>, Invalid> {
+    match b[content.start] {
+        b'"' => return scan::decode_string(b, content).map(Some),
+        b'[' => {}
+        _ => return Ok(None),
     }
-    let parts: Vec<&str> = content
-        .as_array()?
-        .iter()
-        .filter(|p| matches!(p.get("type").and_then(|t| t.as_str()), Some("text" | "input_text")))
-        .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-        .collect();
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("\n"))
+    let mut parts = Vec::new();
+    for part in scan::element_list(b, content.start)? {
+        if b[part.start] != b'{' {
+            continue;
+        }
+        let list = scan::member_list(b, part.start)?;
+        let kind = as_text(b, scan::last_member(b, &list, "type"))?;
+        if !matches!(kind.as_deref(), Some("text" | "input_text")) {
+            continue;
+        }
+        if let Some(text) = as_text(b, scan::last_member(b, &list, "text"))? {
+            parts.push(text);
+        }
     }
+    Ok(if parts.is_empty() { None } else { Some(parts.join("\n")) })
 }
 
 /// Returns the body with `stream_options.include_usage` set to true, touching only the bytes needed:
@@ -329,25 +447,7 @@ mod tests {
 
     #[test]
     fn inspect_errors_are_typed() {
-        let deep = format!(r#"{{"model":"m","messages":{}{}}}"#, "[".repeat(300_000), "]".repeat(300_000));
-        assert_eq!(inspect(Api::ChatCompletions, deep.as_bytes()), Err(InspectError::TooDeep));
         assert_eq!(inspect(Api::Messages, b"{"), Err(InspectError::InvalidJson));
-        for (api, body, field) in [
-            (Api::ChatCompletions, r#"{"model":"m","stream":false,"stream":true}"#, "stream"),
-            (Api::Messages, r#"{"model":"a","model":"b"}"#, "model"),
-            (
-                Api::ChatCompletions,
-                r#"{"stream_options":{"include_usage":true,"include_usage":false}}"#,
-                "include_usage",
-            ),
-            (Api::ChatCompletions, r#"{"stream_options":{},"stream_options":{}}"#, "stream_options"),
-            (Api::Responses, r#"{"background":false,"background":true}"#, "background"),
-            (Api::Responses, r#"{"input":"a","input":"b"}"#, "input"),
-        ] {
-            assert_eq!(inspect(api, body.as_bytes()), Err(InspectError::DuplicateField(field)), "{body}");
-        }
-        // Duplicates the gateway does not read are the provider's business.
-        assert!(inspect(Api::Messages, br#"{"model":"m","x":1,"x":2}"#).is_ok());
         assert_eq!(inspect(Api::Messages, b"[]"), Err(InspectError::NotAnObject));
         assert_eq!(inspect(Api::Messages, br#"{"model":1}"#), Err(InspectError::WrongType("model")));
         assert_eq!(inspect(Api::Messages, br#"{"model":"m","stream":"yes"}"#), Err(InspectError::WrongType("stream")));
@@ -380,5 +480,26 @@ mod tests {
             let _ = inspect(Api::ChatCompletions, &body);
             let _ = inspect(Api::Responses, &body);
         }
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::{inspect, InspectError};
+    use crate::records::Api;
+
+    #[test]
+    fn ambiguous_requests_are_refused() {
+        let dup = br#"{"model":"a","stream":false,"stream":true,"messages":[]}"#;
+        assert_eq!(inspect(Api::ChatCompletions, dup), Err(InspectError::DuplicateField("stream")));
+        let dup = br#"{"model":"a","stream":true,"stream_options":{"include_usage":true,"include_usage":false}}"#;
+        assert_eq!(inspect(Api::ChatCompletions, dup), Err(InspectError::DuplicateField("include_usage")));
+        let dup = br#"{"model":"a","messages":[],"messages":[{"role":"user","content":"x"}]}"#;
+        assert_eq!(inspect(Api::Messages, dup), Err(InspectError::DuplicateField("messages")));
+        let deep = format!(r#"{{"model":"a","messages":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        assert_eq!(inspect(Api::Messages, deep.as_bytes()), Err(InspectError::TooDeep));
+        // Duplicates of fields the gateway does not read are the provider's business.
+        let ok = br#"{"model":"a","temperature":1,"temperature":0,"messages":[]}"#;
+        assert!(inspect(Api::Messages, ok).is_ok());
     }
 }
