@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::{inspect_lenient, reference, InspectError};
+use super::{inspect, inspect_lenient, reference, InspectError};
 use crate::records::Api;
 
 const APIS: [Api; 3] = [Api::ChatCompletions, Api::Responses, Api::Messages];
@@ -214,29 +214,33 @@ fn duplicate_keys_take_the_last_like_the_provider_and_the_edit() {
 }
 
 #[test]
-fn deep_nesting_is_iterative() {
+fn deep_nesting_is_refused_without_recursion() {
     const DEPTH: usize = 100_000;
     let mut body = br#"{"model":"m","x":"#.to_vec();
     body.extend(std::iter::repeat_n(b'[', DEPTH));
     body.extend(std::iter::repeat_n(b']', DEPTH));
-    body.extend_from_slice(br#","y":"#);
-    body.extend(std::iter::repeat_n(&b"{\"a\":"[..], DEPTH).flatten());
-    body.extend_from_slice(b"1");
-    body.extend(std::iter::repeat_n(b'}', DEPTH));
     body.extend_from_slice(br#","messages":[{"role":"user","content":"deep"}]}"#);
-    let i = inspect_lenient(Api::Messages, &body).unwrap();
+    assert_eq!(inspect(Api::Messages, &body), Err(InspectError::TooDeep));
+    // Deep but within the limit is read normally.
+    let mut ok = br#"{"model":"m","x":"#.to_vec();
+    ok.extend(std::iter::repeat_n(&b"{\"a\":"[..], 100).flatten());
+    ok.extend_from_slice(b"1");
+    ok.extend(std::iter::repeat_n(b'}', 100));
+    ok.extend_from_slice(br#","messages":[{"role":"user","content":"deep"}]}"#);
+    let i = inspect(Api::Messages, &ok).unwrap();
     assert_eq!((i.model.as_str(), i.prompt.as_deref()), ("m", Some("deep")));
-    // Unbalanced or mismatched at depth: invalid, not a crash.
+    // Unbalanced or mismatched at depth, or deep at the root: refused, not a crash.
     let mut open = br#"{"x":"#.to_vec();
     open.extend(std::iter::repeat_n(b'[', DEPTH));
-    assert_eq!(inspect_lenient(Api::Messages, &open), Err(InspectError::InvalidJson));
+    assert_eq!(inspect(Api::Messages, &open), Err(InspectError::TooDeep));
     let mut mismatched = open.clone();
     mismatched.extend(std::iter::repeat_n(b']', DEPTH - 1));
     mismatched.extend_from_slice(b"}}");
-    assert_eq!(inspect_lenient(Api::Messages, &mismatched), Err(InspectError::InvalidJson));
+    assert_eq!(inspect(Api::Messages, &mismatched), Err(InspectError::TooDeep));
     let mut root = vec![b'['; DEPTH];
     root.extend(std::iter::repeat_n(b']', DEPTH));
-    assert_eq!(inspect_lenient(Api::Messages, &root), Err(InspectError::NotAnObject));
+    assert_eq!(inspect(Api::Messages, &root), Err(InspectError::TooDeep));
+    assert_eq!(inspect_lenient(Api::Messages, br#"[[1]]"#), Err(InspectError::NotAnObject));
 }
 
 /// A JSON value whose strings and numbers are kept as rendered text (escapes chosen by the strategy).

@@ -74,7 +74,13 @@ struct TopLevel {
 /// the gateway reads given twice ([`InspectError::DuplicateField`]) and nesting deeper than
 /// `MAX_JSON_DEPTH` ([`InspectError::TooDeep`]).
 pub fn inspect(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
-    scan_request(api, body, true)
+    match scan_request(api, body, true) {
+        // Only on this error path is the body walked again, to say why it was refused.
+        Err(InspectError::InvalidJson) if !crate::sse::nesting_within(body, crate::sse::MAX_JSON_DEPTH) => {
+            Err(InspectError::TooDeep)
+        }
+        other => other,
+    }
 }
 
 /// The lenient scan, for the equivalence tests against the reference implementation.
@@ -146,9 +152,6 @@ fn scan_request(api: Api, body: &[u8], strict: bool) -> Result<RequestInfo, Insp
     })?;
     if scan::skip_ws(b, end) != b.len() {
         return Err(InspectError::InvalidJson);
-    }
-    if strict && !crate::sse::nesting_within(b, crate::sse::MAX_JSON_DEPTH) {
-        return Err(InspectError::TooDeep);
     }
     if let Some(name) = duplicate.filter(|_| strict) {
         return Err(InspectError::DuplicateField(name));

@@ -25,6 +25,10 @@ const SAFE_INT_DIGITS: usize = 17;
 /// Floats without an exponent and with at most this many digits have an exact f64 significand
 /// (< 2^53) and a power of ten within ±22: simd-json's fast path accepts them, never infinite.
 const SAFE_FLOAT_DIGITS: usize = 15;
+/// Deepest nesting inside one skipped value. The gateway refuses bodies nesting deeper than
+/// `MAX_JSON_DEPTH` overall; a value nested this deep inside the body is past that, so the scan stops
+/// here rather than walk it (the caller tells "too deep" from "not JSON" on this error path only).
+pub(super) const MAX_VALUE_DEPTH: usize = crate::sse::MAX_JSON_DEPTH;
 /// Longest number token copied to the stack for simd-json's verdict; longer ones go to the heap.
 const NUMBER_STACK_COPY: usize = 62;
 
@@ -400,8 +404,11 @@ impl Open {
         Self { depth: 0, low: 0, high: Vec::new() }
     }
 
-    fn push(&mut self, object: bool) {
+    fn push(&mut self, object: bool) -> Scan<()> {
         let d = self.depth;
+        if d >= MAX_VALUE_DEPTH {
+            return Err(Invalid);
+        }
         if d < 64 {
             self.low = (self.low & !(1 << d)) | (u64::from(object) << d);
         } else {
@@ -412,6 +419,7 @@ impl Open {
             self.high[w] = (self.high[w] & !(1 << bit)) | (u64::from(object) << bit);
         }
         self.depth += 1;
+        Ok(())
     }
 
     /// Whether the innermost open container is an object (None when none is open).
@@ -450,7 +458,7 @@ pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
                 if byte(b, i)? == b'}' {
                     i += 1;
                 } else {
-                    open.push(true);
+                    open.push(true)?;
                     i = key_colon(b, i)?;
                     continue 'value;
                 }
@@ -460,7 +468,7 @@ pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
                 if byte(b, i)? == b']' {
                     i += 1;
                 } else {
-                    open.push(false);
+                    open.push(false)?;
                     continue 'value;
                 }
             }
