@@ -1,3 +1,7 @@
+# Drives the official OpenAI and Anthropic Python SDKs through a running aibridged (issue 2 "done when"):
+# streamed chat completion, Responses stream, Anthropic message stream, and a 401 surfacing as the SDK's
+# AuthenticationError. Usage: python3 scripts/sdk_smoke.py http://HOST:PORT <gateway token>
+# (pip install openai anthropic; point the gateway's openai/anthropic instances at a mock or real upstream).
 import os, sys, openai, anthropic
 base = sys.argv[1]; token = sys.argv[2]
 oc = openai.OpenAI(base_url=f"{base}/api/v2/aibridge/openai/v1", api_key=token)
