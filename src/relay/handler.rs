@@ -6,15 +6,13 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 use crate::auth::Principal;
-use crate::config::{ProviderType, Secret};
 use crate::providers::bedrock::request::translate_request;
-use crate::providers::bedrock::sign::sign;
 use crate::providers::bedrock::to_sse::{error_to_anthropic, SseTranslator};
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
 use crate::providers::request::{inspect, with_include_usage};
 use crate::providers::routes::{classify, split_bridge_path, upstream_path, RouteKind};
-use crate::records::{Api, CredentialKind, EndStatus, InterceptionStart, RequestInfo};
+use crate::records::{Api, EndStatus, InterceptionStart, RequestInfo};
 use crate::runtime::http::{self, BodyKind, Header, RequestHead, ResponseBody};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
@@ -22,9 +20,10 @@ use crate::sse::StreamObserver;
 
 use super::client::{closed, read_body, read_head, write_simple, NoHead, CLIENT_READ_SPARE};
 use super::error::RelayError;
-use super::exchange::{render_request, send, UpstreamRequest, UpstreamResponse};
+use super::exchange::{send, UpstreamRequest, UpstreamResponse};
 use super::record::Interception;
 use super::response::{client_framing, relay_body, BodyEnd, Observer, ToClient};
+use super::upstream_request::{credential_hint, credential_kind, pool_size, render, Credential};
 use super::{default_shape, Instance, WorkerService};
 
 /// Bodies of rejected requests up to this size are read and dropped so the connection can be kept.
@@ -170,7 +169,7 @@ fn authenticate(svc: &WorkerService, head: &RequestHead) -> Result<Caller, Relay
 
 /// The credentials of an `Authorization: Bearer …` value; the scheme name is case-insensitive (RFC 9110
 /// §11.1).
-fn bearer_token(authorization: &str) -> Option<&str> {
+pub(super) fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, rest) = authorization.trim_start().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
@@ -199,17 +198,6 @@ async fn answer_error(client: &mut Conn, shape: ErrorShape, e: &RelayError, keep
         tracing::debug!(status = e.status(), error = %e, "request rejected");
     }
     write_simple(client, e.status(), "application/json", &e.body(shape), keep).await
-}
-
-/// Which upstream credential a request uses.
-#[derive(Clone, Copy)]
-enum Credential {
-    /// The client's own headers go upstream.
-    Byok,
-    /// Key `n` of the instance (or Bedrock credential pair `n`).
-    Key(usize),
-    /// No credential configured and none brought.
-    None,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -358,99 +346,6 @@ async fn proxy(
         i.commit_start();
     }
     relay_response(svc, client, head, inst, api, bedrock_stream, upstream, interception).await
-}
-
-fn pool_size(inst: &Instance) -> usize {
-    match &inst.bedrock {
-        Some(b) => b.credentials.len(),
-        None => inst.config.keys.len(),
-    }
-}
-
-fn credential_kind(c: Credential) -> CredentialKind {
-    match c {
-        Credential::Byok => CredentialKind::Byok,
-        Credential::Key(_) => CredentialKind::Centralized,
-        Credential::None => CredentialKind::None,
-    }
-}
-
-/// A masked hint of the credential used; never the secret.
-fn credential_hint(inst: &Instance, head: &RequestHead, c: Credential) -> Option<String> {
-    match c {
-        Credential::Key(k) => match &inst.bedrock {
-            Some(b) => b.credentials.get(k).map(|c| c.access_key_id.hint()),
-            None => inst.config.keys.get(k).map(Secret::hint),
-        },
-        Credential::Byok => {
-            let raw = head
-                .header_str("authorization")
-                .map(|a| bearer_token(a).unwrap_or(a))
-                .or_else(|| head.header_str("x-api-key"))?;
-            Some(Secret::new(raw.trim()).hint())
-        }
-        Credential::None => None,
-    }
-}
-
-/// Headers never forwarded upstream, beyond the hop-by-hop ones.
-fn skip_upstream(name: &str, byok: bool, bedrock: bool) -> bool {
-    http::is_hop_by_hop(name)
-        || name.eq_ignore_ascii_case("host")
-        || name.eq_ignore_ascii_case("content-length")
-        || name.eq_ignore_ascii_case("accept-encoding")
-        || name.eq_ignore_ascii_case("expect")
-        || name.eq_ignore_ascii_case("x-coder-ai-governance-token")
-        || ((!byok || bedrock)
-            && (name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("x-api-key")))
-        || (bedrock
-            && (name.eq_ignore_ascii_case("anthropic-version") || name.to_ascii_lowercase().starts_with("x-amz-")))
-}
-
-/// Renders the upstream request for one credential.
-fn render(
-    inst: &Instance,
-    head: &RequestHead,
-    path: &str,
-    credential: Credential,
-    body: &[u8],
-    stream: bool,
-) -> Result<Vec<u8>, RelayError> {
-    let byok = matches!(credential, Credential::Byok);
-    let mut forwarded = head.headers.iter().filter(|h| {
-        !skip_upstream(&h.name, byok, inst.bedrock.is_some()) && !http::is_connection_nominated(&head.headers, &h.name)
-    });
-    let host = inst.target.host_header();
-    let mut owned: Vec<(String, String)> = Vec::new();
-    match (&inst.bedrock, credential) {
-        (Some(b), _) => {
-            owned.push(("content-type".into(), "application/json".into()));
-            owned.push((
-                "accept".into(),
-                if stream { "application/vnd.amazon.eventstream" } else { "application/json" }.into(),
-            ));
-            if let Credential::Key(k) = credential {
-                let cred = b.credentials.get(k).ok_or_else(|| RelayError::Translate("no AWS credential".into()))?;
-                let to_sign: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                let signed = sign("POST", &host, path, &to_sign, body, cred, &b.region, SystemTime::now())
-                    .map_err(|e| RelayError::Translate(e.to_string()))?;
-                owned.extend(signed);
-            }
-        }
-        (None, Credential::Key(k)) => {
-            let key = inst.config.keys[k].expose();
-            match inst.config.kind {
-                ProviderType::Anthropic => owned.push(("x-api-key".into(), key.to_string())),
-                ProviderType::OpenAi | ProviderType::Copilot => {
-                    owned.push(("authorization".into(), format!("Bearer {key}")))
-                }
-            }
-        }
-        (None, _) => {}
-    }
-    let extra: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let method = if inst.bedrock.is_some() { "POST" } else { head.method.as_str() };
-    Ok(render_request(method, path, &host, &mut forwarded, &extra, body))
 }
 
 fn response_header(headers: &[Header], name: &str) -> Option<String> {

@@ -7,6 +7,7 @@ pub mod exchange;
 mod handler;
 pub mod record;
 pub mod response;
+mod upstream_request;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
