@@ -25,6 +25,11 @@ const UPSERT_END: &str = "INSERT INTO aibridge_interceptions (id, ended_at, stat
     ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, \
     upstream_status = excluded.upstream_status";
 
+/// The multi-row statements say `OR ROLLBACK`: a row SQLite rejects ends the whole transaction at once,
+/// which is what `write_batch` does with any error anyway. With the default `ABORT`, SQLite must be able to
+/// undo one statement alone and keeps a statement journal (a copy of every page a multi-row statement
+/// touches); that copying was about a tenth of the sink's CPU.
+///
 /// One table of rows written with multi-row `INSERT`s: the statement text up to `VALUES`, the number of
 /// columns per row, and what follows the value list (an upsert clause, or nothing).
 struct MultiInsert {
@@ -96,7 +101,7 @@ impl MultiInsert {
 }
 
 static WHOLE: MultiInsert = MultiInsert::new(
-    "INSERT INTO aibridge_interceptions (id, initiator_id, provider, provider_name, \
+    "INSERT OR ROLLBACK INTO aibridge_interceptions (id, initiator_id, provider, provider_name, \
     model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at, \
     ended_at, status, upstream_status)",
     14,
@@ -109,24 +114,27 @@ static WHOLE: MultiInsert = MultiInsert::new(
 );
 
 static TOKEN_USAGES: MultiInsert = MultiInsert::new(
-    "INSERT INTO aibridge_token_usages (interception_id, msg_id, input_tokens, output_tokens, \
+    "INSERT OR ROLLBACK INTO aibridge_token_usages (interception_id, msg_id, input_tokens, output_tokens, \
     cache_read_input_tokens, cache_write_input_tokens, reasoning_tokens, extra, created_at)",
     9,
     "",
 );
 
-static PROMPTS: MultiInsert =
-    MultiInsert::new("INSERT INTO aibridge_user_prompts (interception_id, msg_id, prompt, created_at)", 4, "");
+static PROMPTS: MultiInsert = MultiInsert::new(
+    "INSERT OR ROLLBACK INTO aibridge_user_prompts (interception_id, msg_id, prompt, created_at)",
+    4,
+    "",
+);
 
 static TOOLS: MultiInsert = MultiInsert::new(
-    "INSERT INTO aibridge_tool_usages (interception_id, msg_id, tool, tool_call_id, input, server_url, \
+    "INSERT OR ROLLBACK INTO aibridge_tool_usages (interception_id, msg_id, tool, tool_call_id, input, server_url, \
     injected, created_at)",
     8,
     "",
 );
 
 static THOUGHTS: MultiInsert = MultiInsert::new(
-    "INSERT INTO aibridge_model_thoughts (interception_id, msg_id, content, source, created_at)",
+    "INSERT OR ROLLBACK INTO aibridge_model_thoughts (interception_id, msg_id, content, source, created_at)",
     5,
     "",
 );
@@ -546,5 +554,31 @@ mod tests {
         assert_eq!(n, 2);
         let n: i64 = conn.query_row("SELECT count(*) FROM aibridge_token_usages", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn a_rejected_row_rolls_back_the_whole_batch_and_leaves_the_connection_usable() {
+        let dir = crate::sink::test_dir("store-rollback");
+        let mut conn = super::super::open_database(&dir.join("a.db")).unwrap();
+        // A constraint the schema does not have, so one prompt of the batch is rejected mid-statement.
+        conn.execute_batch("CREATE UNIQUE INDEX one_prompt_text ON aibridge_user_prompts (prompt)").unwrap();
+        let (_, mut records) = batch(40, 40, 40);
+        records.push(Record::PromptUsage(PromptUsage {
+            interception_id: uuid::Uuid::nil(),
+            msg_id: "dup".into(),
+            prompt: "prompt 7".into(),
+            created_at: t(0),
+        }));
+        let err = write_batch(&mut conn, &records).unwrap_err();
+        assert!(is_record_fault(&err), "{err}");
+        assert!(conn.is_autocommit());
+        for table in ["aibridge_interceptions", "aibridge_token_usages", "aibridge_user_prompts"] {
+            let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+        records.pop();
+        write_batch(&mut conn, &records).unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM aibridge_user_prompts", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 40);
     }
 }
