@@ -189,6 +189,13 @@ pub fn json_string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most values (ids, models, timestamps, prompts) need no escape at all: find out with a branch-free
+    // pass the compiler vectorises, and copy them whole.
+    if !bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -210,6 +217,11 @@ pub fn json_string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
+}
+
+/// True for the bytes `json_string` escapes: quote, backslash, control characters and DEL.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
 }
 
 /// True when `s` is a JSON object that can be embedded verbatim without breaking the line.
@@ -356,6 +368,18 @@ mod tests {
             prop_assert_eq!(back, s);
             prop_assert!(!out.contains(&b'\n'));
         }
+    }
+
+    #[test]
+    fn json_string_copies_plain_text_whole_and_escapes_the_rest() {
+        let enc = |s: &str| {
+            let mut out = Vec::new();
+            json_string(&mut out, s);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(enc(""), r#""""#);
+        assert_eq!(enc("claude-sonnet-4-5 — ok"), r#""claude-sonnet-4-5 — ok""#);
+        assert_eq!(enc("a\u{7f}b\"c\\\u{1}\n"), r#""a\u007fb\"c\\\u0001\n""#);
     }
 
     #[test]

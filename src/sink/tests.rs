@@ -555,3 +555,25 @@ fn a_database_error_that_is_not_a_lock_is_retried_not_dropped() {
     assert_eq!(s.failed_records, 0);
     assert_eq!(count(&other, "aibridge_user_prompts"), 1);
 }
+
+#[test]
+fn a_record_the_database_rejects_is_dropped_alone_and_the_rest_stored() {
+    let dir = test_dir("sink-record-fault");
+    let db = dir.join("a.db");
+    let other = open_database(&db).unwrap();
+    // A constraint the schema does not have: the second prompt with the same text is rejected.
+    other.execute_batch("CREATE UNIQUE INDEX one_prompt_text ON aibridge_user_prompts (prompt)").unwrap();
+    let (h, t) = start(SinkOptions::new(&db)).unwrap();
+    let (a, b) = (new_interception_id(), new_interception_id());
+    let t0 = at(1_795_759_144, 0);
+    for r in all_records(a, t0).into_iter().chain(all_records(b, t0)) {
+        h.send(r);
+    }
+    drop(h);
+    let s = t.join();
+    assert_eq!((s.records_written, s.failed_records), (11, 1));
+    assert_eq!(count(&other, "aibridge_interceptions"), 2);
+    assert_eq!(count(&other, "aibridge_user_prompts"), 1);
+    assert_eq!(count(&other, "aibridge_token_usages"), 2);
+    assert_eq!(count(&other, "aibridge_tool_usages"), 2);
+}
