@@ -13,7 +13,7 @@ use crate::providers::errors::ErrorShape;
 use crate::providers::request::{inspect, with_include_usage};
 use crate::providers::routes::{classify, split_bridge_path, upstream_path, RouteKind};
 use crate::records::{Api, EndStatus, InterceptionStart, RequestInfo};
-use crate::runtime::http::{self, BodyKind, Header, RequestHead, ResponseBody};
+use crate::runtime::http::{self, BodyKind, RequestHead, ResponseBody};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::sse::StreamObserver;
@@ -324,9 +324,9 @@ async fn proxy(
             }
         };
         if let (Credential::Key(k), true) = (credential, pool_size(inst) > 1) {
-            let retry_after = response_header(&resp.head.headers, "retry-after");
+            let retry_after = resp.head.header_str("retry-after");
             let mut pool = svc.key_pools[inst_idx].borrow_mut();
-            let verdict = pool.on_response(k, resp.head.status, retry_after.as_deref(), Instant::now());
+            let verdict = pool.on_response(k, resp.head.status, retry_after, Instant::now());
             if verdict.fail_over() {
                 if let Some(next) = pool.next_after(k, Instant::now()) {
                     tracing::info!(provider = %inst.config.name, status = resp.head.status, "upstream key failed; failing over to the next key");
@@ -346,14 +346,6 @@ async fn proxy(
         i.commit_start();
     }
     relay_response(svc, client, head, inst, api, bedrock_stream, upstream, interception).await
-}
-
-fn response_header(headers: &[Header], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .and_then(|h| std::str::from_utf8(&h.value).ok())
-        .map(str::to_string)
 }
 
 /// Relays the upstream response to the client and records how it went.
@@ -379,9 +371,9 @@ async fn relay_response(
 
     // Bedrock errors are rewritten into Anthropic's error shape, so they are read whole first.
     if inst.bedrock.is_some() && !ok {
-        let exception = response_header(&up_head.headers, "x-amzn-errortype");
+        let exception = up_head.header_str("x-amzn-errortype");
         let raw = read_whole(&mut up, &up_head, leftover).await;
-        let (st, body) = error_to_anthropic(status, &raw, exception.as_deref());
+        let (st, body) = error_to_anthropic(status, &raw, exception);
         let sent = write_simple(client, st, "application/json", &body, keep_client).await;
         if let Some(i) = interception.take() {
             i.end(if sent { EndStatus::Completed } else { EndStatus::ClientDisconnected });
@@ -389,7 +381,7 @@ async fn relay_response(
         return Ok(sent && keep_client);
     }
 
-    let content_type = response_header(&up_head.headers, "content-type").unwrap_or_default();
+    let content_type = up_head.header_str("content-type").unwrap_or_default();
     let mut observer = match api {
         Some(_) if !ok || (interception.is_none() && !bedrock_stream) => Observer::None,
         Some(Api::Messages) if bedrock_stream => Observer::Bedrock {
