@@ -19,8 +19,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// The instance of `p` at index `slot`. `aws_env` are the standard AWS credentials, used by a Bedrock
-    /// instance that configures none.
+    /// The instance of `p` at index `slot`. `aws_env` are the standard AWS credentials, for an upstream
+    /// that signs with AWS credentials and configures none.
     pub fn new(p: &ProviderConfig, slot: usize, aws_env: Option<&AwsCredential>) -> Instance {
         let upstream = Upstream::new(p, aws_env);
         Instance {
