@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::auth;
 use crate::config::Config;
 use crate::providers::bedrock::sign::credentials_from_env;
-use crate::relay::{Gateway, WorkerService};
+use crate::relay::{self, Gateway, WorkerService};
 use crate::runtime::dns;
 use crate::runtime::listener::bind_reuseport;
 use crate::runtime::shutdown::{install_signal_thread, ShutdownFlag};
@@ -64,30 +64,23 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let tls_config = tls::client_config()?;
     let aws_env = credentials_from_env(&|k| std::env::var(k).ok());
 
-    // Resolve every upstream host off the workers before they start.
-    let probe = Gateway::new(
-        config.clone(),
-        tokens.clone(),
-        sink_handle.clone(),
-        dns::DnsCache::fixed(std::iter::empty()),
-        tls_config.clone(),
-        aws_env.clone(),
-    );
-    let hosts = Gateway::upstream_hosts(&probe.instances);
-    drop(probe);
-    let (dns_cache, _dns_thread) = dns::spawn_resolver(hosts, DNS_REFRESH);
-    let gateway = Arc::new(Gateway::new(config.clone(), tokens, sink_handle, dns_cache, tls_config, aws_env));
+    // Start-up runs one way: configuration → instances → DNS for their hosts (resolved off the workers,
+    // before they start) → the gateway the workers share.
+    let instances = relay::build_instances(&config, aws_env.as_ref());
+    let (dns_cache, _dns_thread) = dns::spawn_resolver(relay::upstream_hosts(&instances), DNS_REFRESH);
+    let gateway = Arc::new(Gateway::new(config.clone(), instances, tokens, sink_handle, dns_cache, tls_config));
 
     let (listeners, bound) = bind_reuseport(&config.http_address, config.workers)
         .map_err(|source| StartError::Listen { addr: config.http_address.clone(), source })?;
     let driver = DriverChoice::from_env();
     for inst in &gateway.instances {
+        let url = inst.upstream.url();
         tracing::info!(
-            provider = %inst.config.name,
-            kind = inst.config.kind.as_str(),
-            upstream = %format!("{}://{}{}", if inst.target.tls { "https" } else { "http" }, inst.target.host_header(), inst.target.base_path),
-            keys = inst.config.keys.len(),
-            bedrock = inst.bedrock.is_some(),
+            provider = %inst.name,
+            kind = inst.kind.as_str(),
+            upstream = %format!("{}://{}{}", if url.tls { "https" } else { "http" }, url.host_header(), url.base_path),
+            via = inst.upstream.label(),
+            keys = inst.upstream.pool_size(),
             "provider ready"
         );
     }

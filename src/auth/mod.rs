@@ -43,6 +43,14 @@ pub enum AuthError {
     CorruptRow { id: String, column: &'static str },
 }
 
+/// The credentials of an `Authorization: Bearer …` value; the scheme name is case-insensitive (RFC 9110
+/// §11.1). `None` for other schemes. Lives here because both the gateway token and a BYOK caller's own
+/// provider key arrive this way.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, rest) = authorization.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
 /// Splits a presented token into (id, secret hex) after checking its shape; no lookups.
 fn split_token(presented: &str) -> Result<(&str, &str), AuthError> {
     let rest = presented.strip_prefix(TOKEN_PREFIX).ok_or(AuthError::Malformed)?;

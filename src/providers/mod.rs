@@ -1,5 +1,6 @@
-//! Provider knowledge: routes and allow-lists, upstream URL joining, credential injection, request
-//! inspection and surgical edits, Bedrock translation, key pools. Does no I/O and never imports `runtime`.
+//! Provider knowledge: routes and allow-lists, upstream URL joining, request inspection and surgical
+//! edits, Bedrock translation, the upstream type (credential injection, signing, response translation),
+//! key pools. Does no I/O and never imports `runtime`.
 
 pub mod bedrock;
 pub mod client;
@@ -7,3 +8,4 @@ pub mod errors;
 pub mod key_pool;
 pub mod request;
 pub mod routes;
+pub mod upstream;

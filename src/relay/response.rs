@@ -1,306 +1,202 @@
-//! The response phase: relays the upstream body to the client as it arrives — each chunk written to the
-//! client first, then handed to the observer — and reports how it ended. Raw mode forwards the upstream's
-//! bytes untouched (framing included); re-framed mode wraps payload in chunks (close-delimited upstreams,
-//! Bedrock's translated stream). No per-chunk heap allocation: buffers are reused.
+//! The response phase: decides how the upstream's answer reaches the client (rewritten whole, relayed
+//! raw, re-framed, translated), which observer reads it, what the client's response head says, and how
+//! the interception ends. The body bytes themselves move in `body`.
 
-use std::time::Duration;
+use std::time::Instant;
 
-use crate::providers::bedrock::to_sse::SseTranslator;
-use crate::records::{Api, Observation};
-use crate::runtime::http::{self, BodyDecoder, ResponseBody, ResponseHead};
+use crate::providers::upstream::StreamTranslator;
+use crate::records::EndStatus;
+use crate::runtime::http::client_leg::UpstreamResponse;
+use crate::runtime::http::server_leg::write_simple;
+use crate::runtime::http::{self, ResponseBody, ResponseHead};
 use crate::runtime::io::Conn;
-use crate::sse::{observe_json, StreamObserver};
+use crate::sse::StreamObserver;
 
-/// Between two reads of a streaming body, an upstream may be silent this long (long thinking pauses).
-pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-/// A client that accepts no bytes of a response for this long has stopped reading (nginx's
-/// send_timeout is the same): without a bound, such a client held its task, the upstream connection and
-/// an open interception forever.
-pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-/// When the upstream has been silent this long mid-body, the gateway starts watching for the client
-/// leaving; shorter pauses cost nothing beyond a timer.
-pub const CLIENT_WATCH_AFTER_IDLE: Duration = Duration::from_secs(2);
-/// Body reads start this small, so an idle open stream holds little memory…
-pub const MIN_BODY_READ: usize = 4 * 1024;
-/// …and double whenever a read fills the space, up to this, so bulk bodies move in few syscalls.
-pub const MAX_BODY_READ: usize = 64 * 1024;
-/// Non-streaming bodies are kept for the JSON observer up to this size; larger ones are relayed unobserved.
-pub const MAX_OBSERVED_JSON: usize = 32 * 1024 * 1024;
+use super::body::{client_framing, read_body_to_vec, relay_body, BodyEnd, BodyPlan, Observer, ToClient};
+use super::context::RequestCtx;
+use super::gateway::WorkerService;
 
-/// How the body goes to the client.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum ToClient {
-    /// The upstream's bytes, framing included, untouched.
-    Raw,
-    /// The payload, re-framed as chunks (or close-delimited for an HTTP/1.0 client).
-    Reframe { chunked: bool },
-}
+/// Upstream error bodies that must be rewritten are read up to this size.
+const MAX_ERROR_BODY: usize = 1024 * 1024;
 
-/// What the observer does with the payload.
-pub enum Observer {
-    None,
-    Stream(Box<StreamObserver>),
-    Json {
-        api: Api,
-        body: Vec<u8>,
-        overflow: bool,
-    },
-    /// Bedrock event-stream: translated to Anthropic SSE, which the client gets and the observer reads.
-    Bedrock {
-        translator: Box<SseTranslator>,
-        observer: Box<StreamObserver>,
-    },
-}
-
-impl Observer {
-    /// The observation, also for a body cut short.
-    pub fn finish(self) -> Option<Observation> {
-        match self {
-            Observer::None => None,
-            Observer::Stream(o) => Some(o.finish()),
-            Observer::Json { api, body, overflow } => (!overflow && !body.is_empty()).then(|| observe_json(api, &body)),
-            Observer::Bedrock { observer, .. } => Some(observer.finish()),
-        }
-    }
-}
-
-/// How relaying the body ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyEnd {
-    /// The whole body went to the client; `reusable` says whether the upstream connection may be pooled.
-    Complete { reusable: bool },
-    /// The client could not be written to.
-    ClientGone,
-    /// The upstream reset, timed out or sent garbage mid-body.
-    UpstreamFailed,
-}
-
-/// Chooses the client framing for an upstream response head.
-pub fn client_framing(head: &ResponseHead, client_http11: bool, reframe: bool) -> ToClient {
-    match head.body {
-        ResponseBody::CloseDelimited => ToClient::Reframe { chunked: client_http11 },
-        ResponseBody::Chunked if !client_http11 => ToClient::Reframe { chunked: false },
-        _ if reframe => ToClient::Reframe { chunked: client_http11 },
-        _ => ToClient::Raw,
-    }
-}
-
-/// Relays the body after `head_bytes` (the client response head, written with the first payload).
-pub async fn relay_body(
-    upstream: &mut Conn,
+/// Relays the upstream's answer to the client and ends the interception. `translator` is set when the
+/// upstream's stream must be translated for the client. Returns whether the client connection may
+/// carry another request.
+pub async fn relay_response(
+    svc: &WorkerService,
     client: &mut Conn,
-    upstream_head: &ResponseHead,
-    mut head_bytes: Vec<u8>,
-    mut buf: Vec<u8>,
-    to_client: ToClient,
-    observer: &mut Observer,
-) -> BodyEnd {
-    let mut framing = BodyDecoder::for_response(upstream_head.body);
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    let mut out: Vec<u8> = Vec::new();
-    let mut translated: Vec<u8> = Vec::new();
-    let mut head_pending = true;
-    let mut eof = false;
-    let mut spare = MIN_BODY_READ;
-    loop {
-        // 1. Find the payload in what we have and where the response ends.
-        ranges.clear();
-        let (consumed, done) = match decode(&mut framing, &buf, &mut ranges, eof) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "upstream sent a malformed body");
-                // Still give the client what was valid so far, then cut.
-                let _ = write_to_client(client, std::mem::take(&mut head_bytes)).await;
-                return BodyEnd::UpstreamFailed;
-            }
-        };
-        buf.truncate(consumed);
-
-        // 2. Write to the client first.
-        let write_ok = match to_client {
-            ToClient::Raw => {
-                if head_pending {
-                    head_bytes.extend_from_slice(&buf);
-                    write_to_client(client, std::mem::take(&mut head_bytes)).await.map(|b| head_bytes = b).is_some()
-                } else if buf.is_empty() {
-                    true
-                } else {
-                    write_to_client(client, std::mem::take(&mut buf)).await.map(|b| buf = b).is_some()
-                }
-            }
-            ToClient::Reframe { chunked } => {
-                out.clear();
-                if head_pending {
-                    out.append(&mut head_bytes);
-                }
-                let payload_src: &[u8] = if let Observer::Bedrock { translator, .. } = observer {
-                    translated.clear();
-                    for &(s, e) in &ranges {
-                        if let Err(err) = translator.on_bytes(&buf[s..e], &mut translated) {
-                            tracing::warn!(error = %err, "Bedrock event stream could not be decoded");
-                        }
-                    }
-                    if done {
-                        translator.finish(&mut translated);
-                    }
-                    &translated
-                } else {
-                    &[]
-                };
-                if matches!(observer, Observer::Bedrock { .. }) {
-                    push_payload(&mut out, payload_src, chunked);
-                } else {
-                    for &(s, e) in &ranges {
-                        push_payload(&mut out, &buf[s..e], chunked);
-                    }
-                }
-                if done && chunked {
-                    out.extend_from_slice(http::LAST_CHUNK);
-                }
-                if out.is_empty() {
-                    true
-                } else {
-                    write_to_client(client, std::mem::take(&mut out)).await.map(|b| out = b).is_some()
-                }
-            }
-        };
-        if !write_ok {
-            return BodyEnd::ClientGone;
-        }
-        head_pending = false;
-
-        // 3. Then observe.
-        match observer {
-            Observer::None => {}
-            Observer::Stream(o) => {
-                for &(s, e) in &ranges {
-                    o.on_chunk(&buf[s..e]);
-                }
-            }
-            Observer::Json { body, overflow, .. } => {
-                for &(s, e) in &ranges {
-                    if body.len() + (e - s) > MAX_OBSERVED_JSON {
-                        *overflow = true;
-                    } else if !*overflow {
-                        body.extend_from_slice(&buf[s..e]);
-                    }
-                }
-            }
-            Observer::Bedrock { observer, .. } => observer.on_chunk(&translated),
-        }
-
-        if done {
-            let reusable = !matches!(framing, BodyDecoder::CloseDelimited) && upstream_head.keep_alive;
-            if let Err(e) = client.flush().await {
-                tracing::debug!(error = %e, "flushing the client failed");
-                return BodyEnd::ClientGone;
-            }
-            return BodyEnd::Complete { reusable };
-        }
-        if eof {
-            return BodyEnd::UpstreamFailed;
-        }
-
-        // 4. Read more.
-        buf.clear();
-        if buf.capacity() > 4 * spare {
-            buf.shrink_to(spare);
-        }
-        let (res, owned) = monoio::select! {
-            r = monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, spare)) => match r {
-                Ok(r) => r,
-                Err(_) => return BodyEnd::UpstreamFailed,
-            },
-            // A long upstream pause (thinking) must not hide a client that left: its interception
-            // would stay open, and the provider keep generating, for up to UPSTREAM_IDLE_TIMEOUT.
-            _ = async {
-                monoio::time::sleep(CLIENT_WATCH_AFTER_IDLE).await;
-                crate::relay::client::closed(client).await
-            } => return BodyEnd::ClientGone,
-        };
-        buf = owned;
-        match res {
-            Ok(0) => eof = true,
-            Ok(n) if n >= spare => spare = (spare * 2).min(MAX_BODY_READ),
-            Ok(_) => {}
-            Err(_) => return BodyEnd::UpstreamFailed,
-        }
+    ctx: &mut RequestCtx<'_>,
+    mut upstream: UpstreamResponse,
+    translator: Option<StreamTranslator>,
+) -> bool {
+    let status = upstream.head.status;
+    if let Some(i) = ctx.interception.as_mut() {
+        i.set_upstream_status(status);
     }
+    let ok = (200..300).contains(&status);
+    let http11 = ctx.head.minor_version >= 1;
+    let keep_client = ctx.head.keep_alive && http11;
+    let upstream_api = &ctx.inst.upstream;
+    let timeouts = svc.gw.timeouts.body;
+
+    if !ok && upstream_api.rewrites_errors() {
+        let raw = read_body_to_vec(&mut upstream, MAX_ERROR_BODY, timeouts.upstream_idle).await;
+        let head = &upstream.head;
+        let (st, body) = upstream_api.rewrite_error(status, &|n| head.header_str(n), &raw);
+        let sent = write_simple(client, st, "application/json", &body, keep_client).await;
+        ctx.timings.client_first_byte = Some(Instant::now());
+        if let Some(i) = ctx.interception.take() {
+            i.end(if sent { EndStatus::Completed } else { EndStatus::ClientDisconnected });
+        }
+        return sent && keep_client;
+    }
+
+    let translator = translator.filter(|_| ok);
+    let translated = translator.is_some();
+    let mut observer = observer_for(ctx, &upstream.head, translator);
+    let to_client = client_framing(&upstream.head, http11, translated);
+    let keep_after = keep_client && (to_client != ToClient::Reframe { chunked: false });
+    let head_bytes = client_head(&upstream.head, to_client, keep_after, translated);
+
+    let plan = BodyPlan { head_bytes, to_client, timeouts };
+    let relayed = relay_body(&mut upstream, client, plan, &mut observer).await;
+    ctx.timings.client_first_byte = relayed.first_write;
+    match relayed.end {
+        BodyEnd::Complete { reusable: true } => svc.upstreams.checkin(ctx.inst.pool_slot, upstream.conn),
+        _ => drop(upstream),
+    }
+    if let Some(mut i) = ctx.interception.take() {
+        let mut status = match relayed.end {
+            BodyEnd::Complete { .. } => EndStatus::Completed,
+            BodyEnd::ClientGone => EndStatus::ClientDisconnected,
+            BodyEnd::UpstreamFailed => EndStatus::Failed,
+        };
+        let streamed = matches!(observer, Observer::Stream(_) | Observer::Translated { .. });
+        if let Some(obs) = observer.finish() {
+            // A stream that carried a provider error, or ended without its terminal event, did not
+            // complete even though its HTTP framing did.
+            if status == EndStatus::Completed && (obs.error.is_some() || (streamed && !obs.complete)) {
+                status = EndStatus::Failed;
+            }
+            i.observed(obs);
+        }
+        i.end(status);
+    }
+    matches!(relayed.end, BodyEnd::Complete { .. }) && keep_after
 }
 
-/// Writes `bytes` to the client; None when the write failed or the client took longer than
-/// CLIENT_WRITE_TIMEOUT to accept them. Gives the buffer back for reuse.
-async fn write_to_client(client: &mut Conn, bytes: Vec<u8>) -> Option<Vec<u8>> {
-    match monoio::time::timeout(CLIENT_WRITE_TIMEOUT, client.write_all(bytes)).await {
-        Ok((Ok(()), b)) => Some(b),
-        Ok((Err(_), _)) => None,
-        Err(_) => {
-            tracing::debug!("client stopped reading; giving up on it");
-            None
-        }
+/// The observer of a successful answer: a translated stream is always read (the client needs the
+/// translation); otherwise only what is recorded, by the answer's content type.
+fn observer_for(ctx: &RequestCtx<'_>, head: &ResponseHead, translator: Option<StreamTranslator>) -> Observer {
+    let Some(api) = ctx.route.api() else {
+        return Observer::None;
+    };
+    if let Some(translator) = translator {
+        return Observer::Translated { translator: Box::new(translator), observer: Box::new(StreamObserver::new(api)) };
     }
-}
-
-fn push_payload(out: &mut Vec<u8>, payload: &[u8], chunked: bool) {
-    if payload.is_empty() {
-        return;
+    if !(200..300).contains(&head.status) || ctx.interception.is_none() {
+        return Observer::None;
     }
-    if chunked {
-        http::write_chunk(out, payload);
+    if head.header_str("content-type").unwrap_or_default().starts_with("text/event-stream") {
+        Observer::Stream(Box::new(StreamObserver::new(api)))
     } else {
-        out.extend_from_slice(payload);
+        Observer::Json { api, body: Vec::new(), overflow: false }
     }
 }
 
-/// Decodes the framing of `buf`: fills `ranges` with the payload slices and returns how many bytes belong
-/// to this response and whether it is complete. `eof` means the upstream closed after `buf`, which ends a
-/// close-delimited body.
-fn decode(
-    framing: &mut BodyDecoder,
-    buf: &[u8],
-    ranges: &mut Vec<(usize, usize)>,
-    eof: bool,
-) -> Result<(usize, bool), String> {
-    let base = buf.as_ptr() as usize;
-    let r = framing
-        .decode(buf, &mut |data: &[u8]| {
-            let s = data.as_ptr() as usize - base;
-            ranges.push((s, s + data.len()));
-        })
-        .map_err(|e| e.to_string())?;
-    Ok((r.consumed, r.done || (eof && matches!(framing, BodyDecoder::CloseDelimited))))
+/// The client response head: the upstream's status and end-to-end headers, with the gateway's framing.
+/// `event_stream` marks a body the gateway translated into SSE.
+pub fn client_head(up: &ResponseHead, to_client: ToClient, keep_alive: bool, event_stream: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    http::write_status_line(&mut out, up.status);
+    for h in &up.headers {
+        if http::is_hop_by_hop_in(&up.headers, &h.name) {
+            continue;
+        }
+        // RFC 9110 §8.6: no Content-Length on a 204 (a client may otherwise wait for a body that the
+        // gateway, rightly, never relays).
+        if (matches!(to_client, ToClient::Reframe { .. }) || up.status == 204)
+            && h.name.eq_ignore_ascii_case("content-length")
+        {
+            continue;
+        }
+        if event_stream && h.name.eq_ignore_ascii_case("content-type") {
+            continue;
+        }
+        http::write_header(&mut out, &h.name, &h.value);
+    }
+    if event_stream {
+        http::write_header(&mut out, "Content-Type", b"text/event-stream");
+        http::write_header(&mut out, "Cache-Control", b"no-cache");
+    }
+    match to_client {
+        ToClient::Raw if matches!(up.body, ResponseBody::Chunked) => {
+            http::write_header(&mut out, "Transfer-Encoding", b"chunked")
+        }
+        ToClient::Reframe { chunked: true } => http::write_header(&mut out, "Transfer-Encoding", b"chunked"),
+        _ => {}
+    }
+    if !keep_alive {
+        http::write_header(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
-/// Reads a whole upstream body into memory (at most `limit` bytes are kept), decoding its framing. For
-/// small bodies that must be rewritten before the client sees them (Bedrock errors).
-pub async fn read_body_to_vec(upstream: &mut Conn, head: &ResponseHead, mut buf: Vec<u8>, limit: usize) -> Vec<u8> {
-    let mut framing = BodyDecoder::for_response(head.body);
-    let mut body = Vec::new();
-    let mut ranges = Vec::new();
-    let mut eof = false;
-    loop {
-        ranges.clear();
-        let Ok((_, done)) = decode(&mut framing, &buf, &mut ranges, eof) else {
-            return body;
-        };
-        for &(s, e) in &ranges {
-            let take = (e - s).min(limit.saturating_sub(body.len()));
-            body.extend_from_slice(&buf[s..s + take]);
-        }
-        if done || eof {
-            return body;
-        }
-        buf.clear();
-        let (res, owned) =
-            match monoio::time::timeout(UPSTREAM_IDLE_TIMEOUT, upstream.read_more(buf, MAX_BODY_READ)).await {
-                Ok(r) => r,
-                Err(_) => return body,
-            };
-        buf = owned;
-        match res {
-            Ok(0) => eof = true,
-            Ok(_) => {}
-            Err(_) => return body,
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::http::parse_response_head;
+
+    fn response(raw: &str) -> ResponseHead {
+        parse_response_head(raw.as_bytes(), false).unwrap().unwrap()
+    }
+
+    fn head_text(up: &ResponseHead, http11: bool, translated: bool, keep: bool) -> String {
+        let to_client = client_framing(up, http11, translated);
+        String::from_utf8(client_head(up, to_client, keep, translated)).unwrap()
+    }
+
+    #[test]
+    fn raw_relays_keep_the_upstreams_length_or_chunking() {
+        let up = response("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n");
+        assert_eq!(client_framing(&up, true, false), ToClient::Raw);
+        assert_eq!(
+            head_text(&up, true, false, true),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n"
+        );
+        let chunked = response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(
+            head_text(&chunked, true, false, false),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn close_delimited_and_chunked_bodies_are_reframed_for_the_clients_version() {
+        let close = response("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n");
+        assert_eq!(client_framing(&close, true, false), ToClient::Reframe { chunked: true });
+        assert_eq!(client_framing(&close, false, false), ToClient::Reframe { chunked: false });
+        let chunked = response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(client_framing(&chunked, false, false), ToClient::Reframe { chunked: false });
+        assert_eq!(head_text(&chunked, false, false, false), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+    }
+
+    #[test]
+    fn a_translated_stream_is_announced_as_sse_without_the_upstreams_length_or_type() {
+        let up = response(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nContent-Length: 99\r\nX-Amzn-RequestId: r1\r\n\r\n",
+        );
+        assert_eq!(
+            head_text(&up, true, true, true),
+            "HTTP/1.1 200 OK\r\nX-Amzn-RequestId: r1\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn no_content_length_on_a_204() {
+        let up = response("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n");
+        assert_eq!(head_text(&up, true, false, true), "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n");
     }
 }

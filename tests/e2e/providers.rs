@@ -126,6 +126,39 @@ fn bedrock_json_answers_and_errors_use_anthropic_shapes() {
 }
 
 #[test]
+fn bedrock_without_an_aws_credential_is_the_gateways_fault_and_never_goes_out_unsigned() {
+    let mock = MockUpstream::start().unwrap();
+    // The gateway runs with a cleared environment: no AWS_* variables stand in for the missing key.
+    let gw = Gateway::start(&[
+        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
+        ("CODER_AIBRIDGE_PROVIDER_0_NAME", "anthropic-bedrock"),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_BASE_URL", &mock.base_url()),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_REGION", "us-west-2"),
+    ]);
+    let token = gw.token("dave");
+    let path = "/api/v2/aibridge/anthropic-bedrock/v1/messages";
+    let r = request(gw.addr, "POST", path, &[("X-Api-Key", &token)], SONNET_JSON.as_bytes());
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "api_error");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("AWS access key"), "{}", r.text());
+    assert!(mock.requests().is_empty(), "nothing unsigned reached the upstream");
+    // The client's body was fine and the attempt is part of the audit trail, as failed.
+    assert_eq!(
+        wait_count(
+            &gw.db,
+            "SELECT COUNT(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL AND status = 'failed'",
+            1
+        ),
+        1
+    );
+
+    // A body Bedrock cannot take is still the client's fault.
+    let r = request(gw.addr, "POST", path, &[("X-Api-Key", &token)], br#"{"model":5,"messages":[]}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[test]
 fn key_pools_fail_over_on_429_and_401_before_the_client_sees_anything() {
     let mock = MockUpstream::start().unwrap();
     // Key state is per worker (no locks on the hot path): one worker makes the sequence deterministic.

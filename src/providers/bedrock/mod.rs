@@ -1,6 +1,6 @@
-//! AWS Bedrock for anthropic instances (DESIGN §2 "Bedrock"): request rewriting, SigV4 signing, the AWS
+//! AWS Bedrock for anthropic instances (README "AWS Bedrock"): request rewriting, SigV4 signing, the AWS
 //! event-stream decoder and its translation to Anthropic SSE, and error translation. Pure over bytes: no
-//! I/O, no runtime; the relay drives these pieces.
+//! I/O, no runtime; `providers::upstream` drives these pieces for the relay.
 
 pub mod eventstream;
 pub mod request;
@@ -11,10 +11,11 @@ pub use eventstream::{encode_message, EventStreamDecoder, EventStreamError, Head
 pub use request::{
     endpoint, signing_region, translate_request, translate_request_with_betas, BedrockRequest, DEFAULT_REGION,
 };
-pub use sign::{credentials_from_env, sign};
+pub use sign::{credentials_from_env, sign, SignError};
 pub use to_sse::{error_to_anthropic, SseTranslator};
 
-/// Why a request could not be prepared for Bedrock. Messages never contain a credential.
+/// Why a client's request body cannot be translated for Bedrock (the client's fault: 400). Signing
+/// failures are [`SignError`]. Messages never contain a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BedrockError {
     /// The client's body is not a JSON object (Bedrock would refuse it anyway; answer 400 ourselves).
@@ -23,7 +24,4 @@ pub enum BedrockError {
     /// `"model"` is present but not a string.
     #[error("\"model\" must be a string")]
     ModelNotString,
-    /// The signer refused the request (bad header value, unparsable URI). Never includes the secret.
-    #[error("SigV4 signing failed: {0}")]
-    Signing(String),
 }

@@ -12,10 +12,14 @@ use aws_smithy_runtime_api::client::identity::Identity;
 
 use crate::config::{AwsCredential, Secret};
 
-use super::BedrockError;
-
 /// The SigV4 signing name of the Bedrock runtime endpoints.
 pub const SERVICE: &str = "bedrock";
+
+/// The signer refused the request (bad header value, unparsable URI). A gateway-side failure: the
+/// client's request was fine. The text comes from `aws-sigv4` and never includes the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SigV4 signing failed: {0}")]
+pub struct SignError(String);
 
 /// Signs one request and returns the headers to add: `x-amz-date`, `authorization`, and
 /// `x-amz-security-token` when the credential has a session token.
@@ -35,7 +39,7 @@ pub fn sign(
     cred: &AwsCredential,
     region: &str,
     now: SystemTime,
-) -> Result<Vec<(String, String)>, BedrockError> {
+) -> Result<Vec<(String, String)>, SignError> {
     sign_for_service(SERVICE, method, url_host, path, headers, body, cred, region, now)
 }
 
@@ -51,7 +55,7 @@ pub(crate) fn sign_for_service(
     cred: &AwsCredential,
     region: &str,
     now: SystemTime,
-) -> Result<Vec<(String, String)>, BedrockError> {
+) -> Result<Vec<(String, String)>, SignError> {
     let identity: Identity = Credentials::new(
         cred.access_key_id.expose(),
         cred.secret_access_key.expose(),
@@ -67,7 +71,7 @@ pub(crate) fn sign_for_service(
         .time(now)
         .settings(SigningSettings::default())
         .build()
-        .map_err(|e| BedrockError::Signing(e.to_string()))?
+        .map_err(|e| SignError(e.to_string()))?
         .into();
     let uri = format!("https://{url_host}{path}");
     let request = SignableRequest::new(
@@ -76,9 +80,9 @@ pub(crate) fn sign_for_service(
         headers.iter().copied().filter(|(n, _)| !n.eq_ignore_ascii_case("host")),
         SignableBody::Bytes(body),
     )
-    .map_err(|e| BedrockError::Signing(e.to_string()))?;
+    .map_err(|e| SignError(e.to_string()))?;
     let (instructions, _signature) =
-        aws_sigv4::http_request::sign(request, &params).map_err(|e| BedrockError::Signing(e.to_string()))?.into_parts();
+        aws_sigv4::http_request::sign(request, &params).map_err(|e| SignError(e.to_string()))?.into_parts();
     let (out_headers, _params) = instructions.into_parts();
     Ok(out_headers.into_iter().map(|h| (h.name().to_string(), h.value().to_string())).collect())
 }
@@ -274,7 +278,7 @@ mod tests {
         let err =
             sign("POST", "h.example", "/x", &[("x-bad", "a\nb")], b"", &example_cred(None), "us-east-1", suite_time())
                 .unwrap_err();
-        assert!(matches!(err, BedrockError::Signing(_)));
+        assert!(err.to_string().starts_with("SigV4 signing failed: "));
         assert!(!err.to_string().contains("wJalrXUtnFEMI"));
     }
 

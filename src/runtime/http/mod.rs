@@ -1,8 +1,12 @@
-//! HTTP/1.1 wire codec, pure over bytes (no sockets): request and response heads, body framing decoders,
-//! and the encoding helpers the relay writes with. "Not enough bytes yet" is `Ok(None)`, never an error.
+//! HTTP/1.1: the wire codec, pure over bytes (no sockets) — request and response heads, body framing
+//! decoders, encoding helpers — and the two legs that drive it over connections: `server_leg` (reading
+//! client requests, writing short answers) and `client_leg` (sending upstream requests, reading answer
+//! heads). "Not enough bytes yet" is `Ok(None)`, never an error. Knows nothing of providers.
 mod body;
+pub mod client_leg;
 mod encode;
 mod head;
+pub mod server_leg;
 
 pub use body::{
     BodyDecoder, ChunkError, ChunkedDecoder, Decoded, LengthDecoder, MAX_CHUNK_EXT_BYTES, MAX_CHUNK_SIZE,

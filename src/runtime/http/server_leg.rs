@@ -1,0 +1,283 @@
+//! The server leg: reading request heads and bodies from a client within their limits and deadlines,
+//! writing short complete answers, and noticing a client that closed. Runs on a worker; every wait is
+//! bounded. Knows HTTP/1.1, not providers: what an error means for the client is the relay's to say.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::runtime::io::Conn;
+use crate::runtime::shutdown::LocalShutdown;
+
+use super::{parse_request_head, write_header, write_status_line, BodyKind, ChunkError, ChunkedDecoder};
+use super::{HeadError, RequestHead};
+
+/// Read granularity on the server leg.
+pub const CLIENT_READ_SPARE: usize = 16 * 1024;
+/// Pause after a spurious readiness report while watching for a client's close.
+const CLOSED_POLL_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The deadlines of the server leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// A keep-alive connection may sit idle this long between requests before it is closed.
+    pub keepalive_idle: Duration,
+    /// Once the first byte of a head arrived, the whole head must arrive within this (slowloris
+    /// defence; 408).
+    pub head_read: Duration,
+    /// Each read of a request body must make progress within this.
+    pub body_read: Duration,
+    /// The whole request body must arrive within this, however steadily it trickles (a client sending
+    /// one byte every 59 s would otherwise hold a connection forever).
+    pub body_total: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        ClientTimeouts {
+            keepalive_idle: Duration::from_secs(75),
+            head_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(60),
+            // Generous: 32 MiB at about 1 Mbit/s.
+            body_total: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a request could not be read. Never holds request bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("malformed request head: {0}")]
+    BadHead(#[from] HeadError),
+    #[error("request head not received in time")]
+    HeadTimeout,
+    #[error("malformed request body: connection closed inside the request head")]
+    ClosedInHead,
+    #[error("request body larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("malformed request body: {0}")]
+    BadChunk(ChunkError),
+    #[error("malformed request body: connection closed inside the request body")]
+    ClosedInBody,
+    #[error("malformed request body: reading the request body: {0}")]
+    BodyIo(std::io::Error),
+    #[error("malformed request body: client went away")]
+    ContinueFailed(std::io::Error),
+    #[error("request body not received in time")]
+    BodyTimeout,
+}
+
+/// How reading the next request head ended without a head.
+#[derive(Debug)]
+pub enum NoHead {
+    /// The client closed, idled out, or the server is shutting down: close quietly.
+    Closed,
+    /// The client sent something that must be answered with an error before closing.
+    Error(ReadError),
+}
+
+/// Reads until `buf` starts with a complete request head; parses it and removes it from `buf`.
+pub async fn read_head(
+    client: &mut Conn,
+    buf: &mut Vec<u8>,
+    shutdown: &Rc<LocalShutdown>,
+    timeouts: &ClientTimeouts,
+) -> Result<RequestHead, NoHead> {
+    let mut head_deadline = None;
+    loop {
+        if !buf.is_empty() {
+            match parse_request_head(buf) {
+                Ok(Some(head)) => {
+                    buf.drain(..head.head_len);
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(NoHead::Error(ReadError::BadHead(e))),
+            }
+            if head_deadline.is_none() {
+                head_deadline = Some(Instant::now() + timeouts.head_read);
+            }
+        }
+        let owned = std::mem::take(buf);
+        let (res, owned) = match head_deadline {
+            None => {
+                if shutdown.is_set() {
+                    return Err(NoHead::Closed);
+                }
+                // Idle between requests: give up quietly on timeout or shutdown.
+                monoio::select! {
+                    r = monoio::time::timeout(timeouts.keepalive_idle, client.read_more(owned, CLIENT_READ_SPARE)) => match r {
+                        Ok(r) => r,
+                        Err(_) => return Err(NoHead::Closed),
+                    },
+                    _ = shutdown.wait() => return Err(NoHead::Closed),
+                }
+            }
+            Some(deadline) => {
+                match monoio::time::timeout_at(deadline.into(), client.read_more(owned, CLIENT_READ_SPARE)).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(NoHead::Error(ReadError::HeadTimeout)),
+                }
+            }
+        };
+        *buf = owned;
+        match res {
+            Ok(0) => {
+                return Err(if buf.is_empty() { NoHead::Closed } else { NoHead::Error(ReadError::ClosedInHead) });
+            }
+            Ok(_) => {}
+            Err(_) => return Err(NoHead::Closed),
+        }
+    }
+}
+
+/// Reads the request body announced by `head` (Content-Length or chunked), at most `limit` bytes.
+/// Bytes of the next pipelined request stay in `buf`.
+pub async fn read_body(
+    client: &mut Conn,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+    limit: usize,
+    timeouts: &ClientTimeouts,
+) -> Result<Vec<u8>, ReadError> {
+    let deadline = Instant::now() + timeouts.body_total;
+    let mut reader = BodyReader { client, buf, deadline, read_timeout: timeouts.body_read };
+    match head.body {
+        BodyKind::Empty => Ok(Vec::new()),
+        BodyKind::Length(n) => {
+            if n > limit as u64 {
+                return Err(ReadError::BodyTooLarge { limit });
+            }
+            let n = n as usize;
+            if head.expect_continue && reader.buf.len() < n {
+                send_continue(reader.client).await?;
+            }
+            while reader.buf.len() < n {
+                let want = n - reader.buf.len();
+                reader.read_some(want).await?;
+            }
+            let body = reader.buf[..n].to_vec();
+            reader.buf.drain(..n);
+            Ok(body)
+        }
+        BodyKind::Chunked => {
+            if head.expect_continue && reader.buf.is_empty() {
+                send_continue(reader.client).await?;
+            }
+            let mut decoder = ChunkedDecoder::new();
+            let mut body = Vec::new();
+            loop {
+                let mut too_large = false;
+                let progress = decoder
+                    .decode(reader.buf, &mut |data: &[u8]| {
+                        if body.len() + data.len() > limit {
+                            too_large = true;
+                        } else {
+                            body.extend_from_slice(data);
+                        }
+                    })
+                    .map_err(ReadError::BadChunk)?;
+                if too_large {
+                    return Err(ReadError::BodyTooLarge { limit });
+                }
+                reader.buf.drain(..progress.consumed);
+                if progress.done {
+                    return Ok(body);
+                }
+                reader.read_some(CLIENT_READ_SPARE).await?;
+            }
+        }
+    }
+}
+
+async fn send_continue(client: &mut Conn) -> Result<(), ReadError> {
+    let (res, _) = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+    res.map_err(ReadError::ContinueFailed)
+}
+
+/// A body being read: the connection, its buffer and the deadlines that bound each read.
+struct BodyReader<'a> {
+    client: &'a mut Conn,
+    buf: &'a mut Vec<u8>,
+    deadline: Instant,
+    read_timeout: Duration,
+}
+
+impl BodyReader<'_> {
+    async fn read_some(&mut self, want: usize) -> Result<(), ReadError> {
+        let owned = std::mem::take(self.buf);
+        let spare = want.clamp(CLIENT_READ_SPARE, 1 << 20);
+        let read_deadline = self.deadline.min(Instant::now() + self.read_timeout);
+        let (res, owned) = monoio::time::timeout_at(read_deadline.into(), self.client.read_more(owned, spare))
+            .await
+            .map_err(|_| ReadError::BodyTimeout)?;
+        *self.buf = owned;
+        match res {
+            Ok(0) => Err(ReadError::ClosedInBody),
+            Ok(_) => Ok(()),
+            Err(e) => Err(ReadError::BodyIo(e)),
+        }
+    }
+}
+
+/// While waiting for an upstream's answer, a client that gives up is noticed at once rather than when
+/// the answer comes (up to the upstream head timeout, ten minutes later): the caller drops the upstream
+/// call, so the provider stops generating for nobody. Resolves only when the client closed its
+/// connection; stays pending when it sent more bytes (a pipelined request, left unread for its turn) or
+/// on TLS.
+pub async fn closed(client: &Conn) {
+    use std::os::fd::AsRawFd;
+    let Conn::Plain(tcp) = client else {
+        return std::future::pending().await;
+    };
+    loop {
+        if tcp.readable(true).await.is_err() {
+            return;
+        }
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a valid byte on a socket we own, without blocking.
+        let n = unsafe {
+            libc::recv(tcp.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        };
+        match n {
+            0 => return,
+            n if n > 0 => return std::future::pending().await,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock => {
+                // A spurious wake-up (the legacy driver's relaxed readiness): do not spin.
+                monoio::time::sleep(CLOSED_POLL_BACKOFF).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// A complete small response (status, content type, body), framed with Content-Length.
+pub fn simple_response(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + body.len());
+    write_status_line(&mut out, status);
+    write_header(&mut out, "Content-Type", content_type.as_bytes());
+    write_header(&mut out, "Content-Length", body.len().to_string().as_bytes());
+    if !keep_alive {
+        write_header(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes a complete small response. Returns false when the write failed.
+pub async fn write_simple(client: &mut Conn, status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> bool {
+    client.write_all(simple_response(status, content_type, body, keep_alive)).await.0.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::simple_response;
+
+    #[test]
+    fn simple_responses_are_length_framed_and_say_when_the_connection_closes() {
+        let kept = simple_response(404, "application/json", b"{}", true);
+        assert_eq!(kept, b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+        let closing = String::from_utf8(simple_response(200, "text/plain", b"", false)).unwrap();
+        assert!(closing.ends_with("Content-Length: 0\r\nConnection: close\r\n\r\n"), "{closing}");
+    }
+}
