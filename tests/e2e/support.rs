@@ -139,7 +139,10 @@ impl Gateway {
         let deadline = Instant::now() + TOKEN_VISIBLE_TIMEOUT;
         let mut client = Client::connect(self.addr);
         while !self.accepts_on(&mut client, token) {
-            assert!(Instant::now() < deadline, "the gateway did not accept a new token within {TOKEN_VISIBLE_TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not accept a new token within {TOKEN_VISIBLE_TIMEOUT:?}"
+            );
             std::thread::sleep(PROBE_INTERVAL);
         }
     }
