@@ -70,14 +70,10 @@ fn hash_secret(secret: &str) -> [u8; 32] {
     out
 }
 
-/// Equality whose running time does not depend on where the inputs differ.
+/// Equality whose running time does not depend on where the inputs differ (`subtle` keeps the optimiser
+/// from turning it into an early-exit comparison).
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    // black_box keeps the optimiser from turning the fold into an early-exit comparison.
-    std::hint::black_box(diff) == 0
+    subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]).into()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -7,7 +7,7 @@ use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::{parse_duration, parse_size};
 use super::{providers, Config};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,7 +58,7 @@ pub fn process_env() -> HashMap<String, String> {
 
 /// Parses YAML configuration text (as found in the `--config` file); `path` is for messages only.
 pub fn parse_yaml(path: &Path, text: &str) -> Result<Value, ConfigError> {
-    let doc: Value = serde_yaml::from_str(text)
+    let doc: Value = serde_yaml_ng::from_str(text)
         .map_err(|e| ConfigError::Yaml { path: path.display().to_string(), reason: e.to_string() })?;
     match doc {
         Value::Mapping(_) | Value::Null => Ok(doc),

@@ -6,7 +6,7 @@ use super::error::{ConfigError, KeyListProblem};
 use super::sources::{self, Empty, Raw, Sources};
 use super::{AwsCredential, BedrockConfig, ProviderConfig, ProviderType, Secret, UpstreamUrl};
 use crate::config::args::ServerArgs;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use std::collections::{BTreeMap, HashMap};
 
 /// Prefix of the indexed provider variables.

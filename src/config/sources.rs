@@ -2,7 +2,7 @@
 //! setting in all three. Resolves precedence flag > env > YAML; knows nothing of what values mean.
 
 use super::error::ConfigError;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use std::collections::HashMap;
 
 /// One scalar setting as the operator can spell it: flag, variable and YAML paths (first is canonical;
@@ -203,7 +203,7 @@ mod tests {
     use super::*;
 
     fn yaml(text: &str) -> Value {
-        serde_yaml::from_str(text).unwrap()
+        serde_yaml_ng::from_str(text).unwrap()
     }
 
     #[test]

@@ -24,7 +24,7 @@ fn names(c: &Config) -> Vec<&str> {
     c.providers.iter().map(|p| p.name.as_str()).collect()
 }
 
-fn yaml(text: &str) -> serde_yaml::Value {
+fn yaml(text: &str) -> serde_yaml_ng::Value {
     parse_yaml(Path::new("test.yaml"), text).unwrap()
 }
 
@@ -557,6 +557,34 @@ aibridge:
 }
 
 #[test]
+fn hostile_yaml_is_a_yaml_error_not_a_panic() {
+    // Nine levels of ten aliases each: 10^9 nodes once expanded.
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for pair in names.windows(2) {
+        let (prev, name) = (pair[0], pair[1]);
+        let refs = vec![format!("*{prev}"); 10].join(", ");
+        laughs.push_str(&format!("{name}: &{name} [{refs}]\n"));
+    }
+    let cases = [
+        ("alias expansion", laughs),
+        // Far past the parser's recursion limit (128); deeper only costs time (libyaml's flow nesting is
+        // quadratic), not safety.
+        ("deep flow nesting", format!("aibridge: {}{}", "[".repeat(5_000), "]".repeat(5_000))),
+        ("deep block nesting", (0..2_000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect()),
+        ("unterminated flow", "aibridge: {providers: [".to_string()),
+        ("unknown alias", "aibridge: *nowhere\n".to_string()),
+        ("tab indentation", "aibridge:\n\tretention: 1d\n".to_string()),
+        ("a scalar document", "just text".to_string()),
+        ("a sequence document", "- a\n- b\n".to_string()),
+    ];
+    for (what, text) in cases {
+        let e = parse_yaml(Path::new("hostile.yaml"), &text).expect_err(what);
+        assert!(matches!(&e, ConfigError::Yaml { path, .. } if path == "hostile.yaml"), "{what}: {e}");
+    }
+}
+
+#[test]
 fn env_providers_replace_yaml_providers() {
     let text = "aibridge:\n  providers:\n    - type: openai\n      name: from-yaml\n";
     let l = load_yaml(&ServerArgs::default(), &[("CODER_AIBRIDGE_PROVIDER_0_TYPE", "copilot")], text).unwrap();
@@ -687,6 +715,14 @@ mod properties {
                 for p in &l.config.providers {
                     prop_assert!(!p.name.is_empty() && p.name.len() <= MAX_NAME_LEN);
                 }
+            }
+        }
+
+        /// Arbitrary text never panics the YAML parser or the loader behind it.
+        #[test]
+        fn arbitrary_yaml_never_panics(text in "[ \\t\\n:\\-\\[\\]{}&*!|>'\",#a-z0-9]{0,200}") {
+            if let Ok(doc) = parse_yaml(Path::new("any.yaml"), &text) {
+                let _ = load_with_yaml(&ServerArgs::default(), &HashMap::new(), Some((Path::new("any.yaml"), &doc)));
             }
         }
 

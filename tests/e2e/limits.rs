@@ -126,8 +126,18 @@ fn a_slow_head_gets_408() {
 #[test]
 fn a_disabled_bridge_answers_404_but_stays_healthy() {
     let mock = MockUpstream::start().unwrap();
-    let gw = gateway(&mock, &[("CODER_AIBRIDGE_ENABLED", "false")]);
-    let token = gw.token("carol");
+    let base = format!("{}/v1", mock.base_url());
+    // A disabled bridge refuses before authenticating, so the token is made before the gateway starts
+    // (and is in the snapshot it loads first) rather than waited for.
+    let (gw, tokens) = Gateway::start_with_tokens(
+        &[
+            ("CODER_AIBRIDGE_OPENAI_KEY", "sk-central-openai-0123456789"),
+            ("CODER_AIBRIDGE_OPENAI_BASE_URL", base.as_str()),
+            ("CODER_AIBRIDGE_ENABLED", "false"),
+        ],
+        &["carol"],
+    );
+    let token = &tokens[0];
     let r = request(
         gw.addr,
         "POST",

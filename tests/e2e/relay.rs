@@ -249,7 +249,11 @@ fn client_disconnect_mid_stream_closes_only_that_upstream() {
         assert!(n > 0);
         // Drop the connection mid-stream.
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The gateway noticed: the interception ended as a disconnect.
+    assert_eq!(
+        wait_count(&gw.db, "SELECT COUNT(*) FROM aibridge_interceptions WHERE status = 'client_disconnected'", 1),
+        1
+    );
     // The gateway is still serving, on new connections and on the same worker pool.
     for _ in 0..4 {
         let r = request(

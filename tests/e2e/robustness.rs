@@ -246,13 +246,16 @@ fn pipelined_requests_are_all_answered_in_order() {
 }
 
 /// A keep-alive upstream that, after its first answer on each connection, writes a second, unrequested
-/// response a little later; later requests on that connection get `late`-free answers.
-fn desyncing_upstream() -> SocketAddr {
+/// response a little later; later requests on that connection get `late`-free answers. Says on the
+/// returned channel each time it wrote an unrequested response.
+fn desyncing_upstream() -> (SocketAddr, std::sync::mpsc::Receiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let (late_tx, late_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for conn in listener.incoming().take(HOSTILE_MAX_CONNS) {
             let Ok(mut conn) = conn else { continue };
+            let late_tx = late_tx.clone();
             std::thread::spawn(move || {
                 conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let mut buf = Vec::new();
@@ -281,20 +284,23 @@ fn desyncing_upstream() -> SocketAddr {
                         return;
                     }
                     if n == 0 {
+                        // The misbehaviour under test: the extra response comes a little after the real
+                        // one, once the gateway may have put the connection back in its pool.
                         std::thread::sleep(Duration::from_millis(100));
                         let late = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{\"smuggled\":\"yes!!!\"}";
                         let _ = conn.write_all(late.as_bytes());
+                        let _ = late_tx.send(());
                     }
                 }
             });
         }
     });
-    addr
+    (addr, late_rx)
 }
 
 #[test]
 fn bytes_an_upstream_sends_after_its_response_never_answer_the_next_request() {
-    let addr = desyncing_upstream();
+    let (addr, late) = desyncing_upstream();
     let gw = gateway_on(&format!("http://{addr}"), &[("CODER_AIBRIDGE_WORKERS", "1")]);
     let token = gw.token("victim");
     let auth = format!("Bearer {token}");
@@ -302,7 +308,8 @@ fn bytes_an_upstream_sends_after_its_response_never_answer_the_next_request() {
         let r = request(gw.addr, "POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
         assert_eq!(r.status, 200, "request {i}");
         assert_eq!(r.text(), OK_BODY, "request {i} got another request's answer");
-        std::thread::sleep(Duration::from_millis(300));
+        // The next request goes out only once the stray bytes sit on the connection it could reuse.
+        late.recv_timeout(Duration::from_secs(10)).expect("the upstream wrote its unrequested response");
     }
 }
 
@@ -311,8 +318,11 @@ fn a_client_giving_up_on_a_silent_upstream_is_noticed_at_once() {
     for driver in ["io_uring", "epoll"] {
         let (closed_tx, closed_rx) = std::sync::mpsc::channel::<Duration>();
         let closed_tx = std::sync::Mutex::new(closed_tx);
+        let (arrived_tx, arrived_rx) = std::sync::mpsc::channel::<()>();
+        let arrived_tx = std::sync::Mutex::new(arrived_tx);
         let addr = hostile(move |_mode, conn| {
             // Accept the request, never answer; report when the gateway drops the upstream call.
+            let _ = arrived_tx.lock().unwrap().send(());
             let t = Instant::now();
             let mut tmp = [0u8; 1];
             let _ = conn.read(&mut tmp);
@@ -324,8 +334,8 @@ fn a_client_giving_up_on_a_silent_upstream_is_noticed_at_once() {
         {
             let mut c = Client::connect(gw.addr);
             c.send("POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
-            std::thread::sleep(Duration::from_millis(500));
-        } // the client gives up
+            arrived_rx.recv_timeout(Duration::from_secs(10)).expect("the request reached the upstream");
+        } // the client gives up while the upstream is silent
         let held = closed_rx.recv_timeout(Duration::from_secs(10)).expect("the gateway dropped the upstream call");
         assert!(held < Duration::from_secs(5), "{driver}: upstream call held {held:?} after the client left");
         assert_eq!(
@@ -343,7 +353,7 @@ fn a_client_giving_up_on_a_silent_upstream_is_noticed_at_once() {
     let auth = format!("Bearer {token}");
     let mut c = Client::connect(gw.addr);
     c.send("POST", CHAT, &[("Authorization", &auth), ("x-mock-delay-ms", "400")], CHAT_JSON.as_bytes());
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the slow request reached the upstream", Duration::from_secs(10), || mock.requests().len() == 1);
     c.send("POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
     assert_eq!(c.read_response().status, 200);
     assert_eq!(c.read_response().status, 200);
@@ -387,7 +397,7 @@ fn hostile_answer(mode: &str, conn: &mut TcpStream) {
         "no-content-with-body" => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
         "switching" => b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nRAW".to_vec(),
         "pause" => {
-            // One event, then a long thinking pause.
+            // One event, then a long thinking pause (the upstream behaviour under test).
             let _ = conn.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
             );
@@ -408,7 +418,8 @@ fn hostile_answer(mode: &str, conn: &mut TcpStream) {
         _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
     };
     let _ = conn.write_all(&bytes);
-    // Let the gateway see the bytes before the close (the close ends close-delimited bodies).
+    // Part of the upstream's behaviour, not a wait for the test: the close comes a moment after the bytes,
+    // as a separate event (it ends close-delimited bodies).
     std::thread::sleep(Duration::from_millis(50));
 }
 
@@ -623,6 +634,7 @@ fn hundreds_of_concurrent_streams_with_disconnects_and_resets_lose_no_record() {
                                 &[("Authorization", &auth), ("x-mock-delay-ms", "1000")],
                                 CHAT_JSON.as_bytes(),
                             );
+                            // The behaviour under test: a client that stays a moment, then leaves.
                             std::thread::sleep(Duration::from_millis(30));
                         }
                     }
@@ -685,16 +697,16 @@ fn gateway_with_fd_limit(fds: u32) -> Gateway {
             break rest.parse().unwrap();
         }
     };
-    Gateway { child, addr, db, dir, log_lines }
+    Gateway { child, addr, db, dir, log_lines, probe_path: None }
 }
 
 #[test]
 fn descriptor_exhaustion_neither_floods_the_log_nor_outlives_the_flood() {
     let gw = gateway_with_fd_limit(64);
     let held: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(gw.addr).ok()).collect();
+    // The flood lasts 2 s: the warning count below is per that span (the behaviour under test).
     std::thread::sleep(Duration::from_secs(2));
     drop(held);
-    std::thread::sleep(Duration::from_millis(300));
     assert_alive(&gw);
     let warnings = gw.drain_log().iter().filter(|l| l.contains("accept failed")).count();
     assert!((1..=4).contains(&warnings), "{warnings} accept warnings in 2 s");

@@ -1,6 +1,7 @@
 //! Graceful shutdown: SIGTERM while streams are in flight lets them finish, refuses new connections,
 //! drains the sink, commits, and exits 0 — with start, end and usage rows for every interception.
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 use aibridged::mock::MockUpstream;
@@ -8,6 +9,25 @@ use aibridged::mock::MockUpstream;
 use crate::support::*;
 
 const STREAM: &str = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"count slowly"}]}"#;
+/// How long a stream may take to deliver its first event to the client.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sends a streaming request on its own thread; says on `started` once the first event reached the
+/// client, then reads the whole response.
+fn stream_in_background(
+    addr: std::net::SocketAddr,
+    headers: Vec<(&'static str, String)>,
+    started: mpsc::Sender<()>,
+) -> std::thread::JoinHandle<Response> {
+    std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        c.send("POST", "/api/v2/aibridge/openai/v1/chat/completions", &headers, STREAM.as_bytes());
+        assert!(c.read_until_seen(b"data: "), "the stream never started");
+        let _ = started.send(());
+        c.read_response()
+    })
+}
 
 #[test]
 fn sigterm_mid_stream_finishes_in_flight_and_loses_no_record() {
@@ -21,21 +41,20 @@ fn sigterm_mid_stream_finishes_in_flight_and_loses_no_record() {
     let token = gw.token("alice");
     let addr = gw.addr;
     const STREAMS: usize = 8;
+    let (started, started_rx) = mpsc::channel();
     let handles: Vec<_> = (0..STREAMS)
         .map(|_| {
-            let auth = format!("Bearer {token}");
-            std::thread::spawn(move || {
-                request(
-                    addr,
-                    "POST",
-                    "/api/v2/aibridge/openai/v1/chat/completions",
-                    &[("Authorization", &auth), ("x-mock-delay-ms", "100"), ("x-mock-events", "12")],
-                    STREAM.as_bytes(),
-                )
-            })
+            let headers = vec![
+                ("Authorization", format!("Bearer {token}")),
+                ("x-mock-delay-ms", "100".to_string()),
+                ("x-mock-events", "12".to_string()),
+            ];
+            stream_in_background(addr, headers, started.clone())
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(400));
+    for _ in 0..STREAMS {
+        started_rx.recv_timeout(START_TIMEOUT).expect("every stream is under way before SIGTERM");
+    }
     let db_path = gw.db.clone();
     let exited_cleanly = gw.terminate();
     for h in handles {
@@ -68,17 +87,14 @@ fn requests_outliving_the_grace_period_are_recorded_as_failed() {
     ]);
     let token = gw.token("bob");
     let addr = gw.addr;
-    let auth = format!("Bearer {token}");
-    let slow = std::thread::spawn(move || {
-        request(
-            addr,
-            "POST",
-            "/api/v2/aibridge/openai/v1/chat/completions",
-            &[("Authorization", &auth), ("x-mock-delay-ms", "200"), ("x-mock-events", "100")],
-            STREAM.as_bytes(),
-        )
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let (started, started_rx) = mpsc::channel();
+    let headers = vec![
+        ("Authorization", format!("Bearer {token}")),
+        ("x-mock-delay-ms", "200".to_string()),
+        ("x-mock-events", "100".to_string()),
+    ];
+    let slow = stream_in_background(addr, headers, started);
+    started_rx.recv_timeout(START_TIMEOUT).expect("the stream is under way before SIGTERM");
     let t0 = std::time::Instant::now();
     assert!(gw.terminate(), "exits 0 once the grace period is over");
     assert!(t0.elapsed() < Duration::from_secs(8), "took {:?}", t0.elapsed());

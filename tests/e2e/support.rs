@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_aibridged");
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a new token may take to become visible to the gateway (its cache reloads every 250 ms).
+const TOKEN_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often [`Gateway::wait_until_accepted`] asks again.
+const PROBE_INTERVAL: Duration = Duration::from_millis(5);
+/// A request body no inspector can read: a token probe is refused at inspection, after authentication.
+const PROBE_BODY: &[u8] = b"not json";
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
@@ -43,6 +49,9 @@ pub struct Gateway {
     pub db: PathBuf,
     pub dir: ScratchDir,
     pub log_lines: mpsc::Receiver<String>,
+    /// An intercepted route of one of the gateway's providers, to probe tokens on; `None` when the gateway
+    /// is disabled or has no provider (authentication cannot be observed there).
+    pub probe_path: Option<String>,
 }
 
 impl Gateway {
@@ -92,7 +101,8 @@ impl Gateway {
                         let rest = &line[i + "listening on http://".len()..];
                         let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
                         let addr: SocketAddr = addr.parse().expect("listen address in log");
-                        return Gateway { child, addr, db, dir, log_lines: rx };
+                        let probe_path = if line.contains("enabled=false") { None } else { probe_path(&seen) };
+                        return Gateway { child, addr, db, dir, log_lines: rx, probe_path };
                     }
                     seen.push(line);
                 }
@@ -105,12 +115,61 @@ impl Gateway {
         }
     }
 
-    /// Creates a gateway token for `user` with the CLI, as an operator would.
+    /// Starts the gateway with a token for each of `users` already in its database: they are in the
+    /// snapshot the gateway loads before it listens, so they are usable at once. For gateways where
+    /// [`Gateway::token`] cannot observe a token becoming known (a disabled gateway answers before
+    /// authenticating).
+    pub fn start_with_tokens(env: &[(&str, &str)], users: &[&str]) -> (Gateway, Vec<String>) {
+        let dir = ScratchDir::new("gw");
+        let db = dir.0.join("aibridge.db");
+        let tokens = users.iter().map(|u| create_token(&db, u, None)).collect();
+        (Self::start_in(dir, db, env), tokens)
+    }
+
+    /// Creates a gateway token for `user` with the CLI, as an operator would, and returns it once the
+    /// gateway accepts it.
     pub fn token(&self, user: &str) -> String {
         let t = create_token(&self.db, user, None);
-        // The gateway reloads its token cache every 250 ms.
-        std::thread::sleep(Duration::from_millis(600));
+        self.wait_until_accepted(&t);
         t
+    }
+
+    /// Waits (bounded) until the gateway's token cache knows `token`.
+    pub fn wait_until_accepted(&self, token: &str) {
+        let deadline = Instant::now() + TOKEN_VISIBLE_TIMEOUT;
+        let mut client = Client::connect(self.addr);
+        while !self.accepts_on(&mut client, token) {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not accept a new token within {TOKEN_VISIBLE_TIMEOUT:?}"
+            );
+            std::thread::sleep(PROBE_INTERVAL);
+        }
+    }
+
+    /// Whether the gateway accepts `token` now.
+    pub fn accepts(&self, token: &str) -> bool {
+        self.accepts_on(&mut Client::connect(self.addr), token)
+    }
+
+    /// Asks over `client` (reconnecting it when the gateway closed it) whether `token` passes
+    /// authentication, without reaching an upstream or recording anything: the relay routes, then
+    /// authenticates, then reads and inspects the body, so a body that is not JSON is refused with 400
+    /// once the token is known and with 401 before. Key pools, the mock's request log and the records
+    /// stay as they were.
+    fn accepts_on(&self, client: &mut Client, token: &str) -> bool {
+        let path = self.probe_path.as_deref().unwrap_or_else(|| {
+            panic!("this gateway is disabled or has no provider: create tokens with Gateway::start_with_tokens")
+        });
+        let r = client.request("POST", path, &[("Authorization", &format!("Bearer {token}"))], PROBE_BODY);
+        if !r.complete || r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            *client = Client::connect(self.addr);
+        }
+        match r.status {
+            400 => true,
+            401 => false,
+            other => panic!("token probe on {path}: unexpected {other}: {}", r.text()),
+        }
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns whether it exited 0.
@@ -146,6 +205,23 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The first intercepted route among the providers the gateway announced before listening
+/// (`provider ready provider=NAME kind="KIND"` log lines).
+fn probe_path(log: &[String]) -> Option<String> {
+    log.iter().filter(|l| l.contains("provider ready")).find_map(|line| {
+        let field = |key: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|v| v.trim_matches('"').to_string())
+        };
+        let route = match field("kind=")?.as_str() {
+            "openai" => "/v1/chat/completions",
+            "anthropic" => "/v1/messages",
+            "copilot" => "/chat/completions",
+            _ => return None,
+        };
+        Some(format!("/api/v2/aibridge/{}{route}", field("provider=")?))
+    })
 }
 
 /// Runs `aibridged tokens create` against `db` and returns the token printed on stdout.
@@ -313,6 +389,17 @@ impl Client {
         }
     }
 
+    /// Reads until `needle` has arrived, keeping every byte for [`Client::read_response`]; false when the
+    /// connection ended (or timed out) first. Lets a test act once a response has visibly started.
+    pub fn read_until_seen(&mut self, needle: &[u8]) -> bool {
+        while find(&self.buf, needle).is_none() {
+            if !self.fill() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// True when the server closed the connection (reads EOF within the timeout).
     pub fn is_closed(&mut self) -> bool {
         self.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -335,6 +422,15 @@ pub fn db(path: &Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
     c.busy_timeout(Duration::from_secs(5)).unwrap();
     c
+}
+
+/// Polls `cond` every few milliseconds until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Polls `query` (returning one integer) until it equals `want` or 10 s pass; returns the last value.
