@@ -5,8 +5,8 @@
 mod cache;
 mod store;
 
-pub use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, VerifiedMemo, REFRESH_INTERVAL};
 pub use crate::db::TokenInfo;
+pub use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, VerifiedMemo, REFRESH_INTERVAL};
 pub use store::{CreatedToken, TokenStore};
 
 /// Every gateway token starts with this, so it is recognisable in a leaked-secret scan.

@@ -84,9 +84,7 @@ fn classify(err: rusqlite::Error) -> StoreError {
             ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch => StoreError::Rejected,
             _ => StoreError::Fault,
         },
-        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterCount(..) => {
-            StoreError::Rejected
-        }
+        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterCount(..) => StoreError::Rejected,
         // Every other error is treated as a fault of the database: a record is only ever given up on when
         // SQLite rejects that record itself.
         _ => StoreError::Fault,

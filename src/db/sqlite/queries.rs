@@ -66,10 +66,7 @@ impl RawInterception {
 }
 
 /// Interceptions that never got their start are left out: a page is ordered by start time.
-pub(super) fn list_interceptions(
-    conn: &Connection,
-    query: &InterceptionQuery,
-) -> Result<InterceptionPage, StoreError> {
+pub(super) fn list_interceptions(conn: &Connection, query: &InterceptionQuery) -> Result<InterceptionPage, StoreError> {
     let limit = query.limit.clamp(1, MAX_PAGE);
     // Only the conditions in use are in the text, so SQLite plans each combination on its own (a
     // `?n IS NULL OR …` form would keep it from using the start-time index as a range).

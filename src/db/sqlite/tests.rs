@@ -143,17 +143,13 @@ fn interceptions_page_by_user_and_time_with_a_cursor() {
             _ => None,
         })
         .collect();
-    expected.sort_by(|a, b| (b.0, b.1.to_string()).cmp(&(a.0, a.1.to_string())));
+    expected.sort_by_key(|row| std::cmp::Reverse((row.0, row.1.to_string())));
     assert_eq!(seen, expected, "newest first, each once");
     assert_eq!(seen.len(), alice.len() + 2);
 
     // A time window, every user.
-    let window = InterceptionQuery {
-        started_after: Some(at(3)),
-        started_before: Some(at(6)),
-        limit: 100,
-        ..Default::default()
-    };
+    let window =
+        InterceptionQuery { started_after: Some(at(3)), started_before: Some(at(6)), limit: 100, ..Default::default() };
     let page = s.list_interceptions(&window).unwrap();
     let times: Vec<SystemTime> = page.interceptions.iter().map(|r| r.started_at.unwrap()).collect();
     assert_eq!(times, [at(5), at(4), at(4), at(4), at(3)]);
@@ -183,7 +179,8 @@ fn one_interception_comes_back_with_its_child_rows_in_order() {
         extra: format!("{{\"n\":{n}}}"),
         created_at: at(n),
     };
-    let prompt = PromptUsage { interception_id: id, msg_id: "msg_1".into(), prompt: "hi \"there\"".into(), created_at: at(1) };
+    let prompt =
+        PromptUsage { interception_id: id, msg_id: "msg_1".into(), prompt: "hi \"there\"".into(), created_at: at(1) };
     let tool = ToolUsage {
         interception_id: id,
         msg_id: "msg_1".into(),
@@ -279,8 +276,12 @@ fn sqlite_errors_map_to_the_classes_the_sink_retries_on() {
 
     // A record's content the database refuses: rejected.
     raw.execute_batch("CREATE UNIQUE INDEX one_prompt ON aibridge_user_prompts (prompt)").unwrap();
-    let prompt =
-        Record::PromptUsage(PromptUsage { interception_id: id, msg_id: "m".into(), prompt: "p".into(), created_at: at(0) });
+    let prompt = Record::PromptUsage(PromptUsage {
+        interception_id: id,
+        msg_id: "m".into(),
+        prompt: "p".into(),
+        created_at: at(0),
+    });
     s.write_batch(&[&prompt]).unwrap();
     assert!(matches!(s.write_batch(&[&prompt]), Err(StoreError::Rejected(_))));
 

@@ -74,9 +74,7 @@ pub(super) fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
 
 pub(super) fn load(conn: &Connection) -> Result<Vec<StoredToken>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, user, secret_hash, created_at, expires_at, revoked_at FROM aibridge_api_tokens",
-        )
+        .prepare_cached("SELECT id, user, secret_hash, created_at, expires_at, revoked_at FROM aibridge_api_tokens")
         .map_err(classify)?;
     let rows = stmt
         .query_map([], |r| {
