@@ -51,7 +51,7 @@ fn tokens(args: TokensArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match crate::sink::open_database(&path).map_err(|e| e.to_string()).map(TokenStore::new) {
+    let mut store = match TokenStore::open(&path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("aibridged: cannot open database {}: {e}", path.display());

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod db;
 pub mod logging;
 pub mod mock;
 pub mod providers;

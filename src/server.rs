@@ -57,6 +57,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         retention: config.retention,
         retention_interval: sink::DEFAULT_RETENTION_INTERVAL,
         channel_capacity: sink::DEFAULT_CHANNEL_CAPACITY,
+        max_batch_records: sink::MAX_BATCH_RECORDS,
+        max_batch_delay: sink::MAX_BATCH_DELAY,
     })?;
     spawn_sink_reporter(sink_thread.stats_source());
     let tokens = auth::load_token_cache(&config.database_path)?;

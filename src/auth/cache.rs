@@ -1,6 +1,6 @@
 //! The token cache workers verify against: an immutable snapshot behind an `ArcSwap`, so a check is a
 //! lock-free load, a hash lookup and a constant-time compare. A refresher thread rebuilds the snapshot
-//! from SQLite; workers never touch the database.
+//! from the database; workers never touch it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,15 +98,15 @@ impl TokenCache {
     }
 
     /// Rebuilds the snapshot from the database and publishes it.
-    pub fn reload(&self, store: &TokenStore) -> Result<(), AuthError> {
+    pub fn reload(&self, store: &mut TokenStore) -> Result<(), AuthError> {
         let rows = store.rows()?;
         let mut snapshot = Snapshot::with_capacity(rows.len());
         for row in rows {
             let entry = Entry {
                 principal: Principal { user: Arc::from(row.user), token_id: Arc::from(row.id.as_str()) },
-                hash: row.hash,
+                hash: row.secret_hash,
                 expires_at: row.expires_at,
-                revoked: row.revoked,
+                revoked: row.revoked_at.is_some(),
             };
             snapshot.insert(row.id.into_boxed_str(), entry);
         }
@@ -155,9 +155,9 @@ fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
 
 /// Opens the database and loads the first snapshot (before the workers start).
 pub fn load_token_cache(db_path: &Path) -> Result<TokenCache, AuthError> {
-    let store = TokenStore::open(db_path)?;
+    let mut store = TokenStore::open(db_path)?;
     let cache = TokenCache::empty();
-    cache.reload(&store)?;
+    cache.reload(&mut store)?;
     Ok(cache)
 }
 
@@ -193,7 +193,7 @@ fn refresh_loop(db_path: PathBuf, weak: Weak<ArcSwap<Snapshot>>, interval: Durat
                 }
             }
         }
-        if let Some(s) = store.as_ref() {
+        if let Some(s) = store.as_mut() {
             if let Err(e) = cache.reload(s) {
                 tracing::error!(error = %e, "token refresh failed; keeping the previous snapshot");
                 store = None;

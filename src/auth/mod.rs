@@ -1,12 +1,13 @@
-//! Gateway user tokens: creation, hashing, listing, revocation (SQLite), and the read-mostly cache the
+//! Gateway user tokens: creation, hashing, listing, revocation (through `db::Store`), and the read-mostly cache the
 //! workers check tokens against without touching the database. Only a SHA-256 hash of each secret is
 //! stored; no error, log or record ever carries a presented token.
 
 mod cache;
 mod store;
 
+pub use crate::db::TokenInfo;
 pub use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, VerifiedMemo, REFRESH_INTERVAL};
-pub use store::{CreatedToken, TokenInfo, TokenStore};
+pub use store::{CreatedToken, TokenStore};
 
 /// Every gateway token starts with this, so it is recognisable in a leaked-secret scan.
 pub const TOKEN_PREFIX: &str = "aibr_";
@@ -36,11 +37,9 @@ pub enum AuthError {
     #[error("the system random generator failed")]
     Random,
     #[error("token database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] crate::db::StoreError),
     #[error("token database: {0}")]
-    Open(#[from] crate::sink::SinkError),
-    #[error("stored token {id} has a malformed {column}")]
-    CorruptRow { id: String, column: &'static str },
+    Open(#[from] crate::db::DbError),
 }
 
 /// The credentials of an `Authorization: Bearer …` value; the scheme name is case-insensitive (RFC 9110

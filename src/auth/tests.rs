@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::sink::test_dir;
+use crate::db::test_dir;
 
 fn store_and_path(name: &str) -> (TokenStore, std::path::PathBuf) {
     let path = test_dir(name).join("a.db");
@@ -12,7 +12,7 @@ fn store_and_path(name: &str) -> (TokenStore, std::path::PathBuf) {
 
 #[test]
 fn created_token_verifies_and_only_its_hash_is_stored() {
-    let (store, path) = store_and_path("auth-create");
+    let (mut store, path) = store_and_path("auth-create");
     let created = store.create("alice", None).unwrap();
     assert!(created.token.starts_with(&format!("aibr_{}_", created.id)));
     assert_eq!(created.token.len(), 5 + ID_BYTES * 2 + 1 + SECRET_BYTES * 2);
@@ -37,7 +37,7 @@ fn created_token_verifies_and_only_its_hash_is_stored() {
 
 #[test]
 fn wrong_secret_unknown_id_and_garbage_are_refused() {
-    let (store, path) = store_and_path("auth-wrong");
+    let (mut store, path) = store_and_path("auth-wrong");
     let created = store.create("bob", None).unwrap();
     let cache = load_token_cache(&path).unwrap();
     let now = SystemTime::now();
@@ -57,7 +57,7 @@ fn wrong_secret_unknown_id_and_garbage_are_refused() {
 
 #[test]
 fn revoked_and_expired_tokens_are_refused() {
-    let (store, path) = store_and_path("auth-revoke");
+    let (mut store, path) = store_and_path("auth-revoke");
     let a = store.create("alice", None).unwrap();
     let b = store.create("bob", Some(Duration::from_secs(3600))).unwrap();
     assert!(store.revoke(&a.id).unwrap());
@@ -82,13 +82,13 @@ fn revoked_and_expired_tokens_are_refused() {
 
 #[test]
 fn empty_user_is_refused() {
-    let (store, _) = store_and_path("auth-empty");
+    let (mut store, _) = store_and_path("auth-empty");
     assert!(matches!(store.create("  ", None), Err(AuthError::EmptyUser)));
 }
 
 #[test]
 fn refresher_picks_up_a_revoke_and_stops_with_the_cache() {
-    let (store, path) = store_and_path("auth-refresh");
+    let (mut store, path) = store_and_path("auth-refresh");
     let a = store.create("alice", None).unwrap();
     let cache = load_token_cache(&path).unwrap();
     let refresher = spawn_token_refresher(path.clone(), cache.clone(), Duration::from_millis(50));
@@ -119,7 +119,7 @@ fn constant_time_eq_compares() {
 
 #[test]
 fn the_worker_memo_agrees_with_verify_and_follows_revocations() {
-    let (store, path) = store_and_path("auth-memo");
+    let (mut store, path) = store_and_path("auth-memo");
     let alice = store.create("alice", None).unwrap();
     let brief = store.create("bob", Some(Duration::from_secs(3600))).unwrap();
     let cache = load_token_cache(&path).unwrap();
@@ -140,7 +140,7 @@ fn the_worker_memo_agrees_with_verify_and_follows_revocations() {
     // A revoke takes effect with the next snapshot, memo or not.
     assert!(store.revoke(&alice.id).unwrap());
     assert!(cache.verify_memo(&alice.token, now, &mut memo).is_ok(), "old snapshot still current");
-    cache.reload(&store).unwrap();
+    cache.reload(&mut store).unwrap();
     assert!(matches!(cache.verify_memo(&alice.token, now, &mut memo), Err(AuthError::Revoked)));
     assert!(matches!(cache.verify(&alice.token, now), Err(AuthError::Revoked)));
 }

@@ -1,37 +1,39 @@
-//! Structured "interception log" lines (DESIGN §5): one JSON object per record to the JSON destination and
+//! Structured "interception log" lines: one JSON object per record to the JSON destination and
 //! one readable line to the human destination, through buffered writers flushed once per batch. Runs only
 //! on the sink thread. A log write failure is counted and reported, never allowed to stop recording.
 
-use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::time::SystemTime;
 
+use crate::db::timefmt;
+use crate::logging::Destination as Target;
 use crate::records::Record;
-
-use super::timefmt;
 
 /// Buffer per destination: a batch of 1024 records with short fields fits without intermediate syscalls.
 const LOG_BUFFER_BYTES: usize = 256 * 1024;
 
-/// The message every record line carries (DESIGN §5).
+/// The message every record line carries, the same as the gateway's JSON log uses for them.
 pub const MESSAGE: &str = "interception log";
 
 /// One log destination opened for appending.
 struct Destination {
     path: String,
+    /// Where `path` resolved to: the same place the gateway's own logs would write for it.
+    #[cfg(test)]
+    target: Target,
     out: BufWriter<Box<dyn Write + Send>>,
 }
 
 impl Destination {
     fn open(path: &str) -> io::Result<Self> {
-        // The standard streams are used directly: re-opening /dev/stderr would truncate nothing but can fail
-        // in sandboxes where /proc is not mounted.
-        let inner: Box<dyn Write + Send> = match path {
-            "/dev/stderr" => Box::new(io::stderr()),
-            "/dev/stdout" => Box::new(io::stdout()),
-            _ => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
-        };
-        Ok(Destination { path: path.to_owned(), out: BufWriter::with_capacity(LOG_BUFFER_BYTES, inner) })
+        let target = Target::resolve(path);
+        let inner = target.open()?;
+        Ok(Destination {
+            path: path.to_owned(),
+            #[cfg(test)]
+            target,
+            out: BufWriter::with_capacity(LOG_BUFFER_BYTES, inner),
+        })
     }
 }
 
@@ -53,6 +55,12 @@ impl RecordLog {
             line: Vec::with_capacity(1024),
             failing: false,
         })
+    }
+
+    /// Where the JSON and the human lines go, for tests comparing with the gateway's own log set-up.
+    #[cfg(test)]
+    pub fn targets(&self) -> (Option<&Target>, Option<&Target>) {
+        (self.json.as_ref().map(|d| &d.target), self.human.as_ref().map(|d| &d.target))
     }
 
     /// True when at least one destination is open.
@@ -113,7 +121,7 @@ fn dest_write(dest: &mut Destination, line: &[u8]) -> Result<(), (String, io::Er
     dest.out.write_all(line).map_err(|e| (dest.path.clone(), e))
 }
 
-/// Receives a record's fields in the order of DESIGN §3.
+/// Receives a record's fields in the order of the record's columns in the database.
 trait Fields {
     fn str(&mut self, name: &str, v: &str);
     fn opt_str(&mut self, name: &str, v: Option<&str>);

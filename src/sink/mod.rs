@@ -1,14 +1,12 @@
-//! The sink thread: receives compact records over a bounded crossbeam channel, batches them into SQLite
-//! transactions (WAL), writes structured "interception log" lines, purges by retention, and drains fully on
-//! shutdown. Never runs on a worker; the only thing workers touch is `SinkHandle::send`.
+//! The sink thread: receives compact records over a bounded crossbeam channel, batches them into
+//! transactions of the [`Store`], writes structured "interception log" lines, purges by retention, retries
+//! with backoff while the database refuses writes, and drains fully on shutdown. Owns the thread, batching,
+//! backoff and shutdown; knows no SQL. Never runs on a worker; the only thing workers touch is
+//! `SinkHandle::send`.
 
-mod checkpoint;
 mod logline;
-mod schema;
-mod store;
 #[cfg(test)]
 mod tests;
-pub mod timefmt;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -17,12 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
-use rusqlite::Connection;
 
+use crate::db::{self, DbError, Store, StoreError, Workload};
 use crate::records::Record;
 
+/// Re-exported where the relay has always found it.
+pub use crate::db::new_interception_id;
 pub use logline::{human_line, json_line, json_string, MESSAGE as LOG_MESSAGE};
-pub use schema::{current_version as schema_version, open_database, BUSY_TIMEOUT};
 
 /// While a batch gathers, the sink sleeps this long between drains of the channel instead of waiting in a
 /// receive, so senders do not wake it record by record.
@@ -31,11 +30,11 @@ const GATHER_PAUSE: Duration = Duration::from_millis(2);
 /// How often an idle sink looks for a close request.
 const CLOSE_POLL: Duration = Duration::from_millis(100);
 
-/// Most records committed in one transaction (DESIGN §4): large enough to amortise the commit, small enough
-/// that a transaction never holds the write lock for long.
+/// Default for [`SinkOptions::max_batch_records`]: large enough to amortise the commit, small enough that a
+/// transaction never holds the write lock for long.
 pub const MAX_BATCH_RECORDS: usize = 1024;
 
-/// Longest a received record waits before its transaction commits (DESIGN §4).
+/// Default for [`SinkOptions::max_batch_delay`]: how long a received record may wait for its commit.
 pub const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// Default channel capacity: about a quarter second of full load before workers feel backpressure.
@@ -52,10 +51,6 @@ pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// Interceptions deleted per retention transaction, so a purge never stalls the event batches for long.
 pub const RETENTION_CHUNK: usize = 1000;
 
-/// The sink's own busy timeout: short, so that while another writer holds the lock the thread goes back to
-/// draining the channel into memory instead of sleeping inside SQLite.
-const SINK_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
-
 /// First and largest pause between retries of a failing batch.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -63,28 +58,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Pause before retrying a retention chunk that failed on a passing fault.
 const RETENTION_RETRY: Duration = Duration::from_secs(30);
 
-/// A new interception id: a UUIDv7 (RFC 9562 §5.7), whose text sorts by creation time. The relay should use
-/// this rather than `Uuid::new_v4`: time-ordered keys make every insert into the interception id indexes
-/// land on the last pages of the B-trees, where random v4 keys dirty a different page per insert and cut
-/// the sink's throughput by several times once the tables outgrow the page cache.
-pub fn new_interception_id() -> uuid::Uuid {
-    let millis = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    // Random bits from v4 (getrandom); the variant bits are already those of RFC 9562.
-    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
-    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x70;
-    uuid::Uuid::from_bytes(bytes)
-}
-
 /// Everything `start` needs; built by the server from the validated configuration.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
     pub database_path: PathBuf,
-    /// Write one "interception log" line per record (DESIGN §5).
+    /// Write one "interception log" line per record.
     pub structured_logging: bool,
-    /// JSON log destination (path or `/dev/stderr`), opened in append mode.
+    /// JSON log destination, resolved as the gateway's own logs resolve it ([`crate::logging::Destination`]).
     pub log_json: Option<String>,
-    /// Human log destination (path or `/dev/stderr`), opened in append mode.
+    /// Human log destination, resolved the same way.
     pub log_human: Option<String>,
     /// Records of interceptions started longer ago than this are purged; `None` keeps everything.
     pub retention: Option<Duration>,
@@ -92,6 +74,10 @@ pub struct SinkOptions {
     pub retention_interval: Duration,
     /// Bound of the worker → sink channel.
     pub channel_capacity: usize,
+    /// Most records committed in one transaction.
+    pub max_batch_records: usize,
+    /// Longest a received record waits before its transaction commits.
+    pub max_batch_delay: Duration,
 }
 
 impl SinkOptions {
@@ -105,6 +91,8 @@ impl SinkOptions {
             retention: None,
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            max_batch_records: MAX_BATCH_RECORDS,
+            max_batch_delay: MAX_BATCH_DELAY,
         }
     }
 }
@@ -112,14 +100,8 @@ impl SinkOptions {
 /// Why the sink could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("cannot open the database: {0}")]
-    Open(#[source] rusqlite::Error),
-    #[error("the database refused WAL mode (journal mode is {0:?})")]
-    NotWal(String),
-    #[error("cannot migrate the database schema: {0}")]
-    Migrate(#[source] rusqlite::Error),
-    #[error("the database schema is version {found}, newer than this build knows ({known}); upgrade aibridged")]
-    SchemaTooNew { found: i64, known: i64 },
+    #[error(transparent)]
+    Db(#[from] DbError),
     #[error("cannot open log destination {path}: {source}")]
     Log {
         path: String,
@@ -152,7 +134,7 @@ pub struct SinkStats {
     pub full_waits: u64,
     /// Records taken off the channel by the sink thread.
     pub records_received: u64,
-    /// Records committed to SQLite.
+    /// Records committed to the database.
     pub records_written: u64,
     /// Transactions committed.
     pub batches: u64,
@@ -164,7 +146,7 @@ pub struct SinkStats {
     pub queued: u64,
     /// Interceptions removed by retention.
     pub purged_interceptions: u64,
-    /// Records SQLite rejected for a reason that will not pass (each one logged with its record type).
+    /// Records the database rejected for a reason that will not pass (each one logged with its record type).
     pub failed_records: u64,
     /// Structured log writes or flushes that failed.
     pub log_write_errors: u64,
@@ -265,12 +247,12 @@ impl SinkThread {
 
 /// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
 pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
-    let conn = open_database(&opts.database_path)?;
-    conn.busy_timeout(SINK_BUSY_TIMEOUT).map_err(SinkError::Open)?;
-    // Checkpoints run on their own thread (see `checkpoint`), not inside the sink's commits.
-    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(SinkError::Open)?;
-    let (stop_checkpoints, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let checkpointer = checkpoint::Checkpointer::spawn(&opts.database_path, stop_rx)?;
+    let store = db::open(&opts.database_path, Workload::RecordWriter)?;
+    start_with_store(opts, store)
+}
+
+/// [`start`] over a store the caller opened: the sink's logic is the same whatever the backend.
+pub fn start_with_store(opts: SinkOptions, store: Box<dyn Store>) -> Result<(SinkHandle, SinkThread), SinkError> {
     let (json, human) =
         if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
     let log = logline::RecordLog::open(json, human)
@@ -278,22 +260,23 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
     let (tx, rx) = crossbeam_channel::bounded(opts.channel_capacity.max(1));
     let counters = Arc::new(Counters::default());
     let close_requested = Arc::new(AtomicBool::new(false));
+    let max_batch_records = opts.max_batch_records.max(1);
     let sink = Sink {
-        conn,
+        store,
         rx,
         close_requested: close_requested.clone(),
         log,
         counters: counters.clone(),
         retention: opts.retention.filter(|d| !d.is_zero()),
         retention_interval: opts.retention_interval,
-        pending: VecDeque::with_capacity(MAX_BATCH_RECORDS * 2),
+        max_batch_records,
+        max_batch_delay: opts.max_batch_delay,
+        pending: VecDeque::with_capacity(max_batch_records * 2),
         closed: false,
         backoff: BACKOFF_MIN,
         retry_at: None,
         next_purge: Instant::now(),
         purge_more: false,
-        stop_checkpoints: Some(stop_checkpoints),
-        checkpointer: Some(checkpointer),
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
@@ -302,7 +285,7 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
 
 /// State owned by the sink thread.
 struct Sink {
-    conn: Connection,
+    store: Box<dyn Store>,
     rx: Receiver<Record>,
     /// Set by [`SinkThread::close`]: drain what the channel holds now and exit, even if handles remain.
     close_requested: Arc<AtomicBool>,
@@ -310,6 +293,8 @@ struct Sink {
     counters: Arc<Counters>,
     retention: Option<Duration>,
     retention_interval: Duration,
+    max_batch_records: usize,
+    max_batch_delay: Duration,
     /// Received, not yet committed, in channel order.
     pending: VecDeque<Record>,
     /// Every handle is gone: drain what is left and exit.
@@ -320,9 +305,6 @@ struct Sink {
     next_purge: Instant,
     /// The last retention chunk was full: run another after the next batch.
     purge_more: bool,
-    /// Dropped at exit to stop the checkpointer.
-    stop_checkpoints: Option<Sender<()>>,
-    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Sink {
@@ -344,14 +326,7 @@ impl Sink {
         if !self.log.flush() {
             self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
         }
-        drop(self.stop_checkpoints.take());
-        if let Some(c) = self.checkpointer.take() {
-            c.join();
-        }
-        // Fold the WAL into the database before exit; closing the last connection also tries this.
-        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed on next open");
-        }
+        self.store.close();
     }
 
     fn push(&mut self, record: Record) {
@@ -359,7 +334,7 @@ impl Sink {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Fills `pending` from the channel: a batch's worth (or what arrives within `MAX_BATCH_DELAY` of the
+    /// Fills `pending` from the channel: a batch's worth (or what arrives within the batch delay of the
     /// first record) normally, everything that fits under `MAX_PENDING_RECORDS` while a fault lasts.
     fn receive(&mut self) {
         if self.closed {
@@ -401,12 +376,12 @@ impl Sink {
                 }
             }
         }
-        let deadline = Instant::now() + MAX_BATCH_DELAY;
+        let deadline = Instant::now() + self.max_batch_delay;
         loop {
             // Take what is queued without blocking, then pause: while the sink is not parked in a receive,
             // a worker's send is a plain queue push and never has to wake it (a futex call per record).
             loop {
-                if self.pending.len() >= MAX_BATCH_RECORDS {
+                if self.pending.len() >= self.max_batch_records {
                     return;
                 }
                 match self.rx.try_recv() {
@@ -440,13 +415,12 @@ impl Sink {
         Some(if self.purge_more { Instant::now() } else { self.next_purge })
     }
 
-    /// Commits the oldest `MAX_BATCH_RECORDS` pending records in one transaction, then logs them.
+    /// Commits the oldest pending records (a batch's worth) in one transaction, then logs them.
     fn commit_batch(&mut self) {
-        let n = self.pending.len().min(MAX_BATCH_RECORDS);
-        match store::write_batch(&mut self.conn, self.pending.range(..n)) {
+        let n = self.pending.len().min(self.max_batch_records);
+        match self.store.write_batch(&self.pending.range(..n).collect::<Vec<_>>()) {
             Ok(()) => self.committed(n),
-            Err(e) if store::is_transient(&e) => self.fault(&e),
-            Err(e) if store::is_record_fault(&e) => {
+            Err(e @ StoreError::Rejected(_)) => {
                 tracing::error!(error = %e, records = n, "sink batch rejected; retrying its records one by one");
                 self.commit_one_by_one(n);
             }
@@ -454,17 +428,17 @@ impl Sink {
         }
     }
 
-    /// Isolates the record(s) SQLite will never accept so the rest of the batch is still stored. A record
-    /// is given up on (logged and counted) only when SQLite rejects that record's content; any other error
-    /// is a database fault and goes to the retry path with everything still pending.
+    /// Isolates the record(s) the database will never accept so the rest of the batch is still stored. A
+    /// record is given up on (logged and counted) only when the database rejects that record's content; any
+    /// other error is a database fault and goes to the retry path with everything still pending.
     fn commit_one_by_one(&mut self, n: usize) {
         for _ in 0..n {
             let Some(record) = self.pending.front() else {
                 return;
             };
-            match store::write_batch(&mut self.conn, std::iter::once(record)) {
+            match self.store.write_batch(&[record]) {
                 Ok(()) => self.committed(1),
-                Err(e) if store::is_record_fault(&e) => {
+                Err(e @ StoreError::Rejected(_)) => {
                     tracing::error!(
                         error = %e,
                         record_type = record.record_type(),
@@ -502,7 +476,8 @@ impl Sink {
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn fault(&mut self, e: &rusqlite::Error) {
+    /// Keeps everything pending and schedules the retry: whatever the class of error, nothing is dropped.
+    fn fault(&mut self, e: &StoreError) {
         self.counters.retries.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             error = %e,
@@ -527,8 +502,7 @@ impl Sink {
             self.next_purge = now + self.retention_interval;
             return;
         };
-        let cutoff = timefmt::format(cutoff);
-        match store::purge_chunk(&mut self.conn, cutoff.as_str(), RETENTION_CHUNK) {
+        match self.store.purge_before(cutoff, RETENTION_CHUNK) {
             Ok(n) => {
                 self.counters.purged_interceptions.fetch_add(n as u64, Ordering::Relaxed);
                 self.purge_more = n == RETENTION_CHUNK;
@@ -540,7 +514,7 @@ impl Sink {
                 tracing::error!(error = %e, "retention purge failed; will retry");
                 self.purge_more = false;
                 self.next_purge = now
-                    + if store::is_transient(&e) {
+                    + if matches!(e, StoreError::Transient(_)) {
                         RETENTION_RETRY.min(self.retention_interval)
                     } else {
                         self.retention_interval
@@ -548,18 +522,4 @@ impl Sink {
             }
         }
     }
-}
-
-/// A fresh directory under the system temp dir for one test's database and logs.
-#[cfg(test)]
-pub(crate) fn test_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "aibridged-{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    dir
 }

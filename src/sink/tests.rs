@@ -7,6 +7,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::*;
+use crate::db::sqlite::open_connection as open_database;
+use crate::db::{test_dir, timefmt};
 use crate::records::*;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -576,4 +578,56 @@ fn a_record_the_database_rejects_is_dropped_alone_and_the_rest_stored() {
     assert_eq!(count(&other, "aibridge_user_prompts"), 1);
     assert_eq!(count(&other, "aibridge_token_usages"), 2);
     assert_eq!(count(&other, "aibridge_tool_usages"), 2);
+}
+
+#[test]
+fn record_log_destinations_resolve_as_the_gateway_logs_do() {
+    use crate::logging::Destination;
+    let dir = test_dir("sink-log-dest");
+    let file = dir.join("log.json").to_string_lossy().into_owned();
+    for spec in ["-", "stderr", "/dev/stderr", "stdout", "/dev/stdout", file.as_str()] {
+        let log = logline::RecordLog::open(Some(spec), Some(spec)).unwrap();
+        let expected = Destination::resolve(spec);
+        assert_eq!(log.targets(), (Some(&expected), Some(&expected)), "{spec}");
+    }
+    assert_eq!(Destination::resolve("-"), Destination::Stderr);
+}
+
+#[test]
+fn log_json_dash_writes_to_stderr_not_to_a_file_named_dash() {
+    // Unit tests run in the package directory: the old sink created `./-` there.
+    let dash = std::path::Path::new("-");
+    assert!(!dash.exists(), "a file named '-' is left over in {:?}", std::env::current_dir());
+    let dir = test_dir("sink-log-dash");
+    let mut opts = SinkOptions::new(dir.join("a.db"));
+    opts.structured_logging = true;
+    opts.log_json = Some("-".into());
+    let (h, t) = start(opts).unwrap();
+    h.send(start_rec(Uuid::new_v4(), SystemTime::now()));
+    drop(h);
+    let s = t.join();
+    assert_eq!((s.records_written, s.log_write_errors), (1, 0));
+    assert!(!dash.exists(), "the sink wrote its JSON lines to a file named '-'");
+}
+
+#[test]
+fn batch_limits_come_from_the_options() {
+    let dir = test_dir("sink-batch-limits");
+    let mut opts = SinkOptions::new(dir.join("a.db"));
+    opts.max_batch_records = 10;
+    opts.max_batch_delay = Duration::from_secs(30);
+    let (h, t) = start(opts).unwrap();
+    for _ in 0..95 {
+        h.send(start_rec(Uuid::new_v4(), SystemTime::now()));
+    }
+    // Nine full batches commit without waiting for the (long) delay; the last five wait for it or close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.stats().records_written < 90 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let during = h.stats();
+    assert_eq!((during.records_written, during.batches), (90, 9), "{during:?}");
+    drop(h);
+    let s = t.join();
+    assert_eq!((s.records_written, s.batches), (95, 10));
 }

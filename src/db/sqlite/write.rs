@@ -1,13 +1,12 @@
-//! SQLite writes of the sink thread: one transaction per batch of records with cached prepared statements,
-//! and retention purges in bounded chunks. Runs only on the sink thread; knows nothing of channels or logs.
+//! SQLite record writes: one transaction per batch of records with cached prepared statements, and
+//! retention purges in bounded chunks. Knows nothing of channels, retries or logs.
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
+use rusqlite::{params, Connection, Statement, TransactionBehavior};
 
+use crate::db::timefmt;
 use crate::records::{InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
-
-use super::timefmt;
 
 const INSERT_START: &str = "INSERT INTO aibridge_interceptions (id, initiator_id, provider, provider_name, \
     model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at) \
@@ -143,38 +142,8 @@ static THOUGHTS: MultiInsert = MultiInsert::new(
 const CHILD_TABLES: [&str; 4] =
     ["aibridge_token_usages", "aibridge_user_prompts", "aibridge_tool_usages", "aibridge_model_thoughts"];
 
-/// True for the faults that pass (another writer holds the lock, the disk is full or failing): the batch is
-/// kept and retried.
-pub fn is_transient(err: &rusqlite::Error) -> bool {
-    match err {
-        rusqlite::Error::SqliteFailure(e, _) => matches!(
-            e.code,
-            ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
-                | ErrorCode::DiskFull
-                | ErrorCode::SystemIoFailure
-                | ErrorCode::CannotOpen
-                | ErrorCode::ReadOnly
-        ),
-        _ => false,
-    }
-}
-
-/// True when the error is about one record's content (a constraint, a value too big for SQLite), so that
-/// record alone can never be stored. Every other error is treated as a fault of the database and retried:
-/// a record is only ever given up on when SQLite rejects that record itself.
-pub fn is_record_fault(err: &rusqlite::Error) -> bool {
-    match err {
-        rusqlite::Error::SqliteFailure(e, _) => {
-            matches!(e.code, ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch)
-        }
-        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterCount(..) => true,
-        _ => false,
-    }
-}
-
 /// SQLite integers are signed: counts beyond `i64::MAX` are clamped rather than wrapped negative.
-fn count(v: u64) -> i64 {
+pub(super) fn count(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -183,11 +152,7 @@ fn count(v: u64) -> i64 {
 /// Rows are grouped by table and written with multi-row statements. Interception rows keep their record
 /// order (a start and an end of one id may both be upserts); child-table rows only append, so each table's
 /// rows keep their order among themselves and the tables are written one after the other.
-pub fn write_batch<'a>(
-    conn: &mut Connection,
-    records: impl IntoIterator<Item = &'a Record>,
-) -> Result<(), rusqlite::Error> {
-    let records: Vec<&Record> = records.into_iter().collect();
+pub(super) fn write_batch(conn: &mut Connection, records: &[&Record]) -> Result<(), rusqlite::Error> {
     // Ends that follow their start within this batch are folded into the start's row.
     let mut ends: HashMap<uuid::Uuid, usize> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
@@ -334,7 +299,7 @@ fn bind_thought(stmt: &mut Statement<'_>, at: usize, r: &&ModelThought) -> Resul
 /// Deletes up to `limit` interceptions started before `cutoff` (RFC 3339 text, same format as stored),
 /// with every record that belongs to them, in one transaction. Ends whose start never arrived are aged by
 /// their end time. Returns how many interceptions were removed; fewer than `limit` means none are left.
-pub fn purge_chunk(conn: &mut Connection, cutoff: &str, limit: usize) -> Result<usize, rusqlite::Error> {
+pub(super) fn purge_chunk(conn: &mut Connection, cutoff: &str, limit: usize) -> Result<usize, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let ids: Vec<String> = {
         let mut select = tx.prepare_cached(
@@ -376,7 +341,7 @@ mod tests {
     /// row's values (a binding offset off by one) shows up. Interception `lone` gets no end, and the end of
     /// interception `early` comes before its start, so upserts interrupt the runs of folded rows.
     fn batch(n: usize, lone: usize, early: usize) -> (Vec<uuid::Uuid>, Vec<Record>) {
-        let ids: Vec<uuid::Uuid> = (0..n).map(|_| crate::sink::new_interception_id()).collect();
+        let ids: Vec<uuid::Uuid> = (0..n).map(|_| crate::db::new_interception_id()).collect();
         let mut records = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
             let end = Record::InterceptionEnd(InterceptionEnd {
@@ -442,6 +407,10 @@ mod tests {
         (ids, records)
     }
 
+    fn refs(records: &[Record]) -> Vec<&Record> {
+        records.iter().collect()
+    }
+
     fn strings(conn: &Connection, sql: &str) -> Vec<String> {
         let mut stmt = conn.prepare(sql).unwrap();
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
@@ -452,11 +421,11 @@ mod tests {
     fn multi_row_chunks_write_every_row_exactly() {
         // Row counts below, at and across each chunk size (32, 8, 1) and their sums.
         for n in [1usize, 2, 7, 8, 9, 31, 32, 33, 40, 41, 72, 100] {
-            let dir = crate::sink::test_dir("store-chunks");
-            let mut conn = super::super::open_database(&dir.join("a.db")).unwrap();
+            let dir = crate::db::test_dir("store-chunks");
+            let mut conn = super::super::open_connection(&dir.join("a.db")).unwrap();
             let (lone, early) = (n / 2, n.saturating_sub(1) / 3);
             let (ids, records) = batch(n, lone, early);
-            write_batch(&mut conn, &records).unwrap();
+            write_batch(&mut conn, &refs(&records)).unwrap();
             let id = |i: usize| ids[i].hyphenated().to_string();
             let ts = |i: usize| timefmt::format(t(i)).as_str().to_owned();
             let opt = |b: bool, s: String| if b { s } else { "NULL".to_owned() };
@@ -542,11 +511,11 @@ mod tests {
 
     #[test]
     fn one_record_batches_take_the_single_row_statements() {
-        let dir = crate::sink::test_dir("store-single");
-        let mut conn = super::super::open_database(&dir.join("a.db")).unwrap();
+        let dir = crate::db::test_dir("store-single");
+        let mut conn = super::super::open_connection(&dir.join("a.db")).unwrap();
         let (_, records) = batch(3, 1, 0);
         for r in &records {
-            write_batch(&mut conn, std::iter::once(r)).unwrap();
+            write_batch(&mut conn, &[r]).unwrap();
         }
         let n: i64 = conn
             .query_row("SELECT count(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL", [], |r| r.get(0))
@@ -558,8 +527,8 @@ mod tests {
 
     #[test]
     fn a_rejected_row_rolls_back_the_whole_batch_and_leaves_the_connection_usable() {
-        let dir = crate::sink::test_dir("store-rollback");
-        let mut conn = super::super::open_database(&dir.join("a.db")).unwrap();
+        let dir = crate::db::test_dir("store-rollback");
+        let mut conn = super::super::open_connection(&dir.join("a.db")).unwrap();
         // A constraint the schema does not have, so one prompt of the batch is rejected mid-statement.
         conn.execute_batch("CREATE UNIQUE INDEX one_prompt_text ON aibridge_user_prompts (prompt)").unwrap();
         let (_, mut records) = batch(40, 40, 40);
@@ -569,15 +538,15 @@ mod tests {
             prompt: "prompt 7".into(),
             created_at: t(0),
         }));
-        let err = write_batch(&mut conn, &records).unwrap_err();
-        assert!(is_record_fault(&err), "{err}");
+        let err = write_batch(&mut conn, &refs(&records)).unwrap_err();
+        assert!(matches!(super::super::classify(err), crate::db::StoreError::Rejected(_)));
         assert!(conn.is_autocommit());
         for table in ["aibridge_interceptions", "aibridge_token_usages", "aibridge_user_prompts"] {
             let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
             assert_eq!(n, 0, "{table}");
         }
         records.pop();
-        write_batch(&mut conn, &records).unwrap();
+        write_batch(&mut conn, &refs(&records)).unwrap();
         let n: i64 = conn.query_row("SELECT count(*) FROM aibridge_user_prompts", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 40);
     }

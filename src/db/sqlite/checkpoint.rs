@@ -1,6 +1,6 @@
-//! The WAL checkpointer: copies committed WAL pages back into the database file on its own thread and
-//! connection, so the sink thread's commits never pay for checkpoint I/O and fsyncs. Owns only that; never
-//! writes records.
+//! The WAL checkpointer of a record-writing [`super::SqliteStore`]: copies committed WAL pages back into the
+//! database file on its own thread and connection, so the sink thread's commits never pay for checkpoint
+//! I/O and fsyncs. Owns only that; never writes records.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
 
-use super::{open_database, SinkError};
+use super::connection::{open_connection, open_error};
+use crate::db::DbError;
 
 /// Pause between passive checkpoints: short enough that the WAL stays a few MiB at full load.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
@@ -22,24 +23,24 @@ const WAL_RESTART_PAGES: i64 = 32_768;
 const RESTART_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Running checkpointer; stops when `stop` (the sender side) is dropped.
-pub struct Checkpointer {
+pub(super) struct Checkpointer {
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Checkpointer {
     /// Opens a second connection and spawns the thread.
-    pub fn spawn(path: &Path, stop: Receiver<()>) -> Result<Self, SinkError> {
-        let conn = open_database(path)?;
-        conn.busy_timeout(RESTART_BUSY_TIMEOUT).map_err(SinkError::Open)?;
+    pub(super) fn spawn(path: &Path, stop: Receiver<()>) -> Result<Self, DbError> {
+        let conn = open_connection(path)?;
+        conn.busy_timeout(RESTART_BUSY_TIMEOUT).map_err(open_error)?;
         let thread = std::thread::Builder::new()
             .name("aibridge-checkpoint".into())
             .spawn(move || run(conn, stop))
-            .map_err(SinkError::Spawn)?;
+            .map_err(DbError::Spawn)?;
         Ok(Checkpointer { thread })
     }
 
     /// Waits for the thread after its stop channel was dropped.
-    pub fn join(self) {
+    pub(super) fn join(self) {
         if self.thread.join().is_err() {
             tracing::error!("the WAL checkpointer panicked");
         }

@@ -1,0 +1,216 @@
+//! The database behind the sink and `auth`: the [`Store`] interface both talk to, its typed errors, the
+//! rows it reads back, interception ids and timestamp text. SQLite (`db::sqlite`) is the first backend;
+//! a second one implements [`Store`] and is chosen in [`open`], and nothing above this module changes.
+//! Never used on a worker: every method blocks on I/O.
+
+mod ids;
+pub mod sqlite;
+pub mod timefmt;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use crate::records::{ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
+
+pub use ids::new_interception_id;
+
+/// The error a backend reported, kept whole for the log line.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a database could not be opened or prepared for use.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the database: {0}")]
+    Open(#[source] BackendError),
+    #[error("the database refused WAL mode (journal mode is {0:?})")]
+    NotWal(String),
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[source] BackendError),
+    #[error("the database schema is version {found}, newer than this build knows ({known}); upgrade aibridged")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("cannot spawn the WAL checkpointer: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Why a [`Store`] operation failed, classified so callers decide on retries without knowing the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A fault that passes (another writer holds the lock, the disk is full or failing): nothing was
+    /// written; the same call can succeed later.
+    #[error("{0}")]
+    Transient(#[source] BackendError),
+    /// The content of one of the records can never be stored (a constraint, a value too big): retrying the
+    /// same records fails the same way.
+    #[error("{0}")]
+    Rejected(#[source] BackendError),
+    /// Any other database fault. Nothing was written; whether it passes is unknown, so writers retry.
+    #[error("{0}")]
+    Fault(#[source] BackendError),
+    /// A stored value this build cannot read (a malformed time, id or hash).
+    #[error("stored row {row} has a malformed {column}")]
+    Corrupt { row: String, column: &'static str },
+}
+
+/// What a connection is for, so the backend can tune it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// The sink thread: the only record writer. It must never wait long for a lock (it goes back to
+    /// draining the channel instead), and storage maintenance runs beside it.
+    RecordWriter,
+    /// Everything else: the CLI, the token refresher, readers.
+    General,
+}
+
+/// Opens the configured database (migrating its schema) for `workload`. The one place a backend is
+/// chosen.
+pub fn open(path: &Path, workload: Workload) -> Result<Box<dyn Store>, DbError> {
+    Ok(Box::new(sqlite::SqliteStore::open(path, workload)?))
+}
+
+/// Everything aibridged stores and reads back. Implementations own their connections; every method
+/// blocks, so none may be called on a worker. A failed call leaves nothing half-written.
+pub trait Store: Send {
+    /// Writes `records` atomically, in order (an end may precede its start: the row is completed later).
+    fn write_batch(&mut self, records: &[&Record]) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` interceptions started before `cutoff` (an end without a start is aged by its
+    /// end) with all their child rows, atomically. Returns how many were removed; fewer than `limit`
+    /// means none are left.
+    fn purge_before(&mut self, cutoff: SystemTime, limit: usize) -> Result<usize, StoreError>;
+
+    /// Adds a token. Its id is new; only the hash of its secret is given.
+    fn insert_token(&mut self, token: &StoredToken) -> Result<(), StoreError>;
+
+    /// Every token, newest first, without hashes. A row with a malformed time is an error.
+    fn list_tokens(&mut self) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// Marks the token revoked at `at`. False when no unrevoked token has this id.
+    fn revoke_token(&mut self, id: &str, at: SystemTime) -> Result<bool, StoreError>;
+
+    /// Whether a token with this id exists, revoked or not.
+    fn token_exists(&mut self, id: &str) -> Result<bool, StoreError>;
+
+    /// Every token with its hash, for the workers' token cache. A malformed row is logged and skipped, so
+    /// one bad row never locks every user out.
+    fn load_tokens(&mut self) -> Result<Vec<StoredToken>, StoreError>;
+
+    /// One page of interceptions, newest start first.
+    fn list_interceptions(&mut self, query: &InterceptionQuery) -> Result<InterceptionPage, StoreError>;
+
+    /// One interception with every child row, or `None` when no such id is stored.
+    fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError>;
+
+    /// Finishes background work before the process exits (the default has none). Called once, last.
+    fn close(&mut self) {}
+}
+
+/// A token row. `secret_hash` is the SHA-256 of the secret; the secret itself is never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub id: String,
+    pub user: String,
+    pub secret_hash: [u8; 32],
+    pub created_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+    pub revoked_at: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `tokens list` shows about a token (no secret, no hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub user: String,
+    pub created_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+    pub revoked_at: Option<SystemTime>,
+}
+
+/// Which interceptions [`Store::list_interceptions`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterceptionQuery {
+    /// Only this user's interceptions.
+    pub initiator_id: Option<String>,
+    /// Only interceptions started at or after this instant.
+    pub started_after: Option<SystemTime>,
+    /// Only interceptions started before this instant.
+    pub started_before: Option<SystemTime>,
+    /// Continue after the last row of a previous page.
+    pub after: Option<Cursor>,
+    /// Rows per page (at least 1; the backend may cap it at [`MAX_PAGE`]).
+    pub limit: usize,
+}
+
+/// Most rows one page may hold, so one request cannot make the database build an unbounded answer.
+pub const MAX_PAGE: usize = 1000;
+
+/// Where a page ended: the sort key of its last row. Interceptions sort by start time, then id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub started_at: SystemTime,
+    pub id: Uuid,
+}
+
+/// One page of interceptions and where the next one starts (`None` on the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterceptionPage {
+    pub interceptions: Vec<StoredInterception>,
+    pub next: Option<Cursor>,
+}
+
+/// An interception row as stored. Columns of a half that has not arrived yet (an end before its start)
+/// are `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInterception {
+    pub id: Uuid,
+    pub initiator_id: Option<String>,
+    pub provider: Option<String>,
+    pub provider_name: Option<String>,
+    pub model: Option<String>,
+    pub client: Option<String>,
+    pub client_session_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub credential_kind: Option<String>,
+    pub credential_hint: Option<String>,
+    pub started_at: Option<SystemTime>,
+    pub ended_at: Option<SystemTime>,
+    pub status: Option<String>,
+    pub upstream_status: Option<u16>,
+}
+
+/// An interception with everything recorded about it, each list in the order it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterceptionDetail {
+    pub interception: StoredInterception,
+    pub token_usages: Vec<TokenUsage>,
+    pub prompts: Vec<PromptUsage>,
+    pub tool_usages: Vec<ToolUsage>,
+    pub thoughts: Vec<ModelThought>,
+}
+
+/// A fresh directory under the system temp dir for one test's database and logs.
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "aibridged-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
