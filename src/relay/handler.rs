@@ -219,17 +219,22 @@ async fn proxy(
 
     // Inspect and edit the request.
     let mut info: Option<RequestInfo> = None;
+    let mut inspection = None;
     if let Some(api) = api {
-        let ri = inspect(api, &body).map_err(|e| RelayError::BadJson(e.to_string()))?;
-        if api == Api::Responses && ri.background {
+        let ins = inspect(api, &body).map_err(|e| RelayError::BadJson(e.to_string()))?;
+        if api == Api::Responses && ins.info.background {
             return Err(RelayError::BackgroundUnsupported);
         }
-        if api == Api::ChatCompletions && ri.stream && !ri.include_usage {
-            if let Some(edited) = with_include_usage(&body) {
+        info = Some(ins.info.clone());
+        if api == Api::ChatCompletions && ins.info.stream && !ins.info.include_usage {
+            if let Some(edited) = with_include_usage(&ins, &body) {
+                // The layout no longer fits the edited body: only chat completions bodies are edited,
+                // and only Messages bodies are rewritten for Bedrock below.
                 body = edited;
             }
+        } else {
+            inspection = Some(ins);
         }
-        info = Some(ri);
     }
 
     // Where it goes.
@@ -238,7 +243,10 @@ async fn proxy(
             if api != Some(Api::Messages) {
                 return Err(RelayError::NotFound { method: head.method.clone(), path: rest.to_string() });
             }
-            let br = translate_request(cfg, &body).map_err(|e| RelayError::Translate(e.to_string()))?;
+            let ins = inspection
+                .as_ref()
+                .ok_or_else(|| RelayError::NotFound { method: head.method.clone(), path: rest.to_string() })?;
+            let br = translate_request(cfg, ins, &body).map_err(|e| RelayError::Translate(e.to_string()))?;
             body = br.body;
             (format!("{}{}", inst.target.base_path, br.path), Some(br.model_id), br.stream)
         }

@@ -1,4 +1,4 @@
-//! AWS Bedrock for anthropic instances (DESIGN §2 "Bedrock"): request rewriting, SigV4 signing, the AWS
+//! AWS Bedrock for anthropic instances: request rewriting, SigV4 signing, the AWS
 //! event-stream decoder and its translation to Anthropic SSE, and error translation. Pure over bytes: no
 //! I/O, no runtime; the relay drives these pieces.
 
@@ -17,10 +17,11 @@ pub use to_sse::{error_to_anthropic, SseTranslator};
 /// Why a request could not be prepared for Bedrock. Messages never contain a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BedrockError {
-    /// The client's body is not a JSON object (Bedrock would refuse it anyway; answer 400 ourselves).
-    #[error("request body is not a JSON object: {0}")]
-    InvalidBody(String),
-    /// `"model"` is present but not a string.
+    /// The body given to the rewrite is not the one its inspection was made from: a gateway bug, not the
+    /// client's fault (the client's body was validated by the inspection).
+    #[error("request body does not match its inspection")]
+    NotInspected,
+    /// `"model"` is present but not a string (null: the inspector refuses every other type).
     #[error("\"model\" must be a string")]
     ModelNotString,
     /// The signer refused the request (bad header value, unparsable URI). Never includes the secret.
