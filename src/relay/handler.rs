@@ -10,7 +10,7 @@ use crate::providers::bedrock::request::translate_request;
 use crate::providers::bedrock::to_sse::{error_to_anthropic, SseTranslator};
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
-use crate::providers::request::{inspect, with_include_usage};
+use crate::providers::request::{inspect, with_include_usage, Inspection};
 use crate::providers::routes::{classify, split_bridge_path, upstream_path, RouteKind};
 use crate::records::{Api, EndStatus, InterceptionStart, RequestInfo};
 use crate::runtime::http::{self, BodyKind, RequestHead, ResponseBody};
@@ -218,44 +218,38 @@ async fn proxy(
     };
 
     // Inspect and edit the request.
-    let mut info: Option<RequestInfo> = None;
-    let mut inspection = None;
+    let mut inspection: Option<Inspection> = None;
     if let Some(api) = api {
         let ins = inspect(api, &body).map_err(|e| RelayError::BadJson(e.to_string()))?;
         if api == Api::Responses && ins.info.background {
             return Err(RelayError::BackgroundUnsupported);
         }
-        info = Some(ins.info.clone());
         if api == Api::ChatCompletions && ins.info.stream && !ins.info.include_usage {
             if let Some(edited) = with_include_usage(&ins, &body) {
-                // The layout no longer fits the edited body: only chat completions bodies are edited,
-                // and only Messages bodies are rewritten for Bedrock below.
                 body = edited;
             }
-        } else {
-            inspection = Some(ins);
         }
+        inspection = Some(ins);
     }
 
     // Where it goes.
-    let (path, mut recorded_model, stream) = match (&inst.bedrock, &inst.config.bedrock) {
-        (Some(_), Some(cfg)) => {
-            if api != Some(Api::Messages) {
-                return Err(RelayError::NotFound { method: head.method.clone(), path: rest.to_string() });
-            }
-            let ins = inspection
-                .as_ref()
-                .ok_or_else(|| RelayError::NotFound { method: head.method.clone(), path: rest.to_string() })?;
+    let (path, mut recorded_model, stream) = match (&inst.bedrock, &inst.config.bedrock, &inspection) {
+        (Some(_), Some(cfg), Some(ins)) if api == Some(Api::Messages) => {
+            // Messages bodies are never edited above, so the inspection's layout still fits the body.
             let br = translate_request(cfg, ins, &body).map_err(|e| RelayError::Translate(e.to_string()))?;
             body = br.body;
             (format!("{}{}", inst.target.base_path, br.path), Some(br.model_id), br.stream)
         }
+        (Some(_), Some(_), _) => {
+            return Err(RelayError::NotFound { method: head.method.clone(), path: rest.to_string() });
+        }
         _ => (
             upstream_path(inst.config.kind, &inst.target.base_path, rest),
             None,
-            info.as_ref().is_some_and(|i| i.stream),
+            inspection.as_ref().is_some_and(|i| i.info.stream),
         ),
     };
+    let info: Option<RequestInfo> = inspection.map(|i| i.info);
     let bedrock_stream = inst.bedrock.is_some() && stream;
 
     // Pick the first credential.
