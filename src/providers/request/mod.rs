@@ -60,7 +60,7 @@ impl From<Invalid> for InspectError {
 pub struct Inspection {
     /// Model, stream flag, prompt, `background`, `include_usage`.
     pub info: RequestInfo,
-    /// The ids of the tool results the last turn answers, in body order (see `turn::tool_result_ids`);
+    /// The ids of the tool results the last turn answers, in body order (see `turn::last_turn`);
     /// the coming sessions feature links a request to the tool calls it answers by them.
     pub tool_result_ids: Vec<String>,
     /// Where the top-level members are.
@@ -117,8 +117,7 @@ fn scan_request(api: Api, body: &[u8], strict: bool) -> Result<Inspection, Inspe
             }
             _ => false,
         };
-    let prompt_text = turn::prompt(api, b, prompt.as_ref())?;
-    let tool_result_ids = turn::tool_result_ids(api, b, prompt.as_ref())?;
+    let (prompt_text, tool_result_ids) = turn::last_turn(api, b, prompt.as_ref())?;
     Ok(Inspection {
         info: RequestInfo { model, stream, prompt: prompt_text, background, include_usage },
         tool_result_ids,

@@ -21,35 +21,40 @@ fn text_is(b: &[u8], r: Option<Range<usize>>, name: &str) -> bool {
     r.is_some_and(|r| b[r.start] == b'"' && scan::string_is(b, &r, name))
 }
 
-/// The prompt: a Responses `input` string, or the text of the last message (or Responses item) when its
-/// role is `user`.
-pub(super) fn prompt(api: Api, b: &[u8], value: Option<&PromptValue>) -> Result<Option<String>, Invalid> {
-    match (api, value) {
-        (Api::Responses, Some(PromptValue::Text(r))) => scan::decode_string(b, r.clone()).map(Some),
-        (_, Some(PromptValue::List(tail))) => match tail.back(0) {
-            Some(last) => last_user_message(b, last),
-            None => Ok(None),
-        },
-        _ => Ok(None),
-    }
+/// What the last turn holds: the prompt (a Responses `input` string, or the text of the last message or
+/// Responses item when its role is `user`) and the tool-result ids (see [`tool_result_ids`]). The last
+/// element's members are listed once for both.
+pub(super) fn last_turn(
+    api: Api,
+    b: &[u8],
+    value: Option<&PromptValue>,
+) -> Result<(Option<String>, Vec<String>), Invalid> {
+    let tail = match (api, value) {
+        (Api::Responses, Some(PromptValue::Text(r))) => {
+            return Ok((Some(scan::decode_string(b, r.clone())?), Vec::new()))
+        }
+        (_, Some(PromptValue::List(tail))) => tail,
+        _ => return Ok((None, Vec::new())),
+    };
+    let Some(last) = tail.back(0).filter(|r| b[r.start] == b'{') else {
+        return Ok((None, Vec::new()));
+    };
+    let list = scan::member_list(b, last.start)?;
+    Ok((user_message_text(b, &list)?, tool_result_ids(api, b, tail, &list)?))
 }
 
-/// The text of one message (or Responses item), only when its role is `user`. Responses items without a
-/// `type` are messages; other item types (tool outputs…) are not prompts.
-fn last_user_message(b: &[u8], last: Range<usize>) -> Result<Option<String>, Invalid> {
-    if b[last.start] != b'{' {
-        return Ok(None);
-    }
-    let list = scan::member_list(b, last.start)?;
-    if let Some(t) = as_text(b, scan::last_member(b, &list, "type"))? {
+/// The text of one message (or Responses item) given its members, only when its role is `user`.
+/// Responses items without a `type` are messages; other item types (tool outputs…) are not prompts.
+fn user_message_text(b: &[u8], list: &[scan::Member]) -> Result<Option<String>, Invalid> {
+    if let Some(t) = as_text(b, scan::last_member(b, list, "type"))? {
         if t != "message" {
             return Ok(None);
         }
     }
-    if as_text(b, scan::last_member(b, &list, "role"))?.as_deref() != Some("user") {
+    if as_text(b, scan::last_member(b, list, "role"))?.as_deref() != Some("user") {
         return Ok(None);
     }
-    match scan::last_member(b, &list, "content") {
+    match scan::last_member(b, list, "content") {
         Some(c) => content_text(b, c),
         None => Ok(None),
     }
@@ -81,7 +86,7 @@ fn content_text(b: &[u8], content: Range<usize>) -> Result<Option<String>, Inval
 }
 
 /// The ids of the tool results the request's last turn answers, in body order: what links a request to
-/// the interception whose tool calls it answers.
+/// the interception whose tool calls it answers. `last` holds the members of the list's last element.
 ///
 /// - Anthropic Messages: the last message, when the user's, holds every result as a content block
 ///   `{"type":"tool_result","tool_use_id":…}`.
@@ -89,22 +94,16 @@ fn content_text(b: &[u8], content: Range<usize>) -> Result<Option<String>, Inval
 ///   run of them is the turn.
 /// - Responses: each result is its own item (`function_call_output`, and the other `*_call_output`
 ///   types) with a `call_id`; the trailing run of them is the turn.
-pub(super) fn tool_result_ids(api: Api, b: &[u8], value: Option<&PromptValue>) -> Result<Vec<String>, Invalid> {
-    let Some(PromptValue::List(tail)) = value else {
-        return Ok(Vec::new());
-    };
+fn tool_result_ids(api: Api, b: &[u8], tail: &Tail, last: &[scan::Member]) -> Result<Vec<String>, Invalid> {
     match api {
-        Api::Messages => match tail.back(0) {
-            Some(last) => anthropic_tool_results(b, last),
-            None => Ok(Vec::new()),
-        },
-        Api::ChatCompletions => trailing_ids(b, tail, |b, list| {
+        Api::Messages => anthropic_tool_results(b, last),
+        Api::ChatCompletions => trailing_ids(b, tail, last, |b, list| {
             Ok(text_is(b, scan::last_member(b, list, "role"), "tool")
                 .then(|| as_text(b, scan::last_member(b, list, "tool_call_id")))
                 .transpose()?
                 .map(Option::unwrap_or_default))
         }),
-        Api::Responses => trailing_ids(b, tail, |b, list| {
+        Api::Responses => trailing_ids(b, tail, last, |b, list| {
             let kind = as_text(b, scan::last_member(b, list, "type"))?;
             if !kind.is_some_and(|k| k.ends_with("_call_output")) {
                 return Ok(None);
@@ -114,17 +113,14 @@ pub(super) fn tool_result_ids(api: Api, b: &[u8], value: Option<&PromptValue>) -
     }
 }
 
-/// The `tool_use_id`s of the `tool_result` blocks of one Anthropic message, when it is the user's.
-fn anthropic_tool_results(b: &[u8], last: Range<usize>) -> Result<Vec<String>, Invalid> {
+/// The `tool_use_id`s of the `tool_result` blocks of one Anthropic message (given its members), when it
+/// is the user's.
+fn anthropic_tool_results(b: &[u8], list: &[scan::Member]) -> Result<Vec<String>, Invalid> {
     let mut ids = Vec::new();
-    if b[last.start] != b'{' {
+    if !text_is(b, scan::last_member(b, list, "role"), "user") {
         return Ok(ids);
     }
-    let list = scan::member_list(b, last.start)?;
-    if !text_is(b, scan::last_member(b, &list, "role"), "user") {
-        return Ok(ids);
-    }
-    let Some(content) = scan::last_member(b, &list, "content").filter(|c| b[c.start] == b'[') else {
+    let Some(content) = scan::last_member(b, list, "content").filter(|c| b[c.start] == b'[') else {
         return Ok(ids);
     };
     for block in scan::element_list(b, content.start)? {
@@ -147,7 +143,7 @@ type ResultId = fn(&[u8], &[scan::Member]) -> Result<Option<String>, Invalid>;
 
 /// The ids of the run of tool-result elements at the end of a list, in body order. The kept tail covers
 /// the usual turn; a longer run is read from a second walk over the list.
-fn trailing_ids(b: &[u8], tail: &Tail, result_id: ResultId) -> Result<Vec<String>, Invalid> {
+fn trailing_ids(b: &[u8], tail: &Tail, last: &[scan::Member], result_id: ResultId) -> Result<Vec<String>, Invalid> {
     let read = |r: Range<usize>| -> Result<Option<String>, Invalid> {
         if b[r.start] != b'{' {
             return Ok(None);
@@ -155,7 +151,11 @@ fn trailing_ids(b: &[u8], tail: &Tail, result_id: ResultId) -> Result<Vec<String
         result_id(b, &scan::member_list(b, r.start)?)
     };
     let mut ids = Vec::new();
-    let mut k = 0;
+    match result_id(b, last)? {
+        Some(id) => ids.push(id),
+        None => return Ok(ids),
+    }
+    let mut k = 1;
     let whole_tail = loop {
         let Some(r) = tail.back(k) else {
             break k < tail.len;
