@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(v["stream_options"]["include_usage"], serde_json::Value::Bool(true));
     }
     let again = inspect(Api::ChatCompletions, &out).expect("the edited body is inspected again");
-    assert_eq!((again.info.model, again.info.stream), (inspection.info.model, inspection.info.stream));
+    assert_eq!((&again.info.model, again.info.stream), (&inspection.info.model, inspection.info.stream));
     assert!(again.info.include_usage);
     assert!(with_include_usage(&again, &out).is_none());
 });
