@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use crate::auth::Principal;
+use crate::providers::request::Inspection;
 use crate::providers::routes::RouteKind;
 use crate::providers::upstream::Credential;
-use crate::records::{Api, RequestInfo};
+use crate::records::Api;
 use crate::runtime::http::RequestHead;
 
 use super::instance::Instance;
@@ -85,7 +86,7 @@ pub struct RequestCtx<'a> {
     pub inst: &'a Instance,
     pub caller: Caller,
     /// What inspection found in the body (intercepted routes only).
-    pub info: Option<RequestInfo>,
+    pub info: Option<Inspection>,
     /// The credential of the current attempt; failover replaces it.
     pub credential: Credential,
     /// The interception being recorded, until it ends.

@@ -144,7 +144,7 @@ async fn proxy(
 /// Opens the interception of an inspected request (when recording is on). `model` replaces the
 /// requested model when the upstream names it differently.
 fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<String>) {
-    let Some(info) = ctx.info.as_mut().filter(|_| svc.gw.recording) else {
+    let Some(info) = ctx.info.as_mut().map(|i| &mut i.info).filter(|_| svc.gw.recording) else {
         return;
     };
     let head = &ctx.head;

@@ -19,23 +19,25 @@ pub fn inspect_body(ctx: &mut RequestCtx<'_>, body: Vec<u8>) -> Result<Vec<u8>, 
     let Some(api) = ctx.route.api() else {
         return Ok(body);
     };
-    let info = inspect(api, &body)?;
+    let inspection = inspect(api, &body)?;
+    let info = &inspection.info;
     if api == Api::Responses && info.background {
         return Err(RelayError::BackgroundUnsupported);
     }
+    // The edit is made on the inspection's spans, so the layout describes the body before it; only chat
+    // bodies are edited and only Messages bodies are rewritten again (by the Bedrock upstream).
     let body = if api == Api::ChatCompletions && info.stream && !info.include_usage {
-        with_include_usage(&body).unwrap_or(body)
+        with_include_usage(&inspection, &body).unwrap_or(body)
     } else {
         body
     };
-    ctx.info = Some(info);
+    ctx.info = Some(inspection);
     Ok(body)
 }
 
 /// The request as the instance's upstream receives it.
 pub fn outbound(ctx: &RequestCtx<'_>, body: Vec<u8>) -> Result<Outbound, RelayError> {
-    let stream = ctx.info.as_ref().is_some_and(|i| i.stream);
-    ctx.inst.upstream.prepare(ctx.route.api(), &ctx.route.rest, body, stream).map_err(|e| match e {
+    ctx.inst.upstream.prepare(ctx.route.api(), &ctx.route.rest, body, ctx.info.as_ref()).map_err(|e| match e {
         UpstreamError::RouteUnsupported => {
             RelayError::NotFound { method: ctx.head.method.clone(), path: ctx.route.rest.clone() }
         }
@@ -176,8 +178,12 @@ mod tests {
         let insts = instances();
         let models = ctx(&insts[2], "GET /api/v2/aibridge/bedrock/v1/models", &[]);
         assert!(matches!(outbound(&models, Vec::new()), Err(RelayError::NotFound { .. })));
-        let c = ctx(&insts[2], "POST /api/v2/aibridge/bedrock/v1/messages", &[]);
-        let e = outbound(&c, br#"{"model":5}"#.to_vec()).unwrap_err();
+        let mut c = ctx(&insts[2], "POST /api/v2/aibridge/bedrock/v1/messages", &[]);
+        let e = inspect_body(&mut c, br#"{"model":5}"#.to_vec()).unwrap_err();
+        assert_eq!(e.status(), 400, "{e}");
+        // `null` passes inspection (no model recorded) but Bedrock needs a string to pick its model.
+        let body = inspect_body(&mut c, br#"{"model":null}"#.to_vec()).unwrap();
+        let e = outbound(&c, body).unwrap_err();
         assert_eq!(e.status(), 400, "{e}");
     }
 
@@ -189,7 +195,7 @@ mod tests {
         let body = inspect_body(&mut c, br#"{"model":"m","stream":true,"messages":[]}"#.to_vec()).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
-        assert_eq!(c.info.as_ref().map(|i| i.model.as_str()), Some("m"));
+        assert_eq!(c.info.as_ref().map(|i| i.info.model.as_str()), Some("m"));
 
         let mut r = ctx(&insts[0], "POST /api/v2/aibridge/openai/v1/responses", &[]);
         let e = inspect_body(&mut r, br#"{"model":"m","background":true,"input":"hi"}"#.to_vec()).unwrap_err();

@@ -18,10 +18,11 @@ pub use to_sse::{error_to_anthropic, SseTranslator};
 /// failures are [`SignError`]. Messages never contain a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BedrockError {
-    /// The client's body is not a JSON object (Bedrock would refuse it anyway; answer 400 ourselves).
-    #[error("request body is not a JSON object: {0}")]
-    InvalidBody(String),
-    /// `"model"` is present but not a string.
+    /// The body given to the rewrite is not the one its inspection was made from: a gateway bug, not the
+    /// client's fault (the client's body was validated by the inspection).
+    #[error("request body does not match its inspection")]
+    NotInspected,
+    /// `"model"` is present but not a string (null: the inspector refuses every other type).
     #[error("\"model\" must be a string")]
     ModelNotString,
 }

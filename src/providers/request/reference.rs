@@ -1,14 +1,12 @@
-//! The inspector as it was before the scanner: a full simd-json DOM of the body. Test-only reference
-//! that the fast path is checked against; must not be used outside tests.
+//! The inspector as it was before the scanner, over a full DOM of the body: the one copy of the old DOM
+//! inspector, the test-only reference the scanning inspector is checked against (`equivalence`); must
+//! not be used outside tests.
 //!
-//! `inspect_dom` is the old code verbatim. Its DOM (simd-json's `BorrowedValue`) keeps every duplicate
-//! key and its lookups return the first one (for objects of up to 32 members; beyond, whichever the hash
-//! table finds), whereas the provider's parser and `with_include_usage` take the last. `inspect` is the
-//! same code over a `serde_json::Value` built by simd-json's own parser (same accepted inputs, same
-//! string and number decoding) whose maps keep the last duplicate: the behaviour the fast path has.
-
-use simd_json::prelude::*;
-use simd_json::BorrowedValue;
+//! The old code read simd-json's `BorrowedValue`, whose lookups return the first of duplicate keys (for
+//! objects of up to 32 members; beyond, whichever the hash table finds), whereas the provider's parser
+//! and the edits take the last. This is the same code over a `serde_json::Value` built by simd-json's own
+//! parser (same accepted inputs, same string and number decoding) whose maps keep the last duplicate:
+//! the behaviour the scanner has.
 
 use super::InspectError;
 use crate::records::{Api, RequestInfo};
@@ -56,71 +54,6 @@ fn last_user_message(list: &serde_json::Value) -> Option<String> {
         return None;
     }
     let content = last.get("content")?;
-    if let Some(s) = content.as_str() {
-        return Some(s.to_owned());
-    }
-    let parts: Vec<&str> = content
-        .as_array()?
-        .iter()
-        .filter(|p| matches!(p.get("type").and_then(|t| t.as_str()), Some("text" | "input_text")))
-        .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-        .collect();
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("\n"))
-    }
-}
-
-/// The old inspector verbatim (first duplicate wins).
-pub fn inspect_dom(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
-    let mut copy = body.to_vec();
-    let v = simd_json::to_borrowed_value(&mut copy).map_err(|_| InspectError::InvalidJson)?;
-    if v.as_object().is_none() {
-        return Err(InspectError::NotAnObject);
-    }
-    let model = match v.get("model") {
-        None => String::new(),
-        Some(m) if m.is_null() => String::new(),
-        Some(m) => m.as_str().ok_or(InspectError::WrongType("model"))?.to_owned(),
-    };
-    let stream = dom_bool_field(&v, "stream")?;
-    let background = api == Api::Responses && dom_bool_field(&v, "background")?;
-    let include_usage = api == Api::ChatCompletions
-        && v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(|b| b.as_bool()).unwrap_or(false);
-    let prompt = match api {
-        Api::ChatCompletions | Api::Messages => v.get("messages").and_then(dom_last_user_message),
-        Api::Responses => match v.get("input") {
-            Some(BorrowedValue::String(s)) => Some(s.to_string()),
-            Some(items) => dom_last_user_message(items),
-            None => None,
-        },
-    };
-    Ok(RequestInfo { model, stream, prompt, background, include_usage })
-}
-
-fn dom_bool_field(v: &BorrowedValue<'_>, key: &'static str) -> Result<bool, InspectError> {
-    match v.get(key) {
-        None => Ok(false),
-        Some(b) if b.is_null() => Ok(false),
-        Some(b) => b.as_bool().ok_or(InspectError::WrongType(key)),
-    }
-}
-
-fn dom_last_user_message(list: &BorrowedValue<'_>) -> Option<String> {
-    let last = list.as_array()?.last()?;
-    if let Some(t) = last.get("type").and_then(|t| t.as_str()) {
-        if t != "message" {
-            return None;
-        }
-    }
-    if last.get("role").and_then(|r| r.as_str()) != Some("user") {
-        return None;
-    }
-    dom_content_text(last.get("content")?)
-}
-
-fn dom_content_text(content: &BorrowedValue<'_>) -> Option<String> {
     if let Some(s) = content.as_str() {
         return Some(s.to_owned());
     }

@@ -553,20 +553,46 @@ pub(super) fn last_member(b: &[u8], list: &[Member], name: &str) -> Option<Range
     list.iter().rev().find(|m| string_is(b, &m.key, name)).map(|m| m.value.clone())
 }
 
+/// How many of an array's last elements [`array_tail`] keeps: enough for the trailing tool results of
+/// an agent's turn in nearly every request, without a second walk over the array.
+pub(super) const TAIL: usize = 16;
+
+/// The last (up to [`TAIL`]) elements of an array, noted while it was validated.
+#[derive(Debug, Clone)]
+pub(super) struct Tail {
+    /// Index of the array's `[` (to walk it again when more than the kept elements are needed).
+    pub open: usize,
+    /// How many elements the array has.
+    pub len: usize,
+    ring: [Range<usize>; TAIL],
+}
+
+impl Tail {
+    /// The range of the `k`-th element from the end (0 = the last), when it is one of the kept ones.
+    pub fn back(&self, k: usize) -> Option<Range<usize>> {
+        if k >= self.len.min(TAIL) {
+            return None;
+        }
+        Some(self.ring[(self.len - 1 - k) % TAIL].clone())
+    }
+}
+
 /// Walks the array whose `[` is at `open`, validating every element; returns the index after the `]`
-/// and the range of the last element (None when empty).
-pub(super) fn array_last(b: &[u8], open: usize) -> Scan<(usize, Option<Range<usize>>)> {
+/// and its last elements.
+pub(super) fn array_tail(b: &[u8], open: usize) -> Scan<(usize, Tail)> {
+    let mut tail = Tail { open, len: 0, ring: std::array::from_fn(|_| 0..0) };
     let mut i = skip_ws(b, open + 1);
     if byte(b, i)? == b']' {
-        return Ok((i + 1, None));
+        return Ok((i + 1, tail));
     }
     loop {
         let end = skip_value(b, i)?;
-        let last = i..end;
+        tail.ring[tail.len % TAIL] = i..end;
+        tail.len += 1;
         i = skip_ws(b, end);
         match byte(b, i)? {
             b',' => i = skip_ws(b, i + 1),
-            b']' => return Ok((i + 1, Some(last))),
+            b']' => return Ok((i + 1, tail)),
             _ => return Err(Invalid),
         }
     }

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::config::{AwsCredential, BedrockConfig, UpstreamUrl};
 use crate::providers::bedrock::{endpoint, error_to_anthropic, sign, signing_region, translate_request};
+use crate::providers::request::Inspection;
 use crate::records::Api;
 
 use super::{Credential, Outbound, UpstreamError};
@@ -56,11 +57,16 @@ impl Bedrock {
         self.credentials.get(k).map(|c| c.access_key_id.hint())
     }
 
-    pub(super) fn prepare(&self, api: Option<Api>, body: Vec<u8>) -> Result<Outbound, UpstreamError> {
-        if api != Some(Api::Messages) {
+    pub(super) fn prepare(
+        &self,
+        api: Option<Api>,
+        body: Vec<u8>,
+        inspection: Option<&Inspection>,
+    ) -> Result<Outbound, UpstreamError> {
+        let (Some(Api::Messages), Some(inspection)) = (api, inspection) else {
             return Err(UpstreamError::RouteUnsupported);
-        }
-        let br = translate_request(&self.cfg, &body)?;
+        };
+        let br = translate_request(&self.cfg, inspection, &body)?;
         Ok(Outbound {
             path: format!("{}{}", self.url.base_path, br.path),
             body: br.body,

@@ -9,6 +9,7 @@ mod direct;
 use std::time::SystemTime;
 
 use crate::config::{AwsCredential, ProviderConfig, UpstreamUrl};
+use crate::providers::request::Inspection;
 use crate::records::Api;
 
 pub use bedrock::Bedrock;
@@ -65,7 +66,12 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// True when the client's request is at fault (answered 4xx); false for the gateway's own failures.
     pub fn is_client_fault(&self) -> bool {
-        matches!(self, UpstreamError::RouteUnsupported | UpstreamError::Translate(_))
+        match self {
+            UpstreamError::RouteUnsupported => true,
+            // A body that does not match its inspection is the gateway's own bug.
+            UpstreamError::Translate(e) => !matches!(e, crate::providers::bedrock::BedrockError::NotInspected),
+            _ => false,
+        }
     }
 }
 
@@ -132,17 +138,18 @@ impl Upstream {
     }
 
     /// Turns the client's body (already inspected, and edited when `api` asked for it) for `rest` (path and
-    /// query after the instance name) into what the upstream receives. `stream` is what inspection saw.
+    /// query after the instance name) into what the upstream receives. `inspection` is what the one scan of
+    /// the body found (intercepted routes only); a rewrite edits the body on its spans.
     pub fn prepare(
         &self,
         api: Option<Api>,
         rest: &str,
         body: Vec<u8>,
-        stream: bool,
+        inspection: Option<&Inspection>,
     ) -> Result<Outbound, UpstreamError> {
         match self {
-            Upstream::Direct(d) => Ok(d.prepare(rest, body, stream)),
-            Upstream::Bedrock(b) => b.prepare(api, body),
+            Upstream::Direct(d) => Ok(d.prepare(rest, body, inspection.is_some_and(|i| i.info.stream))),
+            Upstream::Bedrock(b) => b.prepare(api, body, inspection),
         }
     }
 

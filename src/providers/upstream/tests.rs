@@ -2,6 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::config::{BedrockConfig, ProviderType, Secret};
+use crate::providers::request::inspect;
 
 fn direct(kind: ProviderType, url: &str, keys: &[&str]) -> Upstream {
     Upstream::new(
@@ -44,6 +45,16 @@ fn bedrock(credentials: Vec<AwsCredential>, aws_env: Option<&AwsCredential>) -> 
     )
 }
 
+/// The inspection of a Messages body, as the relay makes it before preparing the upstream request.
+fn messages(body: &[u8]) -> Inspection {
+    inspect(Api::Messages, body).expect("a valid Messages body")
+}
+
+/// The inspection of a streaming chat completions body.
+fn streaming_chat() -> Inspection {
+    inspect(Api::ChatCompletions, br#"{"stream":true}"#).expect("a valid chat body")
+}
+
 fn when() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
 }
@@ -51,7 +62,9 @@ fn when() -> SystemTime {
 #[test]
 fn direct_keys_go_in_the_header_each_provider_type_expects() {
     let openai = direct(ProviderType::OpenAi, "https://api.openai.com/v1", &["sk-openai-000000001"]);
-    let out = openai.prepare(Some(Api::ChatCompletions), "/v1/chat/completions?x=1", b"{}".to_vec(), true).unwrap();
+    let out = openai
+        .prepare(Some(Api::ChatCompletions), "/v1/chat/completions?x=1", b"{}".to_vec(), Some(&streaming_chat()))
+        .unwrap();
     assert_eq!(
         out,
         Outbound { path: "/v1/chat/completions?x=1".into(), body: b"{}".to_vec(), model: None, stream: true }
@@ -98,9 +111,9 @@ fn bedrock_uses_its_configured_credentials_else_the_environments() {
 #[test]
 fn bedrock_signs_its_own_content_headers_and_refuses_to_send_unsigned_without_a_credential() {
     let u = bedrock(vec![aws("AKIACONFIGURED00001")], None);
-    let out =
-        u.prepare(Some(Api::Messages), "/v1/messages", br#"{"model":"m","stream":false}"#.to_vec(), true).unwrap();
-    assert!(!out.stream, "the body decides, not the caller's guess");
+    let body = br#"{"model":"m","stream":false}"#;
+    let out = u.prepare(Some(Api::Messages), "/v1/messages", body.to_vec(), Some(&messages(body))).unwrap();
+    assert!(!out.stream);
     assert_eq!(out.path, "/model/big/invoke");
     assert_eq!(u.method("GET"), "POST");
     let h = u.added_headers(&out, Credential::Key(0), when()).unwrap();
@@ -119,9 +132,14 @@ fn bedrock_signs_its_own_content_headers_and_refuses_to_send_unsigned_without_a_
 #[test]
 fn bedrock_serves_messages_only_and_blames_the_client_for_a_bad_body() {
     let u = bedrock(vec![aws("AKIACONFIGURED00001")], None);
-    assert!(matches!(u.prepare(None, "/v1/models", Vec::new(), false), Err(UpstreamError::RouteUnsupported)));
-    let e = u.prepare(Some(Api::Messages), "/v1/messages", b"[1]".to_vec(), false).unwrap_err();
+    assert!(matches!(u.prepare(None, "/v1/models", Vec::new(), None), Err(UpstreamError::RouteUnsupported)));
+    let null_model = br#"{"model":null}"#;
+    let e =
+        u.prepare(Some(Api::Messages), "/v1/messages", null_model.to_vec(), Some(&messages(null_model))).unwrap_err();
     assert!(matches!(e, UpstreamError::Translate(_)) && e.is_client_fault(), "{e}");
+    // A body that is not the one inspected is the gateway's own bug, never blamed on the client.
+    let e = u.prepare(Some(Api::Messages), "/v1/messages", b"{ }".to_vec(), Some(&messages(b"{}"))).unwrap_err();
+    assert!(matches!(e, UpstreamError::Translate(_)) && !e.is_client_fault(), "{e}");
 }
 
 #[test]
@@ -137,12 +155,19 @@ fn bedrock_drops_headers_it_sets_or_that_would_confuse_its_signature() {
 #[test]
 fn bedrock_streams_are_translated_and_its_errors_rewritten_in_anthropics_shape() {
     let u = bedrock(vec![aws("AKIACONFIGURED00001")], None);
-    let streamed = u.prepare(Some(Api::Messages), "/v1/messages", br#"{"stream":true}"#.to_vec(), false).unwrap();
+    let streamed = u
+        .prepare(
+            Some(Api::Messages),
+            "/v1/messages",
+            br#"{"stream":true}"#.to_vec(),
+            Some(&messages(br#"{"stream":true}"#)),
+        )
+        .unwrap();
     let mut t = u.translator(&streamed).expect("a stream is translated");
     let mut out = Vec::new();
     t.finish(&mut out);
     assert!(out.is_empty(), "an empty stream before any message owes the client nothing: {out:?}");
-    let json = u.prepare(Some(Api::Messages), "/v1/messages", b"{}".to_vec(), false).unwrap();
+    let json = u.prepare(Some(Api::Messages), "/v1/messages", b"{}".to_vec(), Some(&messages(b"{}"))).unwrap();
     assert!(u.translator(&json).is_none());
 
     assert!(u.rewrites_errors());

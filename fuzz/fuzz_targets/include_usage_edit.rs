@@ -1,0 +1,26 @@
+//! Fuzz target: the include_usage edit of any body the inspector accepts is a body it accepts again,
+//! with `stream_options.include_usage == true`, that serde_json parses whenever it parsed the original
+//! (the scanner also accepts lone `\uD800` escapes, as simd-json does); editing it again is a no-op.
+#![no_main]
+
+use aibridged::providers::request::{inspect, with_include_usage};
+use aibridged::records::Api;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(inspection) = inspect(Api::ChatCompletions, data) else {
+        return;
+    };
+    let Some(out) = with_include_usage(&inspection, data) else {
+        assert!(inspection.info.include_usage, "only a body already asking for usage is left alone");
+        return;
+    };
+    if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok() {
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("edit keeps JSON valid");
+        assert_eq!(v["stream_options"]["include_usage"], serde_json::Value::Bool(true));
+    }
+    let again = inspect(Api::ChatCompletions, &out).expect("the edited body is inspected again");
+    assert_eq!((&again.info.model, again.info.stream), (&inspection.info.model, inspection.info.stream));
+    assert!(again.info.include_usage);
+    assert!(with_include_usage(&again, &out).is_none());
+});
