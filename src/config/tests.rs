@@ -703,8 +703,11 @@ fn default_tuned() -> Tuned {
     tuned(&load_env(&[]).unwrap().config)
 }
 
-/// Each tunable: its setting, a valid non-default value, and the field that value must land in.
-fn tunables() -> Vec<(&'static sources::Setting, &'static str, fn(&mut Tuned))> {
+/// One tunable: its setting, a valid non-default value, and how that value must change [`Tuned`].
+type Tunable = (&'static sources::Setting, &'static str, fn(&mut Tuned));
+
+/// Every tunable, each with the field its value must land in.
+fn tunables() -> Vec<Tunable> {
     const MS: fn(u64) -> Duration = Duration::from_millis;
     const S: fn(u64) -> Duration = Duration::from_secs;
     vec![
