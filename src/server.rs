@@ -15,14 +15,6 @@ use crate::runtime::tls;
 use crate::runtime::worker::{spawn_workers, DriverChoice};
 use crate::sink::{self, SinkOptions};
 
-/// How often the token cache is reloaded from SQLite: a new token works, and a revoked one stops working,
-/// within this. Reading the tokens table is cheap and happens off the workers.
-const TOKEN_REFRESH: Duration = Duration::from_millis(250);
-/// How often the sink's backpressure counter is checked and reported.
-const SINK_REPORT_INTERVAL: Duration = Duration::from_secs(60);
-/// How often upstream host names are resolved again.
-const DNS_REFRESH: Duration = Duration::from_secs(30);
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -55,21 +47,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
         log_json: config.log_json.clone(),
         log_human: config.log_human.clone(),
         retention: config.retention,
-        retention_interval: sink::DEFAULT_RETENTION_INTERVAL,
-        channel_capacity: sink::DEFAULT_CHANNEL_CAPACITY,
-        max_batch_records: sink::MAX_BATCH_RECORDS,
-        max_batch_delay: sink::MAX_BATCH_DELAY,
+        retention_interval: config.sink.retention_interval,
+        channel_capacity: config.sink.channel_capacity,
+        max_batch_records: config.sink.batch_max_records,
+        max_batch_delay: config.sink.batch_max_delay,
     })?;
-    spawn_sink_reporter(sink_thread.stats_source());
+    spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
     let tokens = auth::load_token_cache(&config.database_path)?;
-    auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), TOKEN_REFRESH);
+    auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), config.token_refresh);
     let tls_config = tls::client_config()?;
     let aws_env = credentials_from_env(&|k| std::env::var(k).ok());
 
     // Start-up runs one way: configuration → instances → DNS for their hosts (resolved off the workers,
     // before they start) → the gateway the workers share.
     let instances = relay::build_instances(&config, aws_env.as_ref());
-    let (dns_cache, _dns_thread) = dns::spawn_resolver(relay::upstream_hosts(&instances), DNS_REFRESH);
+    let (dns_cache, _dns_thread) = dns::spawn_resolver(relay::upstream_hosts(&instances), config.dns_refresh);
     let gateway = Arc::new(Gateway::new(config.clone(), instances, tokens, sink_handle, dns_cache, tls_config));
 
     let (listeners, bound) = bind_reuseport(&config.http_address, config.workers)
@@ -120,12 +112,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
 }
 
 /// Says loudly when workers had to wait for a full sink channel (the records were kept, but the relay
-/// slowed down): the counter is checked every minute off the workers.
-fn spawn_sink_reporter(stats: impl Fn() -> sink::SinkStats + Send + 'static) {
+/// slowed down): the counter is checked every `interval` (default a minute) off the workers.
+fn spawn_sink_reporter(stats: impl Fn() -> sink::SinkStats + Send + 'static, interval: Duration) {
     let _ = std::thread::Builder::new().name("aibridged-sink-report".into()).spawn(move || {
         let mut last = stats().full_waits;
         loop {
-            std::thread::sleep(SINK_REPORT_INTERVAL);
+            std::thread::sleep(interval);
             let now = stats();
             if now.full_waits > last {
                 tracing::warn!(

@@ -105,4 +105,111 @@ pub struct ServerArgs {
     /// [default: global.anthropic.claude-haiku-4-5-20251001-v1:0]
     #[arg(long = "aibridge-bedrock-small-fast-model", value_name = "MODEL")]
     pub bedrock_small_fast_model: Option<String>,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// The timeouts, refresh intervals and sink limits (`config::tuning`). Durations are written like
+/// `--aibridge-retention` (`600s`, `10m`, `250ms`); every one has a default and a range.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Timeouts and tuning")]
+pub struct TuningArgs {
+    /// A keep-alive client connection may sit idle this long between requests
+    /// [env: CODER_AIBRIDGE_KEEPALIVE_IDLE_TIMEOUT] [default: 75s]
+    #[arg(long = "aibridge-keepalive-idle-timeout", value_name = "DURATION")]
+    pub keepalive_idle_timeout: Option<String>,
+
+    /// Once a request head started, all of it must arrive within this, else 408
+    /// [env: CODER_AIBRIDGE_REQUEST_HEAD_TIMEOUT] [default: 10s]
+    #[arg(long = "aibridge-request-head-timeout", value_name = "DURATION")]
+    pub request_head_timeout: Option<String>,
+
+    /// Each read of a request body must make progress within this, else 408
+    /// [env: CODER_AIBRIDGE_REQUEST_BODY_READ_TIMEOUT] [default: 60s]
+    #[arg(long = "aibridge-request-body-read-timeout", value_name = "DURATION")]
+    pub request_body_read_timeout: Option<String>,
+
+    /// The whole request body must arrive within this, else 408 [env: CODER_AIBRIDGE_REQUEST_BODY_TIMEOUT]
+    /// [default: 300s]
+    #[arg(long = "aibridge-request-body-timeout", value_name = "DURATION")]
+    pub request_body_timeout: Option<String>,
+
+    /// TCP connect to an upstream, per address [env: CODER_AIBRIDGE_UPSTREAM_CONNECT_TIMEOUT] [default: 10s]
+    #[arg(long = "aibridge-upstream-connect-timeout", value_name = "DURATION")]
+    pub upstream_connect_timeout: Option<String>,
+
+    /// TLS handshake with an upstream [env: CODER_AIBRIDGE_UPSTREAM_TLS_HANDSHAKE_TIMEOUT] [default: 10s]
+    #[arg(long = "aibridge-upstream-tls-handshake-timeout", value_name = "DURATION")]
+    pub upstream_tls_handshake_timeout: Option<String>,
+
+    /// Idle pooled upstream connections older than this are not reused
+    /// [env: CODER_AIBRIDGE_UPSTREAM_POOL_IDLE_TIMEOUT] [default: 30s]
+    #[arg(long = "aibridge-upstream-pool-idle-timeout", value_name = "DURATION")]
+    pub upstream_pool_idle_timeout: Option<String>,
+
+    /// How long an upstream may take to send its response head (time to first byte)
+    /// [env: CODER_AIBRIDGE_UPSTREAM_FIRST_BYTE_TIMEOUT] [default: 600s]
+    #[arg(long = "aibridge-upstream-first-byte-timeout", value_name = "DURATION")]
+    pub upstream_first_byte_timeout: Option<String>,
+
+    /// After a failed request write, how long to look for an answer the upstream already sent
+    /// [env: CODER_AIBRIDGE_UPSTREAM_EARLY_ANSWER_GRACE] [default: 2s]
+    #[arg(long = "aibridge-upstream-early-answer-grace", value_name = "DURATION")]
+    pub upstream_early_answer_grace: Option<String>,
+
+    /// How long an upstream may stay silent between two reads of a response body
+    /// [env: CODER_AIBRIDGE_STREAM_IDLE_TIMEOUT] [default: 600s]
+    #[arg(long = "aibridge-stream-idle-timeout", value_name = "DURATION")]
+    pub stream_idle_timeout: Option<String>,
+
+    /// A client that accepts no response bytes for this long is given up
+    /// [env: CODER_AIBRIDGE_CLIENT_WRITE_TIMEOUT] [default: 60s]
+    #[arg(long = "aibridge-client-write-timeout", value_name = "DURATION")]
+    pub client_write_timeout: Option<String>,
+
+    /// Upstream thinking time before the gateway starts watching for the client leaving
+    /// [env: CODER_AIBRIDGE_CLIENT_WATCH_AFTER] [default: 500ms]
+    #[arg(long = "aibridge-client-watch-after", value_name = "DURATION")]
+    pub client_watch_after: Option<String>,
+
+    /// Upstream silence mid-body before the gateway starts watching for the client leaving
+    /// [env: CODER_AIBRIDGE_CLIENT_WATCH_AFTER_IDLE] [default: 2s]
+    #[arg(long = "aibridge-client-watch-after-idle", value_name = "DURATION")]
+    pub client_watch_after_idle: Option<String>,
+
+    /// How often the token cache is reloaded from the database (new and revoked tokens take effect)
+    /// [env: CODER_AIBRIDGE_TOKEN_REFRESH_INTERVAL] [default: 250ms]
+    #[arg(long = "aibridge-token-refresh-interval", value_name = "DURATION")]
+    pub token_refresh_interval: Option<String>,
+
+    /// How often upstream host names are resolved again [env: CODER_AIBRIDGE_DNS_REFRESH_INTERVAL]
+    /// [default: 30s]
+    #[arg(long = "aibridge-dns-refresh-interval", value_name = "DURATION")]
+    pub dns_refresh_interval: Option<String>,
+
+    /// Most records committed in one database transaction [env: CODER_AIBRIDGE_SINK_BATCH_MAX_RECORDS]
+    /// [default: 1024]
+    #[arg(long = "aibridge-sink-batch-max-records", value_name = "N")]
+    pub sink_batch_max_records: Option<String>,
+
+    /// Longest a record waits before its transaction commits [env: CODER_AIBRIDGE_SINK_BATCH_MAX_DELAY]
+    /// [default: 50ms]
+    #[arg(long = "aibridge-sink-batch-max-delay", value_name = "DURATION")]
+    pub sink_batch_max_delay: Option<String>,
+
+    /// Records the worker → sink channel holds before workers wait
+    /// [env: CODER_AIBRIDGE_SINK_CHANNEL_CAPACITY] [default: 65536]
+    #[arg(long = "aibridge-sink-channel-capacity", value_name = "N")]
+    pub sink_channel_capacity: Option<String>,
+
+    /// How often the sink reports that workers waited for a full channel
+    /// [env: CODER_AIBRIDGE_SINK_REPORT_INTERVAL] [default: 60s]
+    #[arg(long = "aibridge-sink-report-interval", value_name = "DURATION")]
+    pub sink_report_interval: Option<String>,
+
+    /// How often old records are purged (also once at start) [env: CODER_AIBRIDGE_RETENTION_INTERVAL]
+    /// [default: 1h]
+    #[arg(long = "aibridge-retention-interval", value_name = "DURATION")]
+    pub retention_interval: Option<String>,
 }

@@ -6,7 +6,7 @@ use super::args::{DatabaseArgs, ServerArgs};
 use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::{parse_duration, parse_size};
-use super::{providers, Config};
+use super::{providers, tuning, Config};
 use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -120,6 +120,7 @@ pub fn load_with_yaml(
         None => DEFAULT_SHUTDOWN_GRACE,
     };
     let providers = providers::resolve(args, &src, &mut warnings)?;
+    let tuning = tuning::resolve(&args.tuning, &src)?;
 
     let config = Config {
         enabled,
@@ -133,6 +134,10 @@ pub fn load_with_yaml(
         max_body_size,
         shutdown_grace,
         providers,
+        timeouts: tuning.timeouts,
+        sink: tuning.sink,
+        token_refresh: tuning.token_refresh,
+        dns_refresh: tuning.dns_refresh,
     };
     Ok(Loaded { config, warnings })
 }

@@ -13,9 +13,10 @@ mod providers;
 mod sources;
 #[cfg(test)]
 mod tests;
+mod tuning;
 pub mod units;
 
-pub use args::{DatabaseArgs, ServerArgs};
+pub use args::{DatabaseArgs, ServerArgs, TuningArgs};
 pub use error::{ConfigError, KeyListProblem};
 pub use load::{
     database_path, load, load_from_process, load_with_yaml, parse_yaml, process_env, Loaded, DEFAULT_DATABASE_URL,
@@ -23,6 +24,10 @@ pub use load::{
     MAX_BODY_SIZE_LIMIT, MAX_WORKERS,
 };
 pub use providers::{DEFAULT_BEDROCK_MODEL, DEFAULT_BEDROCK_SMALL_FAST_MODEL, MAX_KEYS, MAX_NAME_LEN};
+pub use tuning::{
+    SinkSettings, Timeouts, DEFAULT_DNS_REFRESH, DEFAULT_TOKEN_REFRESH, MAX_SINK_BATCH_RECORDS,
+    MAX_SINK_CHANNEL_CAPACITY,
+};
 pub use units::{parse_duration, parse_size, DurationError, SizeError};
 
 /// Everything `aibridged server` runs with.
@@ -50,6 +55,14 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Provider instances, in index order (legacy ones included).
     pub providers: Vec<ProviderConfig>,
+    /// Every deadline of a request's life (`--aibridge-*-timeout`, `--aibridge-client-watch-*`).
+    pub timeouts: Timeouts,
+    /// The sink's batch limits, channel bound and intervals (`--aibridge-sink-*`, `--aibridge-retention-interval`).
+    pub sink: SinkSettings,
+    /// How often the token cache is reloaded (`--aibridge-token-refresh-interval`, default 250ms).
+    pub token_refresh: Duration,
+    /// How often upstream host names are resolved again (`--aibridge-dns-refresh-interval`, default 30s).
+    pub dns_refresh: Duration,
 }
 
 /// The wire family of a provider instance.

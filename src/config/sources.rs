@@ -83,6 +83,128 @@ aibridge_setting!(
     "aibridge.bedrock_small_fast_model"
 );
 
+// Timeouts, refresh intervals and sink limits (`config::tuning`).
+aibridge_setting!(
+    KEEPALIVE_IDLE_TIMEOUT,
+    "--aibridge-keepalive-idle-timeout",
+    "CODER_AIBRIDGE_KEEPALIVE_IDLE_TIMEOUT",
+    "aibridge.keepalive_idle_timeout"
+);
+aibridge_setting!(
+    REQUEST_HEAD_TIMEOUT,
+    "--aibridge-request-head-timeout",
+    "CODER_AIBRIDGE_REQUEST_HEAD_TIMEOUT",
+    "aibridge.request_head_timeout"
+);
+aibridge_setting!(
+    REQUEST_BODY_READ_TIMEOUT,
+    "--aibridge-request-body-read-timeout",
+    "CODER_AIBRIDGE_REQUEST_BODY_READ_TIMEOUT",
+    "aibridge.request_body_read_timeout"
+);
+aibridge_setting!(
+    REQUEST_BODY_TIMEOUT,
+    "--aibridge-request-body-timeout",
+    "CODER_AIBRIDGE_REQUEST_BODY_TIMEOUT",
+    "aibridge.request_body_timeout"
+);
+aibridge_setting!(
+    UPSTREAM_CONNECT_TIMEOUT,
+    "--aibridge-upstream-connect-timeout",
+    "CODER_AIBRIDGE_UPSTREAM_CONNECT_TIMEOUT",
+    "aibridge.upstream_connect_timeout"
+);
+aibridge_setting!(
+    UPSTREAM_TLS_HANDSHAKE_TIMEOUT,
+    "--aibridge-upstream-tls-handshake-timeout",
+    "CODER_AIBRIDGE_UPSTREAM_TLS_HANDSHAKE_TIMEOUT",
+    "aibridge.upstream_tls_handshake_timeout"
+);
+aibridge_setting!(
+    UPSTREAM_POOL_IDLE_TIMEOUT,
+    "--aibridge-upstream-pool-idle-timeout",
+    "CODER_AIBRIDGE_UPSTREAM_POOL_IDLE_TIMEOUT",
+    "aibridge.upstream_pool_idle_timeout"
+);
+aibridge_setting!(
+    UPSTREAM_FIRST_BYTE_TIMEOUT,
+    "--aibridge-upstream-first-byte-timeout",
+    "CODER_AIBRIDGE_UPSTREAM_FIRST_BYTE_TIMEOUT",
+    "aibridge.upstream_first_byte_timeout"
+);
+aibridge_setting!(
+    UPSTREAM_EARLY_ANSWER_GRACE,
+    "--aibridge-upstream-early-answer-grace",
+    "CODER_AIBRIDGE_UPSTREAM_EARLY_ANSWER_GRACE",
+    "aibridge.upstream_early_answer_grace"
+);
+aibridge_setting!(
+    STREAM_IDLE_TIMEOUT,
+    "--aibridge-stream-idle-timeout",
+    "CODER_AIBRIDGE_STREAM_IDLE_TIMEOUT",
+    "aibridge.stream_idle_timeout"
+);
+aibridge_setting!(
+    CLIENT_WRITE_TIMEOUT,
+    "--aibridge-client-write-timeout",
+    "CODER_AIBRIDGE_CLIENT_WRITE_TIMEOUT",
+    "aibridge.client_write_timeout"
+);
+aibridge_setting!(
+    CLIENT_WATCH_AFTER,
+    "--aibridge-client-watch-after",
+    "CODER_AIBRIDGE_CLIENT_WATCH_AFTER",
+    "aibridge.client_watch_after"
+);
+aibridge_setting!(
+    CLIENT_WATCH_AFTER_IDLE,
+    "--aibridge-client-watch-after-idle",
+    "CODER_AIBRIDGE_CLIENT_WATCH_AFTER_IDLE",
+    "aibridge.client_watch_after_idle"
+);
+aibridge_setting!(
+    TOKEN_REFRESH_INTERVAL,
+    "--aibridge-token-refresh-interval",
+    "CODER_AIBRIDGE_TOKEN_REFRESH_INTERVAL",
+    "aibridge.token_refresh_interval"
+);
+aibridge_setting!(
+    DNS_REFRESH_INTERVAL,
+    "--aibridge-dns-refresh-interval",
+    "CODER_AIBRIDGE_DNS_REFRESH_INTERVAL",
+    "aibridge.dns_refresh_interval"
+);
+aibridge_setting!(
+    SINK_BATCH_MAX_RECORDS,
+    "--aibridge-sink-batch-max-records",
+    "CODER_AIBRIDGE_SINK_BATCH_MAX_RECORDS",
+    "aibridge.sink_batch_max_records"
+);
+aibridge_setting!(
+    SINK_BATCH_MAX_DELAY,
+    "--aibridge-sink-batch-max-delay",
+    "CODER_AIBRIDGE_SINK_BATCH_MAX_DELAY",
+    "aibridge.sink_batch_max_delay"
+);
+aibridge_setting!(
+    SINK_CHANNEL_CAPACITY,
+    "--aibridge-sink-channel-capacity",
+    "CODER_AIBRIDGE_SINK_CHANNEL_CAPACITY",
+    "aibridge.sink_channel_capacity"
+);
+aibridge_setting!(
+    SINK_REPORT_INTERVAL,
+    "--aibridge-sink-report-interval",
+    "CODER_AIBRIDGE_SINK_REPORT_INTERVAL",
+    "aibridge.sink_report_interval"
+);
+aibridge_setting!(
+    RETENTION_INTERVAL,
+    "--aibridge-retention-interval",
+    "CODER_AIBRIDGE_RETENTION_INTERVAL",
+    "aibridge.retention_interval"
+);
+
 pub(crate) const HTTP_ADDRESS: Setting = Setting {
     flag: "--http-address",
     env: "CODER_HTTP_ADDRESS",
@@ -118,6 +240,26 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &BEDROCK_ACCESS_KEY_SECRET,
     &BEDROCK_MODEL,
     &BEDROCK_SMALL_FAST_MODEL,
+    &KEEPALIVE_IDLE_TIMEOUT,
+    &REQUEST_HEAD_TIMEOUT,
+    &REQUEST_BODY_READ_TIMEOUT,
+    &REQUEST_BODY_TIMEOUT,
+    &UPSTREAM_CONNECT_TIMEOUT,
+    &UPSTREAM_TLS_HANDSHAKE_TIMEOUT,
+    &UPSTREAM_POOL_IDLE_TIMEOUT,
+    &UPSTREAM_FIRST_BYTE_TIMEOUT,
+    &UPSTREAM_EARLY_ANSWER_GRACE,
+    &STREAM_IDLE_TIMEOUT,
+    &CLIENT_WRITE_TIMEOUT,
+    &CLIENT_WATCH_AFTER,
+    &CLIENT_WATCH_AFTER_IDLE,
+    &TOKEN_REFRESH_INTERVAL,
+    &DNS_REFRESH_INTERVAL,
+    &SINK_BATCH_MAX_RECORDS,
+    &SINK_BATCH_MAX_DELAY,
+    &SINK_CHANNEL_CAPACITY,
+    &SINK_REPORT_INTERVAL,
+    &RETENTION_INTERVAL,
 ];
 
 /// A value and the name of the source it came from (flag, variable or `YAML <path>`), for messages.

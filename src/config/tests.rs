@@ -684,6 +684,170 @@ fn bedrock_region_must_look_like_a_region() {
     }
 }
 
+// ---- tunables (config::tuning) ----
+
+/// Everything the tunables settings resolve into, compared as one value so a miswired setting shows.
+#[derive(Debug, PartialEq)]
+struct Tuned {
+    timeouts: Timeouts,
+    sink: SinkSettings,
+    token_refresh: Duration,
+    dns_refresh: Duration,
+}
+
+fn tuned(c: &Config) -> Tuned {
+    Tuned { timeouts: c.timeouts, sink: c.sink, token_refresh: c.token_refresh, dns_refresh: c.dns_refresh }
+}
+
+fn default_tuned() -> Tuned {
+    tuned(&load_env(&[]).unwrap().config)
+}
+
+/// One tunable: its setting, a valid non-default value, and how that value must change [`Tuned`].
+type Tunable = (&'static sources::Setting, &'static str, fn(&mut Tuned));
+
+/// Every tunable, each with the field its value must land in.
+fn tunables() -> Vec<Tunable> {
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+    const S: fn(u64) -> Duration = Duration::from_secs;
+    vec![
+        (&sources::KEEPALIVE_IDLE_TIMEOUT, "5s", |t| t.timeouts.keepalive_idle = S(5)),
+        (&sources::REQUEST_HEAD_TIMEOUT, "1500ms", |t| t.timeouts.request_head = MS(1500)),
+        (&sources::REQUEST_BODY_READ_TIMEOUT, "7s", |t| t.timeouts.request_body_read = S(7)),
+        (&sources::REQUEST_BODY_TIMEOUT, "2m", |t| t.timeouts.request_body_total = S(120)),
+        (&sources::UPSTREAM_CONNECT_TIMEOUT, "3s", |t| t.timeouts.upstream_connect = S(3)),
+        (&sources::UPSTREAM_TLS_HANDSHAKE_TIMEOUT, "4s", |t| t.timeouts.upstream_tls_handshake = S(4)),
+        (&sources::UPSTREAM_POOL_IDLE_TIMEOUT, "11s", |t| t.timeouts.upstream_pool_idle = S(11)),
+        (&sources::UPSTREAM_FIRST_BYTE_TIMEOUT, "15m", |t| t.timeouts.upstream_first_byte = S(900)),
+        (&sources::UPSTREAM_EARLY_ANSWER_GRACE, "300ms", |t| t.timeouts.upstream_early_answer_grace = MS(300)),
+        (&sources::STREAM_IDLE_TIMEOUT, "1h", |t| t.timeouts.stream_idle = S(3600)),
+        (&sources::CLIENT_WRITE_TIMEOUT, "2s", |t| t.timeouts.client_write = S(2)),
+        (&sources::CLIENT_WATCH_AFTER, "100ms", |t| t.timeouts.client_watch_after = MS(100)),
+        (&sources::CLIENT_WATCH_AFTER_IDLE, "200ms", |t| t.timeouts.client_watch_after_idle = MS(200)),
+        (&sources::TOKEN_REFRESH_INTERVAL, "1s", |t| t.token_refresh = S(1)),
+        (&sources::DNS_REFRESH_INTERVAL, "5m", |t| t.dns_refresh = S(300)),
+        (&sources::SINK_BATCH_MAX_RECORDS, "256", |t| t.sink.batch_max_records = 256),
+        (&sources::SINK_BATCH_MAX_DELAY, "5ms", |t| t.sink.batch_max_delay = MS(5)),
+        (&sources::SINK_CHANNEL_CAPACITY, "1000", |t| t.sink.channel_capacity = 1000),
+        (&sources::SINK_REPORT_INTERVAL, "10s", |t| t.sink.report_interval = S(10)),
+        (&sources::RETENTION_INTERVAL, "15m", |t| t.sink.retention_interval = S(900)),
+    ]
+}
+
+#[test]
+fn tunables_default_to_the_values_the_gateway_always_used() {
+    let t = default_tuned();
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    assert_eq!(t.timeouts.keepalive_idle, s(75));
+    assert_eq!(t.timeouts.request_head, s(10));
+    assert_eq!(t.timeouts.request_body_read, s(60));
+    assert_eq!(t.timeouts.request_body_total, s(300));
+    assert_eq!(t.timeouts.upstream_connect, s(10));
+    assert_eq!(t.timeouts.upstream_tls_handshake, s(10));
+    assert_eq!(t.timeouts.upstream_pool_idle, s(30));
+    assert_eq!(t.timeouts.upstream_first_byte, s(600));
+    assert_eq!(t.timeouts.upstream_early_answer_grace, s(2));
+    assert_eq!(t.timeouts.stream_idle, s(600));
+    assert_eq!(t.timeouts.client_write, s(60));
+    assert_eq!(t.timeouts.client_watch_after, ms(500));
+    assert_eq!(t.timeouts.client_watch_after_idle, s(2));
+    assert_eq!(t.token_refresh, ms(250));
+    assert_eq!(t.dns_refresh, s(30));
+    assert_eq!(t.sink.batch_max_records, 1024);
+    assert_eq!(t.sink.batch_max_delay, ms(50));
+    assert_eq!(t.sink.channel_capacity, 65_536);
+    assert_eq!(t.sink.retention_interval, s(3600));
+    assert_eq!(t.sink.report_interval, s(60));
+    assert_eq!(t.timeouts, Timeouts::default());
+    assert_eq!(t.sink, SinkSettings::default());
+}
+
+#[test]
+fn the_sink_defaults_match_the_sinks_own() {
+    // SinkOptions::new (tests, benches) keeps its own copies of the values the server passes from Config.
+    let sink = SinkSettings::default();
+    assert_eq!(sink.channel_capacity, crate::sink::DEFAULT_CHANNEL_CAPACITY);
+    assert_eq!(sink.retention_interval, crate::sink::DEFAULT_RETENTION_INTERVAL);
+    assert_eq!(sink.batch_max_records, crate::sink::MAX_BATCH_RECORDS);
+    assert_eq!(sink.batch_max_delay, crate::sink::MAX_BATCH_DELAY);
+}
+
+#[test]
+fn each_tunable_lands_in_its_own_field_from_env_and_yaml() {
+    for (setting, value, apply) in tunables() {
+        let mut want = default_tuned();
+        apply(&mut want);
+        let got = tuned(&load_env(&[(setting.env, value)]).unwrap().config);
+        assert_eq!(got, want, "{}={value}", setting.env);
+        let key = setting.yaml[0].strip_prefix("aibridge.").unwrap();
+        let l = load_yaml(&ServerArgs::default(), &[], &format!("aibridge:\n  {key}: {value}\n")).unwrap();
+        assert_eq!(tuned(&l.config), want, "YAML {key}: {value}");
+        assert!(l.warnings.is_empty(), "{key} is a known YAML key: {:?}", l.warnings);
+    }
+}
+
+#[test]
+fn each_tunable_is_spelled_the_same_way_as_flag_variable_and_yaml_key() {
+    use clap::Args;
+    let cmd = ServerArgs::augment_args(clap::Command::new("server"));
+    for (setting, _, _) in tunables() {
+        let stem = setting.flag.strip_prefix("--aibridge-").expect(setting.flag);
+        assert_eq!(setting.env, format!("CODER_AIBRIDGE_{}", stem.replace('-', "_").to_uppercase()));
+        assert_eq!(setting.yaml, [format!("aibridge.{}", stem.replace('-', "_"))]);
+        let arg = cmd.get_arguments().find(|a| a.get_long() == Some(&setting.flag[2..]));
+        assert!(arg.is_some(), "{} is a flag of `aibridged server`", setting.flag);
+        let help = arg.unwrap().get_help().map(|h| h.to_string()).unwrap_or_default();
+        assert!(help.contains(setting.env), "the help of {} names {}: {help}", setting.flag, setting.env);
+    }
+}
+
+#[test]
+fn a_tunable_flag_beats_its_variable_beats_its_yaml_key() {
+    let text = "aibridge:\n  client_write_timeout: 3s\n";
+    let env_var = [("CODER_AIBRIDGE_CLIENT_WRITE_TIMEOUT", "4s")];
+    let mut flags = ServerArgs::default();
+    flags.tuning.client_write_timeout = Some("5s".into());
+    let get = |args: &ServerArgs, pairs: &[(&str, &str)]| load_yaml(args, pairs, text).unwrap().config.timeouts;
+    assert_eq!(get(&flags, &env_var).client_write, Duration::from_secs(5));
+    assert_eq!(get(&ServerArgs::default(), &env_var).client_write, Duration::from_secs(4));
+    assert_eq!(get(&ServerArgs::default(), &[]).client_write, Duration::from_secs(3));
+    let c = load_yaml(&ServerArgs::default(), &[], "{}").unwrap().config;
+    assert_eq!(c.timeouts.client_write, Duration::from_secs(60));
+}
+
+#[test]
+fn zero_absurd_or_malformed_tunables_are_rejected_naming_the_setting() {
+    let durations = ["0", "0s", "30", "soon", "1000d", "-5s"];
+    let counts = ["0", "-1", "many", "1.5", "99999999"];
+    for (setting, _, _) in tunables() {
+        let bad: &[&str] =
+            if setting.env.ends_with("_RECORDS") || setting.env.ends_with("_CAPACITY") { &counts } else { &durations };
+        for value in bad {
+            let e = err_env(&[(setting.env, value)]);
+            assert!(
+                matches!(&e, ConfigError::InvalidValue { setting: s, .. } if s == setting.env),
+                "{}={value}: {e}",
+                setting.env
+            );
+            assert!(e.to_string().starts_with(setting.env), "{e}");
+        }
+    }
+    // The range is in the message, and a flag or YAML key is named as the operator wrote it.
+    let e = err_env(&[("CODER_AIBRIDGE_CLIENT_WRITE_TIMEOUT", "0")]);
+    assert_eq!(e.to_string(), "CODER_AIBRIDGE_CLIENT_WRITE_TIMEOUT: must be between 10ms and 1d, got \"0\"");
+    let mut flags = ServerArgs::default();
+    flags.tuning.upstream_connect_timeout = Some("2d".into());
+    let e = load_env_args(&flags, &[]).unwrap_err();
+    assert!(e.to_string().starts_with("--aibridge-upstream-connect-timeout: must be between"), "{e}");
+    let e = load_yaml(&ServerArgs::default(), &[], "aibridge:\n  sink_channel_capacity: 0\n").unwrap_err();
+    assert!(e.to_string().starts_with("YAML aibridge.sink_channel_capacity: expected a whole number"), "{e}");
+}
+
+fn load_env_args(args: &ServerArgs, pairs: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+    load(args, &env(pairs))
+}
+
 #[test]
 fn legacy_settings_follow_precedence_too() {
     let args = ServerArgs { openai_key: Some("from-flag".into()), ..ServerArgs::default() };

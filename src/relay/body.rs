@@ -21,7 +21,7 @@ pub const MAX_BODY_READ: usize = 64 * 1024;
 /// Non-streaming bodies are kept for the JSON observer up to this size; larger ones are relayed unobserved.
 pub const MAX_OBSERVED_JSON: usize = 32 * 1024 * 1024;
 
-/// The deadlines of body relaying.
+/// The deadlines of body relaying; configured (defaults and ranges in `config::Timeouts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyTimeouts {
     /// Between two reads of a streaming body, an upstream may be silent this long (long thinking pauses).
@@ -33,16 +33,6 @@ pub struct BodyTimeouts {
     /// When the upstream has been silent this long mid-body, the gateway starts watching for the client
     /// leaving; shorter pauses cost nothing beyond a timer.
     pub client_watch_after_idle: Duration,
-}
-
-impl Default for BodyTimeouts {
-    fn default() -> Self {
-        BodyTimeouts {
-            upstream_idle: Duration::from_secs(600),
-            client_write: Duration::from_secs(60),
-            client_watch_after_idle: Duration::from_secs(2),
-        }
-    }
 }
 
 /// How the body goes to the client.

@@ -8,22 +8,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{TokenCache, VerifiedMemo};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::providers::key_pool::KeyPool;
 use crate::runtime::dns::DnsCache;
 use crate::runtime::http::client_leg::UpstreamTimeouts;
 use crate::runtime::http::server_leg::ClientTimeouts;
-use crate::runtime::upstream::Upstreams;
+use crate::runtime::upstream::{PoolTimeouts, Upstreams};
 use crate::sink::SinkHandle;
 
 use super::body::BodyTimeouts;
 use super::instance::{index_of, Instance};
 use super::record::InFlight;
 
-/// Every deadline of a request's life, in one place so that configuration can set them later.
+/// Every deadline of a request's life, grouped by the leg that applies it; built from the validated
+/// `config::Timeouts`, where the defaults and their reasons are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub client: ClientTimeouts,
+    pub pool: PoolTimeouts,
     pub upstream: UpstreamTimeouts,
     pub body: BodyTimeouts,
     /// How long the upstream may take to answer before the gateway starts watching for the client
@@ -31,18 +33,36 @@ pub struct Timeouts {
     pub client_watch_after: Duration,
 }
 
-impl Default for Timeouts {
-    fn default() -> Self {
+impl From<&config::Timeouts> for Timeouts {
+    fn from(t: &config::Timeouts) -> Self {
         Timeouts {
-            client: ClientTimeouts::default(),
-            upstream: UpstreamTimeouts::default(),
-            body: BodyTimeouts::default(),
-            client_watch_after: Duration::from_millis(500),
+            client: ClientTimeouts {
+                keepalive_idle: t.keepalive_idle,
+                head_read: t.request_head,
+                body_read: t.request_body_read,
+                body_total: t.request_body_total,
+            },
+            pool: PoolTimeouts {
+                connect: t.upstream_connect,
+                tls_handshake: t.upstream_tls_handshake,
+                idle: t.upstream_pool_idle,
+            },
+            upstream: UpstreamTimeouts {
+                head: t.upstream_first_byte,
+                early_answer_grace: t.upstream_early_answer_grace,
+            },
+            body: BodyTimeouts {
+                upstream_idle: t.stream_idle,
+                client_write: t.client_write,
+                client_watch_after_idle: t.client_watch_after_idle,
+            },
+            client_watch_after: t.client_watch_after,
         }
     }
 }
 
-/// What every worker shares: read-only configuration, the token cache and the sink channel.
+/// What every worker shares: read-only configuration, the token cache, the sink channel and the
+/// deadlines `config.timeouts` sets.
 pub struct Gateway {
     pub config: Arc<Config>,
     pub instances: Vec<Instance>,
@@ -65,8 +85,9 @@ impl Gateway {
         dns: DnsCache,
         tls: Arc<rustls::ClientConfig>,
     ) -> Gateway {
+        let timeouts = Timeouts::from(&config.timeouts);
         let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
-        Gateway { config, instances, tokens, sink, dns, tls, timeouts: Timeouts::default(), recording }
+        Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording }
     }
 
     /// The index of the instance named `name`.
@@ -88,7 +109,7 @@ pub struct WorkerService {
 
 impl WorkerService {
     pub fn new(gw: Arc<Gateway>) -> WorkerService {
-        let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone(), gw.instances.len());
+        let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone(), gw.instances.len(), gw.timeouts.pool);
         let key_pools = gw.instances.iter().map(|i| RefCell::new(KeyPool::new(i.upstream.pool_size()))).collect();
         WorkerService {
             gw,
@@ -97,5 +118,41 @@ impl WorkerService {
             inflight: Rc::new(InFlight::default()),
             token_memo: RefCell::new(VerifiedMemo::default()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_configured_deadline_reaches_the_leg_that_applies_it() {
+        let ms = Duration::from_millis;
+        let c = config::Timeouts {
+            keepalive_idle: ms(1),
+            request_head: ms(2),
+            request_body_read: ms(3),
+            request_body_total: ms(4),
+            upstream_connect: ms(5),
+            upstream_tls_handshake: ms(6),
+            upstream_pool_idle: ms(7),
+            upstream_first_byte: ms(8),
+            upstream_early_answer_grace: ms(9),
+            stream_idle: ms(10),
+            client_write: ms(11),
+            client_watch_after: ms(12),
+            client_watch_after_idle: ms(13),
+        };
+        let t = Timeouts::from(&c);
+        assert_eq!(
+            t,
+            Timeouts {
+                client: ClientTimeouts { keepalive_idle: ms(1), head_read: ms(2), body_read: ms(3), body_total: ms(4) },
+                pool: PoolTimeouts { connect: ms(5), tls_handshake: ms(6), idle: ms(7) },
+                upstream: UpstreamTimeouts { head: ms(8), early_answer_grace: ms(9) },
+                body: BodyTimeouts { upstream_idle: ms(10), client_write: ms(11), client_watch_after_idle: ms(13) },
+                client_watch_after: ms(12),
+            }
+        );
     }
 }

@@ -15,13 +15,17 @@ use super::dns::DnsCache;
 use super::io::Conn;
 use crate::config::UpstreamUrl;
 
-/// How long a TCP connect to an upstream may take per address.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the TLS handshake may take.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle pooled connections older than this are not reused: providers' load balancers close idle
-/// keep-alive connections after about a minute, and a reused dead one costs a retry.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The deadlines of making and keeping upstream connections (set by configuration, `config::Timeouts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolTimeouts {
+    /// How long a TCP connect to an upstream may take per address.
+    pub connect: Duration,
+    /// How long the TLS handshake may take.
+    pub tls_handshake: Duration,
+    /// Idle pooled connections older than this are not reused.
+    pub idle: Duration,
+}
+
 /// At most this many idle connections are kept per upstream per worker.
 pub const POOL_MAX_IDLE_PER_HOST: usize = 512;
 
@@ -70,15 +74,22 @@ struct Idle {
 pub struct Upstreams {
     dns: DnsCache,
     tls: TlsConnector,
+    timeouts: PoolTimeouts,
     idle: RefCell<Vec<Vec<Idle>>>,
 }
 
 impl Upstreams {
     /// A connector with `slots` pools.
-    pub fn new(dns: DnsCache, tls_config: Arc<rustls::ClientConfig>, slots: usize) -> Upstreams {
+    pub fn new(
+        dns: DnsCache,
+        tls_config: Arc<rustls::ClientConfig>,
+        slots: usize,
+        timeouts: PoolTimeouts,
+    ) -> Upstreams {
         Upstreams {
             dns,
             tls: TlsConnector::from(tls_config),
+            timeouts,
             idle: RefCell::new((0..slots).map(|_| Vec::new()).collect()),
         }
     }
@@ -97,7 +108,7 @@ impl Upstreams {
             self.dns.lookup(&key.host, key.port).ok_or_else(|| ConnectError::Unresolved(key.host.clone()))?;
         let mut last_err = None;
         for addr in addrs {
-            match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
+            match monoio::time::timeout(self.timeouts.connect, TcpStream::connect_addr(addr)).await {
                 Ok(Ok(tcp)) => {
                     let _ = tcp.set_nodelay(true);
                     if !key.tls {
@@ -115,7 +126,7 @@ impl Upstreams {
     async fn handshake(&self, key: &PoolKey, tcp: TcpStream) -> Result<Conn, ConnectError> {
         let name = ServerName::try_from(key.host.clone())
             .map_err(|e| ConnectError::Tls { host: key.host.clone(), reason: e.to_string() })?;
-        match monoio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.tls.connect(name, tcp)).await {
+        match monoio::time::timeout(self.timeouts.tls_handshake, self.tls.connect(name, tcp)).await {
             Ok(Ok(tls)) => Ok(Conn::Tls(Box::new(tls))),
             Ok(Err(e)) => Err(ConnectError::Tls { host: key.host.clone(), reason: e.to_string() }),
             Err(_) => Err(ConnectError::Timeout { host: key.host.clone() }),
@@ -131,7 +142,8 @@ impl Upstreams {
         if list.len() >= POOL_MAX_IDLE_PER_HOST {
             // Full: make room by dropping connections that have idled out, else drop this one.
             let now = Instant::now();
-            list.retain(|e| now.duration_since(e.since) < POOL_IDLE_TIMEOUT);
+            let max_idle = self.timeouts.idle;
+            list.retain(|e| now.duration_since(e.since) < max_idle);
         }
         if list.len() < POOL_MAX_IDLE_PER_HOST {
             list.push(Idle { conn, since: Instant::now() });
@@ -144,7 +156,7 @@ impl Upstreams {
         let now = Instant::now();
         // Most recently returned first: the warmest connection is the least likely to be closed.
         while let Some(entry) = list.pop() {
-            if now.duration_since(entry.since) < POOL_IDLE_TIMEOUT && is_quiet(&entry.conn) {
+            if now.duration_since(entry.since) < self.timeouts.idle && is_quiet(&entry.conn) {
                 return Some(entry.conn);
             }
         }

@@ -112,15 +112,20 @@ fn oversized_and_malformed_requests() {
 
 #[test]
 fn a_slow_head_gets_408() {
+    // The head timeout is shortened from its 10 s default; the answer must come when it expires.
+    const HEAD_TIMEOUT: Duration = Duration::from_secs(1);
     let mock = MockUpstream::start().unwrap();
-    let gw = gateway(&mock, &[]);
+    let gw = gateway(&mock, &[("CODER_AIBRIDGE_REQUEST_HEAD_TIMEOUT", "1s")]);
     let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let t0 = std::time::Instant::now();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
+    let waited = t0.elapsed();
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(waited >= HEAD_TIMEOUT && waited < Duration::from_secs(8), "408 after {waited:?}");
 }
 
 #[test]

@@ -9,14 +9,22 @@ use aibridged::mock::MockUpstream;
 use crate::support::*;
 
 fn openai_gateway(mock: &MockUpstream, key: &str) -> Gateway {
-    Gateway::start(&[
+    openai_gateway_with(mock, key, &[])
+}
+
+fn openai_gateway_with(mock: &MockUpstream, key: &str, extra: &[(&str, &str)]) -> Gateway {
+    let openai = format!("{}/v1", mock.base_url());
+    let anthropic = mock.base_url();
+    let mut env = vec![
         ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
         ("CODER_AIBRIDGE_PROVIDER_0_KEY", key),
-        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &format!("{}/v1", mock.base_url())),
+        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", openai.as_str()),
         ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
         ("CODER_AIBRIDGE_PROVIDER_1_KEY", "sk-ant-test-key-0123456789"),
-        ("CODER_AIBRIDGE_PROVIDER_1_BASE_URL", &mock.base_url()),
-    ])
+        ("CODER_AIBRIDGE_PROVIDER_1_BASE_URL", anthropic.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Gateway::start(&env)
 }
 
 const CHAT_STREAM: &str = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hi"}]}"#;
@@ -369,7 +377,12 @@ fn a_dead_pooled_connection_is_retried_once_on_a_fresh_one() {
 #[test]
 fn a_client_leaving_a_quiet_stream_is_noticed_without_waiting_for_the_next_event() {
     let mock = MockUpstream::start().unwrap();
-    let gw = openai_gateway(&mock, "sk-test-openai-key-0123456789");
+    // The watch starts after 200 ms of upstream silence instead of the default 2 s.
+    let gw = openai_gateway_with(
+        &mock,
+        "sk-test-openai-key-0123456789",
+        &[("CODER_AIBRIDGE_CLIENT_WATCH_AFTER_IDLE", "200ms")],
+    );
     let token = gw.token("ivan");
     let auth = format!("Bearer {token}");
     {

@@ -13,7 +13,7 @@ use super::{parse_response_head, write_header, HeadError, Header, ResponseHead};
 /// Read granularity on the client leg.
 pub const UPSTREAM_READ_SPARE: usize = 16 * 1024;
 
-/// The deadlines of the client leg.
+/// The deadlines of the client leg; configured (defaults and ranges in `config::Timeouts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamTimeouts {
     /// How long an upstream may think before sending its response head. Non-streaming LLM calls can
@@ -21,12 +21,6 @@ pub struct UpstreamTimeouts {
     pub head: Duration,
     /// After a failed request write, how long to look for an answer the upstream sent before closing.
     pub early_answer_grace: Duration,
-}
-
-impl Default for UpstreamTimeouts {
-    fn default() -> Self {
-        UpstreamTimeouts { head: Duration::from_secs(600), early_answer_grace: Duration::from_secs(2) }
-    }
 }
 
 /// Why no response head came back.

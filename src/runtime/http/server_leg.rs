@@ -16,7 +16,7 @@ pub const CLIENT_READ_SPARE: usize = 16 * 1024;
 /// Pause after a spurious readiness report while watching for a client's close.
 const CLOSED_POLL_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The deadlines of the server leg.
+/// The deadlines of the server leg; configured (defaults and ranges in `config::Timeouts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientTimeouts {
     /// A keep-alive connection may sit idle this long between requests before it is closed.
@@ -29,18 +29,6 @@ pub struct ClientTimeouts {
     /// The whole request body must arrive within this, however steadily it trickles (a client sending
     /// one byte every 59 s would otherwise hold a connection forever).
     pub body_total: Duration,
-}
-
-impl Default for ClientTimeouts {
-    fn default() -> Self {
-        ClientTimeouts {
-            keepalive_idle: Duration::from_secs(75),
-            head_read: Duration::from_secs(10),
-            body_read: Duration::from_secs(60),
-            // Generous: 32 MiB at about 1 Mbit/s.
-            body_total: Duration::from_secs(300),
-        }
-    }
 }
 
 /// Why a request could not be read. Never holds request bytes.
