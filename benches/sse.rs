@@ -1,4 +1,4 @@
-//! Criterion benches for the SSE scanner and the per-API observers (DESIGN §6: bytes/s per core). Each
+//! Criterion benches for the SSE scanner and the per-API observers (README "Performance": bytes/s per core). Each
 //! runs over a realistic, text-heavy ~1 MB stream cut into 1–4 KB chunks, as a relay would read it.
 //! Bench-only code: builds its inputs in memory, no I/O.
 

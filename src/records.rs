@@ -1,4 +1,4 @@
-//! The record types of the public contract (DESIGN §3) and the compact events that carry them from the
+//! The record types of the public contract (README "Reading the records") and the compact events that carry them from the
 //! workers to the sink thread. A leaf module: it knows no I/O, no runtime and no provider.
 
 use std::time::SystemTime;
@@ -89,7 +89,7 @@ pub struct InterceptionEnd {
     pub upstream_status: Option<u16>,
 }
 
-/// `token_usage`: one per upstream response, with the arithmetic of DESIGN §3 already applied.
+/// `token_usage`: one per upstream response, with the arithmetic of README "Reading the records" already applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenUsage {
     pub interception_id: uuid::Uuid,
@@ -150,7 +150,7 @@ pub enum Record {
 }
 
 impl Record {
-    /// The `record_type` name of the public contract (DESIGN §5).
+    /// The `record_type` name of the public contract (README "Structured logs").
     pub fn record_type(&self) -> &'static str {
         match self {
             Record::InterceptionStart(_) => "interception_start",
@@ -163,7 +163,7 @@ impl Record {
     }
 }
 
-/// Token counts as a response observer saw them, already converted to the arithmetic of DESIGN §3.
+/// Token counts as a response observer saw them, already converted to the arithmetic of README "Reading the records".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input_tokens: u64,

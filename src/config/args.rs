@@ -17,7 +17,7 @@ pub struct DatabaseArgs {
     pub database_url: Option<String>,
 }
 
-/// Every flag of `aibridged server` (DESIGN §1). `None` means "not given on the command line".
+/// Every flag of `aibridged server` (README "Configuration"). `None` means "not given on the command line".
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServerArgs {
     #[command(flatten)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub const DEFAULT_HTTP_ADDRESS: &str = "127.0.0.1:3000";
 /// Default database URL.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://aibridge.db";
-/// Default retention (DESIGN §1).
+/// Default retention (README "Configuration").
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(60 * 86_400);
 /// Default human log destination.
 pub const DEFAULT_LOG_HUMAN: &str = "/dev/stderr";

@@ -1,4 +1,4 @@
-//! Validated configuration (DESIGN §1). Raw inputs (flags, `CODER_*` variables, YAML) are read and
+//! Validated configuration (README "Configuration"). Raw inputs (flags, `CODER_*` variables, YAML) are read and
 //! checked elsewhere in this module and turned into these types once at start-up; workers only read them.
 //! A leaf module: no I/O past start-up, no runtime.
 

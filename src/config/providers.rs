@@ -1,6 +1,6 @@
 //! Provider instances from their three spellings: indexed variables `CODER_AIBRIDGE_PROVIDER_<N>_<KEY>`,
 //! YAML `aibridge.providers`, and the legacy `openai` / `anthropic` / Bedrock settings. Applies every
-//! validation rule of DESIGN §1. Never puts a secret in an error or a warning: keys are named by position.
+//! validation rule of README "Configuration". Never puts a secret in an error or a warning: keys are named by position.
 
 use super::error::{ConfigError, KeyListProblem};
 use super::sources::{self, Empty, Raw, Sources};
@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Prefix of the indexed provider variables.
 const ENV_PREFIX: &str = "CODER_AIBRIDGE_PROVIDER_";
-/// At most this many keys per list: a failover pool larger than this is a misconfiguration (DESIGN §1).
+/// At most this many keys per list: a failover pool larger than this is a misconfiguration (README "Configuration").
 pub const MAX_KEYS: usize = 5;
 /// Longest provider name: it is one URL path segment and a record column, so keep it readable.
 pub const MAX_NAME_LEN: usize = 63;

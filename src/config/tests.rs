@@ -1,5 +1,5 @@
 //! Unit tests of the whole loading path (flags + environment map + YAML → Config): one test per rule of
-//! DESIGN §1. Pure: every test passes its own environment map; only the `tokens` path test writes a file.
+//! README "Configuration". Pure: every test passes its own environment map; only the `tokens` path test writes a file.
 
 use super::*;
 use std::collections::HashMap;

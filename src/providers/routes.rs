@@ -1,5 +1,5 @@
 //! Which paths each provider type intercepts, which it passes through (allow-list), and how a bridge
-//! path maps onto the instance's upstream URL (DESIGN §2). Pure: no I/O.
+//! path maps onto the instance's upstream URL (README "Providers"). Pure: no I/O.
 
 use crate::config::ProviderType;
 use crate::records::Api;

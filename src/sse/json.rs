@@ -1,5 +1,5 @@
 //! JSON helpers shared by the observers: parsing one event's data with simd-json on a reused copy, cheap
-//! pre-filters over raw bytes, and the usage arithmetic of DESIGN §3. Pure over bytes: no I/O.
+//! pre-filters over raw bytes, and the usage arithmetic of README "Reading the records". Pure over bytes: no I/O.
 
 use simd_json::prelude::*;
 use simd_json::{BorrowedValue, StaticNode};
@@ -108,7 +108,7 @@ pub(crate) fn to_serde(v: &BorrowedValue<'_>) -> serde_json::Value {
     }
 }
 
-/// Which usage fields a provider reports that DESIGN §3 maps to columns; the rest goes to `extra`.
+/// Which usage fields a provider reports that README "Reading the records" maps to columns; the rest goes to `extra`.
 pub(crate) struct UsageShape {
     /// Top-level fields mapped (or derivable, like totals) and so left out of `extra`.
     pub top: &'static [&'static str],

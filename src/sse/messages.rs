@@ -23,7 +23,7 @@ static TEXT_DELTA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"
 static SIGNATURE_DELTA: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"delta\":{\"type\":\"signature_delta\""));
 
-/// Usage fields that DESIGN §3 maps to columns.
+/// Usage fields that README "Reading the records" maps to columns.
 const SHAPE: UsageShape = UsageShape {
     top: &["input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"],
     nested: &[],
