@@ -25,7 +25,7 @@ pub fn inspect_body(ctx: &mut RequestCtx<'_>, body: Vec<u8>) -> Result<Vec<u8>, 
         return Err(RelayError::BackgroundUnsupported);
     }
     // The edit is made on the inspection's spans, so the layout describes the body before it; only chat
-    // bodies are edited and only Messages bodies are rewritten again (by the Bedrock upstream).
+    // bodies are edited and only Messages bodies are rewritten again (by an upstream that translates them).
     let body = if api == Api::ChatCompletions && info.stream && !info.include_usage {
         with_include_usage(&inspection, &body).unwrap_or(body)
     } else {
