@@ -43,21 +43,26 @@ fn dom_verdict(body: &[u8]) -> Option<InspectError> {
 /// Whether `body` has a number long enough for simd-json's slow paths (18+ digits) with a byte glued
 /// after it that cannot follow a JSON value: the one case where simd-json accepts what is not JSON.
 fn has_glued_long_number(body: &[u8]) -> bool {
-    let (mut digits, mut prev) = (0, 0u8);
+    // A number is digits, at most one fraction and at most one exponent (which no fraction follows): a
+    // second `.` or exponent marker is a glued byte like any other.
+    let (mut digits, mut prev, mut fraction, mut exponent) = (0, 0u8, false, false);
     for &c in body {
         let continues = match c {
             b'0'..=b'9' => true,
-            b'.' | b'e' | b'E' => digits > 0 && prev.is_ascii_digit(),
+            b'.' => digits > 0 && prev.is_ascii_digit() && !fraction && !exponent,
+            b'e' | b'E' => digits > 0 && prev.is_ascii_digit() && !exponent,
             b'+' | b'-' => digits > 0 && matches!(prev, b'e' | b'E'),
             _ => false,
         };
         if continues {
             digits += usize::from(c.is_ascii_digit());
+            fraction |= c == b'.';
+            exponent |= matches!(c, b'e' | b'E');
         } else {
             if digits >= 18 && !b" \t\r\n,]}".contains(&c) {
                 return true;
             }
-            digits = 0;
+            (digits, fraction, exponent) = (0, false, false);
         }
         prev = c;
     }
@@ -515,6 +520,8 @@ fn glued_long_numbers_are_rejected_where_simd_json_accepts_them() {
     for body in [
         &br#"{"a":1.0000000000000000000x}"#[..],
         br#"{"a":[12345678901234567890.5e1true]}"#,
+        br#"{"a":[10000000000000.00000e00000000E-00]}"#,
+        br#"{"a":0.000000000000000000.21569809}"#,
         br#"{"a":[1000000000000000000-]}"#,
     ] {
         assert!(has_glued_long_number(body));
