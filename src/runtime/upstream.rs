@@ -16,18 +16,18 @@ use super::io::Conn;
 use crate::config::UpstreamUrl;
 
 /// How long a TCP connect to an upstream may take per address.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the TLS handshake may take.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle pooled connections older than this are not reused: providers' load balancers close idle
 /// keep-alive connections after about a minute, and a reused dead one costs a retry.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this many idle connections are kept per upstream per worker.
-pub const POOL_MAX_IDLE_PER_HOST: usize = 512;
+pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 512;
 
 /// Why an upstream connection could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("upstream host {0} has no resolved address")]
     Unresolved(String),
     #[error("connecting to upstream {host} timed out")]
@@ -40,23 +40,23 @@ pub enum ConnectError {
 
 /// Identifies a pool of interchangeable connections.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PoolKey {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+pub(crate) struct PoolKey {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl PoolKey {
-    pub fn of(url: &UpstreamUrl) -> PoolKey {
+    pub(crate) fn of(url: &UpstreamUrl) -> PoolKey {
         PoolKey { tls: url.tls, host: url.host.clone(), port: url.port }
     }
 }
 
 /// A connection checked out of the pool (or freshly made).
-pub struct UpstreamConn {
-    pub conn: Conn,
+pub(crate) struct UpstreamConn {
+    pub(crate) conn: Conn,
     /// True when it was reused from the pool: a failure before any response byte may be retried once.
-    pub reused: bool,
+    pub(crate) reused: bool,
 }
 
 struct Idle {
@@ -67,7 +67,7 @@ struct Idle {
 /// The per-worker upstream connector and pool. Idle connections are kept per slot: the caller gives each
 /// upstream it uses a small fixed index (the relay uses the provider instance's), so finding a pooled
 /// connection is an array index, not a hash of the host name.
-pub struct Upstreams {
+pub(crate) struct Upstreams {
     dns: DnsCache,
     tls: TlsConnector,
     idle: RefCell<Vec<Vec<Idle>>>,
@@ -75,7 +75,7 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// A connector with `slots` pools.
-    pub fn new(dns: DnsCache, tls_config: Arc<rustls::ClientConfig>, slots: usize) -> Upstreams {
+    pub(crate) fn new(dns: DnsCache, tls_config: Arc<rustls::ClientConfig>, slots: usize) -> Upstreams {
         Upstreams {
             dns,
             tls: TlsConnector::from(tls_config),
@@ -84,7 +84,7 @@ impl Upstreams {
     }
 
     /// A pooled connection from `slot` if a fresh-enough one is idle, else a new one to `key`.
-    pub async fn checkout(&self, slot: usize, key: &PoolKey) -> Result<UpstreamConn, ConnectError> {
+    pub(crate) async fn checkout(&self, slot: usize, key: &PoolKey) -> Result<UpstreamConn, ConnectError> {
         if let Some(conn) = self.take_idle(slot) {
             return Ok(UpstreamConn { conn, reused: true });
         }
@@ -92,7 +92,7 @@ impl Upstreams {
     }
 
     /// A new connection, never from the pool (used for the one retry after a dead pooled connection).
-    pub async fn connect(&self, key: &PoolKey) -> Result<Conn, ConnectError> {
+    pub(crate) async fn connect(&self, key: &PoolKey) -> Result<Conn, ConnectError> {
         let addrs: Vec<SocketAddr> =
             self.dns.lookup(&key.host, key.port).ok_or_else(|| ConnectError::Unresolved(key.host.clone()))?;
         let mut last_err = None;
@@ -123,7 +123,7 @@ impl Upstreams {
     }
 
     /// Returns to `slot` a connection whose last response was read completely and which may be kept alive.
-    pub fn checkin(&self, slot: usize, conn: Conn) {
+    pub(crate) fn checkin(&self, slot: usize, conn: Conn) {
         let mut idle = self.idle.borrow_mut();
         let Some(list) = idle.get_mut(slot) else {
             return;

@@ -3,21 +3,19 @@
 //! I/O, no runtime; `providers::upstream` drives these pieces for the relay.
 
 pub mod eventstream;
-pub mod request;
-pub mod sign;
+pub(crate) mod request;
+pub(crate) mod sign;
 pub mod to_sse;
 
-pub use eventstream::{encode_message, EventStreamDecoder, EventStreamError, HeaderValue, Message};
-pub use request::{
-    endpoint, signing_region, translate_request, translate_request_with_betas, BedrockRequest, DEFAULT_REGION,
-};
-pub use sign::{credentials_from_env, sign, SignError};
-pub use to_sse::{error_to_anthropic, SseTranslator};
+pub(crate) use eventstream::EventStreamError;
+pub(crate) use request::{endpoint, signing_region, translate_request};
+pub(crate) use sign::{sign, SignError};
+pub(crate) use to_sse::{error_to_anthropic, SseTranslator};
 
 /// Why a client's request body cannot be translated for Bedrock (the client's fault: 400). Signing
 /// failures are [`SignError`]. Messages never contain a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BedrockError {
+pub(crate) enum BedrockError {
     /// The client's body is not a JSON object (Bedrock would refuse it anyway; answer 400 ourselves).
     #[error("request body is not a JSON object: {0}")]
     InvalidBody(String),
