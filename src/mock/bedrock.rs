@@ -100,7 +100,7 @@ pub(crate) fn encode_exception(out: &mut Vec<u8>, exception_type: &str, message:
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// String headers in wire order (`:event-type`, `:content-type`, `:message-type`, ...).
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The payload bytes between the headers and the message CRC.
     pub payload: Vec<u8>,
 }
