@@ -244,8 +244,8 @@ pub(crate) fn error_to_anthropic(status: u16, body: &[u8], exception_type: Optio
     (status, error_json(ty, &message))
 }
 
-/// The Anthropic status an exception name stands for (e.g. `throttlingException` → 429); lets the relay
-/// pick a status for an exception that arrives before any byte was sent to the client.
+/// The Anthropic status an exception name stands for (e.g. `throttlingException` → 429), so tests can
+/// check the mapping without building a response.
 #[cfg(test)]
 pub(crate) fn exception_status(exception_type: &str) -> Option<u16> {
     exception_error_type(exception_type).map(|(s, _)| s)
