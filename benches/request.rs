@@ -5,8 +5,8 @@
 
 use std::hint::black_box;
 
-use aibridged::config::BedrockConfig;
 use aibridged::providers::bedrock::translate_request;
+use aibridged::providers::bedrock::BedrockConfig;
 use aibridged::providers::request::{inspect, with_include_usage};
 use aibridged::records::Api;
 use aibridged::runtime::http::{parse_request_head, write_chunk, ChunkedDecoder};

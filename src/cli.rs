@@ -3,16 +3,16 @@
 //! and the database location) so that flags, variables and YAML go through one set of rules.
 
 use crate::config::units::parse_duration;
-pub use crate::config::{DatabaseArgs, ServerArgs};
+pub(crate) use crate::config::{DatabaseArgs, ServerArgs};
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
 /// The `aibridged` command line.
 #[derive(Debug, Parser)]
 #[command(name = "aibridged", version, about = "A thread-per-core AI gateway that records every LLM interception")]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The indexed provider settings, which are variables or YAML only (no flags), explained in `--help`.
@@ -29,7 +29,7 @@ Provider instances (variables or YAML aibridge.providers; no flags):
 // Built once per process at start-up, so the size of the `server` variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the gateway (settings: flag > CODER_* variable > YAML --config file > default)
     #[command(after_long_help = PROVIDERS_HELP)]
     Server(ServerArgs),
@@ -39,16 +39,16 @@ pub enum Command {
 
 /// `aibridged tokens …`: the database location (shared with `server`) and the action.
 #[derive(Debug, Args)]
-pub struct TokensArgs {
+pub(crate) struct TokensArgs {
     #[command(flatten)]
-    pub db: DatabaseArgs,
+    pub(crate) db: DatabaseArgs,
     #[command(subcommand)]
-    pub command: TokensCommand,
+    pub(crate) command: TokensCommand,
 }
 
 /// The token actions.
 #[derive(Debug, Subcommand)]
-pub enum TokensCommand {
+pub(crate) enum TokensCommand {
     /// Create a token for a user and print it once (only its hash is stored)
     Create {
         /// The user the token authenticates as (recorded as initiator_id)
@@ -69,7 +69,7 @@ pub enum TokensCommand {
 
 impl Cli {
     /// Parses `std::env::args`, exiting with clap's usage message on error (and for --help/--version).
-    pub fn parse_args() -> Cli {
+    pub(crate) fn parse_args() -> Cli {
         Cli::parse()
     }
 }

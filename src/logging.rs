@@ -12,7 +12,7 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum LoggingError {
+pub(crate) enum LoggingError {
     #[error("cannot open log destination {path}: {source}")]
     Open { path: String, source: std::io::Error },
 }
@@ -21,7 +21,7 @@ pub enum LoggingError {
 /// both resolve their `--log-human` / `--log-json` value through [`Destination::resolve`], so one value
 /// always means one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub(crate) enum Destination {
     Stdout,
     Stderr,
     /// A file, opened for appending (created if missing).
@@ -32,7 +32,7 @@ impl Destination {
     /// `-`, `stderr` and `/dev/stderr` mean the process's standard error, `stdout` and `/dev/stdout` its
     /// standard output; anything else is a file path. The standard streams are used directly rather than
     /// re-opened by path, which fails in sandboxes where /proc is not mounted.
-    pub fn resolve(spec: &str) -> Self {
+    pub(crate) fn resolve(spec: &str) -> Self {
         match spec {
             "/dev/stderr" | "stderr" | "-" => Destination::Stderr,
             "/dev/stdout" | "stdout" => Destination::Stdout,
@@ -42,7 +42,7 @@ impl Destination {
 
     /// Opens the destination for writing. Writes to the standard streams are unbuffered here; callers
     /// buffer as they need.
-    pub fn open(&self) -> std::io::Result<Box<dyn Write + Send>> {
+    pub(crate) fn open(&self) -> std::io::Result<Box<dyn Write + Send>> {
         Ok(match self {
             Destination::Stdout => Box::new(std::io::stdout()),
             Destination::Stderr => Box::new(std::io::stderr()),
@@ -56,7 +56,7 @@ fn open(spec: &str) -> Result<Box<dyn Write + Send>, LoggingError> {
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
-pub fn init(human: Option<&str>, json: Option<&str>) -> Result<(), LoggingError> {
+pub(crate) fn init(human: Option<&str>, json: Option<&str>) -> Result<(), LoggingError> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let human_layer = match human {
         Some(p) => Some(

@@ -27,7 +27,7 @@ pub enum CredentialKind {
 
 impl CredentialKind {
     /// The name stored in records and logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CredentialKind::Centralized => "centralized",
             CredentialKind::Byok => "byok",
@@ -49,7 +49,7 @@ pub enum EndStatus {
 
 impl EndStatus {
     /// The name stored in records and logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EndStatus::Completed => "completed",
             EndStatus::Failed => "failed",
@@ -151,7 +151,7 @@ pub enum Record {
 
 impl Record {
     /// The `record_type` name of the public contract (README "Structured logs").
-    pub fn record_type(&self) -> &'static str {
+    pub(crate) fn record_type(&self) -> &'static str {
         match self {
             Record::InterceptionStart(_) => "interception_start",
             Record::InterceptionEnd(_) => "interception_end",

@@ -3,7 +3,7 @@
 //! Bedrock's `anthropic_version` and none of the members that moved into the path.
 #![no_main]
 
-use aibridged::config::BedrockConfig;
+use aibridged::providers::bedrock::BedrockConfig;
 use aibridged::providers::bedrock::request::BEDROCK_ANTHROPIC_VERSION;
 use aibridged::providers::bedrock::translate_request_with_betas;
 use aibridged::providers::request::inspect;

@@ -2,26 +2,26 @@
 //! workers check tokens against without touching the database. Only a SHA-256 hash of each secret is
 //! stored; no error, log or record ever carries a presented token.
 
+// cache.rs is rewritten on another branch of issue 8; its dead items go with that rewrite.
 mod cache;
 mod store;
 
-pub use crate::db::TokenInfo;
-pub use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, VerifiedMemo, REFRESH_INTERVAL};
-pub use store::{CreatedToken, TokenStore};
+pub(crate) use cache::{load_token_cache, spawn_token_refresher, Principal, TokenCache, VerifiedMemo};
+pub(crate) use store::TokenStore;
 
 /// Every gateway token starts with this, so it is recognisable in a leaked-secret scan.
-pub const TOKEN_PREFIX: &str = "aibr_";
+pub(crate) const TOKEN_PREFIX: &str = "aibr_";
 
 /// Random bytes in a token id (shown in `tokens list`, used to find the token): 6 bytes = 12 hex chars,
 /// ample to keep ids unique among the tokens of one gateway.
-pub const ID_BYTES: usize = 6;
+pub(crate) const ID_BYTES: usize = 6;
 
 /// Random bytes in a token secret: 24 bytes = 48 hex chars, 192 bits of entropy.
-pub const SECRET_BYTES: usize = 24;
+pub(crate) const SECRET_BYTES: usize = 24;
 
 /// Why a token could not be made, listed, revoked or accepted. Never holds the token text.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     #[error("token is not in the aibr_<id>_<secret> form")]
     Malformed,
     #[error("unknown token")]
@@ -45,7 +45,7 @@ pub enum AuthError {
 /// The credentials of an `Authorization: Bearer …` value; the scheme name is case-insensitive (RFC 9110
 /// §11.1). `None` for other schemes. Lives here because both the gateway token and a BYOK caller's own
 /// provider key arrive this way.
-pub fn bearer_token(authorization: &str) -> Option<&str> {
+pub(crate) fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, rest) = authorization.trim_start().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }

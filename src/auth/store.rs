@@ -11,11 +11,11 @@ use super::{hash_secret, hex, AuthError, ID_BYTES, SECRET_BYTES, TOKEN_PREFIX};
 use crate::db::{self, DbError, Store, StoredToken, TokenInfo, Workload};
 
 /// A freshly created token. `token` is the only copy of the secret: print it once, store it nowhere.
-pub struct CreatedToken {
-    pub id: String,
-    pub token: String,
-    pub user: String,
-    pub expires_at: Option<SystemTime>,
+pub(crate) struct CreatedToken {
+    pub(crate) id: String,
+    pub(crate) token: String,
+    pub(crate) user: String,
+    pub(crate) expires_at: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for CreatedToken {
@@ -30,24 +30,24 @@ impl std::fmt::Debug for CreatedToken {
 }
 
 /// Token management over a [`Store`].
-pub struct TokenStore {
+pub(crate) struct TokenStore {
     store: Box<dyn Store>,
     rng: SystemRandom,
 }
 
 impl TokenStore {
     /// Wraps an open store.
-    pub fn new(store: Box<dyn Store>) -> Self {
+    pub(crate) fn new(store: Box<dyn Store>) -> Self {
         TokenStore { store, rng: SystemRandom::new() }
     }
 
     /// Opens the database at `path` (migrating it) and wraps it.
-    pub fn open(path: &Path) -> Result<Self, DbError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, DbError> {
         Ok(Self::new(db::open(path, Workload::General)?))
     }
 
     /// Makes a token for `user`, valid for `expires` from now (forever when `None`).
-    pub fn create(&mut self, user: &str, expires: Option<Duration>) -> Result<CreatedToken, AuthError> {
+    pub(crate) fn create(&mut self, user: &str, expires: Option<Duration>) -> Result<CreatedToken, AuthError> {
         let user = user.trim();
         if user.is_empty() {
             return Err(AuthError::EmptyUser);
@@ -75,18 +75,13 @@ impl TokenStore {
     }
 
     /// Every token, newest first.
-    pub fn list(&mut self) -> Result<Vec<TokenInfo>, AuthError> {
+    pub(crate) fn list(&mut self) -> Result<Vec<TokenInfo>, AuthError> {
         Ok(self.store.list_tokens()?)
     }
 
     /// Revokes the token with this id. Returns false when no such unrevoked token exists.
-    pub fn revoke(&mut self, id: &str) -> Result<bool, AuthError> {
+    pub(crate) fn revoke(&mut self, id: &str) -> Result<bool, AuthError> {
         Ok(self.store.revoke_token(id, SystemTime::now())?)
-    }
-
-    /// Whether a token with this id exists (revoked or not).
-    pub fn exists(&mut self, id: &str) -> Result<bool, AuthError> {
-        Ok(self.store.token_exists(id)?)
     }
 
     /// Every token row with its hash, for the cache.

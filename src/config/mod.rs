@@ -16,19 +16,16 @@ mod tests;
 mod tuning;
 pub mod units;
 
-pub use args::{DatabaseArgs, ServerArgs, TuningArgs};
-pub use error::{ConfigError, KeyListProblem};
-pub use load::{
-    database_path, load, load_from_process, load_with_yaml, parse_yaml, process_env, Loaded, DEFAULT_DATABASE_URL,
-    DEFAULT_HTTP_ADDRESS, DEFAULT_LOG_HUMAN, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETENTION, DEFAULT_SHUTDOWN_GRACE,
-    MAX_BODY_SIZE_LIMIT, MAX_WORKERS,
-};
-pub use providers::{DEFAULT_BEDROCK_MODEL, DEFAULT_BEDROCK_SMALL_FAST_MODEL, MAX_KEYS, MAX_NAME_LEN};
-pub use tuning::{
-    SinkSettings, Timeouts, DEFAULT_DNS_REFRESH, DEFAULT_TOKEN_REFRESH, MAX_SINK_BATCH_RECORDS,
-    MAX_SINK_CHANNEL_CAPACITY,
-};
-pub use units::{parse_duration, parse_size, DurationError, SizeError};
+pub use args::{DatabaseArgs, ServerArgs};
+pub use load::{database_path, load_from_process, process_env};
+pub use tuning::{SinkSettings, Timeouts};
+// What the configuration tests name through `config::` (the rest stays inside the module).
+#[cfg(test)]
+pub(crate) use error::{ConfigError, KeyListProblem};
+#[cfg(test)]
+pub(crate) use load::{load, load_with_yaml, parse_yaml, Loaded, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETENTION};
+#[cfg(test)]
+pub(crate) use providers::{DEFAULT_BEDROCK_MODEL, MAX_NAME_LEN};
 
 /// Everything `aibridged server` runs with.
 #[derive(Debug, Clone)]

@@ -4,20 +4,20 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Length of a formatted timestamp: fixed width, so that text order is time order in SQLite.
-pub const TIMESTAMP_LEN: usize = 27;
+pub(crate) const TIMESTAMP_LEN: usize = 27;
 
 /// The latest instant we format (9999-12-31T23:59:59.999999Z): keeps the width fixed at four year digits.
 const MAX_UNIX_SECS: u64 = 253_402_300_799;
 
 /// A formatted timestamp held on the stack.
 #[derive(Clone, Copy)]
-pub struct Timestamp {
+pub(crate) struct Timestamp {
     buf: [u8; TIMESTAMP_LEN],
 }
 
 impl Timestamp {
     /// The timestamp text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // The buffer only ever holds ASCII digits and separators written by `format`.
         std::str::from_utf8(&self.buf).unwrap_or("1970-01-01T00:00:00.000000Z")
     }
@@ -31,7 +31,7 @@ impl std::fmt::Debug for Timestamp {
 
 /// Formats `t` with microsecond precision. Instants before 1970 format as the epoch, after 9999 as its end:
 /// clocks that far off are not worth an error on the recording path.
-pub fn format(t: SystemTime) -> Timestamp {
+pub(crate) fn format(t: SystemTime) -> Timestamp {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let (secs, micros) = if since.as_secs() > MAX_UNIX_SECS {
         (MAX_UNIX_SECS, 999_999)
@@ -75,7 +75,7 @@ fn civil_from_days(days: u64) -> (u32, u32, u32) {
 }
 
 /// Parses any RFC 3339 timestamp (as read back from the database) into a `SystemTime`.
-pub fn parse(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse(text: &str) -> Option<SystemTime> {
     let dt = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     let secs = u64::try_from(dt.unix_timestamp()).ok()?;
     UNIX_EPOCH.checked_add(Duration::new(secs, dt.nanosecond()))

@@ -10,10 +10,10 @@ const MESSAGE_CRC_LEN: usize = 4;
 /// The event-stream header value type for a UTF-8 string.
 const HEADER_TYPE_STRING: u8 = 7;
 /// Largest frame the decoder accepts; the AWS event-stream spec caps messages at 16 MiB.
-pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// The SigV4 service name of the Bedrock runtime API.
-pub const SIGNING_SERVICE: &str = "bedrock";
+pub(crate) const SIGNING_SERVICE: &str = "bedrock";
 
 /// AWS credentials the mock checks SigV4 signatures against.
 #[derive(Clone)]
@@ -46,7 +46,7 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// Appends one event-stream message with string `headers` and `payload` to `out`.
-pub fn encode_frame(out: &mut Vec<u8>, headers: &[(&str, &str)], payload: &[u8]) {
+pub(crate) fn encode_frame(out: &mut Vec<u8>, headers: &[(&str, &str)], payload: &[u8]) {
     let start = out.len();
     out.extend_from_slice(&[0u8; PRELUDE_LEN]);
     for (n, v) in headers {
@@ -64,7 +64,7 @@ pub fn encode_frame(out: &mut Vec<u8>, headers: &[(&str, &str)], payload: &[u8])
 }
 
 /// Appends a `chunk` event whose payload is `{"bytes":"<base64 of json>"}` (InvokeModelWithResponseStream).
-pub fn encode_chunk(out: &mut Vec<u8>, scratch: &mut Vec<u8>, json: &[u8]) {
+pub(crate) fn encode_chunk(out: &mut Vec<u8>, scratch: &mut Vec<u8>, json: &[u8]) {
     scratch.clear();
     scratch.extend_from_slice(b"{\"bytes\":\"");
     push_base64(scratch, json);
@@ -87,7 +87,7 @@ fn push_base64(out: &mut Vec<u8>, input: &[u8]) {
 }
 
 /// Appends an exception message (`:message-type` = `exception`) with payload `{"message":...}`.
-pub fn encode_exception(out: &mut Vec<u8>, exception_type: &str, message: &str) {
+pub(crate) fn encode_exception(out: &mut Vec<u8>, exception_type: &str, message: &str) {
     let payload = serde_json::json!({ "message": message }).to_string();
     encode_frame(
         out,
@@ -100,7 +100,7 @@ pub fn encode_exception(out: &mut Vec<u8>, exception_type: &str, message: &str) 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// String headers in wire order (`:event-type`, `:content-type`, `:message-type`, ...).
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The payload bytes between the headers and the message CRC.
     pub payload: Vec<u8>,
 }
@@ -205,7 +205,13 @@ fn parse_amz_date(value: &str) -> Option<SystemTime> {
 
 /// Recomputes the SigV4 signature of a received request and compares it with its `Authorization` header.
 /// `target` is the request target as received (path and query); `headers` as received.
-pub fn verify_sigv4(creds: &AwsCredentials, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> bool {
+pub(crate) fn verify_sigv4(
+    creds: &AwsCredentials,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> bool {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     let find = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v);
     let Some(auth) = find("authorization").and_then(parse_authorization) else {

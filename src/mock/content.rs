@@ -5,57 +5,57 @@ use super::scenario::{Kind, Scenario};
 use std::io::Write;
 
 /// Text deltas cycle through these words; none needs JSON escaping (a test checks it).
-pub const WORDS: [&str; 6] = ["Hello", " from", " the", " mock", " upstream", "."];
+pub(crate) const WORDS: [&str; 6] = ["Hello", " from", " the", " mock", " upstream", "."];
 /// Thinking / reasoning summary deltas.
-pub const THOUGHTS: [&str; 3] = ["Let me", " check the", " weather in Paris."];
+pub(crate) const THOUGHTS: [&str; 3] = ["Let me", " check the", " weather in Paris."];
 /// The opaque signature closing a thinking block.
-pub const SIGNATURE: &str = "EqQBCkgIARABGAIiQMockSignatureForTestsOnly0123456789abcdef";
+pub(crate) const SIGNATURE: &str = "EqQBCkgIARABGAIiQMockSignatureForTestsOnly0123456789abcdef";
 /// Tool calls: name and complete argument JSON. `tools` uses both (parallel), `thinking` the first.
-pub const TOOLS: [(&str, &str); 2] =
+pub(crate) const TOOLS: [(&str, &str); 2] =
     [("get_weather", r#"{"city":"Paris","unit":"celsius"}"#), ("get_time", r#"{"timezone":"Europe/Paris"}"#)];
 /// Argument JSON is streamed in this many pieces.
-pub const ARG_PIECES: usize = 3;
+pub(crate) const ARG_PIECES: usize = 3;
 
 /// Token usage of one response, in provider-neutral terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Input tokens not read from cache (Anthropic `input_tokens`).
-    pub input: u32,
-    pub cache_read: u32,
-    pub cache_write: u32,
+    pub(crate) input: u32,
+    pub(crate) cache_read: u32,
+    pub(crate) cache_write: u32,
     /// Visible output tokens (text, tool arguments, thinking text).
-    pub output: u32,
-    pub reasoning: u32,
+    pub(crate) output: u32,
+    pub(crate) reasoning: u32,
 }
 
 impl Usage {
     /// OpenAI `prompt_tokens`/`input_tokens`: includes the cached part.
-    pub fn openai_input(&self) -> u32 {
+    pub(crate) fn openai_input(&self) -> u32 {
         self.input + self.cache_read
     }
     /// OpenAI `completion_tokens`/`output_tokens`: includes reasoning.
-    pub fn openai_output(&self) -> u32 {
+    pub(crate) fn openai_output(&self) -> u32 {
         self.output + self.reasoning
     }
 }
 
 /// The content plan of a scenario.
 #[derive(Debug, Clone, Copy)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Text delta events.
-    pub text_deltas: u32,
+    pub(crate) text_deltas: u32,
     /// Thinking/reasoning deltas (0 or THOUGHTS.len()).
-    pub thought_deltas: usize,
+    pub(crate) thought_deltas: usize,
     /// Tool calls (prefix of TOOLS).
-    pub tools: usize,
+    pub(crate) tools: usize,
     /// Whether the stream stops half-way (error or truncation).
-    pub cut: bool,
-    pub usage: Usage,
+    pub(crate) cut: bool,
+    pub(crate) usage: Usage,
 }
 
 impl Plan {
     /// Decides what a scenario's response contains.
-    pub fn of(s: &Scenario) -> Plan {
+    pub(crate) fn of(s: &Scenario) -> Plan {
         let events = s.events;
         let (text_deltas, thought_deltas, tools, cut) = match s.kind {
             Kind::Text | Kind::Cached => (events, 0, 0, false),
@@ -85,18 +85,18 @@ impl Plan {
 }
 
 /// The `i`th text delta.
-pub fn word(i: u32) -> &'static str {
+pub(crate) fn word(i: u32) -> &'static str {
     WORDS[i as usize % WORDS.len()]
 }
 
 /// Appends `s` as a quoted JSON string.
-pub fn push_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     // Serialising a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Appends the concatenation of the first `n` words as a quoted JSON string (no escaping needed).
-pub fn push_text(out: &mut Vec<u8>, n: u32) {
+pub(crate) fn push_text(out: &mut Vec<u8>, n: u32) {
     out.push(b'"');
     for i in 0..n {
         out.extend_from_slice(word(i).as_bytes());
@@ -105,12 +105,12 @@ pub fn push_text(out: &mut Vec<u8>, n: u32) {
 }
 
 /// Appends the whole thinking text as a quoted JSON string.
-pub fn push_thoughts(out: &mut Vec<u8>) {
+pub(crate) fn push_thoughts(out: &mut Vec<u8>) {
     push_str(out, &THOUGHTS.concat());
 }
 
 /// The `piece`th of ARG_PIECES pieces of a tool's argument JSON.
-pub fn arg_piece(args: &str, piece: usize) -> &str {
+pub(crate) fn arg_piece(args: &str, piece: usize) -> &str {
     let step = args.len().div_ceil(ARG_PIECES);
     let start = (piece * step).min(args.len());
     let end = ((piece + 1) * step).min(args.len());
@@ -118,12 +118,12 @@ pub fn arg_piece(args: &str, piece: usize) -> &str {
 }
 
 /// Seconds since the Unix epoch, for `created` fields.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Appends a decimal number.
-pub fn push_num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+pub(crate) fn push_num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
     let _ = write!(out, "{n}");
 }
 

@@ -38,9 +38,9 @@ pub fn monotonic_ns() -> u64 {
 /// Buffers reused across the requests of one connection.
 #[derive(Default)]
 pub(crate) struct Buffers {
-    pub out: Vec<u8>,
-    pub json: Vec<u8>,
-    pub frame: Vec<u8>,
+    pub(crate) out: Vec<u8>,
+    pub(crate) json: Vec<u8>,
+    pub(crate) frame: Vec<u8>,
 }
 
 /// One streamed response in progress.
@@ -56,7 +56,7 @@ pub(crate) struct Emitter<'a> {
 
 impl<'a> Emitter<'a> {
     /// Writes the response head and returns an emitter for the events.
-    pub fn start(
+    pub(crate) fn start(
         stream: &'a TcpStream,
         bufs: &'a mut Buffers,
         framing: Framing,
@@ -90,7 +90,7 @@ impl<'a> Emitter<'a> {
     }
 
     /// Writes one event whose JSON `render` appends to the buffer it is given.
-    pub fn event(&mut self, name: &str, render: impl FnOnce(&mut Vec<u8>)) -> Result<(), EmitError> {
+    pub(crate) fn event(&mut self, name: &str, render: impl FnOnce(&mut Vec<u8>)) -> Result<(), EmitError> {
         self.before_event()?;
         let json = &mut self.bufs.json;
         json.clear();
@@ -122,7 +122,7 @@ impl<'a> Emitter<'a> {
     }
 
     /// Writes a raw SSE `data:` line that is not JSON (OpenAI's `[DONE]`).
-    pub fn raw_data(&mut self, data: &str) -> Result<(), EmitError> {
+    pub(crate) fn raw_data(&mut self, data: &str) -> Result<(), EmitError> {
         self.before_event()?;
         let frame = &mut self.bufs.frame;
         frame.clear();
@@ -133,7 +133,7 @@ impl<'a> Emitter<'a> {
     }
 
     /// Writes an event-stream exception message (Bedrock mid-stream error).
-    pub fn exception(&mut self, exception_type: &str, message: &str) -> Result<(), EmitError> {
+    pub(crate) fn exception(&mut self, exception_type: &str, message: &str) -> Result<(), EmitError> {
         self.before_event()?;
         self.bufs.frame.clear();
         bedrock::encode_exception(&mut self.bufs.frame, exception_type, message);
@@ -141,7 +141,7 @@ impl<'a> Emitter<'a> {
     }
 
     /// Writes pre-framed bytes as one chunk (fixture replay).
-    pub fn raw_chunk(&mut self, bytes: &[u8]) -> Result<(), EmitError> {
+    pub(crate) fn raw_chunk(&mut self, bytes: &[u8]) -> Result<(), EmitError> {
         self.before_event()?;
         self.bufs.frame.clear();
         self.bufs.frame.extend_from_slice(bytes);
@@ -159,7 +159,7 @@ impl<'a> Emitter<'a> {
     }
 
     /// Ends the HTTP body properly (last chunk), whatever the events said.
-    pub fn finish(self) -> Result<(), EmitError> {
+    pub(crate) fn finish(self) -> Result<(), EmitError> {
         let mut w = self.stream;
         w.write_all(http::LAST_CHUNK)?;
         Ok(())

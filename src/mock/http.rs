@@ -28,13 +28,13 @@ pub(crate) enum DecodeError {
 /// A decoded request head, as offsets into the connection buffer so that no string is allocated.
 #[derive(Debug, Default)]
 pub(crate) struct Head {
-    pub method: Range<usize>,
-    pub target: Range<usize>,
-    pub headers: Vec<(Range<usize>, Range<usize>)>,
+    pub(crate) method: Range<usize>,
+    pub(crate) target: Range<usize>,
+    pub(crate) headers: Vec<(Range<usize>, Range<usize>)>,
     /// Bytes of the head including the blank line.
-    pub len: usize,
+    pub(crate) len: usize,
     /// Minor HTTP version (0 or 1).
-    pub minor: u8,
+    pub(crate) minor: u8,
 }
 
 fn span(buf: &[u8], part: &[u8]) -> Range<usize> {

@@ -4,14 +4,14 @@
 //! request path. Scenarios are chosen per request by `x-mock-*` headers (see `scenario`).
 
 mod anthropic;
-pub mod bedrock;
+pub(crate) mod bedrock;
 mod conn;
 mod content;
 mod emit;
 mod http;
 mod openai;
 mod route;
-pub mod scenario;
+pub(crate) mod scenario;
 
 pub use bedrock::{decode_frame, AwsCredentials, Frame, FrameError};
 pub use emit::monotonic_ns;
@@ -109,13 +109,13 @@ impl Shared {
 
 /// Per-request inputs of the content renderers.
 pub(crate) struct Ctx<'a> {
-    pub model: &'a str,
-    pub id: u64,
-    pub created: u64,
-    pub scenario: &'a scenario::Scenario<'a>,
-    pub plan: content::Plan,
-    pub include_usage: bool,
-    pub bedrock: bool,
+    pub(crate) model: &'a str,
+    pub(crate) id: u64,
+    pub(crate) created: u64,
+    pub(crate) scenario: &'a scenario::Scenario<'a>,
+    pub(crate) plan: content::Plan,
+    pub(crate) include_usage: bool,
+    pub(crate) bedrock: bool,
 }
 
 /// An in-process mock upstream server; stops accepting and shuts its connections down on Drop.

@@ -7,9 +7,9 @@ use std::borrow::Cow;
 
 /// A received request, borrowing the connection buffer.
 pub(crate) struct Req<'a> {
-    pub buf: &'a [u8],
-    pub head: &'a Head,
-    pub body: &'a [u8],
+    pub(crate) buf: &'a [u8],
+    pub(crate) head: &'a Head,
+    pub(crate) body: &'a [u8],
 }
 
 impl<'a> Req<'a> {

@@ -16,15 +16,15 @@
 //! | `x-mock-exception: T` | Bedrock `:exception-type` for `error-midstream` (default `throttlingException`) |
 
 /// Most text delta events one response may carry: enough for load tests, bounded so a typo can't hang a run.
-pub const MAX_EVENTS: u32 = 1_000_000;
+pub(crate) const MAX_EVENTS: u32 = 1_000_000;
 /// Longest pause between events: a minute covers every timeout test.
-pub const MAX_DELAY_MS: u64 = 60_000;
+pub(crate) const MAX_DELAY_MS: u64 = 60_000;
 /// Text delta events when `x-mock-events` is absent: small, but more than one so deltas are exercised.
-pub const DEFAULT_EVENTS: u32 = 5;
+pub(crate) const DEFAULT_EVENTS: u32 = 5;
 
 /// The response shape chosen by `x-mock-scenario`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Plain text answer.
     Text,
     /// Text then two parallel tool calls.
@@ -41,7 +41,7 @@ pub enum Kind {
 
 /// An `x-mock-*` header the mock could not understand; answered with 400 so test typos surface.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ScenarioError {
+pub(crate) enum ScenarioError {
     #[error("unknown x-mock-scenario {0:?}")]
     UnknownScenario(String),
     #[error("invalid value for header {0}")]
@@ -50,27 +50,27 @@ pub enum ScenarioError {
 
 /// Everything the request headers ask of the mock; borrows the header values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scenario<'a> {
+pub(crate) struct Scenario<'a> {
     /// `x-mock-scenario`.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// `x-mock-status`, or the matching `x-mock-status-for-key` entry.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// `x-mock-retry-after` seconds.
-    pub retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
     /// `x-mock-reset-after` events.
-    pub reset_after: Option<u32>,
+    pub(crate) reset_after: Option<u32>,
     /// `x-mock-delay-ms`, capped at MAX_DELAY_MS.
-    pub delay_ms: u64,
+    pub(crate) delay_ms: u64,
     /// `x-mock-events`, capped at MAX_EVENTS.
-    pub events: u32,
+    pub(crate) events: u32,
     /// `x-mock-garbage`.
-    pub garbage: bool,
+    pub(crate) garbage: bool,
     /// `x-mock-body-file`.
-    pub body_file: Option<&'a str>,
+    pub(crate) body_file: Option<&'a str>,
     /// `x-mock-stamp`.
-    pub stamp: bool,
+    pub(crate) stamp: bool,
     /// Bedrock `:exception-type` to send mid-stream (with `error-midstream`).
-    pub exception: &'a str,
+    pub(crate) exception: &'a str,
 }
 
 impl Default for Scenario<'_> {
@@ -109,7 +109,7 @@ fn status_code(v: &str, name: &'static str) -> Result<u16, ScenarioError> {
 
 impl<'a> Scenario<'a> {
     /// Builds the scenario from request headers; `credential` is the Bearer token or x-api-key received.
-    pub fn from_headers(
+    pub(crate) fn from_headers(
         headers: impl Iterator<Item = (&'a str, &'a str)>,
         credential: Option<&str>,
     ) -> Result<Scenario<'a>, ScenarioError> {

@@ -3,11 +3,11 @@
 
 /// The detected client and the session id it sent, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientInfo {
+pub(crate) struct ClientInfo {
     /// `claude-code`, `codex`, `copilot`, `cursor`, `zed`, `kilo`, `roo`, `cline`, `opencode` or `unknown`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The client's own session/conversation id header, when it sends one (trimmed, bounded).
-    pub session_id: Option<String>,
+    pub(crate) session_id: Option<String>,
 }
 
 /// Longest session id kept; a client-supplied header is untrusted and lands in every record.
@@ -35,7 +35,7 @@ const UA_MARKERS: &[(&str, &str)] = &[
 ];
 
 /// Identifies the client. `header` looks a request header up by name, case-insensitively.
-pub fn detect_client(user_agent: Option<&str>, header: &dyn Fn(&str) -> Option<String>) -> ClientInfo {
+pub(crate) fn detect_client(user_agent: Option<&str>, header: &dyn Fn(&str) -> Option<String>) -> ClientInfo {
     let name = detect_name(user_agent, header);
     let session_id = session_header(name)
         .iter()

@@ -5,7 +5,7 @@ use crate::config::ProviderType;
 
 /// The family of error JSON to answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorShape {
+pub(crate) enum ErrorShape {
     /// `{"error":{"message","type","param","code"}}` (OpenAI, Copilot, and routes of no provider).
     OpenAi,
     /// `{"type":"error","error":{"type","message"}}`.
@@ -13,7 +13,7 @@ pub enum ErrorShape {
 }
 
 impl ErrorShape {
-    pub fn of(kind: ProviderType) -> ErrorShape {
+    pub(crate) fn of(kind: ProviderType) -> ErrorShape {
         match kind {
             ProviderType::Anthropic => ErrorShape::Anthropic,
             ProviderType::OpenAi | ProviderType::Copilot => ErrorShape::OpenAi,
@@ -22,7 +22,7 @@ impl ErrorShape {
 }
 
 /// Renders an error body. `status` picks the provider's error type name; `message` must hold no secret.
-pub fn error_body(shape: ErrorShape, status: u16, message: &str) -> Vec<u8> {
+pub(crate) fn error_body(shape: ErrorShape, status: u16, message: &str) -> Vec<u8> {
     let msg = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".to_string());
     match shape {
         ErrorShape::OpenAi => {
@@ -55,7 +55,7 @@ fn openai_type(status: u16) -> (&'static str, &'static str) {
 }
 
 /// Anthropic's error `type` for an HTTP status (also used for Bedrock errors turned into Anthropic's shape).
-pub fn anthropic_type(status: u16) -> &'static str {
+pub(crate) fn anthropic_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
         403 => "permission_error",

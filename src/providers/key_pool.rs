@@ -23,14 +23,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// How long a key rests after a 429 without a usable `Retry-After`: provider rate limits are per-minute
 /// windows (Anthropic, OpenAI), so one window is the natural wait.
-pub const DEFAULT_REST: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_REST: Duration = Duration::from_secs(60);
 /// Longest rest honoured: a daily-quota `Retry-After` (or a corrupt one) must not park a key for days;
 /// after an hour the key is tried again and, if still limited, rests again.
-pub const MAX_REST: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_REST: Duration = Duration::from_secs(3600);
 
 /// What the caller should do with the response it just got on a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyVerdict {
+pub(crate) enum KeyVerdict {
     /// The response says nothing against the key: relay it.
     Relay,
     /// The key was rate limited and now rests for this long: try [`KeyPool::next_after`]; relay this
@@ -42,14 +42,14 @@ pub enum KeyVerdict {
 
 impl KeyVerdict {
     /// True when the caller should try the next key before relaying anything.
-    pub fn fail_over(self) -> bool {
+    pub(crate) fn fail_over(self) -> bool {
         !matches!(self, KeyVerdict::Relay)
     }
 }
 
 /// The state of one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
+pub(crate) enum KeyState {
     Healthy,
     /// Rate limited until this instant.
     Resting(Instant),
@@ -59,47 +59,54 @@ pub enum KeyState {
 
 /// Per-worker health of one instance's keys, by index (index = position in the configured key list).
 #[derive(Debug, Clone)]
-pub struct KeyPool {
+pub(crate) struct KeyPool {
     keys: Vec<KeyState>,
 }
 
 impl KeyPool {
     /// A pool of `n_keys` healthy keys (0 keys: `pick` always returns `None`).
-    pub fn new(n_keys: usize) -> Self {
+    pub(crate) fn new(n_keys: usize) -> Self {
         KeyPool { keys: vec![KeyState::Healthy; n_keys] }
     }
 
     /// How many keys the pool holds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
     /// True when the pool holds no key.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     /// The key to use for a new request: the first usable one, or `None` when all rest or are disabled.
-    pub fn pick(&mut self, now: Instant) -> Option<usize> {
+    pub(crate) fn pick(&mut self, now: Instant) -> Option<usize> {
         self.first_usable(0, now)
     }
 
     /// The key to fail over to after `tried` failed: the first usable key after it. Only later keys are
     /// considered: `pick` chose the first usable key, so earlier ones were unusable, and walking forward
     /// bounds one request to at most `len()` attempts.
-    pub fn next_after(&mut self, tried: usize, now: Instant) -> Option<usize> {
+    pub(crate) fn next_after(&mut self, tried: usize, now: Instant) -> Option<usize> {
         self.first_usable(tried.checked_add(1)?, now)
     }
 
     /// Records what the provider answered on `key`, reading an HTTP-date `Retry-After` against the
     /// system clock. See [`KeyPool::on_response_at`].
-    pub fn on_response(&mut self, key: usize, status: u16, retry_after: Option<&str>, now: Instant) -> KeyVerdict {
+    pub(crate) fn on_response(
+        &mut self,
+        key: usize,
+        status: u16,
+        retry_after: Option<&str>,
+        now: Instant,
+    ) -> KeyVerdict {
         self.on_response_at(key, status, retry_after, now, SystemTime::now())
     }
 
     /// Records what the provider answered on `key`; `wall_now` is the wall clock an HTTP-date
     /// `Retry-After` is measured against. An unknown key index is ignored (`Relay`).
-    pub fn on_response_at(
+    pub(crate) fn on_response_at(
         &mut self,
         key: usize,
         status: u16,
@@ -128,7 +135,8 @@ impl KeyPool {
     }
 
     /// The state of `key` at `now` (a rest that has ended reads as `Healthy`); `None` for an unknown key.
-    pub fn state(&self, key: usize, now: Instant) -> Option<KeyState> {
+    #[cfg(test)]
+    pub(crate) fn state(&self, key: usize, now: Instant) -> Option<KeyState> {
         self.keys.get(key).map(|s| match *s {
             KeyState::Resting(until) if until <= now => KeyState::Healthy,
             other => other,
@@ -137,7 +145,8 @@ impl KeyPool {
 
     /// When every key is unusable: how long until the first resting key wakes (for a 429 `Retry-After`
     /// the caller synthesises). `None` when a key is usable now or every key is disabled.
-    pub fn retry_after(&self, now: Instant) -> Option<Duration> {
+    #[cfg(test)]
+    pub(crate) fn retry_after(&self, now: Instant) -> Option<Duration> {
         let mut soonest: Option<Instant> = None;
         for s in &self.keys {
             match *s {
@@ -168,7 +177,7 @@ impl KeyPool {
 
 /// `Retry-After` (RFC 9110 §10.2.3): delta-seconds, or an HTTP-date (IMF-fixdate) measured against
 /// `wall_now`. A date in the past means "now" (zero rest); anything unparsable is `None`.
-pub fn parse_retry_after(value: &str, wall_now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, wall_now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         // Very long digit strings overflow u64: treat them as "very long", the cap applies later.

@@ -3,9 +3,9 @@
 //! key pools. Does no I/O and never imports `runtime`.
 
 pub mod bedrock;
-pub mod client;
-pub mod errors;
-pub mod key_pool;
+pub(crate) mod client;
+pub(crate) mod errors;
+pub(crate) mod key_pool;
 pub mod request;
-pub mod routes;
-pub mod upstream;
+pub(crate) mod routes;
+pub(crate) mod upstream;

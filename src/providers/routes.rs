@@ -5,11 +5,11 @@ use crate::config::ProviderType;
 use crate::records::Api;
 
 /// The prefix of every bridge route; the provider instance NAME follows it.
-pub const BRIDGE_PREFIX: &str = "/api/v2/aibridge/";
+pub(crate) const BRIDGE_PREFIX: &str = "/api/v2/aibridge/";
 
 /// What the gateway does with a request on a provider route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteKind {
+pub(crate) enum RouteKind {
     /// Relayed and recorded as an interception of this API.
     Intercept(Api),
     /// Relayed unrecorded (allow-listed).
@@ -18,7 +18,7 @@ pub enum RouteKind {
 
 /// Splits `/api/v2/aibridge/<name>/<rest>?query` into (name, rest with query). `None` when the path is
 /// not a bridge route at all.
-pub fn split_bridge_path(target: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_bridge_path(target: &str) -> Option<(&str, &str)> {
     let after = target.strip_prefix(BRIDGE_PREFIX)?;
     let end = after.find(['/', '?']).unwrap_or(after.len());
     let (name, rest) = after.split_at(end);
@@ -27,7 +27,7 @@ pub fn split_bridge_path(target: &str) -> Option<(&str, &str)> {
 
 /// Classifies a request on an instance of `kind`. `path` is the part after the NAME, without the query.
 /// `None` means the route is unknown (404).
-pub fn classify(kind: ProviderType, method: &str, path: &str) -> Option<RouteKind> {
+pub(crate) fn classify(kind: ProviderType, method: &str, path: &str) -> Option<RouteKind> {
     if escapes_its_prefix(path) {
         return None;
     }
@@ -95,7 +95,7 @@ fn under_strict(path: &str, prefix: &str) -> bool {
 
 /// Joins the instance's base path with the request path (and query). For openai instances whose base
 /// path already ends in `/v1`, one leading `/v1` of the request path is removed so it is not doubled.
-pub fn upstream_path(kind: ProviderType, base_path: &str, path_and_query: &str) -> String {
+pub(crate) fn upstream_path(kind: ProviderType, base_path: &str, path_and_query: &str) -> String {
     let mut p = path_and_query;
     if kind == ProviderType::OpenAi && base_path.ends_with("/v1") {
         if let Some(rest) = p.strip_prefix("/v1") {

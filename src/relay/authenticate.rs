@@ -17,14 +17,14 @@ const INVALID: &str = "invalid, expired or revoked gateway token";
 
 /// What a request presents: its gateway token and, for BYOK, its own provider credential.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Presented<'h> {
-    pub token: &'h str,
-    pub byok: Option<ClientCredential>,
+pub(crate) struct Presented<'h> {
+    pub(crate) token: &'h str,
+    pub(crate) byok: Option<ClientCredential>,
 }
 
 /// Reads the gateway token: `X-Coder-AI-Governance-Token` (BYOK: the client's `Authorization` or
 /// `X-Api-Key` is then its own provider credential), else `Authorization: Bearer`, else `X-Api-Key`.
-pub fn presented(head: &RequestHead) -> Result<Presented<'_>, RelayError> {
+pub(crate) fn presented(head: &RequestHead) -> Result<Presented<'_>, RelayError> {
     let (token, byok) = if let Some(t) = head.header_str("x-coder-ai-governance-token") {
         (t, Some(ClientCredential { hint: own_credential(head).map(|c| Secret::new(c).hint()) }))
     } else if let Some(auth) = head.header_str("authorization") {
@@ -51,7 +51,7 @@ fn own_credential(head: &RequestHead) -> Option<&str> {
 }
 
 /// Checks the presented token against the cache (and this worker's memo of tokens already verified).
-pub fn authenticate(
+pub(crate) fn authenticate(
     tokens: &TokenCache,
     memo: &RefCell<VerifiedMemo>,
     head: &RequestHead,

@@ -16,17 +16,17 @@ use super::record::Interception;
 
 /// Where a request goes: the instance, the path after its name, and what the route is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     /// Index of the instance in the gateway.
-    pub instance: usize,
+    pub(crate) instance: usize,
     /// Path and query after `/api/v2/aibridge/<name>`.
-    pub rest: String,
-    pub kind: RouteKind,
+    pub(crate) rest: String,
+    pub(crate) kind: RouteKind,
 }
 
 impl Route {
     /// The API of an intercepted route; `None` for a passthrough.
-    pub fn api(&self) -> Option<Api> {
+    pub(crate) fn api(&self) -> Option<Api> {
         match self.kind {
             RouteKind::Intercept(api) => Some(api),
             RouteKind::Passthrough => None,
@@ -35,34 +35,34 @@ impl Route {
 }
 
 /// Who is calling and with which upstream credential policy.
-pub struct Caller {
-    pub principal: Principal,
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
     /// Set when the client keeps its own provider credential (`X-Coder-AI-Governance-Token` auth).
-    pub byok: Option<ClientCredential>,
+    pub(crate) byok: Option<ClientCredential>,
 }
 
 /// A BYOK caller's own provider credential, read once from its headers. Only the masked hint is kept:
 /// the credential itself goes upstream in the client's own headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCredential {
-    pub hint: Option<String>,
+pub(crate) struct ClientCredential {
+    pub(crate) hint: Option<String>,
 }
 
 /// When each step of a request's life finished; the coming metrics read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timings {
-    pub head_read: Instant,
-    pub body_read: Option<Instant>,
+pub(crate) struct Timings {
+    pub(crate) head_read: Instant,
+    pub(crate) body_read: Option<Instant>,
     /// The connection of the attempt that answered was ready.
-    pub upstream_connected: Option<Instant>,
-    pub upstream_first_byte: Option<Instant>,
-    pub client_first_byte: Option<Instant>,
-    pub end: Option<Instant>,
+    pub(crate) upstream_connected: Option<Instant>,
+    pub(crate) upstream_first_byte: Option<Instant>,
+    pub(crate) client_first_byte: Option<Instant>,
+    pub(crate) end: Option<Instant>,
 }
 
 impl Timings {
     /// Timings of a request whose head was just read.
-    pub fn new(head_read: Instant) -> Timings {
+    pub(crate) fn new(head_read: Instant) -> Timings {
         Timings {
             head_read,
             body_read: None,
@@ -74,29 +74,29 @@ impl Timings {
     }
 
     /// How long after the head `at` happened.
-    pub fn since_head(&self, at: Option<Instant>) -> Option<Duration> {
+    pub(crate) fn since_head(&self, at: Option<Instant>) -> Option<Duration> {
         at.map(|t| t.saturating_duration_since(self.head_read))
     }
 }
 
 /// One request as the phases see it.
-pub struct RequestCtx<'a> {
-    pub head: RequestHead,
-    pub route: Route,
-    pub inst: &'a Instance,
-    pub caller: Caller,
+pub(crate) struct RequestCtx<'a> {
+    pub(crate) head: RequestHead,
+    pub(crate) route: Route,
+    pub(crate) inst: &'a Instance,
+    pub(crate) caller: Caller,
     /// What inspection found in the body (intercepted routes only).
-    pub info: Option<Inspection>,
+    pub(crate) info: Option<Inspection>,
     /// The credential of the current attempt; failover replaces it.
-    pub credential: Credential,
+    pub(crate) credential: Credential,
     /// The interception being recorded, until it ends.
-    pub interception: Option<Interception>,
-    pub timings: Timings,
+    pub(crate) interception: Option<Interception>,
+    pub(crate) timings: Timings,
 }
 
 impl<'a> RequestCtx<'a> {
     /// A routed, authenticated request whose body is about to be handled.
-    pub fn new(head: RequestHead, route: Route, inst: &'a Instance, caller: Caller, timings: Timings) -> Self {
+    pub(crate) fn new(head: RequestHead, route: Route, inst: &'a Instance, caller: Caller, timings: Timings) -> Self {
         RequestCtx { head, route, inst, caller, info: None, credential: Credential::None, interception: None, timings }
     }
 }

@@ -13,7 +13,7 @@ use super::context::Caller;
 use super::error::RelayError;
 
 /// The credential of the first attempt. `pool` holds one entry per credential of the instance.
-pub fn first(caller: &Caller, pool: &mut KeyPool, now: Instant) -> Result<Credential, RelayError> {
+pub(crate) fn first(caller: &Caller, pool: &mut KeyPool, now: Instant) -> Result<Credential, RelayError> {
     Ok(match pool.len() {
         _ if caller.byok.is_some() => Credential::Byok,
         0 => Credential::None,
@@ -26,7 +26,7 @@ pub fn first(caller: &Caller, pool: &mut KeyPool, now: Instant) -> Result<Creden
 
 /// What the upstream's answer `status` on `used` says: the credential to try next, or `None` to relay
 /// this answer. Only pooled keys fail over.
-pub fn after_answer(
+pub(crate) fn after_answer(
     pool: &mut KeyPool,
     used: Credential,
     status: u16,
@@ -43,7 +43,7 @@ pub fn after_answer(
 }
 
 /// The record's `credential_kind` for a credential.
-pub fn kind(c: Credential) -> CredentialKind {
+pub(crate) fn kind(c: Credential) -> CredentialKind {
     match c {
         Credential::Byok => CredentialKind::Byok,
         Credential::Key(_) => CredentialKind::Centralized,
@@ -52,7 +52,7 @@ pub fn kind(c: Credential) -> CredentialKind {
 }
 
 /// A masked hint of the credential; never the secret.
-pub fn hint(upstream: &Upstream, caller: &Caller, c: Credential) -> Option<String> {
+pub(crate) fn hint(upstream: &Upstream, caller: &Caller, c: Credential) -> Option<String> {
     match c {
         Credential::Key(k) => upstream.key_hint(k),
         Credential::Byok => caller.byok.as_ref().and_then(|b| b.hint.clone()),

@@ -10,7 +10,7 @@ use crate::runtime::http::server_leg::ReadError;
 
 /// Which party a failure is attributed to (for logs and the interception's end status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Client,
     Upstream,
     Gateway,
@@ -18,7 +18,7 @@ pub enum Side {
 
 /// Everything that can stop a request before or while it is relayed.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     /// The request head or body could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -45,7 +45,7 @@ pub enum RelayError {
 
 impl RelayError {
     /// The HTTP status the client gets.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             RelayError::Read(e) => match e {
                 ReadError::BadHead(h) => h.status(),
@@ -70,7 +70,7 @@ impl RelayError {
     }
 
     /// Who is to blame.
-    pub fn side(&self) -> Side {
+    pub(crate) fn side(&self) -> Side {
         match self {
             RelayError::Upstream(_) | RelayError::KeysResting => Side::Upstream,
             RelayError::Prepare(e) if e.is_client_fault() => Side::Client,
@@ -81,12 +81,12 @@ impl RelayError {
 
     /// Whether the client connection can carry another request after this answer. Errors raised before the
     /// body was consumed leave unread bytes on the socket, so the connection must close.
-    pub fn keeps_connection(&self) -> bool {
+    pub(crate) fn keeps_connection(&self) -> bool {
         !matches!(self, RelayError::Read(_))
     }
 
     /// The response body in the provider's error shape.
-    pub fn body(&self, shape: ErrorShape) -> Vec<u8> {
+    pub(crate) fn body(&self, shape: ErrorShape) -> Vec<u8> {
         error_body(shape, self.status(), &self.to_string())
     }
 }

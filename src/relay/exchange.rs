@@ -18,7 +18,7 @@ use super::request::render;
 
 /// The upstream's answer head for `out`, after key failover; `None` when the client closed while
 /// waiting (the upstream call was dropped and the interception ended as client_disconnected).
-pub async fn exchange(
+pub(crate) async fn exchange(
     svc: &WorkerService,
     client: &Conn,
     ctx: &mut RequestCtx<'_>,

@@ -17,7 +17,7 @@ use crate::runtime::upstream::{PoolTimeouts, Upstreams};
 use crate::sink::SinkHandle;
 
 use super::body::BodyTimeouts;
-use super::instance::{index_of, Instance};
+use super::instance::Instance;
 use super::record::InFlight;
 
 /// Every deadline of a request's life, grouped by the leg that applies it; built from the validated
@@ -88,11 +88,6 @@ impl Gateway {
         let timeouts = Timeouts::from(&config.timeouts);
         let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
         Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording }
-    }
-
-    /// The index of the instance named `name`.
-    pub fn instance_index(&self, name: &str) -> Option<usize> {
-        index_of(&self.instances, name)
     }
 }
 

@@ -49,31 +49,22 @@ impl State {
 
 /// The interceptions open on one worker, so that shutdown can settle those that outlive the grace period.
 #[derive(Default)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     open: RefCell<HashMap<Uuid, Rc<RefCell<State>>>>,
 }
 
 impl InFlight {
     /// Ends every open interception as failed (the grace period ran out).
-    pub fn abandon_all(&self, sink: &SinkHandle) {
+    pub(crate) fn abandon_all(&self, sink: &SinkHandle) {
         let open: Vec<_> = self.open.borrow_mut().drain().collect();
         for (id, state) in open {
             state.borrow_mut().end(sink, id, EndStatus::Failed);
         }
     }
-
-    /// How many interceptions are open on this worker.
-    pub fn len(&self) -> usize {
-        self.open.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// One recorded interception. Dropping it without [`Interception::end`] records a failed end.
-pub struct Interception {
+pub(crate) struct Interception {
     id: Uuid,
     sink: SinkHandle,
     prompt: Option<String>,
@@ -84,7 +75,7 @@ pub struct Interception {
 impl Interception {
     /// Registers the interception as open; the start record goes out with [`Interception::commit_start`]
     /// or, at the latest, before any other record of it.
-    pub fn start(
+    pub(crate) fn start(
         sink: &SinkHandle,
         inflight: &Rc<InFlight>,
         start: InterceptionStart,
@@ -96,29 +87,25 @@ impl Interception {
         Interception { id, sink: sink.clone(), prompt, state, inflight: inflight.clone() }
     }
 
-    pub fn id(&self) -> Uuid {
-        self.id
-    }
-
     /// Replaces the credential hint of the not yet sent start record (key failover).
-    pub fn set_credential_hint(&mut self, hint: Option<String>) {
+    pub(crate) fn set_credential_hint(&mut self, hint: Option<String>) {
         if let Some(start) = self.state.borrow_mut().pending_start.as_mut() {
             start.credential_hint = hint;
         }
     }
 
     /// Sends the start record now.
-    pub fn commit_start(&mut self) {
+    pub(crate) fn commit_start(&mut self) {
         self.state.borrow_mut().flush_start(&self.sink);
     }
 
     /// Remembers the upstream status for the end record.
-    pub fn set_upstream_status(&mut self, status: u16) {
+    pub(crate) fn set_upstream_status(&mut self, status: u16) {
         self.state.borrow_mut().upstream_status = Some(status);
     }
 
     /// Records what the response observer extracted: prompt, token usage, tool calls, thoughts.
-    pub fn observed(&mut self, obs: Observation) {
+    pub(crate) fn observed(&mut self, obs: Observation) {
         self.commit_start();
         let now = SystemTime::now();
         let msg_id = obs.msg_id.unwrap_or_default();
@@ -167,7 +154,7 @@ impl Interception {
     }
 
     /// Records `interception_end` (once).
-    pub fn end(mut self, status: EndStatus) {
+    pub(crate) fn end(mut self, status: EndStatus) {
         self.finish(status);
     }
 

@@ -15,7 +15,7 @@ use super::error::RelayError;
 
 /// Inspects the body of an intercepted route into `ctx.info` and returns the body to send: chat
 /// completions streams gain `stream_options.include_usage` so their usage can be recorded.
-pub fn inspect_body(ctx: &mut RequestCtx<'_>, body: Vec<u8>) -> Result<Vec<u8>, RelayError> {
+pub(crate) fn inspect_body(ctx: &mut RequestCtx<'_>, body: Vec<u8>) -> Result<Vec<u8>, RelayError> {
     let Some(api) = ctx.route.api() else {
         return Ok(body);
     };
@@ -36,7 +36,7 @@ pub fn inspect_body(ctx: &mut RequestCtx<'_>, body: Vec<u8>) -> Result<Vec<u8>, 
 }
 
 /// The request as the instance's upstream receives it.
-pub fn outbound(ctx: &RequestCtx<'_>, body: Vec<u8>) -> Result<Outbound, RelayError> {
+pub(crate) fn outbound(ctx: &RequestCtx<'_>, body: Vec<u8>) -> Result<Outbound, RelayError> {
     ctx.inst.upstream.prepare(ctx.route.api(), &ctx.route.rest, body, ctx.info.as_ref()).map_err(|e| match e {
         UpstreamError::RouteUnsupported => {
             RelayError::NotFound { method: ctx.head.method.clone(), path: ctx.route.rest.clone() }
@@ -58,7 +58,7 @@ fn never_forwarded(name: &str) -> bool {
 }
 
 /// The client headers `upstream` receives for a request carrying `credential`.
-pub fn forwarded<'h>(
+pub(crate) fn forwarded<'h>(
     upstream: &'h Upstream,
     headers: &'h [Header],
     credential: Credential,
@@ -70,7 +70,7 @@ pub fn forwarded<'h>(
 }
 
 /// The upstream request of one attempt, with the current credential.
-pub fn render(ctx: &RequestCtx<'_>, out: &Outbound) -> Result<UpstreamRequest, RelayError> {
+pub(crate) fn render(ctx: &RequestCtx<'_>, out: &Outbound) -> Result<UpstreamRequest, RelayError> {
     let inst = ctx.inst;
     let upstream = &inst.upstream;
     let added = upstream.added_headers(out, ctx.credential, SystemTime::now())?;

@@ -22,7 +22,7 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 /// Relays the upstream's answer to the client and ends the interception. `translator` is set when the
 /// upstream's stream must be translated for the client. Returns whether the client connection may
 /// carry another request.
-pub async fn relay_response(
+pub(crate) async fn relay_response(
     svc: &WorkerService,
     client: &mut Conn,
     ctx: &mut RequestCtx<'_>,
@@ -106,7 +106,7 @@ fn observer_for(ctx: &RequestCtx<'_>, head: &ResponseHead, translator: Option<St
 
 /// The client response head: the upstream's status and end-to-end headers, with the gateway's framing.
 /// `event_stream` marks a body the gateway translated into SSE.
-pub fn client_head(up: &ResponseHead, to_client: ToClient, keep_alive: bool, event_stream: bool) -> Vec<u8> {
+pub(crate) fn client_head(up: &ResponseHead, to_client: ToClient, keep_alive: bool, event_stream: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     http::write_status_line(&mut out, up.status);
     for h in &up.headers {

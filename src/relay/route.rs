@@ -11,19 +11,19 @@ use super::error::RelayError;
 use super::instance::{index_of, Instance};
 
 /// The error shape of requests that reached no instance.
-pub fn default_shape() -> ErrorShape {
+pub(crate) fn default_shape() -> ErrorShape {
     ErrorShape::of(ProviderType::OpenAi)
 }
 
 /// A route refusal and the shape to answer it in.
 #[derive(Debug)]
-pub struct Refusal {
-    pub shape: ErrorShape,
-    pub error: RelayError,
+pub(crate) struct Refusal {
+    pub(crate) shape: ErrorShape,
+    pub(crate) error: RelayError,
 }
 
 /// Finds the instance and route kind of `head`. `enabled` is the gateway's on/off switch.
-pub fn route(instances: &[Instance], enabled: bool, head: &RequestHead) -> Result<Route, Refusal> {
+pub(crate) fn route(instances: &[Instance], enabled: bool, head: &RequestHead) -> Result<Route, Refusal> {
     let target = head.target.as_str();
     let not_found = || RelayError::NotFound {
         method: head.method.clone(),
@@ -50,7 +50,7 @@ pub fn route(instances: &[Instance], enabled: bool, head: &RequestHead) -> Resul
 /// The error shape for a head that could not be parsed (too large, malformed, too slow): the shape of
 /// the instance its request line names, when it names one, so an Anthropic client still gets an
 /// Anthropic error.
-pub fn shape_of_partial_head(instances: &[Instance], buf: &[u8]) -> ErrorShape {
+pub(crate) fn shape_of_partial_head(instances: &[Instance], buf: &[u8]) -> ErrorShape {
     let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len()).min(MAX_HEAD_BYTES);
     let target = buf[..line_end].split(|&b| b == b' ').nth(1).and_then(|t| std::str::from_utf8(t).ok());
     target

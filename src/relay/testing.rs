@@ -13,7 +13,7 @@ use super::instance::{index_of, Instance};
 use super::route::route;
 
 /// A request head from its request line (without the version) and headers.
-pub fn head(line: &str, headers: &[(&str, &str)]) -> RequestHead {
+pub(crate) fn head(line: &str, headers: &[(&str, &str)]) -> RequestHead {
     let mut raw = format!("{line} HTTP/1.1\r\n");
     for (n, v) in headers {
         raw.push_str(&format!("{n}: {v}\r\n"));
@@ -33,7 +33,7 @@ fn provider(name: &str, kind: ProviderType, url: &str, keys: &[&str]) -> Provide
 }
 
 /// `openai` (one key, base path `/v1`), `claude` (no key), `bedrock` (one AWS credential).
-pub fn instances() -> Vec<Instance> {
+pub(crate) fn instances() -> Vec<Instance> {
     let mut bedrock = provider("bedrock", ProviderType::Anthropic, "https://api.anthropic.com", &[]);
     bedrock.bedrock = Some(BedrockConfig {
         region: Some("us-west-2".into()),
@@ -55,12 +55,12 @@ pub fn instances() -> Vec<Instance> {
 }
 
 /// A caller, BYOK when `byok` is set.
-pub fn caller(byok: Option<ClientCredential>) -> Caller {
+pub(crate) fn caller(byok: Option<ClientCredential>) -> Caller {
     Caller { principal: Principal { user: Arc::from("alice"), token_id: Arc::from("t1") }, byok }
 }
 
 /// The context of a request on `inst` (which must be one of [`instances`]), routed as the gateway would.
-pub fn ctx<'a>(inst: &'a Instance, line: &str, headers: &[(&str, &str)]) -> RequestCtx<'a> {
+pub(crate) fn ctx<'a>(inst: &'a Instance, line: &str, headers: &[(&str, &str)]) -> RequestCtx<'a> {
     let h = head(line, headers);
     let all = instances();
     let r = route(&all, true, &h).expect("a routable request");

@@ -37,7 +37,8 @@ impl std::fmt::Debug for DnsCache {
 }
 
 impl DnsCache {
-    /// A cache with fixed answers and no resolver thread, for tests and for callers that resolve elsewhere.
+    /// A cache with fixed answers and no resolver thread, for tests.
+    #[cfg(test)]
     pub fn fixed(entries: impl IntoIterator<Item = ((String, u16), Vec<SocketAddr>)>) -> Self {
         let mut table = Table::new();
         for ((host, port), addrs) in entries {

@@ -8,7 +8,7 @@ use monoio::net::TcpStream;
 use monoio_rustls::ClientTlsStream;
 
 /// A connection to a client or an upstream, plain or TLS.
-pub enum Conn {
+pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<ClientTlsStream<TcpStream>>),
 }
@@ -17,7 +17,7 @@ impl Conn {
     /// Reads more bytes into the spare capacity of `buf`, appending after its current length, after
     /// making sure at least `min_spare` bytes are free (the caller bounds how much it keeps). Returns the
     /// number of bytes read (0 at end of stream) and the buffer.
-    pub async fn read_more(&mut self, mut buf: Vec<u8>, min_spare: usize) -> (io::Result<usize>, Vec<u8>) {
+    pub(crate) async fn read_more(&mut self, mut buf: Vec<u8>, min_spare: usize) -> (io::Result<usize>, Vec<u8>) {
         if buf.capacity() - buf.len() < min_spare {
             buf.reserve(min_spare);
         }
@@ -32,7 +32,7 @@ impl Conn {
     }
 
     /// Writes the whole buffer and hands it back for reuse.
-    pub async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    pub(crate) async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let (res, buf) = match self {
             Conn::Plain(s) => s.write_all(buf).await,
             Conn::Tls(s) => s.write_all(buf).await,
@@ -41,7 +41,7 @@ impl Conn {
     }
 
     /// Flushes buffered TLS records; a no-op for plain TCP.
-    pub async fn flush(&mut self) -> io::Result<()> {
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
         match self {
             Conn::Plain(s) => s.flush().await,
             Conn::Tls(s) => s.flush().await,
@@ -49,7 +49,7 @@ impl Conn {
     }
 
     /// Closes the write side politely (TLS close_notify, TCP FIN).
-    pub async fn shutdown(&mut self) {
+    pub(crate) async fn shutdown(&mut self) {
         let _ = match self {
             Conn::Plain(s) => s.shutdown().await,
             Conn::Tls(s) => s.shutdown().await,

@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds `count` listeners with `SO_REUSEPORT` on `addr`; returns them and the address actually bound.
-pub fn bind_reuseport(addr: &str, count: usize) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+pub(crate) fn bind_reuseport(addr: &str, count: usize) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
     let mut target = addr.to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve listen address {addr:?}"))
     })?;

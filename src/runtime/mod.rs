@@ -1,11 +1,12 @@
 //! The I/O side: worker threads (one monoio runtime each), listeners, the HTTP/1.1 codec, the upstream
 //! client with its per-worker pool, TLS and DNS. Knows nothing of providers.
 
-pub mod dns;
+// dns.rs is rewritten on another branch of issue 8; its test-only item moves with that rewrite.
+pub(crate) mod dns;
 pub mod http;
-pub mod io;
-pub mod listener;
-pub mod shutdown;
-pub mod tls;
-pub mod upstream;
-pub mod worker;
+pub(crate) mod io;
+pub(crate) mod listener;
+pub(crate) mod shutdown;
+pub(crate) mod tls;
+pub(crate) mod upstream;
+pub(crate) mod worker;

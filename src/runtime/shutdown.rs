@@ -16,16 +16,16 @@ const FLAG_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The process-wide "stop accepting" flag.
 #[derive(Clone, Default)]
-pub struct ShutdownFlag(Arc<AtomicBool>);
+pub(crate) struct ShutdownFlag(Arc<AtomicBool>);
 
 impl ShutdownFlag {
-    pub fn new() -> ShutdownFlag {
+    pub(crate) fn new() -> ShutdownFlag {
         ShutdownFlag::default()
     }
-    pub fn trigger(&self) {
+    pub(crate) fn trigger(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -33,7 +33,10 @@ impl ShutdownFlag {
 /// Blocks SIGTERM and SIGINT in the calling thread (and so in every thread it spawns afterwards) and
 /// starts a thread that waits for either, then sets `flag` and calls `on_signal`. Call it from `main`
 /// before any other thread exists.
-pub fn install_signal_thread(flag: ShutdownFlag, on_signal: impl FnOnce(i32) + Send + 'static) -> std::io::Result<()> {
+pub(crate) fn install_signal_thread(
+    flag: ShutdownFlag,
+    on_signal: impl FnOnce(i32) + Send + 'static,
+) -> std::io::Result<()> {
     // SAFETY: plain libc signal-mask calls on a zero-initialised sigset_t owned by this frame.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -59,7 +62,7 @@ pub fn install_signal_thread(flag: ShutdownFlag, on_signal: impl FnOnce(i32) + S
 }
 
 /// A worker-local view of the flag that async tasks can await.
-pub struct LocalShutdown {
+pub(crate) struct LocalShutdown {
     flag: ShutdownFlag,
     /// Wakers of the tasks waiting now, keyed so a dropped wait removes its own entry.
     waiters: RefCell<std::collections::HashMap<u64, Waker>>,
@@ -67,22 +70,22 @@ pub struct LocalShutdown {
 }
 
 impl LocalShutdown {
-    pub fn new(flag: ShutdownFlag) -> Rc<LocalShutdown> {
+    pub(crate) fn new(flag: ShutdownFlag) -> Rc<LocalShutdown> {
         Rc::new(LocalShutdown { flag, waiters: RefCell::new(Default::default()), next_key: Default::default() })
     }
 
     /// True once shutdown has begun.
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.flag.is_set()
     }
 
     /// Resolves once shutdown has begun.
-    pub fn wait(self: &Rc<Self>) -> ShutdownWait {
+    pub(crate) fn wait(self: &Rc<Self>) -> ShutdownWait {
         ShutdownWait { local: self.clone(), key: None }
     }
 
     /// Runs for the worker's lifetime: polls the flag and wakes every waiter when it goes up.
-    pub async fn watch(self: Rc<Self>) {
+    pub(crate) async fn watch(self: Rc<Self>) {
         while !self.flag.is_set() {
             monoio::time::sleep(FLAG_POLL_INTERVAL).await;
         }
@@ -94,7 +97,7 @@ impl LocalShutdown {
 }
 
 /// Future returned by [`LocalShutdown::wait`].
-pub struct ShutdownWait {
+pub(crate) struct ShutdownWait {
     local: Rc<LocalShutdown>,
     key: Option<u64>,
 }

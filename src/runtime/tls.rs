@@ -10,7 +10,7 @@ use thiserror::Error;
 
 /// Environment variable naming a PEM file of extra trusted CAs (the OpenSSL convention), used for private
 /// upstreams and for tests against a local TLS mock.
-pub const SSL_CERT_FILE_VAR: &str = "SSL_CERT_FILE";
+pub(crate) const SSL_CERT_FILE_VAR: &str = "SSL_CERT_FILE";
 
 /// The only protocol we speak upstream. Advertising it lets servers that default to h2 pick HTTP/1.1.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -18,7 +18,7 @@ const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// Why the TLS client configuration could not be built. Every variant names the file and the variable so
 /// the operator knows what to fix.
 #[derive(Debug, Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("{var}={path}: cannot read the CA file: {source}", path = .path.display())]
     ReadCaFile { var: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{var}={path}: invalid PEM: {source}", path = .path.display())]
@@ -34,14 +34,14 @@ pub enum TlsError {
 
 /// The client configuration for upstream connections, with extra CAs from `$SSL_CERT_FILE` when set
 /// (an empty value counts as unset).
-pub fn client_config() -> Result<Arc<ClientConfig>, TlsError> {
+pub(crate) fn client_config() -> Result<Arc<ClientConfig>, TlsError> {
     let extra = std::env::var_os(SSL_CERT_FILE_VAR).filter(|v| !v.is_empty()).map(PathBuf::from);
     client_config_with(extra.as_deref())
 }
 
 /// The client configuration with extra CAs from `extra_ca_file` (a PEM file) when given; the path is
 /// reported in errors as the value of `SSL_CERT_FILE`.
-pub fn client_config_with(extra_ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+pub(crate) fn client_config_with(extra_ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Make ring the process default too, so any rustls use that does not take a provider explicitly
     // (e.g. inside a dependency) agrees with ours. Fails harmlessly if a default is already installed.

@@ -17,7 +17,7 @@ use crate::config::UpstreamUrl;
 
 /// The deadlines of making and keeping upstream connections (set by configuration, `config::Timeouts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolTimeouts {
+pub(crate) struct PoolTimeouts {
     /// How long a TCP connect to an upstream may take per address.
     pub connect: Duration,
     /// How long the TLS handshake may take.
@@ -27,11 +27,11 @@ pub struct PoolTimeouts {
 }
 
 /// At most this many idle connections are kept per upstream per worker.
-pub const POOL_MAX_IDLE_PER_HOST: usize = 512;
+pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 512;
 
 /// Why an upstream connection could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("upstream host {0} has no resolved address")]
     Unresolved(String),
     #[error("connecting to upstream {host} timed out")]
@@ -44,23 +44,23 @@ pub enum ConnectError {
 
 /// Identifies a pool of interchangeable connections.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PoolKey {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+pub(crate) struct PoolKey {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl PoolKey {
-    pub fn of(url: &UpstreamUrl) -> PoolKey {
+    pub(crate) fn of(url: &UpstreamUrl) -> PoolKey {
         PoolKey { tls: url.tls, host: url.host.clone(), port: url.port }
     }
 }
 
 /// A connection checked out of the pool (or freshly made).
-pub struct UpstreamConn {
-    pub conn: Conn,
+pub(crate) struct UpstreamConn {
+    pub(crate) conn: Conn,
     /// True when it was reused from the pool: a failure before any response byte may be retried once.
-    pub reused: bool,
+    pub(crate) reused: bool,
 }
 
 struct Idle {
@@ -71,7 +71,7 @@ struct Idle {
 /// The per-worker upstream connector and pool. Idle connections are kept per slot: the caller gives each
 /// upstream it uses a small fixed index (the relay uses the provider instance's), so finding a pooled
 /// connection is an array index, not a hash of the host name.
-pub struct Upstreams {
+pub(crate) struct Upstreams {
     dns: DnsCache,
     tls: TlsConnector,
     timeouts: PoolTimeouts,
@@ -80,7 +80,7 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// A connector with `slots` pools.
-    pub fn new(
+    pub(crate) fn new(
         dns: DnsCache,
         tls_config: Arc<rustls::ClientConfig>,
         slots: usize,
@@ -95,7 +95,7 @@ impl Upstreams {
     }
 
     /// A pooled connection from `slot` if a fresh-enough one is idle, else a new one to `key`.
-    pub async fn checkout(&self, slot: usize, key: &PoolKey) -> Result<UpstreamConn, ConnectError> {
+    pub(crate) async fn checkout(&self, slot: usize, key: &PoolKey) -> Result<UpstreamConn, ConnectError> {
         if let Some(conn) = self.take_idle(slot) {
             return Ok(UpstreamConn { conn, reused: true });
         }
@@ -103,7 +103,7 @@ impl Upstreams {
     }
 
     /// A new connection, never from the pool (used for the one retry after a dead pooled connection).
-    pub async fn connect(&self, key: &PoolKey) -> Result<Conn, ConnectError> {
+    pub(crate) async fn connect(&self, key: &PoolKey) -> Result<Conn, ConnectError> {
         let addrs: Vec<SocketAddr> =
             self.dns.lookup(&key.host, key.port).ok_or_else(|| ConnectError::Unresolved(key.host.clone()))?;
         let mut last_err = None;
@@ -134,7 +134,7 @@ impl Upstreams {
     }
 
     /// Returns to `slot` a connection whose last response was read completely and which may be kept alive.
-    pub fn checkin(&self, slot: usize, conn: Conn) {
+    pub(crate) fn checkin(&self, slot: usize, conn: Conn) {
         let mut idle = self.idle.borrow_mut();
         let Some(list) = idle.get_mut(slot) else {
             return;

@@ -18,7 +18,7 @@ const ACCEPT_WARN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Which I/O driver the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DriverChoice {
+pub(crate) enum DriverChoice {
     /// io_uring when the kernel allows it, epoll otherwise.
     Auto,
     /// io_uring only (start-up fails without it).
@@ -29,7 +29,7 @@ pub enum DriverChoice {
 
 impl DriverChoice {
     /// Reads `AIBRIDGED_IO_DRIVER` (`auto`, `io_uring`, `epoll`); benches use it to compare drivers.
-    pub fn from_env() -> DriverChoice {
+    pub(crate) fn from_env() -> DriverChoice {
         match std::env::var("AIBRIDGED_IO_DRIVER").as_deref() {
             Ok("io_uring") | Ok("iouring") | Ok("uring") => DriverChoice::IoUring,
             Ok("epoll") | Ok("legacy") => DriverChoice::Epoll,
@@ -38,7 +38,7 @@ impl DriverChoice {
     }
 
     /// The driver that will actually run, for the start-up log.
-    pub fn resolved_name(self) -> &'static str {
+    pub(crate) fn resolved_name(self) -> &'static str {
         match self {
             DriverChoice::Auto if monoio::utils::detect_uring() => "io_uring",
             DriverChoice::Auto => "epoll (io_uring unavailable)",
@@ -49,7 +49,7 @@ impl DriverChoice {
 }
 
 /// Serves connections on one worker. Built once per worker by the factory given to [`spawn_workers`].
-pub trait Service: 'static {
+pub(crate) trait Service: 'static {
     /// Serves one accepted connection until it closes. Must not block.
     fn serve(
         self: Rc<Self>,
@@ -65,7 +65,7 @@ pub trait Service: 'static {
 
 /// Starts one worker thread per listener. Each runs until shutdown is flagged and its connections have
 /// finished, or `grace` has passed since the flag went up.
-pub fn spawn_workers<S, F>(
+pub(crate) fn spawn_workers<S, F>(
     listeners: Vec<std::net::TcpListener>,
     driver: DriverChoice,
     flag: ShutdownFlag,

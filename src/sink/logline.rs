@@ -13,7 +13,7 @@ use crate::records::Record;
 const LOG_BUFFER_BYTES: usize = 256 * 1024;
 
 /// The message every record line carries, the same as the gateway's JSON log uses for them.
-pub const MESSAGE: &str = "interception log";
+pub(crate) const MESSAGE: &str = "interception log";
 
 /// One log destination opened for appending.
 struct Destination {
@@ -38,7 +38,7 @@ impl Destination {
 }
 
 /// The structured-log side of the sink.
-pub struct RecordLog {
+pub(crate) struct RecordLog {
     json: Option<Destination>,
     human: Option<Destination>,
     line: Vec<u8>,
@@ -48,7 +48,7 @@ pub struct RecordLog {
 
 impl RecordLog {
     /// Opens the destinations that are set. With neither set this is a no-op logger.
-    pub fn open(json: Option<&str>, human: Option<&str>) -> io::Result<Self> {
+    pub(crate) fn open(json: Option<&str>, human: Option<&str>) -> io::Result<Self> {
         Ok(RecordLog {
             json: json.map(Destination::open).transpose()?,
             human: human.map(Destination::open).transpose()?,
@@ -59,17 +59,17 @@ impl RecordLog {
 
     /// Where the JSON and the human lines go, for tests comparing with the gateway's own log set-up.
     #[cfg(test)]
-    pub fn targets(&self) -> (Option<&Target>, Option<&Target>) {
+    pub(crate) fn targets(&self) -> (Option<&Target>, Option<&Target>) {
         (self.json.as_ref().map(|d| &d.target), self.human.as_ref().map(|d| &d.target))
     }
 
     /// True when at least one destination is open.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.json.is_some() || self.human.is_some()
     }
 
     /// Appends the lines for `record` to the buffers. Returns false if a write failed.
-    pub fn write(&mut self, record: &Record, now: SystemTime) -> bool {
+    pub(crate) fn write(&mut self, record: &Record, now: SystemTime) -> bool {
         let ts = timefmt::format(now);
         let mut ok = true;
         if let Some(dest) = self.json.as_mut() {
@@ -86,7 +86,7 @@ impl RecordLog {
     }
 
     /// Flushes both destinations (once per batch). Returns false if a flush failed.
-    pub fn flush(&mut self) -> bool {
+    pub(crate) fn flush(&mut self) -> bool {
         let mut ok = true;
         if let Some(dest) = self.json.as_mut() {
             let r = dest.out.flush().map_err(|e| (dest.path.clone(), e));
@@ -193,7 +193,7 @@ fn visit(record: &Record, f: &mut impl Fields) {
 }
 
 /// Appends `s` as a JSON string literal (RFC 8259 §7: quote, backslash and control characters escaped).
-pub fn json_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn json_string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
@@ -293,7 +293,7 @@ impl Fields for JsonFields<'_> {
 }
 
 /// Appends one JSON log line: `{"ts":…,"level":"INFO","msg":"interception log", fields…}\n`.
-pub fn json_line(out: &mut Vec<u8>, record: &Record, ts: &str) {
+pub(crate) fn json_line(out: &mut Vec<u8>, record: &Record, ts: &str) {
     out.extend_from_slice(b"{\"ts\":");
     json_string(out, ts);
     out.extend_from_slice(b",\"level\":\"INFO\",\"msg\":");
@@ -350,7 +350,7 @@ impl Fields for HumanFields<'_> {
 }
 
 /// Appends one readable line: `2026-11-27 05:59:04.123456 [info] interception log: record_type=… k=v…\n`.
-pub fn human_line(out: &mut Vec<u8>, record: &Record, ts: &str) {
+pub(crate) fn human_line(out: &mut Vec<u8>, record: &Record, ts: &str) {
     let (date, time) = ts.split_at(10.min(ts.len()));
     out.extend_from_slice(date.as_bytes());
     out.push(b' ');

@@ -21,7 +21,6 @@ use crate::records::Record;
 
 /// Re-exported where the relay has always found it.
 pub use crate::db::new_interception_id;
-pub use logline::{human_line, json_line, json_string, MESSAGE as LOG_MESSAGE};
 
 /// While a batch gathers, the sink sleeps this long between drains of the channel instead of waiting in a
 /// receive, so senders do not wake it record by record.
@@ -32,24 +31,24 @@ const CLOSE_POLL: Duration = Duration::from_millis(100);
 
 /// Default for [`SinkOptions::max_batch_records`]: large enough to amortise the commit, small enough that a
 /// transaction never holds the write lock for long.
-pub const MAX_BATCH_RECORDS: usize = 1024;
+pub(crate) const MAX_BATCH_RECORDS: usize = 1024;
 
 /// Default for [`SinkOptions::max_batch_delay`]: how long a received record may wait for its commit.
-pub const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
+pub(crate) const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// Default channel capacity: about a quarter second of full load before workers feel backpressure.
-pub const DEFAULT_CHANNEL_CAPACITY: usize = 65_536;
+pub(crate) const DEFAULT_CHANNEL_CAPACITY: usize = 65_536;
 
 /// Records held in memory while the database refuses writes (locked, disk full). Beyond this the sink stops
 /// reading the channel, so workers block on `send` instead of anything being dropped. At ~300 bytes a
 /// record this bounds the backlog near 300 MiB.
-pub const MAX_PENDING_RECORDS: usize = 1 << 20;
+pub(crate) const MAX_PENDING_RECORDS: usize = 1 << 20;
 
 /// How often retention runs (it also runs once at start).
-pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Interceptions deleted per retention transaction, so a purge never stalls the event batches for long.
-pub const RETENTION_CHUNK: usize = 1000;
+pub(crate) const RETENTION_CHUNK: usize = 1000;
 
 /// First and largest pause between retries of a failing batch.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -61,23 +60,23 @@ const RETENTION_RETRY: Duration = Duration::from_secs(30);
 /// Everything `start` needs; built by the server from the validated configuration.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
-    pub database_path: PathBuf,
+    pub(crate) database_path: PathBuf,
     /// Write one "interception log" line per record.
     pub structured_logging: bool,
     /// JSON log destination, resolved as the gateway's own logs resolve it ([`crate::logging::Destination`]).
     pub log_json: Option<String>,
     /// Human log destination, resolved the same way.
-    pub log_human: Option<String>,
+    pub(crate) log_human: Option<String>,
     /// Records of interceptions started longer ago than this are purged; `None` keeps everything.
-    pub retention: Option<Duration>,
+    pub(crate) retention: Option<Duration>,
     /// How often retention runs; tests shorten it.
-    pub retention_interval: Duration,
+    pub(crate) retention_interval: Duration,
     /// Bound of the worker → sink channel.
-    pub channel_capacity: usize,
+    pub(crate) channel_capacity: usize,
     /// Most records committed in one transaction.
-    pub max_batch_records: usize,
+    pub(crate) max_batch_records: usize,
     /// Longest a received record waits before its transaction commits.
-    pub max_batch_delay: Duration,
+    pub(crate) max_batch_delay: Duration,
 }
 
 impl SinkOptions {
@@ -133,25 +132,25 @@ pub struct SinkStats {
     /// Sends that found the channel full and had to wait.
     pub full_waits: u64,
     /// Records taken off the channel by the sink thread.
-    pub records_received: u64,
+    pub(crate) records_received: u64,
     /// Records committed to the database.
     pub records_written: u64,
     /// Transactions committed.
     pub batches: u64,
     /// Batch attempts that failed on a passing fault and were retried.
-    pub retries: u64,
+    pub(crate) retries: u64,
     /// Records received but not yet committed (the fault backlog plus the batch being built).
-    pub pending_in_memory: u64,
+    pub(crate) pending_in_memory: u64,
     /// Records waiting in the channel.
-    pub queued: u64,
+    pub(crate) queued: u64,
     /// Interceptions removed by retention.
-    pub purged_interceptions: u64,
+    pub(crate) purged_interceptions: u64,
     /// Records the database rejected for a reason that will not pass (each one logged with its record type).
-    pub failed_records: u64,
+    pub(crate) failed_records: u64,
     /// Structured log writes or flushes that failed.
-    pub log_write_errors: u64,
+    pub(crate) log_write_errors: u64,
     /// Sends after the sink thread had already exited (only possible if it panicked).
-    pub send_after_exit: u64,
+    pub(crate) send_after_exit: u64,
 }
 
 /// The workers' end of the channel. Cheap to clone; the sink thread exits once every clone is dropped.
@@ -183,7 +182,8 @@ impl SinkHandle {
     }
 
     /// The current counters.
-    pub fn stats(&self) -> SinkStats {
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> SinkStats {
         self.counters.snapshot(self.tx.len() as u64)
     }
 }
@@ -227,19 +227,14 @@ impl SinkThread {
     /// Drains everything already sent, commits it and stops, without waiting for the remaining handles to
     /// be dropped. For shutdown after the workers stopped: a task abandoned at the end of the grace period
     /// may still own a handle it will never use again.
-    pub fn close(self) -> SinkStats {
+    pub(crate) fn close(self) -> SinkStats {
         self.close_requested.store(true, Ordering::SeqCst);
         self.join()
     }
 
-    /// The counters, readable without holding a `SinkHandle` (which would keep the thread alive).
-    pub fn stats(&self) -> SinkStats {
-        self.counters.snapshot(0)
-    }
-
     /// A way to read the counters from another thread without holding a [`SinkHandle`] (which would keep
     /// the sink alive).
-    pub fn stats_source(&self) -> impl Fn() -> SinkStats + Send + 'static {
+    pub(crate) fn stats_source(&self) -> impl Fn() -> SinkStats + Send + 'static {
         let counters = self.counters.clone();
         move || counters.snapshot(0)
     }
@@ -252,7 +247,10 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
 }
 
 /// [`start`] over a store the caller opened: the sink's logic is the same whatever the backend.
-pub fn start_with_store(opts: SinkOptions, store: Box<dyn Store>) -> Result<(SinkHandle, SinkThread), SinkError> {
+pub(crate) fn start_with_store(
+    opts: SinkOptions,
+    store: Box<dyn Store>,
+) -> Result<(SinkHandle, SinkThread), SinkError> {
     let (json, human) =
         if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
     let log = logline::RecordLog::open(json, human)

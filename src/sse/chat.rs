@@ -41,23 +41,18 @@ struct ChatState {
 
 impl ChatObserver {
     /// An observer at the start of a response stream.
-    pub fn new() -> ChatObserver {
+    pub(crate) fn new() -> ChatObserver {
         ChatObserver::default()
     }
 
     /// Scans one relayed chunk.
-    pub fn on_chunk(&mut self, chunk: &[u8]) {
+    pub(crate) fn on_chunk(&mut self, chunk: &[u8]) {
         let state = &mut self.state;
         self.scanner.feed(chunk, |ev| state.on_event(ev));
     }
 
-    /// Events the scanner dropped as oversized.
-    pub fn dropped_events(&self) -> u64 {
-        self.scanner.dropped_events()
-    }
-
     /// What was seen, complete or not.
-    pub fn finish(self) -> Observation {
+    pub(crate) fn finish(self) -> Observation {
         let mut obs = self.state.obs;
         obs.tools = self
             .state
@@ -143,7 +138,7 @@ fn on_tool_delta(calls: &mut Vec<PendingCall>, choice: u64, index: u64, d: &Borr
 }
 
 /// Observes a non-streaming `chat.completion` body (or an error body).
-pub fn observe_json(body: &[u8]) -> Observation {
+pub(crate) fn observe_json(body: &[u8]) -> Observation {
     let mut scratch = Vec::new();
     let mut obs = Observation::default();
     let Some(v) = json::parse(&mut scratch, body) else {

@@ -13,11 +13,11 @@ const RETAINED_SCRATCH_BYTES: usize = 64 * 1024;
 /// DOM recursively, so a body of a few hundred thousand `[` overflows a worker's stack and aborts the
 /// whole process; real requests and events nest a few dozen levels at most. serde_json's own default
 /// limit is 128.
-pub const MAX_JSON_DEPTH: usize = 128;
+pub(crate) const MAX_JSON_DEPTH: usize = 128;
 
 /// True when no array or object in `data` nests deeper than `max` levels. One pass over the bytes that
 /// skips strings; it does not validate the JSON (the parser does that afterwards).
-pub fn nesting_within(data: &[u8], max: usize) -> bool {
+pub(crate) fn nesting_within(data: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
     let mut i = 0;
     while i < data.len() {
@@ -111,9 +111,9 @@ pub(crate) fn to_serde(v: &BorrowedValue<'_>) -> serde_json::Value {
 /// Which usage fields a provider reports that README "Reading the records" maps to columns; the rest goes to `extra`.
 pub(crate) struct UsageShape {
     /// Top-level fields mapped (or derivable, like totals) and so left out of `extra`.
-    pub top: &'static [&'static str],
+    pub(crate) top: &'static [&'static str],
     /// `(details object, field)` pairs mapped to columns.
-    pub nested: &'static [(&'static str, &'static str)],
+    pub(crate) nested: &'static [(&'static str, &'static str)],
 }
 
 /// Adds to `extra` every usage field not mapped by `shape`: nulls and emptied detail objects are left
@@ -167,12 +167,12 @@ pub(crate) fn openai_usage(usage: &BorrowedValue<'_>, names: &OpenAiNames) -> Us
 
 /// Field names of an OpenAI-family usage object (chat completions and Responses differ).
 pub(crate) struct OpenAiNames {
-    pub input: &'static str,
-    pub output: &'static str,
-    pub input_details: &'static str,
-    pub output_details: &'static str,
-    pub top: &'static [&'static str],
-    pub nested: &'static [(&'static str, &'static str)],
+    pub(crate) input: &'static str,
+    pub(crate) output: &'static str,
+    pub(crate) input_details: &'static str,
+    pub(crate) output_details: &'static str,
+    pub(crate) top: &'static [&'static str],
+    pub(crate) nested: &'static [(&'static str, &'static str)],
 }
 
 /// Chat completions usage names.

@@ -15,7 +15,7 @@ use super::scanner::{SseEvent, SseScanner};
 use crate::records::{Observation, Thought, ToolCall, Usage};
 
 /// The `source` of thoughts taken from thinking blocks.
-pub const SOURCE_THINKING: &str = "thinking";
+pub(crate) const SOURCE_THINKING: &str = "thinking";
 
 /// Compact-JSON prefixes of the deltas never recorded. Quotes inside a JSON string are always escaped,
 /// so these multi-quote patterns cannot match inside a text or a partial tool input.
@@ -94,23 +94,18 @@ struct MessagesState {
 
 impl MessagesObserver {
     /// An observer at the start of a response stream.
-    pub fn new() -> MessagesObserver {
+    pub(crate) fn new() -> MessagesObserver {
         MessagesObserver::default()
     }
 
     /// Scans one relayed chunk.
-    pub fn on_chunk(&mut self, chunk: &[u8]) {
+    pub(crate) fn on_chunk(&mut self, chunk: &[u8]) {
         let state = &mut self.state;
         self.scanner.feed(chunk, |ev| state.on_event(ev));
     }
 
-    /// Events the scanner dropped as oversized.
-    pub fn dropped_events(&self) -> u64 {
-        self.scanner.dropped_events()
-    }
-
     /// What was seen, complete or not.
-    pub fn finish(self) -> Observation {
+    pub(crate) fn finish(self) -> Observation {
         let MessagesState { mut obs, blocks, counts, .. } = self.state;
         obs.usage = counts.usage();
         for b in blocks {
@@ -212,7 +207,7 @@ impl MessagesState {
 }
 
 /// Observes a non-streaming message body (or an error body).
-pub fn observe_json(body: &[u8]) -> Observation {
+pub(crate) fn observe_json(body: &[u8]) -> Observation {
     let mut scratch = Vec::new();
     let mut obs = Observation::default();
     let Some(v) = json::parse(&mut scratch, body) else {

@@ -2,17 +2,17 @@
 //! tool calls and thoughts out of a response (stream or JSON body). Pure over bytes: no I/O, never fails a
 //! relay — oddities become fields of the `Observation`, not errors.
 
-pub mod chat;
+pub(crate) mod chat;
 mod json;
-pub mod messages;
-pub mod responses;
-pub mod scanner;
+pub(crate) mod messages;
+pub(crate) mod responses;
+pub(crate) mod scanner;
 
 #[cfg(test)]
 mod fixture_tests;
 
-pub use json::{nesting_within, MAX_JSON_DEPTH};
-pub use scanner::{SseEvent, SseScanner, MAX_EVENT_BYTES};
+pub(crate) use json::{nesting_within, MAX_JSON_DEPTH};
+pub use scanner::SseScanner;
 
 use crate::records::{Api, Observation};
 
@@ -44,15 +44,6 @@ impl StreamObserver {
             StreamObserver::Chat(o) => o.on_chunk(chunk),
             StreamObserver::Responses(o) => o.on_chunk(chunk),
             StreamObserver::Messages(o) => o.on_chunk(chunk),
-        }
-    }
-
-    /// Events dropped because they outgrew [`MAX_EVENT_BYTES`] (a counter for logs and metrics).
-    pub fn dropped_events(&self) -> u64 {
-        match self {
-            StreamObserver::Chat(o) => o.dropped_events(),
-            StreamObserver::Responses(o) => o.dropped_events(),
-            StreamObserver::Messages(o) => o.dropped_events(),
         }
     }
 

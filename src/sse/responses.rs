@@ -16,7 +16,7 @@ use super::scanner::{SseEvent, SseScanner};
 use crate::records::{Observation, Thought, ToolCall};
 
 /// The `source` of thoughts taken from reasoning summaries.
-pub const SOURCE_REASONING_SUMMARY: &str = "reasoning_summary";
+pub(crate) const SOURCE_REASONING_SUMMARY: &str = "reasoning_summary";
 
 /// Recognises the bulk event when a stream carries no `event:` lines (OpenAI always sends them, but
 /// compatible servers may not).
@@ -59,23 +59,18 @@ fn wanted(name: &[u8]) -> bool {
 
 impl ResponsesObserver {
     /// An observer at the start of a response stream.
-    pub fn new() -> ResponsesObserver {
+    pub(crate) fn new() -> ResponsesObserver {
         ResponsesObserver::default()
     }
 
     /// Scans one relayed chunk.
-    pub fn on_chunk(&mut self, chunk: &[u8]) {
+    pub(crate) fn on_chunk(&mut self, chunk: &[u8]) {
         let state = &mut self.state;
         self.scanner.feed(chunk, |ev| state.on_event(ev));
     }
 
-    /// Events the scanner dropped as oversized.
-    pub fn dropped_events(&self) -> u64 {
-        self.scanner.dropped_events()
-    }
-
     /// What was seen, complete or not.
-    pub fn finish(self) -> Observation {
+    pub(crate) fn finish(self) -> Observation {
         let mut obs = self.state.obs;
         obs.tools = self.state.tools.into_calls();
         obs
@@ -219,7 +214,7 @@ impl Tools {
 }
 
 /// Observes a non-streaming response object body (or an error body).
-pub fn observe_json(body: &[u8]) -> Observation {
+pub(crate) fn observe_json(body: &[u8]) -> Observation {
     let mut scratch = Vec::new();
     let mut obs = Observation::default();
     let Some(v) = json::parse(&mut scratch, body) else {

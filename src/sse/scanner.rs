@@ -11,7 +11,7 @@ use memchr::memchr2;
 /// events are small (a delta is a few hundred bytes; a final `response.completed` carrying a whole answer
 /// is rarely more than a few MiB), so 16 MiB never cuts a real event but stops a hostile or broken
 /// upstream from growing a worker's memory without bound. A larger event is dropped and counted.
-pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Buffer capacity kept after a large straddling (or multi-line) event was dispatched; above it the
 /// buffer is released so one big event does not pin memory for the rest of a long stream.
@@ -37,7 +37,7 @@ pub struct SseEvent<'a> {
 
 impl SseEvent<'_> {
     /// True for the OpenAI-style stream terminator `data: [DONE]`.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.data == b"[DONE]"
     }
 }
@@ -102,12 +102,14 @@ impl SseScanner {
     }
 
     /// Events dropped because they outgrew [`MAX_EVENT_BYTES`].
-    pub fn dropped_events(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped_events(&self) -> u64 {
         self.dropped
     }
 
-    /// Bytes of an unfinished event currently held (for tests and metrics).
-    pub fn buffered_len(&self) -> usize {
+    /// Bytes of an unfinished event currently held.
+    #[cfg(test)]
+    pub(crate) fn buffered_len(&self) -> usize {
         self.buf.len()
     }
 

@@ -11,7 +11,7 @@ use crate::db::DbError;
 
 /// How long a connection waits on another writer before SQLite reports `SQLITE_BUSY`. Long enough to ride
 /// over a checkpoint or a `tokens create` from the CLI; the sink's connection shortens it for itself.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`): keeps the hot ends of the
 /// interception indexes in memory so batched inserts do not re-read pages.
@@ -32,7 +32,7 @@ pub(super) fn open_error(e: rusqlite::Error) -> DbError {
 
 /// Opens (creating if needed) the database at `path` in WAL mode with a busy timeout, and applies every
 /// migration it has not seen yet. Safe to call from several processes at once.
-pub fn open_connection(path: &Path) -> Result<Connection, DbError> {
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, DbError> {
     let mut conn = Connection::open(path).map_err(open_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_error)?;

@@ -31,7 +31,7 @@ pub(crate) use connection::open_connection;
 const RECORD_WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// A [`Store`] over one SQLite connection.
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     conn: Connection,
     /// Present for a record writer: its checkpointer, stopped by dropping `stop`.
     checkpoints: Option<(Sender<()>, checkpoint::Checkpointer)>,
@@ -40,7 +40,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens the database at `path` (creating and migrating it) for `workload`. A record writer gets the
     /// short busy timeout and a checkpointer thread; its own commits never checkpoint.
-    pub fn open(path: &Path, workload: Workload) -> Result<Self, DbError> {
+    pub(crate) fn open(path: &Path, workload: Workload) -> Result<Self, DbError> {
         let conn = connection::open_connection(path)?;
         let checkpoints = match workload {
             Workload::General => None,
@@ -111,10 +111,6 @@ impl Store for SqliteStore {
 
     fn revoke_token(&mut self, id: &str, at: SystemTime) -> Result<bool, StoreError> {
         tokens::revoke(&self.conn, id, at)
-    }
-
-    fn token_exists(&mut self, id: &str) -> Result<bool, StoreError> {
-        tokens::exists(&self.conn, id)
     }
 
     fn load_tokens(&mut self) -> Result<Vec<StoredToken>, StoreError> {

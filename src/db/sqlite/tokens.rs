@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::{classify, parse_time};
 use crate::db::{timefmt, StoreError, StoredToken, TokenInfo};
@@ -62,14 +62,6 @@ pub(super) fn revoke(conn: &Connection, id: &str, at: SystemTime) -> Result<bool
         )
         .map_err(classify)?;
     Ok(n > 0)
-}
-
-pub(super) fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row("SELECT 1 FROM aibridge_api_tokens WHERE id = ?1", [id], |_| Ok(()))
-        .optional()
-        .map_err(classify)?
-        .is_some())
 }
 
 pub(super) fn load(conn: &Connection) -> Result<Vec<StoredToken>, StoreError> {

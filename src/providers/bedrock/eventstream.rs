@@ -15,9 +15,9 @@
 const MIN_MESSAGE_LEN: usize = 16;
 /// Largest message accepted. Bedrock chunks are a few KiB (one Anthropic stream event, base64-encoded);
 /// AWS caps event-stream messages at 16 MiB, and a larger length is a corrupt prelude, not data.
-pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
 /// AWS limits the headers section to 128 KiB; anything larger is corruption.
-pub const MAX_HEADERS_LEN: usize = 128 * 1024;
+pub(crate) const MAX_HEADERS_LEN: usize = 128 * 1024;
 const PRELUDE_LEN: usize = 12;
 
 /// Why the event stream cannot be decoded. After any of these the stream's framing is lost, so the
@@ -44,7 +44,7 @@ pub enum EventStreamError {
 
 /// A typed header value, borrowing from the decoder's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeaderValue<'a> {
+pub(crate) enum HeaderValue<'a> {
     Bool(bool),
     Byte(i8),
     Int16(i16),
@@ -60,13 +60,13 @@ pub enum HeaderValue<'a> {
 /// One decoded message; valid only during the callback (it borrows the decoder's buffer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'a> {
-    pub headers: Vec<(&'a str, HeaderValue<'a>)>,
-    pub payload: &'a [u8],
+    pub(crate) headers: Vec<(&'a str, HeaderValue<'a>)>,
+    pub(crate) payload: &'a [u8],
 }
 
 impl<'a> Message<'a> {
     /// The value of a string header such as `:event-type`, if present and a string.
-    pub fn str_header(&self, name: &str) -> Option<&'a str> {
+    pub(crate) fn str_header(&self, name: &str) -> Option<&'a str> {
         self.headers.iter().find_map(|(n, v)| match v {
             HeaderValue::String(s) if *n == name => Some(*s),
             _ => None,
@@ -121,12 +121,13 @@ impl EventStreamDecoder {
     }
 
     /// True when bytes of an incomplete message are pending: at end of stream this means truncation.
-    pub fn is_mid_message(&self) -> bool {
+    pub(crate) fn is_mid_message(&self) -> bool {
         !self.buf.is_empty()
     }
 
     /// Call at end of stream: `Err(Truncated)` if a message was cut short.
-    pub fn finish(&self) -> Result<(), EventStreamError> {
+    #[cfg(test)]
+    pub(crate) fn finish(&self) -> Result<(), EventStreamError> {
         match &self.failed {
             Some(e) => Err(e.clone()),
             None if self.is_mid_message() => Err(EventStreamError::Truncated),
@@ -251,7 +252,8 @@ fn parse_headers(b: &[u8]) -> Result<Vec<(&str, HeaderValue<'_>)>, EventStreamEr
 
 /// Encodes one message with string headers. Used by tests and the mock upstream to fake Bedrock.
 /// Names longer than 255 bytes and values longer than 65535 bytes are truncated (test data never is).
-pub fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut h = Vec::new();
     for (name, value) in headers {
         let name = &name.as_bytes()[..name.len().min(u8::MAX as usize)];

@@ -4,15 +4,16 @@
 
 pub mod eventstream;
 pub mod request;
-pub mod sign;
+pub(crate) mod sign;
 pub mod to_sse;
 
-pub use eventstream::{encode_message, EventStreamDecoder, EventStreamError, HeaderValue, Message};
-pub use request::{
-    endpoint, signing_region, translate_request, translate_request_with_betas, BedrockRequest, DEFAULT_REGION,
-};
-pub use sign::{credentials_from_env, sign, SignError};
-pub use to_sse::{error_to_anthropic, SseTranslator};
+/// The Bedrock settings of an instance, for the benches and fuzz targets that drive the rewrite.
+pub use crate::config::BedrockConfig;
+pub(crate) use eventstream::EventStreamError;
+pub(crate) use request::{endpoint, signing_region};
+pub use request::{translate_request, translate_request_with_betas};
+pub(crate) use sign::{sign, SignError};
+pub(crate) use to_sse::{error_to_anthropic, SseTranslator};
 
 /// Why a client's request body cannot be translated for Bedrock (the client's fault: 400). Signing
 /// failures are [`SignError`]. Messages never contain a credential.

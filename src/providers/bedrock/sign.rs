@@ -13,13 +13,13 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use crate::config::{AwsCredential, Secret};
 
 /// The SigV4 signing name of the Bedrock runtime endpoints.
-pub const SERVICE: &str = "bedrock";
+pub(crate) const SERVICE: &str = "bedrock";
 
 /// The signer refused the request (bad header value, unparsable URI). A gateway-side failure: the
 /// client's request was fine. The text comes from `aws-sigv4` and never includes the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("SigV4 signing failed: {0}")]
-pub struct SignError(String);
+pub(crate) struct SignError(String);
 
 /// Signs one request and returns the headers to add: `x-amz-date`, `authorization`, and
 /// `x-amz-security-token` when the credential has a session token.
@@ -30,7 +30,7 @@ pub struct SignError(String);
 /// `host` is taken from `url_host` (include the port when it is not the default). Leave out hop-by-hop
 /// headers a proxy might change. The body is hashed into the signature (no `x-amz-content-sha256`).
 #[allow(clippy::too_many_arguments)] // the contract the relay calls; a struct would only rename them
-pub fn sign(
+pub(crate) fn sign(
     method: &str,
     url_host: &str,
     path: &str,
@@ -89,7 +89,7 @@ pub(crate) fn sign_for_service(
 
 /// The credential from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN` when set),
 /// used when a Bedrock instance configures no access key. `None` unless both halves are non-empty.
-pub fn credentials_from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<AwsCredential> {
+pub(crate) fn credentials_from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<AwsCredential> {
     let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
     Some(AwsCredential {
         access_key_id: Secret::new(non_empty("AWS_ACCESS_KEY_ID")?),

@@ -216,7 +216,7 @@ fn exception_error_type(exception: &str) -> Option<(u16, &'static str)> {
 /// 500. The error type comes from the exception name when known, else from the status. For
 /// authentication failures only the first paragraph of the message is kept: AWS appends the canonical
 /// request it expected, which names signed header values.
-pub fn error_to_anthropic(status: u16, body: &[u8], exception_type: Option<&str>) -> (u16, Vec<u8>) {
+pub(crate) fn error_to_anthropic(status: u16, body: &[u8], exception_type: Option<&str>) -> (u16, Vec<u8>) {
     let status = if status < 400 { 500 } else { status };
     let body_type = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
@@ -244,9 +244,10 @@ pub fn error_to_anthropic(status: u16, body: &[u8], exception_type: Option<&str>
     (status, error_json(ty, &message))
 }
 
-/// The Anthropic status an exception name stands for (e.g. `throttlingException` → 429); lets the relay
-/// pick a status for an exception that arrives before any byte was sent to the client.
-pub fn exception_status(exception_type: &str) -> Option<u16> {
+/// The Anthropic status an exception name stands for (e.g. `throttlingException` → 429), so tests can
+/// check the mapping without building a response.
+#[cfg(test)]
+pub(crate) fn exception_status(exception_type: &str) -> Option<u16> {
     exception_error_type(exception_type).map(|(s, _)| s)
 }
 

@@ -12,7 +12,7 @@ use crate::records::Api;
 use super::{Credential, Outbound, UpstreamError};
 
 /// A Bedrock upstream: its endpoint, signing region, model mapping and AWS credentials.
-pub struct Bedrock {
+pub(crate) struct Bedrock {
     cfg: BedrockConfig,
     url: UpstreamUrl,
     region: String,

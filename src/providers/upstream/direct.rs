@@ -7,7 +7,7 @@ use crate::providers::routes::upstream_path;
 use super::{Credential, Outbound, UpstreamError};
 
 /// A direct upstream: base URL and API keys of one instance.
-pub struct Direct {
+pub(crate) struct Direct {
     kind: ProviderType,
     url: UpstreamUrl,
     keys: Vec<Secret>,

@@ -12,18 +12,18 @@ use crate::config::{AwsCredential, ProviderConfig, UpstreamUrl};
 use crate::providers::request::Inspection;
 use crate::records::Api;
 
-pub use bedrock::Bedrock;
-pub use direct::Direct;
+pub(crate) use bedrock::Bedrock;
+pub(crate) use direct::Direct;
 
 /// A provider instance's upstream: the provider's own API, or Anthropic through AWS Bedrock.
-pub enum Upstream {
+pub(crate) enum Upstream {
     Direct(Direct),
     Bedrock(Bedrock),
 }
 
 /// Which upstream credential one attempt of a request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
+pub(crate) enum Credential {
     /// The client's own headers go upstream (BYOK).
     Byok,
     /// Credential `n` of the instance's pool (an API key, or an AWS credential pair).
@@ -35,19 +35,19 @@ pub enum Credential {
 /// The request as the upstream will receive it, decided once per request (every failover attempt sends
 /// the same path and body; only the credential changes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     /// Base path plus the upstream's path and query.
-    pub path: String,
-    pub body: Vec<u8>,
+    pub(crate) path: String,
+    pub(crate) body: Vec<u8>,
     /// The model to record when the upstream names it differently from the client (Bedrock model ids).
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// The answer will be a stream.
-    pub stream: bool,
+    pub(crate) stream: bool,
 }
 
 /// Why a request cannot be prepared for the upstream. Each variant says whose fault it is.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// The route exists for the provider type but this upstream does not serve it (Bedrock serves only
     /// the Messages API).
     #[error("this upstream serves only the Messages API")]
@@ -65,7 +65,7 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// True when the client's request is at fault (answered 4xx); false for the gateway's own failures.
-    pub fn is_client_fault(&self) -> bool {
+    pub(crate) fn is_client_fault(&self) -> bool {
         match self {
             UpstreamError::RouteUnsupported => true,
             // A body that does not match its inspection is the gateway's own bug.
@@ -76,21 +76,21 @@ impl UpstreamError {
 }
 
 /// Turns an upstream event stream into the SSE of the API the client speaks, chunk by chunk.
-pub struct StreamTranslator {
+pub(crate) struct StreamTranslator {
     inner: crate::providers::bedrock::SseTranslator,
 }
 
 /// A stream the translator could not decode; it already wrote an error event for the client.
-pub use crate::providers::bedrock::EventStreamError as StreamTranslateError;
+pub(crate) use crate::providers::bedrock::EventStreamError as StreamTranslateError;
 
 impl StreamTranslator {
     /// Appends the translation of `input` (any split) to `out`.
-    pub fn on_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), StreamTranslateError> {
+    pub(crate) fn on_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), StreamTranslateError> {
         self.inner.on_bytes(input, out)
     }
 
     /// Call at the end of the upstream body: appends an error event when the stream was cut short.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         self.inner.finish(out)
     }
 }
@@ -98,7 +98,7 @@ impl StreamTranslator {
 impl Upstream {
     /// The upstream of `p`. `aws_env` is the standard AWS credential, used by a Bedrock instance that
     /// configures none.
-    pub fn new(p: &ProviderConfig, aws_env: Option<&AwsCredential>) -> Upstream {
+    pub(crate) fn new(p: &ProviderConfig, aws_env: Option<&AwsCredential>) -> Upstream {
         match &p.bedrock {
             Some(cfg) => Upstream::Bedrock(Bedrock::new(cfg, aws_env)),
             None => Upstream::Direct(Direct::new(p)),
@@ -106,7 +106,7 @@ impl Upstream {
     }
 
     /// Where requests go.
-    pub fn url(&self) -> &UpstreamUrl {
+    pub(crate) fn url(&self) -> &UpstreamUrl {
         match self {
             Upstream::Direct(d) => d.url(),
             Upstream::Bedrock(b) => b.url(),
@@ -114,7 +114,7 @@ impl Upstream {
     }
 
     /// A short name for logs.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Upstream::Direct(_) => "direct",
             Upstream::Bedrock(_) => "bedrock",
@@ -122,7 +122,7 @@ impl Upstream {
     }
 
     /// How many credentials requests can fail over between.
-    pub fn pool_size(&self) -> usize {
+    pub(crate) fn pool_size(&self) -> usize {
         match self {
             Upstream::Direct(d) => d.pool_size(),
             Upstream::Bedrock(b) => b.pool_size(),
@@ -130,7 +130,7 @@ impl Upstream {
     }
 
     /// A masked hint of credential `k` of the pool, for records; never the secret.
-    pub fn key_hint(&self, k: usize) -> Option<String> {
+    pub(crate) fn key_hint(&self, k: usize) -> Option<String> {
         match self {
             Upstream::Direct(d) => d.key_hint(k),
             Upstream::Bedrock(b) => b.key_hint(k),
@@ -140,7 +140,7 @@ impl Upstream {
     /// Turns the client's body (already inspected, and edited when `api` asked for it) for `rest` (path and
     /// query after the instance name) into what the upstream receives. `inspection` is what the one scan of
     /// the body found (intercepted routes only); a rewrite edits the body on its spans.
-    pub fn prepare(
+    pub(crate) fn prepare(
         &self,
         api: Option<Api>,
         rest: &str,
@@ -154,7 +154,7 @@ impl Upstream {
     }
 
     /// The request method the upstream gets.
-    pub fn method<'a>(&self, client_method: &'a str) -> &'a str {
+    pub(crate) fn method<'a>(&self, client_method: &'a str) -> &'a str {
         match self {
             Upstream::Direct(_) => client_method,
             Upstream::Bedrock(_) => "POST",
@@ -164,7 +164,7 @@ impl Upstream {
     /// True for client headers this upstream must not receive, beyond the ones no upstream gets
     /// (hop-by-hop, host, framing, the gateway's token): credentials unless the caller brought its own,
     /// and whatever this upstream sets itself.
-    pub fn drops_header(&self, name: &str, byok: bool) -> bool {
+    pub(crate) fn drops_header(&self, name: &str, byok: bool) -> bool {
         let credential = name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("x-api-key");
         match self {
             Upstream::Direct(_) => credential && !byok,
@@ -174,7 +174,7 @@ impl Upstream {
 
     /// The headers this upstream adds for `credential`: its API key, or Bedrock's content negotiation
     /// and SigV4 signature over `out` (signed as of `now`).
-    pub fn added_headers(
+    pub(crate) fn added_headers(
         &self,
         out: &Outbound,
         credential: Credential,
@@ -188,7 +188,7 @@ impl Upstream {
 
     /// The translator the answer to `out` needs before the client can read it, if any (Bedrock's event
     /// stream becomes Anthropic SSE).
-    pub fn translator(&self, out: &Outbound) -> Option<StreamTranslator> {
+    pub(crate) fn translator(&self, out: &Outbound) -> Option<StreamTranslator> {
         match self {
             Upstream::Direct(_) => None,
             Upstream::Bedrock(_) => out.stream.then(|| StreamTranslator { inner: Default::default() }),
@@ -197,13 +197,13 @@ impl Upstream {
 
     /// True when this upstream's error answers (non-2xx) are rewritten before the client sees them, so the
     /// relay reads them whole first.
-    pub fn rewrites_errors(&self) -> bool {
+    pub(crate) fn rewrites_errors(&self) -> bool {
         matches!(self, Upstream::Bedrock(_))
     }
 
     /// The client's answer for an upstream error answer: status and body in the client API's shape.
     /// `header` looks up the upstream's response headers.
-    pub fn rewrite_error<'h>(
+    pub(crate) fn rewrite_error<'h>(
         &self,
         status: u16,
         header: &dyn Fn(&str) -> Option<&'h str>,

@@ -7,19 +7,21 @@
 
 use thiserror::Error;
 
-use super::head::{BodyKind, ResponseBody};
+#[cfg(test)]
+use super::head::BodyKind;
+use super::head::ResponseBody;
 
 /// Largest chunk size accepted (1 TiB, 2^40). Far above any real chunk, and low enough that the size can
 /// never overflow while being accumulated from hex digits.
-pub const MAX_CHUNK_SIZE: u64 = 1 << 40;
+pub(crate) const MAX_CHUNK_SIZE: u64 = 1 << 40;
 
 /// Longest chunk extension (the bytes after `;` on a size line) accepted. Extensions are ignored; the bound
 /// stops a peer from making us scan an endless size line (hyper and others use a similar few-KiB cap).
-pub const MAX_CHUNK_EXT_BYTES: usize = 4 * 1024;
+pub(crate) const MAX_CHUNK_EXT_BYTES: usize = 4 * 1024;
 
 /// Most trailer-section bytes accepted after the last chunk. Trailers are consumed and discarded; the bound
 /// keeps the end of a body from becoming an unbounded head.
-pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
 /// Progress of one `decode` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +108,7 @@ impl ChunkedDecoder {
     }
 
     /// Whether the last chunk and trailer section have been read.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
@@ -221,29 +223,34 @@ fn trailer_byte(seen: usize) -> Result<State, ChunkError> {
 
 /// Decoder for a `Content-Length` body: hands out exactly that many bytes, then reports done.
 #[derive(Debug, Clone)]
-pub struct LengthDecoder {
+pub(crate) struct LengthDecoder {
     remaining: u64,
 }
 
 impl LengthDecoder {
     /// A decoder for a body of `len` bytes.
-    pub fn new(len: u64) -> Self {
+    pub(crate) fn new(len: u64) -> Self {
         Self { remaining: len }
     }
 
     /// Bytes of the body not yet seen.
-    pub fn remaining(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn remaining(&self) -> u64 {
         self.remaining
     }
 
     /// Whether the whole body has been seen.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.remaining == 0
     }
 
     /// Consumes up to the remaining body length from `input`, calling `on_data` with it (if non-empty).
     /// Never fails; the `Result` matches `ChunkedDecoder::decode` so callers can treat both alike.
-    pub fn decode<'a>(&mut self, input: &'a [u8], on_data: &mut dyn FnMut(&'a [u8])) -> Result<Decoded, ChunkError> {
+    pub(crate) fn decode<'a>(
+        &mut self,
+        input: &'a [u8],
+        on_data: &mut dyn FnMut(&'a [u8]),
+    ) -> Result<Decoded, ChunkError> {
         let take = usize::try_from(self.remaining).map_or(input.len(), |r| r.min(input.len()));
         if take > 0 {
             on_data(&input[..take]);
@@ -255,7 +262,7 @@ impl LengthDecoder {
 
 /// Any body framing behind one `decode`, so the relay can drive a body without matching on its kind.
 #[derive(Debug, Clone)]
-pub enum BodyDecoder {
+pub(crate) enum BodyDecoder {
     Length(LengthDecoder),
     Chunked(ChunkedDecoder),
     /// Runs until the peer closes: every byte is data and `done` never becomes true (the caller ends the body
@@ -265,7 +272,8 @@ pub enum BodyDecoder {
 
 impl BodyDecoder {
     /// The decoder for a request body.
-    pub fn for_request(kind: BodyKind) -> Self {
+    #[cfg(test)]
+    pub(crate) fn for_request(kind: BodyKind) -> Self {
         match kind {
             BodyKind::Empty => BodyDecoder::Length(LengthDecoder::new(0)),
             BodyKind::Length(n) => BodyDecoder::Length(LengthDecoder::new(n)),
@@ -274,7 +282,7 @@ impl BodyDecoder {
     }
 
     /// The decoder for a response body.
-    pub fn for_response(kind: ResponseBody) -> Self {
+    pub(crate) fn for_response(kind: ResponseBody) -> Self {
         match kind {
             ResponseBody::Empty => BodyDecoder::Length(LengthDecoder::new(0)),
             ResponseBody::Length(n) => BodyDecoder::Length(LengthDecoder::new(n)),
@@ -284,7 +292,8 @@ impl BodyDecoder {
     }
 
     /// Whether the body is complete (never true for close-delimited bodies).
-    pub fn is_done(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_done(&self) -> bool {
         match self {
             BodyDecoder::Length(d) => d.is_done(),
             BodyDecoder::Chunked(d) => d.is_done(),
@@ -293,7 +302,11 @@ impl BodyDecoder {
     }
 
     /// See `ChunkedDecoder::decode`.
-    pub fn decode<'a>(&mut self, input: &'a [u8], on_data: &mut dyn FnMut(&'a [u8])) -> Result<Decoded, ChunkError> {
+    pub(crate) fn decode<'a>(
+        &mut self,
+        input: &'a [u8],
+        on_data: &mut dyn FnMut(&'a [u8]),
+    ) -> Result<Decoded, ChunkError> {
         match self {
             BodyDecoder::Length(d) => d.decode(input, on_data),
             BodyDecoder::Chunked(d) => d.decode(input, on_data),

@@ -4,7 +4,7 @@
 use super::head::{split_list, Header};
 
 /// The terminating zero-size chunk with an empty trailer section, ending a chunked body.
-pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Header names that describe one connection rather than the message (RFC 9110 §7.6.1), plus the
 /// obsolete `Proxy-Connection` and `Trailers` spellings seen in the wild. A proxy must not forward them.
@@ -23,28 +23,28 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Whether `name` is always hop-by-hop (case-insensitive). Also drop the names a message's own
 /// `Connection` header lists: see `is_connection_nominated` and `is_hop_by_hop_in`.
-pub fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Whether one `Connection` field value lists `token` (case-insensitive, comma-separated).
-pub fn connection_has_token(connection_value: &[u8], token: &str) -> bool {
+pub(crate) fn connection_has_token(connection_value: &[u8], token: &str) -> bool {
     split_list(connection_value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Whether any `Connection` field among `headers` names `name`, making it hop-by-hop for this message.
-pub fn is_connection_nominated(headers: &[Header], name: &str) -> bool {
+pub(crate) fn is_connection_nominated(headers: &[Header], name: &str) -> bool {
     headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| connection_has_token(&h.value, name))
 }
 
 /// The full forwarding test: `name` is hop-by-hop by definition or because this message's `Connection`
 /// header lists it.
-pub fn is_hop_by_hop_in(headers: &[Header], name: &str) -> bool {
+pub(crate) fn is_hop_by_hop_in(headers: &[Header], name: &str) -> bool {
     is_hop_by_hop(name) || is_connection_nominated(headers, name)
 }
 
 /// Appends `HTTP/1.1 <status> <reason>\r\n`.
-pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"HTTP/1.1 ");
     write_decimal(out, u64::from(status));
     out.push(b' ');
@@ -55,7 +55,7 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
 /// Appends `name: value\r\n`. CR, LF and NUL in `value` are written as SP (RFC 9110 §5.5 allows this
 /// replacement), so no value can inject a header or end the head early. `name` must be a valid token:
 /// callers pass constants or names that came out of the parser.
-pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     if value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -79,7 +79,7 @@ pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// Appends a decimal number without going through `fmt` (no allocation).
-pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -110,7 +110,7 @@ fn write_hex(out: &mut Vec<u8>, mut n: u64) {
 
 /// The standard reason phrase for a status (RFC 9110 §15), or "" for codes without one (a status line with
 /// an empty reason is valid).
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",

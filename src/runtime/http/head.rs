@@ -12,19 +12,19 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Most header fields per head (the `httparse` slot array lives on the stack, so this is also its size).
 /// LLM clients send ~20; 128 tolerates proxies that append their own without allowing a field flood.
-pub const MAX_HEADERS: usize = 128;
+pub(crate) const MAX_HEADERS: usize = 128;
 
 /// One header field as received: the name keeps its case (forwarded byte for byte), the value is raw bytes
 /// (field values may carry obs-text, so they are not forced into UTF-8).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: Vec<u8>,
+pub(crate) struct Header {
+    pub(crate) name: String,
+    pub(crate) value: Vec<u8>,
 }
 
 /// How a request body is framed, decided once from the head so that every later stage agrees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyKind {
+pub(crate) enum BodyKind {
     /// Neither Content-Length nor Transfer-Encoding: no body (RFC 9112 §6.3 rule 7).
     Empty,
     /// `Content-Length: n`. `Length(0)` is kept distinct from `Empty` so the header can be forwarded as sent.
@@ -36,23 +36,23 @@ pub enum BodyKind {
 /// A parsed request head. `head_len` is the number of buffer bytes the head occupied; the body starts there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    pub method: String,
-    pub target: String,
+    pub(crate) method: String,
+    pub(crate) target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor_version: u8,
-    pub headers: Vec<Header>,
-    pub body: BodyKind,
+    pub(crate) minor_version: u8,
+    pub(crate) headers: Vec<Header>,
+    pub(crate) body: BodyKind,
     /// Whether the connection may serve another request after this one (HTTP/1.1 unless `Connection: close`;
     /// HTTP/1.0 only with `Connection: keep-alive`).
-    pub keep_alive: bool,
+    pub(crate) keep_alive: bool,
     /// `Expect: 100-continue` on an HTTP/1.1 request: the client waits for `100 Continue` before the body.
-    pub expect_continue: bool,
+    pub(crate) expect_continue: bool,
     pub head_len: usize,
 }
 
 /// How a response body is framed (RFC 9112 §6.3), including the cases where the request decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseBody {
+pub(crate) enum ResponseBody {
     /// 1xx, 204, 304, or any answer to HEAD.
     Empty,
     Length(u64),
@@ -64,15 +64,15 @@ pub enum ResponseBody {
 /// A parsed response head. 1xx heads are returned too (with `ResponseBody::Empty`) so the caller can skip
 /// `100 Continue` and read the next head from `head_len` on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
-    pub status: u16,
-    pub reason: String,
-    pub minor_version: u8,
-    pub headers: Vec<Header>,
-    pub body: ResponseBody,
+pub(crate) struct ResponseHead {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+    pub(crate) minor_version: u8,
+    pub(crate) headers: Vec<Header>,
+    pub(crate) body: ResponseBody,
     /// Whether the upstream connection can be reused after this body (false for close-delimited bodies).
-    pub keep_alive: bool,
-    pub head_len: usize,
+    pub(crate) keep_alive: bool,
+    pub(crate) head_len: usize,
 }
 
 /// What exactly was wrong with a malformed head, for logs and tests (all of them answer 400).
@@ -140,7 +140,7 @@ pub enum HeadError {
 impl HeadError {
     /// The status a server answers this error with: 431 for size limits, 501 for codings we do not
     /// implement, 400 for everything else.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             HeadError::TooLarge | HeadError::TooManyHeaders => 431,
             HeadError::UnsupportedTransferEncoding => 501,
@@ -208,7 +208,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> 
 
 /// Parses a response head from the start of `buf`. `request_was_head` says whether the request was HEAD,
 /// whose answer never has a body whatever its headers claim. `Ok(None)` means "not enough bytes yet".
-pub fn parse_response_head(buf: &[u8], request_was_head: bool) -> Result<Option<ResponseHead>, HeadError> {
+pub(crate) fn parse_response_head(buf: &[u8], request_was_head: bool) -> Result<Option<ResponseHead>, HeadError> {
     let scan = capped(buf);
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
@@ -366,39 +366,36 @@ fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
 
 impl RequestHead {
     /// Every value of a header in order, name matched case-insensitively (for fields that may repeat).
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    #[cfg(test)]
+    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
     }
 
     /// The first value of a header, name matched case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn header(&self, name: &str) -> Option<&[u8]> {
         find_header(&self.headers, name)
     }
 
     /// Like `header`, when the value is valid UTF-8.
-    pub fn header_str(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header_str(&self, name: &str) -> Option<&str> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 }
 
 impl ResponseHead {
-    /// Every value of a header in order, name matched case-insensitively (for fields that may repeat).
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
-    }
-
     /// The first value of a header, name matched case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn header(&self, name: &str) -> Option<&[u8]> {
         find_header(&self.headers, name)
     }
 
     /// Like `header`, when the value is valid UTF-8.
-    pub fn header_str(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header_str(&self, name: &str) -> Option<&str> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// Whether this is an interim (1xx) head to skip before the final one. 101 is excluded: it ends HTTP.
-    pub fn is_interim(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_interim(&self) -> bool {
         (100..200).contains(&self.status) && self.status != 101
     }
 }
