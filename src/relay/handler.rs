@@ -144,18 +144,19 @@ async fn proxy(
 /// Opens the interception of an inspected request (when recording is on). `model` replaces the
 /// requested model when the upstream names it differently.
 fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<String>) {
-    let Some(info) = ctx.info.as_mut().map(|i| &mut i.info).filter(|_| svc.gw.recording) else {
+    let Some(inspection) = ctx.info.as_mut().filter(|_| svc.gw.recording) else {
         return;
     };
     let head = &ctx.head;
     let ua = head.header_str("user-agent").map(str::to_string);
-    let client_info = detect_client(ua.as_deref(), &|n: &str| head.header_str(n).map(str::to_string));
+    let header = |n: &str| head.header_str(n).map(str::to_string);
+    let client_info = detect_client(ua.as_deref(), &header, inspection.metadata_user_id.as_deref());
     let start = InterceptionStart {
         interception_id: crate::sink::new_interception_id(),
         initiator_id: ctx.caller.principal.user.to_string(),
         provider: ctx.inst.kind.as_str(),
         provider_name: ctx.inst.name.clone(),
-        model: model.unwrap_or_else(|| info.model.clone()),
+        model: model.unwrap_or_else(|| inspection.info.model.clone()),
         client: client_info.name.to_string(),
         client_session_id: client_info.session_id,
         user_agent: ua,
@@ -163,7 +164,7 @@ fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<Str
         credential_hint: credential::hint(&ctx.inst.upstream, &ctx.caller, ctx.credential),
         started_at: SystemTime::now(),
     };
-    let prompt = info.prompt.take();
+    let prompt = inspection.info.prompt.take();
     ctx.interception = Some(Interception::start(&svc.gw.sink, &svc.inflight, start, prompt));
 }
 

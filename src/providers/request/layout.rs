@@ -183,11 +183,14 @@ pub(super) enum PromptValue {
     Other,
 }
 
-/// What the pass found: the layout, the prompt member's value, and (first in body order) a field the
-/// gateway reads given twice.
+/// What the pass found: the layout, the prompt member's value, the Anthropic `metadata.user_id` value, and
+/// (first in body order) a field the gateway reads given twice.
 pub(super) struct Pass {
     pub layout: Layout,
     pub prompt: Option<PromptValue>,
+    /// The last `metadata` member's last `user_id` value (Anthropic Messages only): Claude Code names its
+    /// session there when it sends no session header.
+    pub user_id: Option<Range<usize>>,
     pub duplicate: Option<Field>,
 }
 
@@ -201,7 +204,7 @@ pub(super) fn prompt_field(api: Api) -> Field {
 
 /// Validates the whole body (UTF-8, then JSON by the scanner's rules, depth included) and lays out its
 /// top-level object. Every value is skipped except the prompt member's array, whose last elements are
-/// kept, and `stream_options`, whose members are looked at.
+/// kept, and `stream_options` and (Anthropic) `metadata`, whose members are looked at.
 pub(super) fn lay_out(api: Api, b: &[u8]) -> Result<Pass, InspectError> {
     if std::str::from_utf8(b).is_err() {
         return Err(InspectError::InvalidJson);
@@ -252,7 +255,13 @@ pub(super) fn lay_out(api: Api, b: &[u8]) -> Result<Pass, InspectError> {
         Some(m) => Some(StreamOptions::Other(m.value.clone())),
         None => None,
     };
-    Ok(Pass { layout, prompt, duplicate })
+    // Not a checked field: a repeated `metadata` is the provider's business, and like its parser the
+    // session lookup keeps the last one. The object is small (Claude Code sends only `user_id`).
+    let user_id = match layout.last(Field::Metadata) {
+        Some(m) if api == Api::Messages && b[m.value.start] == b'{' => metadata_user_id(b, m.value.start)?,
+        _ => None,
+    };
+    Ok(Pass { layout, prompt, user_id, duplicate })
 }
 
 /// The prompt member's value starting at `v`, validated; returns where it ends.
@@ -268,6 +277,19 @@ fn prompt_value(b: &[u8], v: usize) -> Result<(usize, PromptValue), Invalid> {
         }
         _ => (scan::skip_value(b, v)?, PromptValue::Other),
     })
+}
+
+/// The last `user_id` value of the (validated) `metadata` object at `open`.
+fn metadata_user_id(b: &[u8], open: usize) -> Result<Option<Range<usize>>, Invalid> {
+    let mut user_id = None;
+    scan::members(b, open, |key, v| {
+        let end = scan::skip_value(b, v)?;
+        if scan::string_is(b, &key, "user_id") {
+            user_id = Some(v..end);
+        }
+        Ok(end)
+    })?;
+    Ok(user_id)
 }
 
 /// The members of the (validated) `stream_options` object at `open` that the edit needs.

@@ -1,7 +1,7 @@
 //! Request inspection and the surgical request edits, over one validating pass of the body: `layout`
 //! validates it and notes where its top-level members are (keys compared decoded), `inspect` decodes
-//! what the records need (model, stream flag, prompt, `background`, `include_usage`) and the last turn's
-//! tool-result ids, and the edits (`include_usage` here, the Bedrock rewrite in `bedrock::request`) work
+//! what the records need (model, stream flag, prompt, `background`, `include_usage`, Anthropic
+//! `metadata.user_id`) and the last turn's tool-result ids, and the edits (`include_usage` here, the Bedrock rewrite in `bedrock::request`) work
 //! on the layout, copying every byte they do not change. Pure over bytes: no I/O; builds no DOM.
 
 mod include_usage;
@@ -63,9 +63,16 @@ pub struct Inspection {
     /// The ids of the tool results the last turn answers, in body order (see `turn::last_turn`);
     /// the coming sessions feature links a request to the tool calls it answers by them.
     pub tool_result_ids: Vec<String>,
+    /// Anthropic Messages `metadata.user_id`, when a string of at most `MAX_USER_ID_LEN` bytes: Claude
+    /// Code names its session in it when it sends no session header (see `client::detect_client`).
+    pub metadata_user_id: Option<String>,
     /// Where the top-level members are.
     pub layout: Layout,
 }
+
+/// Longest `metadata.user_id` read, in body bytes. Claude Code's is under 200 bytes; the value is
+/// untrusted, and a session id drawn from a longer one would be dropped as too long anyway.
+const MAX_USER_ID_LEN: usize = 1024;
 
 /// Reads what the gateway needs from an intercepted request body of `api`.
 ///
@@ -94,7 +101,7 @@ fn inspect_lenient(api: Api, body: &[u8]) -> Result<RequestInfo, InspectError> {
 /// is not limited (what the reference DOM implementation does, for the equivalence tests).
 fn scan_request(api: Api, body: &[u8], strict: bool) -> Result<Inspection, InspectError> {
     let b = body;
-    let Pass { layout, prompt, duplicate } = lay_out(api, b)?;
+    let Pass { layout, prompt, user_id, duplicate } = lay_out(api, b)?;
     if let Some(field) = duplicate.filter(|_| strict) {
         return Err(InspectError::DuplicateField(field.name()));
     }
@@ -118,9 +125,14 @@ fn scan_request(api: Api, body: &[u8], strict: bool) -> Result<Inspection, Inspe
             _ => false,
         };
     let (prompt_text, tool_result_ids) = turn::last_turn(api, b, prompt.as_ref())?;
+    let metadata_user_id = match user_id {
+        Some(r) if b[r.start] == b'"' && r.len() <= MAX_USER_ID_LEN => Some(scan::decode_string(b, r)?),
+        _ => None,
+    };
     Ok(Inspection {
         info: RequestInfo { model, stream, prompt: prompt_text, background, include_usage },
         tool_result_ids,
+        metadata_user_id,
         layout,
     })
 }
@@ -153,7 +165,8 @@ mod tests {
             RequestInfo {
                 model: "gpt-4o".into(),
                 stream: true,
-                prompt: Some("a\nb".into()),
+                // The last text part: earlier ones are context the client put before the typed text.
+                prompt: Some("b".into()),
                 background: false,
                 include_usage: true
             }
@@ -188,6 +201,34 @@ mod tests {
         let dup = br#"{"stream_options":{"include_usage":false,"include_usag\u0065":true}}"#;
         assert_eq!(info(Api::ChatCompletions, dup), Err(InspectError::DuplicateField("include_usage")));
         assert_eq!(info(Api::Messages, br#"{"stre\u0061m":"yes"}"#), Err(InspectError::WrongType("stream")));
+    }
+
+    /// Claude Code's `metadata.user_id` comes out of the same pass (decoded), for the session lookup.
+    #[test]
+    fn metadata_user_id_of_messages_requests() {
+        let user_id = |api, body: &str| inspect(api, body.as_bytes()).unwrap().metadata_user_id;
+        let cc =
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/requests/claude_code_first_turn.json"));
+        let id = user_id(Api::Messages, cc).unwrap();
+        assert!(id.starts_with(r#"{"device_id":"#) && id.contains(r#""session_id":"0199e3a4-"#), "{id}");
+        assert_eq!(user_id(Api::Messages, r#"{"metadata":{"user_id":"a\u005fb"}}"#).as_deref(), Some("a_b"));
+        // The last `metadata`, and its last `user_id`, as the provider's parser reads them.
+        let dup = r#"{"metadata":{"user_id":"one"},"metadata":{"user_id":"two","user_\u0069d":"three"}}"#;
+        assert_eq!(user_id(Api::Messages, dup).as_deref(), Some("three"));
+        for body in [
+            r#"{"metadata":{"user_id":5}}"#.to_owned(),
+            r#"{"metadata":"user_id"}"#.to_owned(),
+            r#"{"metadata":{"x":{"user_id":"nested"}}}"#.to_owned(),
+            r#"{"user_id":"top"}"#.to_owned(),
+            format!(r#"{{"metadata":{{"user_id":"{}"}}}}"#, "u".repeat(MAX_USER_ID_LEN)),
+        ] {
+            assert_eq!(user_id(Api::Messages, &body), None, "{body}");
+        }
+        let at_limit = format!(r#"{{"metadata":{{"user_id":"{}"}}}}"#, "u".repeat(MAX_USER_ID_LEN - 2));
+        assert_eq!(user_id(Api::Messages, &at_limit).map(|u| u.len()), Some(MAX_USER_ID_LEN - 2));
+        // Only Anthropic Messages carry it.
+        let other = r#"{"metadata":{"user_id":"u"}}"#;
+        assert_eq!((user_id(Api::ChatCompletions, other), user_id(Api::Responses, other)), (None, None));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! objects of up to 32 members; beyond, whichever the hash table finds), whereas the provider's parser
 //! and the edits take the last. This is the same code over a `serde_json::Value` built by simd-json's own
 //! parser (same accepted inputs, same string and number decoding) whose maps keep the last duplicate:
-//! the behaviour the scanner has.
+//! the behaviour the scanner has. The prompt follows the current rule (the last text part of the last
+//! user message), not the old one (every text part joined).
 
 use super::InspectError;
 use crate::records::{Api, RequestInfo};
@@ -57,15 +58,12 @@ fn last_user_message(list: &serde_json::Value) -> Option<String> {
     if let Some(s) = content.as_str() {
         return Some(s.to_owned());
     }
-    let parts: Vec<&str> = content
+    // The last text part is the prompt (what the person typed; earlier parts are the agent's context).
+    content
         .as_array()?
         .iter()
+        .rev()
         .filter(|p| matches!(p.get("type").and_then(|t| t.as_str()), Some("text" | "input_text")))
-        .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-        .collect();
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("\n"))
-    }
+        .find_map(|p| p.get("text").and_then(|t| t.as_str()))
+        .map(str::to_owned)
 }

@@ -1,5 +1,5 @@
 //! Reads the last turn of a (validated) request body from the elements the layout pass kept: the prompt
-//! (the last message's text when it is the user's) and the ids of the tool results it carries. Pure over
+//! (the last text of the last message when it is the user's) and the ids of the tool results it carries. Pure over
 //! bytes: no I/O; walks only the last elements, never the whole list.
 
 use std::ops::Range;
@@ -21,8 +21,8 @@ fn text_is(b: &[u8], r: Option<Range<usize>>, name: &str) -> bool {
     r.is_some_and(|r| b[r.start] == b'"' && scan::string_is(b, &r, name))
 }
 
-/// What the last turn holds: the prompt (a Responses `input` string, or the text of the last message or
-/// Responses item when its role is `user`) and the tool-result ids (see [`tool_result_ids`]). The last
+/// What the last turn holds: the prompt (a Responses `input` string, or the last text of the last message
+/// or Responses item when its role is `user`, see [`content_text`]) and the tool-result ids (see [`tool_result_ids`]). The last
 /// element's members are listed once for both.
 pub(super) fn last_turn(
     api: Api,
@@ -60,29 +60,31 @@ fn user_message_text(b: &[u8], list: &[scan::Member]) -> Result<Option<String>, 
     }
 }
 
-/// A content value as text: a string, or the text parts of a content-part array joined with `\n`
-/// (`text` for chat and Anthropic, `input_text` for Responses).
+/// A content value's prompt: a string, or the last text part of a content-part array (`text` for chat
+/// and Anthropic, `input_text` for Responses). Agents put context before what the person typed, as
+/// earlier parts of the same message (Claude Code's `<system-reminder>` blocks, kilobytes of them): the
+/// last text part is the typed prompt, the rule Coder's AI Bridge records by. The parts are read from
+/// the end, so the text of the others is never decoded.
 fn content_text(b: &[u8], content: Range<usize>) -> Result<Option<String>, Invalid> {
     match b[content.start] {
         b'"' => return scan::decode_string(b, content).map(Some),
         b'[' => {}
         _ => return Ok(None),
     }
-    let mut parts = Vec::new();
-    for part in scan::element_list(b, content.start)? {
+    for part in scan::element_list(b, content.start)?.into_iter().rev() {
         if b[part.start] != b'{' {
             continue;
         }
         let list = scan::member_list(b, part.start)?;
-        let kind = as_text(b, scan::last_member(b, &list, "type"))?;
-        if !matches!(kind.as_deref(), Some("text" | "input_text")) {
+        let kind = scan::last_member(b, &list, "type");
+        if !(text_is(b, kind.clone(), "text") || text_is(b, kind, "input_text")) {
             continue;
         }
         if let Some(text) = as_text(b, scan::last_member(b, &list, "text"))? {
-            parts.push(text);
+            return Ok(Some(text));
         }
     }
-    Ok(if parts.is_empty() { None } else { Some(parts.join("\n")) })
+    Ok(None)
 }
 
 /// The ids of the tool results the request's last turn answers, in body order: what links a request to
@@ -187,6 +189,67 @@ mod tests {
 
     fn ids(api: Api, body: &str) -> Vec<String> {
         inspect(api, body.as_bytes()).unwrap().tool_result_ids
+    }
+
+    fn prompt(api: Api, body: &str) -> Option<String> {
+        inspect(api, body.as_bytes()).unwrap().info.prompt
+    }
+
+    /// Request bodies as the agents and SDKs send them (`tests/fixtures/requests`, shared with the e2e tests).
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/requests/", $name, ".json"))
+        };
+    }
+
+    /// Claude Code puts `<system-reminder>` blocks (todo list, CLAUDE.md, the date) before the typed text
+    /// in the same user message; only the typed text is the prompt.
+    #[test]
+    fn claude_code_prompt_is_the_typed_block() {
+        let first = prompt(Api::Messages, fixture!("claude_code_first_turn"));
+        assert_eq!(first.as_deref(), Some("why does `cargo test` fail on main? \"fix\" it"));
+        let follow_up = prompt(Api::Messages, fixture!("claude_code_follow_up"));
+        assert_eq!(follow_up.as_deref(), Some("now sort them by size"));
+        // A turn that only answers a tool call has nothing typed.
+        let tool_turn = fixture!("claude_code_tool_result");
+        assert_eq!(prompt(Api::Messages, tool_turn), None);
+        assert_eq!(ids(Api::Messages, tool_turn), ["toolu_01A09q90qw90lq917835lq9"]);
+    }
+
+    /// Codex sends its AGENTS.md instructions and environment context as user messages of their own
+    /// before the typed one.
+    #[test]
+    fn codex_prompt_is_the_last_input_text() {
+        let p = prompt(Api::Responses, fixture!("codex_responses_turn"));
+        assert_eq!(p.as_deref(), Some("add a --verbose flag to the CLI"));
+        let two_parts = r#"{"input":[{"type":"message","role":"user","content":[
+            {"type":"input_text","text":"<environment_context>x</environment_context>"},
+            {"type":"input_image","image_url":"data:image/png;base64,AA=="},{"type":"input_text","text":"typed"}]}]}"#;
+        assert_eq!(prompt(Api::Responses, two_parts).as_deref(), Some("typed"));
+    }
+
+    #[test]
+    fn sdk_prompts() {
+        let chat = prompt(Api::ChatCompletions, fixture!("openai_sdk_chat_image"));
+        assert_eq!(chat.as_deref(), Some("What is in this image?"));
+        let messages = prompt(Api::Messages, fixture!("anthropic_sdk_image"));
+        assert_eq!(messages.as_deref(), Some("Describe this image."));
+        let responses = prompt(Api::Responses, fixture!("openai_sdk_responses_messages"));
+        assert_eq!(responses.as_deref(), Some("Are semicolons optional in JavaScript?"));
+        let chat_parts = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"context"},{"type":"text","text":"asked"}]}]}"#;
+        assert_eq!(prompt(Api::ChatCompletions, chat_parts).as_deref(), Some("asked"));
+    }
+
+    /// The last part that is text with a string `text` wins; other parts and malformed text parts are
+    /// passed over, and a message with no text part has no prompt.
+    #[test]
+    fn the_last_text_part_is_found_past_other_parts() {
+        let body = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"one"},{"type":"t\u0065xt","text":"tw\u006f"},
+            {"type":"text","text":7},{"type":"image","source":{}},"stray",{"text":"untyped"}]}]}"#;
+        assert_eq!(prompt(Api::Messages, body).as_deref(), Some("two"));
+        let none = r#"{"messages":[{"role":"user","content":[{"type":"image","source":{}}]}]}"#;
+        assert_eq!(prompt(Api::Messages, none), None);
+        assert_eq!(prompt(Api::Messages, r#"{"messages":[{"role":"user","content":[]}]}"#), None);
     }
 
     #[test]
