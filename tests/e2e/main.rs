@@ -11,3 +11,4 @@ mod relay;
 mod robustness;
 mod shutdown;
 mod tls;
+mod upstream_faults;
