@@ -1,12 +1,12 @@
 //! One connection of the mock: reads keep-alive requests with reused buffers, records them, routes them to
-//! the API renderers and applies the fault scenarios (status, garbage, reset, replay). Blocking I/O on its
+//! the API renderers and applies the fault scenarios (status, garbage, reset, hang-up, replay). Blocking I/O on its
 //! own thread; knows no wire format beyond HTTP/1.1.
 
 use super::content::{self, Plan};
 use super::emit::{Buffers, EmitError, Emitter, Framing};
 use super::http::{self, BodyAt, Head};
 use super::route::{percent_decode, route, Family, Req, Route};
-use super::scenario::{Kind, Scenario};
+use super::scenario::{HangUp, Kind, Scenario};
 use super::{anthropic, bedrock, openai, Ctx, SeenRequest, Shared};
 use std::borrow::Cow;
 use std::io::{Read, Write};
@@ -21,6 +21,9 @@ const MAX_BODY_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// What `x-mock-garbage` answers: bytes no HTTP parser accepts as a status line.
 const GARBAGE: &[u8] = b"\x00\x13\x37 this is not HTTP \xff\xfe\r\n\r\n";
 
+/// What `x-mock-hang-up: mid-head` writes before resetting: a status line and half a header.
+const PARTIAL_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Ty";
+
 /// How a request left the connection.
 enum Next {
     KeepAlive,
@@ -31,13 +34,14 @@ enum Next {
 
 /// Serves one accepted connection until it closes.
 pub(crate) fn serve(stream: TcpStream, id: u64, shared: Arc<Shared>) {
-    let next = run(&stream, &shared);
+    let next = run(&stream, id, &shared);
     if matches!(next, Next::Reset) {
         let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     }
     // Drop the registry's duplicate first so that closing `stream` really closes the socket.
     shared.forget(id);
     drop(stream);
+    shared.closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 fn read_more(mut stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
@@ -53,7 +57,7 @@ fn read_more(mut stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize
     n
 }
 
-fn run(stream: &TcpStream, shared: &Shared) -> Next {
+fn run(stream: &TcpStream, conn: u64, shared: &Shared) -> Next {
     let mut buf = Vec::with_capacity(READ_CHUNK);
     let mut head = Head::default();
     let mut decoded = Vec::new();
@@ -97,7 +101,7 @@ fn run(stream: &TcpStream, shared: &Shared) -> Next {
             BodyAt::Decoded => &decoded[..],
         };
         let req = Req { buf: &buf, head: &head, body };
-        let next = handle(stream, &req, shared, &mut bufs);
+        let next = handle(stream, conn, &req, shared, &mut bufs);
         buf.drain(..used);
         match next {
             Next::KeepAlive => {}
@@ -185,7 +189,7 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) -> Next {
+fn handle(stream: &TcpStream, conn: u64, req: &Req, shared: &Shared, bufs: &mut Buffers) -> Next {
     let close = req.wants_close();
     match (req.method(), req.path()) {
         ("GET", "/__mock/requests") => {
@@ -209,7 +213,7 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
         _ => None,
     };
     if shared.opts.record {
-        shared.record(req.to_seen(sigv4_valid));
+        shared.record(req.to_seen(conn, sigv4_valid));
     }
     if sigv4_valid == Some(false) {
         return send_error(
@@ -226,6 +230,35 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
         Ok(s) => s,
         Err(e) => return send_error(stream, bufs, family, 400, &e.to_string(), None, close),
     };
+    match scenario.hang_up {
+        Some(HangUp::Close) => return Next::Close,
+        Some(HangUp::Reset) => return Next::Reset,
+        Some(HangUp::MidHead) => {
+            let mut w = stream;
+            let _ = w.write_all(PARTIAL_HEAD);
+            return Next::Reset;
+        }
+        Some(HangUp::AfterAnswer) => {
+            // The answer is framed for keep-alive, so the peer pools the connection this then closes.
+            let _ = answer(stream, req, shared, route, &scenario, bufs, close);
+            return Next::Close;
+        }
+        None => {}
+    }
+    answer(stream, req, shared, route, &scenario, bufs, close)
+}
+
+/// Writes the answer `scenario` asks for.
+fn answer(
+    stream: &TcpStream,
+    req: &Req,
+    shared: &Shared,
+    route: Route<'_>,
+    scenario: &Scenario<'_>,
+    bufs: &mut Buffers,
+    close: bool,
+) -> Next {
+    let family = route.family();
     if scenario.garbage {
         let mut w = stream;
         let _ = w.write_all(GARBAGE);
@@ -246,7 +279,7 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
         );
     }
     if let Some(path) = scenario.body_file {
-        return replay(stream, bufs, &scenario, path, family, close);
+        return replay(stream, bufs, scenario, path, family, close);
     }
     let fields: Fields = if req.body.iter().all(u8::is_ascii_whitespace) {
         Fields::default()
@@ -271,8 +304,8 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
         model,
         id: shared.next_id(),
         created: content::unix_now(),
-        scenario: &scenario,
-        plan: Plan::of(&scenario),
+        scenario,
+        plan: Plan::of(scenario),
         include_usage: fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         bedrock,
     };
@@ -325,12 +358,12 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
                 }
                 None => &[],
             };
-            send_body(stream, bufs, &scenario, extra, close)
+            send_body(stream, bufs, scenario, extra, close)
         }
         Route::CountTokens => {
             bufs.json.clear();
             anthropic::count_tokens_json(&mut bufs.json);
-            send_body(stream, bufs, &scenario, &[], close)
+            send_body(stream, bufs, scenario, &[], close)
         }
         Route::Models(f) => {
             bufs.json.clear();
@@ -339,7 +372,7 @@ fn handle(stream: &TcpStream, req: &Req, shared: &Shared, bufs: &mut Buffers) ->
             } else {
                 openai::models_json(&mut bufs.json);
             }
-            send_body(stream, bufs, &scenario, &[], close)
+            send_body(stream, bufs, scenario, &[], close)
         }
         Route::Unknown => {
             let msg = format!("mock upstream has no route for {} {}", req.method(), req.path());

@@ -29,6 +29,9 @@ const CONN_STACK_BYTES: usize = 256 * 1024;
 /// One request the mock received, kept so tests can assert what the gateway sent upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenRequest {
+    /// Which connection of the mock it came on (numbered from 1 in accept order), so tests can tell a
+    /// reused upstream connection from a fresh one.
+    pub connection: u64,
     /// The request method as received.
     pub method: String,
     /// The request target as received (path and query).
@@ -54,6 +57,7 @@ impl SeenRequest {
 
     fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
+            "connection": self.connection,
             "method": self.method,
             "path": self.path,
             "headers": self.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
@@ -86,6 +90,8 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     /// A handle on each open connection so that Drop can shut them down.
     conns: Mutex<HashMap<u64, TcpStream>>,
+    /// Connections the mock has closed (or reset) itself, counted after the close.
+    closed: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -156,6 +162,7 @@ impl MockUpstream {
             next_id: AtomicU64::new(1),
             stop: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
+            closed: AtomicU64::new(0),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -177,6 +184,12 @@ impl MockUpstream {
     /// The requests received so far (empty when recording is off).
     pub fn requests(&self) -> Vec<SeenRequest> {
         lock(&self.shared.seen).clone()
+    }
+
+    /// How many connections the mock has closed on its side so far: a test can wait on it to know that a
+    /// connection the mock hung up on is closed before the next request.
+    pub fn closed_connections(&self) -> u64 {
+        self.shared.closed.load(Ordering::SeqCst)
     }
 
     /// Forgets the recorded requests.

@@ -46,8 +46,9 @@ impl<'a> Req<'a> {
             _ => self.head.minor == 0,
         }
     }
-    pub(crate) fn to_seen(&self, sigv4_valid: Option<bool>) -> SeenRequest {
+    pub(crate) fn to_seen(&self, connection: u64, sigv4_valid: Option<bool>) -> SeenRequest {
         SeenRequest {
+            connection,
             method: self.method().to_string(),
             path: self.target().to_string(),
             headers: self.headers().map(|(n, v)| (n.to_string(), v.to_string())).collect(),

@@ -11,6 +11,7 @@
 //! | `x-mock-delay-ms: N` | pace events N ms apart (JSON and errors: wait N ms first) |
 //! | `x-mock-events: N` | number of text delta events (default 5) |
 //! | `x-mock-garbage: 1` | answer bytes that are not HTTP, then close |
+//! | `x-mock-hang-up: H` | after reading the whole request: `close` (FIN) or `reset` (RST) without answering, `mid-head` (part of a response head, then RST), `after-answer` (answer as keep-alive, then close the idle connection) |
 //! | `x-mock-body-file: PATH` | replay a file verbatim (`.sse` streamed one chunk per event, `.json`) |
 //! | `x-mock-stamp: 1` | add `"x_mock_sent_ns"` (CLOCK_MONOTONIC at write) to every event's JSON |
 //! | `x-mock-exception: T` | Bedrock `:exception-type` for `error-midstream` (default `throttlingException`) |
@@ -39,6 +40,21 @@ pub(crate) enum Kind {
     Truncated,
 }
 
+/// How the mock drops a connection on purpose (`x-mock-hang-up`), to test what the gateway does when
+/// an upstream connection dies at each point of an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangUp {
+    /// The request was read; the connection is closed (FIN) with no answer.
+    Close,
+    /// The request was read; the connection is reset (RST) with no answer.
+    Reset,
+    /// The first bytes of a response head are written, then the connection is reset.
+    MidHead,
+    /// A complete keep-alive answer is written, then the connection is closed while it idles, as an
+    /// upstream's idle timeout would.
+    AfterAnswer,
+}
+
 /// An `x-mock-*` header the mock could not understand; answered with 400 so test typos surface.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum ScenarioError {
@@ -65,6 +81,8 @@ pub(crate) struct Scenario<'a> {
     pub(crate) events: u32,
     /// `x-mock-garbage`.
     pub(crate) garbage: bool,
+    /// `x-mock-hang-up`.
+    pub(crate) hang_up: Option<HangUp>,
     /// `x-mock-body-file`.
     pub(crate) body_file: Option<&'a str>,
     /// `x-mock-stamp`.
@@ -83,6 +101,7 @@ impl Default for Scenario<'_> {
             delay_ms: 0,
             events: DEFAULT_EVENTS,
             garbage: false,
+            hang_up: None,
             body_file: None,
             stamp: false,
             exception: "throttlingException",
@@ -146,6 +165,14 @@ impl<'a> Scenario<'a> {
                 s.events = num::<u32>(value, "x-mock-events")?.min(MAX_EVENTS);
             } else if is("garbage") {
                 s.garbage = flag(value);
+            } else if is("hang-up") {
+                s.hang_up = Some(match value {
+                    "close" => HangUp::Close,
+                    "reset" => HangUp::Reset,
+                    "mid-head" => HangUp::MidHead,
+                    "after-answer" => HangUp::AfterAnswer,
+                    _ => return Err(ScenarioError::BadValue("x-mock-hang-up")),
+                });
             } else if is("stamp") {
                 s.stamp = flag(value);
             } else if is("body-file") {
@@ -213,6 +240,8 @@ mod tests {
         assert!(matches!(parse(&[("x-mock-scenario", "nope")], None), Err(ScenarioError::UnknownScenario(_))));
         assert!(parse(&[("x-mock-status", "abc")], None).is_err());
         assert!(parse(&[("x-mock-status", "42")], None).is_err());
+        assert_eq!(parse(&[("x-mock-hang-up", "mid-head")], None).unwrap().hang_up, Some(HangUp::MidHead));
+        assert_eq!(parse(&[("x-mock-hang-up", "later")], None), Err(ScenarioError::BadValue("x-mock-hang-up")));
         assert_eq!(parse(&[("x-mock-events", "999999999")], None).unwrap().events, MAX_EVENTS);
     }
 }

@@ -59,7 +59,8 @@ impl PoolKey {
 /// A connection checked out of the pool (or freshly made).
 pub(crate) struct UpstreamConn {
     pub(crate) conn: Conn,
-    /// True when it was reused from the pool: a failure before any response byte may be retried once.
+    /// True when it was reused from the pool: a write that provably sent nothing may be retried once on a
+    /// fresh connection.
     pub(crate) reused: bool,
 }
 
@@ -102,7 +103,8 @@ impl Upstreams {
         Ok(UpstreamConn { conn: self.connect(key).await?, reused: false })
     }
 
-    /// A new connection, never from the pool (used for the one retry after a dead pooled connection).
+    /// A new connection, never from the pool (used for the one retry after a pooled connection refused
+    /// the request before any byte of it left).
     pub(crate) async fn connect(&self, key: &PoolKey) -> Result<Conn, ConnectError> {
         let addrs: Vec<SocketAddr> =
             self.dns.lookup(&key.host, key.port).ok_or_else(|| ConnectError::Unresolved(key.host.clone()))?;
@@ -124,10 +126,12 @@ impl Upstreams {
     }
 
     async fn handshake(&self, key: &PoolKey, tcp: TcpStream) -> Result<Conn, ConnectError> {
+        use std::os::fd::AsRawFd;
         let name = ServerName::try_from(key.host.clone())
             .map_err(|e| ConnectError::Tls { host: key.host.clone(), reason: e.to_string() })?;
+        let fd = tcp.as_raw_fd();
         match monoio::time::timeout(self.timeouts.tls_handshake, self.tls.connect(name, tcp)).await {
-            Ok(Ok(tls)) => Ok(Conn::Tls(Box::new(tls))),
+            Ok(Ok(tls)) => Ok(Conn::Tls(Box::new(tls), fd)),
             Ok(Err(e)) => Err(ConnectError::Tls { host: key.host.clone(), reason: e.to_string() }),
             Err(_) => Err(ConnectError::Timeout { host: key.host.clone() }),
         }
@@ -156,7 +160,7 @@ impl Upstreams {
         let now = Instant::now();
         // Most recently returned first: the warmest connection is the least likely to be closed.
         while let Some(entry) = list.pop() {
-            if now.duration_since(entry.since) < self.timeouts.idle && is_quiet(&entry.conn) {
+            if now.duration_since(entry.since) < self.timeouts.idle && is_reusable(&entry.conn) {
                 return Some(entry.conn);
             }
         }
@@ -164,18 +168,85 @@ impl Upstreams {
     }
 }
 
-/// False when an idle plain connection has bytes waiting or was closed. Bytes an upstream sends after
-/// a complete response (a 204 with a body, a second unrequested response) would otherwise be read as
-/// the answer to the next request on it, possibly another user's. One non-blocking peek; TLS
-/// connections are not checked, since post-handshake records (session tickets) are legitimately pending.
-fn is_quiet(conn: &Conn) -> bool {
-    use std::os::fd::AsRawFd;
-    let Conn::Plain(tcp) = conn else {
-        return true;
-    };
-    let mut byte = 0u8;
-    // SAFETY: recv on a socket descriptor we own, into one valid byte, without blocking.
-    let n =
-        unsafe { libc::recv(tcp.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-    n < 0 && matches!(std::io::Error::last_os_error().kind(), std::io::ErrorKind::WouldBlock)
+/// Whether an idle connection may carry the next request. Checked right before reuse, so that a
+/// connection the upstream closed while it idled is dropped before any byte of a request is written on
+/// it: only then is sending the request on another connection certain not to send it twice.
+///
+/// Closed (FIN, reset or a pending socket error) rules a connection out, plain or TLS. A plain connection
+/// with bytes waiting is ruled out too: bytes an upstream sends after a complete response (a 204 with a
+/// body, a second unrequested response, a 408 on its idle timeout) would otherwise be read as the answer
+/// to the next request on it, possibly another user's. TLS connections may legitimately have records
+/// pending (session tickets), so waiting bytes alone do not rule them out. One non-blocking poll.
+fn is_reusable(conn: &Conn) -> bool {
+    let mut pfd = libc::pollfd { fd: conn.raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+    // SAFETY: poll on one valid pollfd for a descriptor we own, with a zero timeout (never blocks).
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if n < 0 {
+        return false;
+    }
+    let closed = pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
+    let waiting = pfd.revents & libc::POLLIN != 0;
+    !closed && (!waiting || matches!(conn, Conn::Tls(..)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reusable;
+    use crate::runtime::io::{Conn, WriteFailure};
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener};
+    use std::time::{Duration, Instant};
+
+    /// A plain gateway-side connection and the std socket of its peer.
+    async fn pair() -> (Conn, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = monoio::net::TcpStream::connect_addr(listener.local_addr().unwrap()).await.unwrap();
+        (Conn::Plain(tcp), listener.accept().unwrap().0)
+    }
+
+    /// Polls `cond` until it holds, for socket state the kernel delivers asynchronously.
+    fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn run(f: impl std::future::Future<Output = ()>) {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap().block_on(f);
+    }
+
+    #[test]
+    fn idle_connections_are_reused_only_while_open_and_quiet() {
+        run(async {
+            let (quiet, _peer) = pair().await;
+            assert!(is_reusable(&quiet), "an open, quiet connection is reused");
+
+            let (closed, peer) = pair().await;
+            peer.shutdown(Shutdown::Write).unwrap();
+            eventually("a connection the upstream closed (FIN) is never reused", || !is_reusable(&closed));
+
+            let (chatty, mut peer) = pair().await;
+            peer.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n").unwrap();
+            eventually("unrequested bytes on a plain connection rule it out", || !is_reusable(&chatty));
+        });
+    }
+
+    #[test]
+    fn a_write_on_a_reset_connection_is_known_to_have_sent_nothing() {
+        run(async {
+            let (mut conn, peer) = pair().await;
+            socket2::SockRef::from(&peer).set_linger(Some(Duration::ZERO)).unwrap();
+            drop(peer);
+            eventually("the reset arrives", || !is_reusable(&conn));
+            let (res, buf) = conn.write_all_tracked(b"POST / HTTP/1.1\r\n\r\n".to_vec()).await;
+            assert!(matches!(res, Err(WriteFailure::NothingSent(_))), "{res:?}");
+            assert_eq!(buf, b"POST / HTTP/1.1\r\n\r\n", "the request comes back for a retry");
+
+            let (mut conn, _peer) = pair().await;
+            let (res, _) = conn.write_all_tracked(vec![b'x'; 64]).await;
+            assert!(res.is_ok(), "{res:?}");
+        });
+    }
 }

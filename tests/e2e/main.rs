@@ -12,3 +12,4 @@ mod relay;
 mod robustness;
 mod shutdown;
 mod tls;
+mod upstream_faults;

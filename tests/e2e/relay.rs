@@ -341,7 +341,7 @@ fn unreachable_upstream_is_a_502_in_the_provider_shape() {
 }
 
 #[test]
-fn a_dead_pooled_connection_is_retried_once_on_a_fresh_one() {
+fn a_dead_pooled_connection_is_replaced_and_the_request_sent_once() {
     let mock = MockUpstream::start().unwrap();
     let addr = mock.addr();
     let gw = Gateway::start(&[

@@ -387,12 +387,15 @@ fn hostile_answer(mode: &str, conn: &mut TcpStream) {
             b.extend_from_slice(OK_BODY.as_bytes());
             b
         }
+        // This upstream serves one request per connection, so these answers say so: a connection it closes
+        // unannounced right after answering would be pooled, and the next request written on it would end
+        // in a 502 (a request that may have reached an upstream is never sent twice).
         "continue" => {
             let mut b = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n".to_vec();
-            b.extend(ok_json(""));
+            b.extend(ok_json("Connection: close\r\n"));
             b
         }
-        "early" => ok_json(""),
+        "early" => ok_json("Connection: close\r\n"),
         "early-413" => {
             let e = r#"{"error":{"message":"request too large","type":"invalid_request_error"}}"#;
             format!("HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{e}", e.len()).into_bytes()

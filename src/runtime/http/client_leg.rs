@@ -1,11 +1,11 @@
 //! The client leg, up to the response head: rendering a request, sending it on a pooled or fresh
 //! upstream connection, reading the response head, and the single retry when a reused keep-alive
-//! connection turns out dead before any response byte. Runs on a worker; knows HTTP/1.1 and the pool,
-//! not providers.
+//! connection refused the request before any byte of it left. Never sends a request twice otherwise.
+//! Runs on a worker; knows HTTP/1.1 and the pool, not providers.
 
 use std::time::{Duration, Instant};
 
-use crate::runtime::io::Conn;
+use crate::runtime::io::{Conn, WriteFailure};
 use crate::runtime::upstream::{ConnectError, PoolKey, Upstreams};
 
 use super::{parse_response_head, write_header, HeadError, Header, ResponseHead};
@@ -90,52 +90,68 @@ pub struct UpstreamResponse {
     pub first_byte_at: Instant,
 }
 
-/// Sends `req` and reads the response head. A reused connection that fails before any response byte is
-/// replaced by a fresh one once; nothing had reached the client, so the retry is safe.
+/// Sends `req` and reads the response head, sending the request at most once: a provider that received
+/// it may be generating (and billing) an answer, so a second copy is sent only when the first provably
+/// never left. That is the case when a reused connection refuses the very first write with no byte
+/// accepted (the pool already drops connections found closed before reuse); then the request goes once
+/// more, on a fresh connection. A connection that fails after any byte of the request left is an error
+/// (the client gets a 502), never a retry.
 pub async fn send(
     upstreams: &Upstreams,
     req: &mut UpstreamRequest,
     timeouts: &UpstreamTimeouts,
 ) -> Result<UpstreamResponse, ExchangeError> {
     let first = upstreams.checkout(req.slot, &req.key).await?;
-    match attempt(first.conn, req, timeouts).await {
+    match attempt(first.conn, first.reused, req, timeouts).await {
         Ok(r) => Ok(r),
-        Err(Attempt::DeadBeforeAnswer(e)) if first.reused => {
-            tracing::debug!(error = %e, host = %req.key.host, "pooled upstream connection was dead; retrying once on a fresh one");
+        Err(Attempt::NotSent(e)) => {
+            tracing::debug!(error = %e, host = %req.key.host, "pooled upstream connection refused the request before any byte of it left; sending it on a fresh one");
             let conn = upstreams.connect(&req.key).await?;
-            attempt(conn, req, timeouts).await.map_err(Attempt::into_error)
+            attempt(conn, false, req, timeouts).await.map_err(Attempt::into_error)
         }
-        Err(a) => Err(a.into_error()),
+        Err(Attempt::Failed(e)) => Err(e),
     }
 }
 
 enum Attempt {
-    /// Write failed, or the connection closed before a single response byte.
-    DeadBeforeAnswer(ExchangeError),
+    /// A reused connection failed the first write with no byte of the request accepted: safe to resend.
+    NotSent(std::io::Error),
+    /// Anything else; the upstream may have received the request.
     Failed(ExchangeError),
 }
 
 impl Attempt {
     fn into_error(self) -> ExchangeError {
         match self {
-            Attempt::DeadBeforeAnswer(e) | Attempt::Failed(e) => e,
+            Attempt::NotSent(_) => ExchangeError::Closed,
+            Attempt::Failed(e) => e,
         }
     }
 }
 
 async fn attempt(
     mut conn: Conn,
+    reused: bool,
     req: &mut UpstreamRequest,
     timeouts: &UpstreamTimeouts,
 ) -> Result<UpstreamResponse, Attempt> {
     let connected_at = Instant::now();
     // The buffer goes to the kernel and comes back, so a retry can send it again without a copy.
-    let (res, bytes) = conn.write_all(std::mem::take(&mut req.bytes)).await;
+    let (res, bytes) = conn.write_all_tracked(std::mem::take(&mut req.bytes)).await;
     req.bytes = bytes;
+    let write_failed = match res {
+        // Bytes waiting on a reused connection that took none of the request cannot be its answer (an
+        // idle-timeout 408, say), so it is not read: the request goes on a fresh connection instead.
+        Err(WriteFailure::NothingSent(e)) if reused => return Err(Attempt::NotSent(e)),
+        Err(WriteFailure::NothingSent(e) | WriteFailure::MaybeSent(e)) => {
+            tracing::debug!(error = %e, "upstream request write failed; looking briefly for an early answer");
+            true
+        }
+        Ok(()) => conn.flush().await.is_err(),
+    };
     // An upstream may answer and close before reading the whole request (a 413 or 401 from a front
     // that refuses the body). The write then fails, but its answer is the one the client must see,
     // so a failed write still looks, briefly, for a response head.
-    let write_failed = res.is_err() || conn.flush().await.is_err();
     let mut buf = Vec::with_capacity(UPSTREAM_READ_SPARE);
     let wait = if write_failed { timeouts.early_answer_grace } else { timeouts.head };
     let deadline = Instant::now() + wait;
@@ -144,12 +160,12 @@ async fn attempt(
         let (res, owned) =
             match monoio::time::timeout_at(deadline.into(), conn.read_more(buf, UPSTREAM_READ_SPARE)).await {
                 Ok(r) => r,
-                Err(_) if write_failed => return Err(Attempt::DeadBeforeAnswer(ExchangeError::Closed)),
+                Err(_) if write_failed => return Err(Attempt::Failed(ExchangeError::Closed)),
                 Err(_) => return Err(Attempt::Failed(ExchangeError::Timeout)),
             };
         buf = owned;
         match res {
-            Ok(0) | Err(_) if buf.is_empty() => return Err(Attempt::DeadBeforeAnswer(ExchangeError::Closed)),
+            Ok(0) | Err(_) if buf.is_empty() => return Err(Attempt::Failed(ExchangeError::Closed)),
             Ok(0) => return Err(Attempt::Failed(ExchangeError::ClosedInHead)),
             Err(e) => return Err(Attempt::Failed(ExchangeError::Read(e))),
             Ok(_) => {}
