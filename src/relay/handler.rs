@@ -125,12 +125,12 @@ async fn proxy(
     body: Vec<u8>,
 ) -> Result<bool, RelayError> {
     let body = inspect_body(ctx, body)?;
-    let out = outbound(ctx, body)?;
+    let mut out = outbound(ctx, body)?;
     ctx.credential =
         credential::first(&ctx.caller, &mut svc.key_pools[ctx.route.instance].borrow_mut(), Instant::now())?;
     start_record(svc, ctx, out.model.clone());
 
-    let Some(upstream) = exchange(svc, client, ctx, &out).await? else {
+    let Some(upstream) = exchange(svc, client, ctx, &mut out).await? else {
         return Ok(false);
     };
     let translator = ctx.inst.upstream.translator(&out);

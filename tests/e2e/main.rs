@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod limits;
+mod probes;
 mod providers;
 mod records;
 mod relay;

@@ -13,6 +13,10 @@ use super::{HeadError, RequestHead};
 
 /// Read granularity on the server leg.
 pub const CLIENT_READ_SPARE: usize = 16 * 1024;
+/// Room left past a Content-Length body in its buffer, so that a small in-place edit of the body (the
+/// relay inserts `stream_options.include_usage`, at most 41 bytes) does not reallocate, and so copy,
+/// a large one.
+pub const BODY_EDIT_ROOM: usize = 64;
 /// Pause after a spurious readiness report while watching for a client's close.
 const CLOSED_POLL_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -139,13 +143,15 @@ pub async fn read_body(
             if head.expect_continue && reader.buf.len() < n {
                 send_continue(reader.client).await?;
             }
+            // The read buffer becomes the body: a large body is never copied out of it. It gets the
+            // announced size at once (within the limit checked above): growing it step by step would
+            // leave every outgrown buffer resident until the allocator purges it. Only the pages the
+            // body's bytes land in are ever touched.
+            reader.buf.reserve_exact((n + BODY_EDIT_ROOM).saturating_sub(reader.buf.len()));
             while reader.buf.len() < n {
-                let want = n - reader.buf.len();
-                reader.read_some(want).await?;
+                reader.read_some(1).await?;
             }
-            let body = reader.buf[..n].to_vec();
-            reader.buf.drain(..n);
-            Ok(body)
+            Ok(split_body(reader.buf, n))
         }
         BodyKind::Chunked => {
             if head.expect_continue && reader.buf.is_empty() {
@@ -177,6 +183,15 @@ pub async fn read_body(
     }
 }
 
+/// Takes the first `n` bytes of `buf` as the body, leaving what follows them (a pipelined request)
+/// in `buf`. Only those following bytes are copied.
+fn split_body(buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
+    let rest = buf.get(n..).map(<[u8]>::to_vec).unwrap_or_default();
+    let mut body = std::mem::replace(buf, rest);
+    body.truncate(n);
+    body
+}
+
 async fn send_continue(client: &mut Conn) -> Result<(), ReadError> {
     let (res, _) = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
     res.map_err(ReadError::ContinueFailed)
@@ -191,9 +206,9 @@ struct BodyReader<'a> {
 }
 
 impl BodyReader<'_> {
-    async fn read_some(&mut self, want: usize) -> Result<(), ReadError> {
+    /// Reads what has arrived into the buffer's free room, first making at least `spare` bytes free.
+    async fn read_some(&mut self, spare: usize) -> Result<(), ReadError> {
         let owned = std::mem::take(self.buf);
-        let spare = want.clamp(CLIENT_READ_SPARE, 1 << 20);
         let read_deadline = self.deadline.min(Instant::now() + self.read_timeout);
         let (res, owned) = monoio::time::timeout_at(read_deadline.into(), self.client.read_more(owned, spare))
             .await
@@ -259,7 +274,21 @@ pub async fn write_simple(client: &mut Conn, status: u16, content_type: &str, bo
 
 #[cfg(test)]
 mod tests {
-    use super::simple_response;
+    use super::{simple_response, split_body};
+
+    #[test]
+    fn a_body_is_its_read_buffer_and_only_pipelined_bytes_are_copied() {
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"{\"a\":1}");
+        let at = buf.as_ptr();
+        let body = split_body(&mut buf, 7);
+        assert_eq!((body.as_slice(), body.as_ptr()), (&b"{\"a\":1}"[..], at), "the buffer itself");
+        assert!(buf.is_empty());
+
+        let mut buf = b"{}GET / HTTP/1.1\r\n".to_vec();
+        let body = split_body(&mut buf, 2);
+        assert_eq!((body.as_slice(), buf.as_slice()), (&b"{}"[..], &b"GET / HTTP/1.1\r\n"[..]));
+    }
 
     #[test]
     fn simple_responses_are_length_framed_and_say_when_the_connection_closes() {
