@@ -99,3 +99,108 @@ fn a_32_mib_body_is_held_in_memory_about_once() {
         growth >> 20
     );
 }
+
+/// One response parsed off the front of `wire`: status, headers, body, and the bytes after it. An answer
+/// to HEAD has no body whatever its Content-Length says; every other answer here is length-framed.
+fn next_response(wire: &[u8], to_head: bool) -> (u16, Vec<(String, String)>, Vec<u8>, Vec<u8>) {
+    let end = find(wire, b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete head in {:?}", String::from_utf8_lossy(wire)))
+        + 4;
+    let head = std::str::from_utf8(&wire[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+    let body_len = if to_head { 0 } else { len };
+    assert!(wire.len() >= end + body_len, "body cut short in {:?}", String::from_utf8_lossy(wire));
+    (status, headers, wire[end..end + body_len].to_vec(), wire[end + body_len..].to_vec())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn a_pipelined_head_healthz_answers_headers_only_and_the_next_answer_parses() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway(&mock, &[]);
+    let wire = raw_exchange(
+        gw.addr,
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (status, headers, body, rest) = next_response(&wire, true);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-length"), Some("15"), "the length a GET would get");
+    assert!(body.is_empty());
+    assert!(
+        rest.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "the next answer follows the head at once: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    let (status, headers, body, rest) = next_response(&rest, false);
+    assert_eq!((status, body.as_slice()), (200, &br#"{"status":"ok"}"#[..]));
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    assert!(rest.is_empty(), "nothing after the last answer: {:?}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn preconnect_heads_on_a_providers_base_url_are_answered_quietly_without_auth() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway(&mock, &[("RUST_LOG", "debug")]);
+    // No credential: Claude Code's preconnect carries none. Pipelined on one connection, so any body
+    // bytes in an answer to HEAD would break the parse of the ones after it.
+    let wire = raw_exchange(
+        gw.addr,
+        b"HEAD /api/v2/aibridge/anthropic HTTP/1.1\r\nHost: x\r\n\r\n\
+          HEAD /api/v2/aibridge/openai/ HTTP/1.1\r\nHost: x\r\n\r\n\
+          HEAD /api/v2/aibridge/nosuch HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (status, headers, _, rest) = next_response(&wire, true);
+    assert_eq!((status, header(&headers, "content-length")), (200, Some("0")));
+    let (status, headers, _, rest) = next_response(&rest, true);
+    assert_eq!((status, header(&headers, "content-length")), (200, Some("0")), "with a trailing slash");
+    let (status, headers, _, rest) = next_response(&rest, true);
+    assert_eq!(status, 404, "an unknown NAME is still unknown");
+    assert_ne!(header(&headers, "content-length"), Some("0"), "announcing the error body it leaves out");
+    let (status, _, body, rest) = next_response(&rest, false);
+    assert_eq!((status, body.as_slice(), rest.len()), (200, &br#"{"status":"ok"}"#[..], 0));
+    assert!(mock.requests().is_empty(), "probes reach no upstream");
+
+    // Only the unknown NAME is logged as a refused route (logged before its answer was written).
+    let mut log = Vec::new();
+    wait_until("the 404 is logged", Duration::from_secs(10), || {
+        log.extend(gw.drain_log());
+        log.iter().any(|l| l.contains("request rejected") && l.contains("/api/v2/aibridge/nosuch"))
+    });
+    let rejected: Vec<&String> = log.iter().filter(|l| l.contains("request rejected")).collect();
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+}
+
+#[test]
+fn http11_without_host_is_refused_and_http10_without_host_is_served() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway(&mock, &[]);
+    let wire = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+    let (status, headers, body, rest) = next_response(&wire, false);
+    assert_eq!(status, 400);
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(err["error"]["message"].as_str().unwrap().contains("Host"), "{err}");
+    assert!(rest.is_empty());
+
+    // On a provider's route the refusal takes that provider's error shape, and nothing goes upstream.
+    let wire =
+        raw_exchange(gw.addr, b"POST /api/v2/aibridge/anthropic/v1/messages HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+    let (status, _, body, _) = next_response(&wire, false);
+    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, err["type"].as_str()), (400, Some("error")), "{err}");
+    assert!(mock.requests().is_empty());
+
+    let wire = raw_exchange(gw.addr, b"GET /healthz HTTP/1.0\r\n\r\n");
+    let (status, _, body, _) = next_response(&wire, false);
+    assert_eq!((status, body.as_slice()), (200, &br#"{"status":"ok"}"#[..]), "HTTP/1.0 has no Host requirement");
+}

@@ -9,7 +9,7 @@ use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 
 use super::{parse_request_head, write_header, write_status_line, BodyKind, ChunkError, ChunkedDecoder};
-use super::{HeadError, RequestHead};
+use super::{HeadError, Malformed, RequestHead};
 
 /// Read granularity on the server leg.
 pub const CLIENT_READ_SPARE: usize = 16 * 1024;
@@ -78,6 +78,11 @@ pub async fn read_head(
     loop {
         if !buf.is_empty() {
             match parse_request_head(buf) {
+                // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host. The head
+                // stays in `buf`, so the answer takes the shape of the instance it names.
+                Ok(Some(head)) if head.minor_version >= 1 && head.header("host").is_none() => {
+                    return Err(NoHead::Error(ReadError::BadHead(HeadError::Malformed(Malformed::MissingHost))));
+                }
                 Ok(Some(head)) => {
                     buf.drain(..head.head_len);
                     return Ok(head);
@@ -253,8 +258,28 @@ pub async fn closed(client: &Conn) {
     }
 }
 
+/// Whether a short answer's body is sent. Never in answer to HEAD: that answer carries the headers a
+/// GET would get, Content-Length included, and no content (RFC 9110 §9.3.2); a body sent anyway would
+/// be read by a pipelining client as the start of its next answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    Sent,
+    Omitted,
+}
+
+impl Content {
+    /// The rule for an answer to a request with `method`.
+    pub fn for_method(method: &str) -> Content {
+        if method.eq_ignore_ascii_case("HEAD") {
+            Content::Omitted
+        } else {
+            Content::Sent
+        }
+    }
+}
+
 /// A complete small response (status, content type, body), framed with Content-Length.
-pub fn simple_response(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+pub fn simple_response(status: u16, content_type: &str, body: &[u8], keep_alive: bool, content: Content) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
     write_status_line(&mut out, status);
     write_header(&mut out, "Content-Type", content_type.as_bytes());
@@ -263,18 +288,27 @@ pub fn simple_response(status: u16, content_type: &str, body: &[u8], keep_alive:
         write_header(&mut out, "Connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if content == Content::Sent {
+        out.extend_from_slice(body);
+    }
     out
 }
 
 /// Writes a complete small response. Returns false when the write failed.
-pub async fn write_simple(client: &mut Conn, status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> bool {
-    client.write_all(simple_response(status, content_type, body, keep_alive)).await.0.is_ok()
+pub async fn write_simple(
+    client: &mut Conn,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    content: Content,
+) -> bool {
+    client.write_all(simple_response(status, content_type, body, keep_alive, content)).await.0.is_ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{simple_response, split_body};
+    use super::{simple_response, split_body, Content};
 
     #[test]
     fn a_body_is_its_read_buffer_and_only_pipelined_bytes_are_copied() {
@@ -292,9 +326,17 @@ mod tests {
 
     #[test]
     fn simple_responses_are_length_framed_and_say_when_the_connection_closes() {
-        let kept = simple_response(404, "application/json", b"{}", true);
+        let kept = simple_response(404, "application/json", b"{}", true, Content::Sent);
         assert_eq!(kept, b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
-        let closing = String::from_utf8(simple_response(200, "text/plain", b"", false)).unwrap();
+        let closing = String::from_utf8(simple_response(200, "text/plain", b"", false, Content::Sent)).unwrap();
         assert!(closing.ends_with("Content-Length: 0\r\nConnection: close\r\n\r\n"), "{closing}");
+    }
+
+    #[test]
+    fn answers_to_head_announce_the_length_and_leave_the_body_out() {
+        let head = simple_response(200, "application/json", b"{}", true, Content::for_method("HEAD"));
+        assert_eq!(head, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(Content::for_method("head"), Content::Omitted);
+        assert_eq!(Content::for_method("GET"), Content::Sent);
     }
 }
