@@ -100,9 +100,22 @@ fn a_32_mib_body_is_held_in_memory_about_once() {
     );
 }
 
-/// One response parsed off the front of `wire`: status, headers, body, and the bytes after it. An answer
-/// to HEAD has no body whatever its Content-Length says; every other answer here is length-framed.
-fn next_response(wire: &[u8], to_head: bool) -> (u16, Vec<(String, String)>, Vec<u8>, Vec<u8>) {
+/// One response parsed off the wire: its status, its headers (names lowercased) and its body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The response at the front of `wire` and the bytes after it. An answer to HEAD has no body whatever
+/// its Content-Length says; every other answer here is length-framed.
+fn next_response(wire: &[u8], to_head: bool) -> (Answer, Vec<u8>) {
     let end = find(wire, b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no complete head in {:?}", String::from_utf8_lossy(wire)))
         + 4;
@@ -116,11 +129,8 @@ fn next_response(wire: &[u8], to_head: bool) -> (u16, Vec<(String, String)>, Vec
     let len: usize = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
     let body_len = if to_head { 0 } else { len };
     assert!(wire.len() >= end + body_len, "body cut short in {:?}", String::from_utf8_lossy(wire));
-    (status, headers, wire[end..end + body_len].to_vec(), wire[end + body_len..].to_vec())
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    let body = wire[end..end + body_len].to_vec();
+    (Answer { status, headers, body }, wire[end + body_len..].to_vec())
 }
 
 #[test]
@@ -131,18 +141,17 @@ fn a_pipelined_head_healthz_answers_headers_only_and_the_next_answer_parses() {
         gw.addr,
         b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
-    let (status, headers, body, rest) = next_response(&wire, true);
-    assert_eq!(status, 200);
-    assert_eq!(header(&headers, "content-length"), Some("15"), "the length a GET would get");
-    assert!(body.is_empty());
+    let (head, rest) = next_response(&wire, true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("15"), "the length a GET would get");
     assert!(
         rest.starts_with(b"HTTP/1.1 200 OK\r\n"),
         "the next answer follows the head at once: {:?}",
         String::from_utf8_lossy(&rest)
     );
-    let (status, headers, body, rest) = next_response(&rest, false);
-    assert_eq!((status, body.as_slice()), (200, &br#"{"status":"ok"}"#[..]));
-    assert_eq!(header(&headers, "connection"), Some("close"));
+    let (get, rest) = next_response(&rest, false);
+    assert_eq!((get.status, get.body.as_slice()), (200, &br#"{"status":"ok"}"#[..]));
+    assert_eq!(get.header("connection"), Some("close"));
     assert!(rest.is_empty(), "nothing after the last answer: {:?}", String::from_utf8_lossy(&rest));
 }
 
@@ -159,15 +168,15 @@ fn preconnect_heads_on_a_providers_base_url_are_answered_quietly_without_auth() 
           HEAD /api/v2/aibridge/nosuch HTTP/1.1\r\nHost: x\r\n\r\n\
           GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
-    let (status, headers, _, rest) = next_response(&wire, true);
-    assert_eq!((status, header(&headers, "content-length")), (200, Some("0")));
-    let (status, headers, _, rest) = next_response(&rest, true);
-    assert_eq!((status, header(&headers, "content-length")), (200, Some("0")), "with a trailing slash");
-    let (status, headers, _, rest) = next_response(&rest, true);
-    assert_eq!(status, 404, "an unknown NAME is still unknown");
-    assert_ne!(header(&headers, "content-length"), Some("0"), "announcing the error body it leaves out");
-    let (status, _, body, rest) = next_response(&rest, false);
-    assert_eq!((status, body.as_slice(), rest.len()), (200, &br#"{"status":"ok"}"#[..], 0));
+    let (probe, rest) = next_response(&wire, true);
+    assert_eq!((probe.status, probe.header("content-length")), (200, Some("0")));
+    let (probe, rest) = next_response(&rest, true);
+    assert_eq!((probe.status, probe.header("content-length")), (200, Some("0")), "with a trailing slash");
+    let (unknown, rest) = next_response(&rest, true);
+    assert_eq!(unknown.status, 404, "an unknown NAME is still unknown");
+    assert_ne!(unknown.header("content-length"), Some("0"), "announcing the error body it leaves out");
+    let (health, rest) = next_response(&rest, false);
+    assert_eq!((health.status, health.body.as_slice(), rest.len()), (200, &br#"{"status":"ok"}"#[..], 0));
     assert!(mock.requests().is_empty(), "probes reach no upstream");
 
     // Only the unknown NAME is logged as a refused route (logged before its answer was written).
@@ -185,22 +194,26 @@ fn http11_without_host_is_refused_and_http10_without_host_is_served() {
     let mock = MockUpstream::start().unwrap();
     let gw = gateway(&mock, &[]);
     let wire = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
-    let (status, headers, body, rest) = next_response(&wire, false);
-    assert_eq!(status, 400);
-    assert_eq!(header(&headers, "connection"), Some("close"));
-    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (refused, rest) = next_response(&wire, false);
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.header("connection"), Some("close"));
+    let err: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
     assert!(err["error"]["message"].as_str().unwrap().contains("Host"), "{err}");
     assert!(rest.is_empty());
 
     // On a provider's route the refusal takes that provider's error shape, and nothing goes upstream.
     let wire =
         raw_exchange(gw.addr, b"POST /api/v2/aibridge/anthropic/v1/messages HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
-    let (status, _, body, _) = next_response(&wire, false);
-    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!((status, err["type"].as_str()), (400, Some("error")), "{err}");
+    let (refused, _) = next_response(&wire, false);
+    let err: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!((refused.status, err["type"].as_str()), (400, Some("error")), "{err}");
     assert!(mock.requests().is_empty());
 
     let wire = raw_exchange(gw.addr, b"GET /healthz HTTP/1.0\r\n\r\n");
-    let (status, _, body, _) = next_response(&wire, false);
-    assert_eq!((status, body.as_slice()), (200, &br#"{"status":"ok"}"#[..]), "HTTP/1.0 has no Host requirement");
+    let (served, _) = next_response(&wire, false);
+    assert_eq!(
+        (served.status, served.body.as_slice()),
+        (200, &br#"{"status":"ok"}"#[..]),
+        "HTTP/1.0 has no Host requirement"
+    );
 }
