@@ -22,7 +22,7 @@ pub(crate) async fn exchange(
     svc: &WorkerService,
     client: &Conn,
     ctx: &mut RequestCtx<'_>,
-    out: &Outbound,
+    out: &mut Outbound,
 ) -> Result<Option<UpstreamResponse>, RelayError> {
     let timeouts = &svc.gw.timeouts;
     loop {
@@ -41,6 +41,7 @@ pub(crate) async fn exchange(
                 return Ok(None);
             }
         };
+        req.return_body(&mut out.body);
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {

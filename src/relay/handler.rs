@@ -12,7 +12,7 @@ use monoio::net::TcpStream;
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
 use crate::records::{EndStatus, InterceptionStart};
-use crate::runtime::http::server_leg::{read_body, read_head, write_simple, NoHead, CLIENT_READ_SPARE};
+use crate::runtime::http::server_leg::{read_body, read_head, write_simple, Content, NoHead, CLIENT_READ_SPARE};
 use crate::runtime::http::{BodyKind, RequestHead};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
@@ -27,8 +27,10 @@ use super::gateway::WorkerService;
 use super::record::Interception;
 use super::request::{inspect_body, outbound};
 use super::response::relay_response;
-use super::route::{route, shape_of_partial_head};
+use super::route::{is_preconnect, route, shape_of_partial_head};
 
+/// The health check's answer (its length is also the answer to `HEAD /healthz`).
+const HEALTHY: &[u8] = b"{\"status\":\"ok\"}";
 /// Bodies of rejected requests up to this size are read and dropped so the connection can be kept.
 const DISCARDABLE_BODY: u64 = 64 * 1024;
 
@@ -52,7 +54,8 @@ async fn serve_connection(svc: &WorkerService, client: &mut Conn, shutdown: &Rc<
             Ok(h) => h,
             Err(NoHead::Closed) => return,
             Err(NoHead::Error(e)) => {
-                answer_error(client, shape_of_partial_head(&svc.gw.instances, &buf), &e.into(), false).await;
+                let shape = shape_of_partial_head(&svc.gw.instances, &buf);
+                answer_error(client, shape, &e.into(), false, Content::Sent).await;
                 return;
             }
         };
@@ -73,9 +76,11 @@ async fn handle_request(
 ) -> bool {
     let gw = &svc.gw;
     let keep_alive = head.keep_alive;
-    if is_health_check(&head) {
+    let content = Content::for_method(&head.method);
+    if is_health_check(&head) || is_preconnect(&gw.instances, gw.config.enabled, &head) {
         let keep = discard_small_body(svc, client, buf, &head).await && keep_alive;
-        return write_simple(client, 200, "application/json", b"{\"status\":\"ok\"}", keep).await && keep;
+        let body: &[u8] = if is_health_check(&head) { HEALTHY } else { b"" };
+        return write_simple(client, 200, "application/json", body, keep, content).await && keep;
     }
 
     let route = match route(&gw.instances, gw.config.enabled, &head) {
@@ -90,7 +95,7 @@ async fn handle_request(
     let body = match read_body(client, buf, &head, gw.config.max_body_size, &gw.timeouts.client).await {
         Ok(b) => b,
         Err(e) => {
-            answer_error(client, inst.shape, &e.into(), false).await;
+            answer_error(client, inst.shape, &e.into(), false, content).await;
             return false;
         }
     };
@@ -109,7 +114,7 @@ async fn handle_request(
                 i.end(EndStatus::Failed);
             }
             let keep = e.keeps_connection() && keep_alive;
-            answer_error(client, inst.shape, &e, keep).await && keep
+            answer_error(client, inst.shape, &e, keep, Content::for_method(&ctx.head.method)).await && keep
         }
     };
     end_request(&mut ctx);
@@ -125,12 +130,12 @@ async fn proxy(
     body: Vec<u8>,
 ) -> Result<bool, RelayError> {
     let body = inspect_body(ctx, body)?;
-    let out = outbound(ctx, body)?;
+    let mut out = outbound(ctx, body)?;
     ctx.credential =
         credential::first(&ctx.caller, &mut svc.key_pools[ctx.route.instance].borrow_mut(), Instant::now())?;
     start_record(svc, ctx, out.model.clone());
 
-    let Some(upstream) = exchange(svc, client, ctx, &out).await? else {
+    let Some(upstream) = exchange(svc, client, ctx, &mut out).await? else {
         return Ok(false);
     };
     let translator = ctx.inst.upstream.translator(&out);
@@ -198,7 +203,7 @@ async fn reject(
     e: RelayError,
 ) -> bool {
     let keep = head.keep_alive && e.keeps_connection() && discard_small_body(svc, client, buf, head).await;
-    answer_error(client, shape, &e, keep).await && keep
+    answer_error(client, shape, &e, keep, Content::for_method(&head.method)).await && keep
 }
 
 async fn discard_small_body(svc: &WorkerService, client: &mut Conn, buf: &mut Vec<u8>, head: &RequestHead) -> bool {
@@ -211,11 +216,11 @@ async fn discard_small_body(svc: &WorkerService, client: &mut Conn, buf: &mut Ve
     }
 }
 
-async fn answer_error(client: &mut Conn, shape: ErrorShape, e: &RelayError, keep: bool) -> bool {
+async fn answer_error(client: &mut Conn, shape: ErrorShape, e: &RelayError, keep: bool, content: Content) -> bool {
     if e.status() >= 500 {
         tracing::warn!(status = e.status(), side = ?e.side(), error = %e, "request failed");
     } else {
         tracing::debug!(status = e.status(), error = %e, "request rejected");
     }
-    write_simple(client, e.status(), "application/json", &e.body(shape), keep).await
+    write_simple(client, e.status(), "application/json", &e.body(shape), keep, content).await
 }

@@ -4,10 +4,10 @@
 
 use std::time::SystemTime;
 
-use crate::providers::request::{inspect, with_include_usage};
+use crate::providers::request::{inspect, set_include_usage};
 use crate::providers::upstream::{Credential, Outbound, Upstream, UpstreamError};
 use crate::records::Api;
-use crate::runtime::http::client_leg::{render_request, UpstreamRequest};
+use crate::runtime::http::client_leg::{render_head, UpstreamRequest};
 use crate::runtime::http::{is_connection_nominated, is_hop_by_hop, Header};
 
 use super::context::RequestCtx;
@@ -15,7 +15,7 @@ use super::error::RelayError;
 
 /// Inspects the body of an intercepted route into `ctx.info` and returns the body to send: chat
 /// completions streams gain `stream_options.include_usage` so their usage can be recorded.
-pub(crate) fn inspect_body(ctx: &mut RequestCtx<'_>, body: Vec<u8>) -> Result<Vec<u8>, RelayError> {
+pub(crate) fn inspect_body(ctx: &mut RequestCtx<'_>, mut body: Vec<u8>) -> Result<Vec<u8>, RelayError> {
     let Some(api) = ctx.route.api() else {
         return Ok(body);
     };
@@ -26,11 +26,9 @@ pub(crate) fn inspect_body(ctx: &mut RequestCtx<'_>, body: Vec<u8>) -> Result<Ve
     }
     // The edit is made on the inspection's spans, so the layout describes the body before it; only chat
     // bodies are edited and only Messages bodies are rewritten again (by an upstream that translates them).
-    let body = if api == Api::ChatCompletions && info.stream && !info.include_usage {
-        with_include_usage(&inspection, &body).unwrap_or(body)
-    } else {
-        body
-    };
+    if api == Api::ChatCompletions && info.stream && !info.include_usage {
+        set_include_usage(&inspection, &mut body);
+    }
     ctx.info = Some(inspection);
     Ok(body)
 }
@@ -69,19 +67,17 @@ pub(crate) fn forwarded<'h>(
     })
 }
 
-/// The upstream request of one attempt, with the current credential.
-pub(crate) fn render(ctx: &RequestCtx<'_>, out: &Outbound) -> Result<UpstreamRequest, RelayError> {
+/// The upstream request of one attempt, with the current credential. A large body moves into the
+/// request rather than being copied behind the head; the exchange returns it to `out` after the attempt
+/// ([`UpstreamRequest::return_body`]) for the next one.
+pub(crate) fn render(ctx: &RequestCtx<'_>, out: &mut Outbound) -> Result<UpstreamRequest, RelayError> {
     let inst = ctx.inst;
     let upstream = &inst.upstream;
     let added = upstream.added_headers(out, ctx.credential, SystemTime::now())?;
     let mut headers = forwarded(upstream, &ctx.head.headers, ctx.credential);
     let method = upstream.method(&ctx.head.method);
-    Ok(UpstreamRequest {
-        slot: inst.pool_slot,
-        key: inst.pool_key.clone(),
-        bytes: render_request(method, &out.path, &upstream.url().host_header(), &mut headers, &added, &out.body),
-        is_head: ctx.head.method == "HEAD",
-    })
+    let head = render_head(method, &out.path, &upstream.url().host_header(), &mut headers, &added, out.body.len());
+    Ok(UpstreamRequest::new(inst.pool_slot, inst.pool_key.clone(), head, &mut out.body, ctx.head.method == "HEAD"))
 }
 
 #[cfg(test)]
@@ -142,9 +138,9 @@ mod tests {
         let mut c =
             ctx(&insts[0], "POST /api/v2/aibridge/openai/v1/chat/completions", &[("Authorization", "Bearer aibr_t")]);
         c.credential = Credential::Key(0);
-        let out = outbound(&c, b"{}".to_vec()).unwrap();
+        let mut out = outbound(&c, b"{}".to_vec()).unwrap();
         assert_eq!(out.path, "/v1/chat/completions");
-        let text = String::from_utf8(render(&c, &out).unwrap().bytes).unwrap();
+        let text = String::from_utf8(render(&c, &mut out).unwrap().head).unwrap();
         assert!(text.starts_with("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"), "{text}");
         assert!(text.contains("\r\nauthorization: Bearer sk-test-key-0000001\r\n"), "{text}");
         assert!(!text.contains("aibr_t"), "the gateway token never goes upstream: {text}");
@@ -156,20 +152,20 @@ mod tests {
         let mut c = ctx(&insts[2], "POST /api/v2/aibridge/bedrock/v1/messages", &[("X-Api-Key", "aibr_t")]);
         let body = br#"{"model":"claude-haiku-4-5","max_tokens":5,"stream":true,"messages":[]}"#.to_vec();
         let body = inspect_body(&mut c, body).unwrap();
-        let out = outbound(&c, body).unwrap();
+        let mut out = outbound(&c, body).unwrap();
         assert!(out.stream);
         assert_eq!(out.model.as_deref(), Some("small-model"));
         assert_eq!(out.path, "/model/small-model/invoke-with-response-stream");
 
         c.credential = Credential::Key(0);
-        let text = String::from_utf8(render(&c, &out).unwrap().bytes).unwrap();
+        let text = String::from_utf8(render(&c, &mut out).unwrap().head).unwrap();
         assert!(text.starts_with("POST /model/small-model/invoke-with-response-stream HTTP/1.1\r\n"), "{text}");
         assert!(text.contains("\r\naccept: application/vnd.amazon.eventstream\r\n"), "{text}");
         assert!(text.contains("\r\nauthorization: AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/"), "{text}");
         assert!(!text.contains("aibr_t"), "{text}");
 
         c.credential = Credential::None;
-        let Err(e) = render(&c, &out) else { panic!("rendered without a credential") };
+        let Err(e) = render(&c, &mut out) else { panic!("rendered without a credential") };
         assert_eq!((e.status(), e.side()), (500, crate::relay::error::Side::Gateway), "{e}");
     }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::providers::upstream::StreamTranslator;
 use crate::records::EndStatus;
 use crate::runtime::http::client_leg::UpstreamResponse;
-use crate::runtime::http::server_leg::write_simple;
+use crate::runtime::http::server_leg::{write_simple, Content};
 use crate::runtime::http::{self, ResponseBody, ResponseHead};
 use crate::runtime::io::Conn;
 use crate::sse::StreamObserver;
@@ -43,7 +43,8 @@ pub(crate) async fn relay_response(
         let raw = read_body_to_vec(&mut upstream, MAX_ERROR_BODY, timeouts.upstream_idle).await;
         let head = &upstream.head;
         let (st, body) = upstream_api.rewrite_error(status, &|n| head.header_str(n), &raw);
-        let sent = write_simple(client, st, "application/json", &body, keep_client).await;
+        let content = Content::for_method(&ctx.head.method);
+        let sent = write_simple(client, st, "application/json", &body, keep_client, content).await;
         ctx.timings.client_first_byte = Some(Instant::now());
         if let Some(i) = ctx.interception.take() {
             i.end(if sent { EndStatus::Completed } else { EndStatus::ClientDisconnected });

@@ -47,6 +47,20 @@ pub(crate) fn route(instances: &[Instance], enabled: bool, head: &RequestHead) -
     }
 }
 
+/// Whether `head` is a client's preconnect probe: `HEAD` on a known instance's base path
+/// (`/api/v2/aibridge/<NAME>`, with or without a trailing slash). Claude Code sends one before its
+/// first request to warm the connection; it is answered 200 without a body, before authentication
+/// (it carries no credential and reaches no upstream), and is not logged as an unknown route.
+pub fn is_preconnect(instances: &[Instance], enabled: bool, head: &RequestHead) -> bool {
+    if !enabled || !head.method.eq_ignore_ascii_case("HEAD") {
+        return false;
+    }
+    let Some((name, rest)) = split_bridge_path(&head.target) else {
+        return false;
+    };
+    matches!(rest.split('?').next(), Some("" | "/")) && index_of(instances, name).is_some()
+}
+
 /// The error shape for a head that could not be parsed (too large, malformed, too slow): the shape of
 /// the instance its request line names, when it names one, so an Anthropic client still gets an
 /// Anthropic error.
@@ -100,6 +114,24 @@ mod tests {
         assert_eq!(off.shape, ErrorShape::OpenAi);
         let elsewhere = route(&insts, false, &head("GET /metrics", &[])).unwrap_err();
         assert!(matches!(elsewhere.error, RelayError::NotFound { .. }));
+    }
+
+    #[test]
+    fn a_head_on_a_known_instances_base_path_is_a_preconnect_probe() {
+        let insts = instances();
+        for target in ["/api/v2/aibridge/claude", "/api/v2/aibridge/claude/", "/api/v2/aibridge/openai?x=1"] {
+            assert!(is_preconnect(&insts, true, &head(&format!("HEAD {target}"), &[])), "{target}");
+        }
+        for line in [
+            "HEAD /api/v2/aibridge/nobody",
+            "HEAD /api/v2/aibridge/claude/v1/messages",
+            "HEAD /api/v2/aibridge/",
+            "GET /api/v2/aibridge/claude",
+            "HEAD /healthz",
+        ] {
+            assert!(!is_preconnect(&insts, true, &head(line, &[])), "{line}");
+        }
+        assert!(!is_preconnect(&insts, false, &head("HEAD /api/v2/aibridge/claude", &[])), "disabled");
     }
 
     #[test]

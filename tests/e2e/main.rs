@@ -6,6 +6,7 @@ mod support;
 mod agents;
 mod auth;
 mod limits;
+mod probes;
 mod providers;
 mod records;
 mod relay;

@@ -11,17 +11,32 @@ use super::{Inspection, StreamOptions};
 /// be the body `inspection` was made from. None when it is already true (nothing to do), or when `body`
 /// cannot be that body (then it is forwarded as received).
 pub fn with_include_usage(inspection: &Inspection, body: &[u8]) -> Option<Vec<u8>> {
+    let (at, with) = edit(inspection, body)?;
+    let mut out = Vec::with_capacity(body.len() + with.len());
+    out.extend_from_slice(&body[..at.start]);
+    out.extend_from_slice(with);
+    out.extend_from_slice(&body[at.end..]);
+    Some(out)
+}
+
+/// The same edit as [`with_include_usage`], made in place so a large body is never held twice: the
+/// buffer grows by the few inserted bytes only. Returns whether the body changed.
+pub fn set_include_usage(inspection: &Inspection, body: &mut Vec<u8>) -> bool {
+    let Some((at, with)) = edit(inspection, body) else {
+        return false;
+    };
+    // Exactly the room needed: an amortised reserve would double a large body's buffer.
+    body.reserve_exact(with.len().saturating_sub(at.len()));
+    body.splice(at, with.iter().copied());
+    true
+}
+
+/// Which bytes of `body` to replace with what.
+fn edit(inspection: &Inspection, body: &[u8]) -> Option<(Range<usize>, &'static [u8])> {
     let layout = &inspection.layout;
     if !layout.fits(body) {
         return None;
     }
-    let splice = |at: Range<usize>, with: &[u8]| {
-        let mut out = Vec::with_capacity(body.len() + with.len());
-        out.extend_from_slice(&body[..at.start]);
-        out.extend_from_slice(with);
-        out.extend_from_slice(&body[at.end..]);
-        out
-    };
     match layout.stream_options() {
         None => {
             let at = layout.open() + 1;
@@ -30,15 +45,15 @@ pub fn with_include_usage(inspection: &Inspection, body: &[u8]) -> Option<Vec<u8
             } else {
                 br#""stream_options":{"include_usage":true},"#
             };
-            Some(splice(at..at, with))
+            Some((at..at, with))
         }
-        Some(StreamOptions::Other(value)) => Some(splice(value.clone(), br#"{"include_usage":true}"#)),
+        Some(StreamOptions::Other(value)) => Some((value.clone(), br#"{"include_usage":true}"#)),
         Some(StreamOptions::Object { include_usage: Some(v), .. }) if &body[v.clone()] == b"true" => None,
-        Some(StreamOptions::Object { include_usage: Some(v), .. }) => Some(splice(v.clone(), b"true")),
+        Some(StreamOptions::Object { include_usage: Some(v), .. }) => Some((v.clone(), b"true")),
         Some(StreamOptions::Object { open, empty, include_usage: None, .. }) => {
             let at = open + 1;
             let with: &[u8] = if *empty { br#""include_usage":true"# } else { br#""include_usage":true,"# };
-            Some(splice(at..at, with))
+            Some((at..at, with))
         }
     }
 }
@@ -170,6 +185,13 @@ mod tests {
             let again = inspect(Api::ChatCompletions, &out).unwrap();
             prop_assert!(again.info.include_usage);
             prop_assert!(with_include_usage(&again, &out).is_none());
+
+            // The in-place edit makes the same bytes.
+            let mut in_place = body.clone().into_bytes();
+            prop_assert!(set_include_usage(&ins, &mut in_place));
+            prop_assert_eq!(&in_place, &out);
+            prop_assert!(!set_include_usage(&again, &mut in_place), "a second edit changes nothing");
+            prop_assert_eq!(&in_place, &out);
         }
 
         #[test]

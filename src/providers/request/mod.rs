@@ -18,7 +18,7 @@ pub(crate) mod strategies;
 
 use std::ops::Range;
 
-pub use include_usage::with_include_usage;
+pub use include_usage::{set_include_usage, with_include_usage};
 pub use layout::{Field, Layout, Member, StreamOptions};
 
 use crate::records::{Api, RequestInfo};

@@ -40,26 +40,56 @@ pub enum ExchangeError {
     BadHead(HeadError),
 }
 
+/// Bodies up to this size are copied behind the head so the request leaves in one write; larger ones
+/// are written from their own buffer, so a large body is never held twice.
+pub const COALESCED_BODY_MAX: usize = 64 * 1024;
+
 /// A fully rendered upstream request.
 pub struct UpstreamRequest {
     /// The pool slot of the upstream (see [`Upstreams`]).
     pub slot: usize,
     pub key: PoolKey,
-    /// Request line, headers and body, ready to write.
-    pub bytes: Vec<u8>,
+    /// Request line and headers, followed by the body when it is small (see [`COALESCED_BODY_MAX`]).
+    pub head: Vec<u8>,
+    /// A large body, written after `head` from its own buffer; empty when the body went with the head.
+    pub body: Vec<u8>,
     pub is_head: bool,
 }
 
-/// Renders `method path`, the forwarded client headers, the gateway's own headers and the body.
-pub fn render_request(
+impl UpstreamRequest {
+    /// A request from its rendered `head` (see [`render_head`]) and its `body`: a small body is copied
+    /// behind the head, a large one moves into the request; [`UpstreamRequest::return_body`] gives it
+    /// back for another attempt.
+    pub fn new(slot: usize, key: PoolKey, mut head: Vec<u8>, body: &mut Vec<u8>, is_head: bool) -> Self {
+        let body = if body.len() <= COALESCED_BODY_MAX {
+            head.extend_from_slice(body);
+            Vec::new()
+        } else {
+            std::mem::take(body)
+        };
+        UpstreamRequest { slot, key, head, body, is_head }
+    }
+
+    /// Moves a body that [`UpstreamRequest::new`] took back into `to`; a small body was copied and
+    /// never left it.
+    pub fn return_body(&mut self, to: &mut Vec<u8>) {
+        if !self.body.is_empty() {
+            *to = std::mem::take(&mut self.body);
+        }
+    }
+}
+
+/// Renders the head of `method path`: Host, the forwarded client headers, the gateway's own headers
+/// and the framing of a body of `body_len` bytes.
+pub fn render_head(
     method: &str,
     path: &str,
     host_header: &str,
     forwarded: &mut dyn Iterator<Item = &Header>,
     extra: &[(String, String)],
-    body: &[u8],
+    body_len: usize,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512 + body.len());
+    let mut out = Vec::with_capacity(512);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
@@ -71,11 +101,10 @@ pub fn render_request(
     for (name, value) in extra {
         write_header(&mut out, name, value.as_bytes());
     }
-    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-        write_header(&mut out, "Content-Length", body.len().to_string().as_bytes());
+    if body_len > 0 || matches!(method, "POST" | "PUT" | "PATCH") {
+        write_header(&mut out, "Content-Length", body_len.to_string().as_bytes());
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
     out
 }
 
@@ -136,10 +165,8 @@ async fn attempt(
     timeouts: &UpstreamTimeouts,
 ) -> Result<UpstreamResponse, Attempt> {
     let connected_at = Instant::now();
-    // The buffer goes to the kernel and comes back, so a retry can send it again without a copy.
-    let (res, bytes) = conn.write_all_tracked(std::mem::take(&mut req.bytes)).await;
-    req.bytes = bytes;
-    let write_failed = match res {
+    // The buffers go to the kernel and come back, so a retry can send them again without a copy.
+    let write_failed = match write_request(&mut conn, req).await {
         // Bytes waiting on a reused connection that took none of the request cannot be its answer (an
         // idle-timeout 408, say), so it is not read: the request goes on a fresh connection instead.
         Err(WriteFailure::NothingSent(e)) if reused => return Err(Attempt::NotSent(e)),
@@ -191,24 +218,63 @@ async fn attempt(
     }
 }
 
+/// Writes the head, then a large body from its own buffer. Both buffers go to the kernel and come
+/// back, so a retry can send them again without a copy.
+/// Writes the head, then the body when it travels on its own. Only a head write that took no byte can
+/// be [`WriteFailure::NothingSent`]: once the head left, any later failure may have reached the upstream.
+async fn write_request(conn: &mut Conn, req: &mut UpstreamRequest) -> Result<(), WriteFailure> {
+    let (res, head) = conn.write_all_tracked(std::mem::take(&mut req.head)).await;
+    req.head = head;
+    res?;
+    if req.body.is_empty() {
+        return Ok(());
+    }
+    let (res, body) = conn.write_all_tracked(std::mem::take(&mut req.body)).await;
+    req.body = body;
+    res.map_err(|e| match e {
+        WriteFailure::NothingSent(e) | WriteFailure::MaybeSent(e) => WriteFailure::MaybeSent(e),
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::render_request;
-    use crate::runtime::http::Header;
+    use super::*;
+
+    fn key() -> PoolKey {
+        PoolKey { host: "h".into(), port: 1, tls: false }
+    }
 
     #[test]
-    fn requests_carry_host_forwarded_and_added_headers_and_a_length_for_posts() {
+    fn heads_carry_host_forwarded_and_added_headers_and_a_length_for_posts() {
         let fwd = [Header { name: "anthropic-version".into(), value: b"2023-06-01".to_vec() }];
         let extra = vec![("x-api-key".to_string(), "k".to_string())];
-        let out = render_request("POST", "/v1/messages", "api.example:8443", &mut fwd.iter(), &extra, b"{}");
+        let out = render_head("POST", "/v1/messages", "api.example:8443", &mut fwd.iter(), &extra, 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /v1/messages HTTP/1.1\r\nHost: api.example:8443\r\nanthropic-version: 2023-06-01\r\n\
-             x-api-key: k\r\nContent-Length: 2\r\n\r\n{}"
+             x-api-key: k\r\nContent-Length: 2\r\n\r\n"
         );
-        let get = String::from_utf8(render_request("GET", "/v1/models", "h", &mut [].iter(), &[], b"")).unwrap();
+        let get = String::from_utf8(render_head("GET", "/v1/models", "h", &mut [].iter(), &[], 0)).unwrap();
         assert_eq!(get, "GET /v1/models HTTP/1.1\r\nHost: h\r\n\r\n", "no Content-Length on a bodiless GET");
-        let empty_post = String::from_utf8(render_request("POST", "/x", "h", &mut [].iter(), &[], b"")).unwrap();
+        let empty_post = String::from_utf8(render_head("POST", "/x", "h", &mut [].iter(), &[], 0)).unwrap();
         assert!(empty_post.contains("Content-Length: 0\r\n"), "{empty_post}");
+    }
+
+    #[test]
+    fn small_bodies_follow_the_head_and_large_ones_move_without_a_copy() {
+        let mut small = b"{}".to_vec();
+        let mut req = UpstreamRequest::new(0, key(), b"HEAD\r\n\r\n".to_vec(), &mut small, false);
+        assert_eq!((req.head.as_slice(), req.body.len()), (&b"HEAD\r\n\r\n{}"[..], 0));
+        req.return_body(&mut small);
+        assert_eq!(small, b"{}", "a copied body stays where it was");
+
+        let mut large = vec![b'x'; COALESCED_BODY_MAX + 1];
+        let at = large.as_ptr();
+        let mut req = UpstreamRequest::new(0, key(), b"HEAD\r\n\r\n".to_vec(), &mut large, false);
+        assert!(large.is_empty());
+        assert_eq!(req.head, b"HEAD\r\n\r\n");
+        assert_eq!(req.body.as_ptr(), at, "the body's own buffer, not a copy");
+        req.return_body(&mut large);
+        assert_eq!((large.len(), large.as_ptr()), (COALESCED_BODY_MAX + 1, at));
     }
 }

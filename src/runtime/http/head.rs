@@ -93,6 +93,9 @@ pub enum Malformed {
     Status,
     /// More than one Host field (RFC 9112 §3.2 requires 400).
     DuplicateHost,
+    /// No Host field on an HTTP/1.1 request (RFC 9112 §3.2 requires 400 from a server; the parser
+    /// accepts such heads, the server leg refuses them).
+    MissingHost,
     /// Transfer-Encoding on an HTTP/1.0 message: its framing cannot be trusted (RFC 9112 §6.1).
     TransferEncodingOnHttp10,
     /// Transfer-Encoding whose final coding is not `chunked`, that repeats `chunked`, or that is empty.
@@ -109,6 +112,7 @@ impl std::fmt::Display for Malformed {
             Malformed::NewLine => "invalid line ending",
             Malformed::Status => "invalid status code",
             Malformed::DuplicateHost => "more than one Host header",
+            Malformed::MissingHost => "HTTP/1.1 request without a Host header",
             Malformed::TransferEncodingOnHttp10 => "Transfer-Encoding on an HTTP/1.0 message",
             Malformed::BadTransferEncoding => "chunked is not the final transfer coding",
         };

@@ -8,11 +8,16 @@ use std::time::{Duration, Instant};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 
+use super::head::Malformed;
 use super::{parse_request_head, write_header, write_status_line, BodyKind, ChunkError, ChunkedDecoder};
 use super::{HeadError, RequestHead};
 
 /// Read granularity on the server leg.
 pub const CLIENT_READ_SPARE: usize = 16 * 1024;
+/// Room left past a Content-Length body in its buffer, so that a small in-place edit of the body (the
+/// relay inserts `stream_options.include_usage`, at most 41 bytes) does not reallocate, and so copy,
+/// a large one.
+pub const BODY_EDIT_ROOM: usize = 64;
 /// Pause after a spurious readiness report while watching for a client's close.
 const CLOSED_POLL_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -74,6 +79,11 @@ pub async fn read_head(
     loop {
         if !buf.is_empty() {
             match parse_request_head(buf) {
+                // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host. The head
+                // stays in `buf`, so the answer takes the shape of the instance it names.
+                Ok(Some(head)) if head.minor_version >= 1 && head.header("host").is_none() => {
+                    return Err(NoHead::Error(ReadError::BadHead(HeadError::Malformed(Malformed::MissingHost))));
+                }
                 Ok(Some(head)) => {
                     buf.drain(..head.head_len);
                     return Ok(head);
@@ -139,13 +149,15 @@ pub async fn read_body(
             if head.expect_continue && reader.buf.len() < n {
                 send_continue(reader.client).await?;
             }
+            // The read buffer becomes the body: a large body is never copied out of it. It gets the
+            // announced size at once (within the limit checked above): growing it step by step would
+            // leave every outgrown buffer resident until the allocator purges it. Only the pages the
+            // body's bytes land in are ever touched.
+            reader.buf.reserve_exact((n + BODY_EDIT_ROOM).saturating_sub(reader.buf.len()));
             while reader.buf.len() < n {
-                let want = n - reader.buf.len();
-                reader.read_some(want).await?;
+                reader.read_some(1).await?;
             }
-            let body = reader.buf[..n].to_vec();
-            reader.buf.drain(..n);
-            Ok(body)
+            Ok(split_body(reader.buf, n))
         }
         BodyKind::Chunked => {
             if head.expect_continue && reader.buf.is_empty() {
@@ -177,6 +189,15 @@ pub async fn read_body(
     }
 }
 
+/// Takes the first `n` bytes of `buf` as the body, leaving what follows them (a pipelined request)
+/// in `buf`. Only those following bytes are copied.
+fn split_body(buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
+    let rest = buf.get(n..).map(<[u8]>::to_vec).unwrap_or_default();
+    let mut body = std::mem::replace(buf, rest);
+    body.truncate(n);
+    body
+}
+
 async fn send_continue(client: &mut Conn) -> Result<(), ReadError> {
     let (res, _) = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
     res.map_err(ReadError::ContinueFailed)
@@ -191,9 +212,9 @@ struct BodyReader<'a> {
 }
 
 impl BodyReader<'_> {
-    async fn read_some(&mut self, want: usize) -> Result<(), ReadError> {
+    /// Reads what has arrived into the buffer's free room, first making at least `spare` bytes free.
+    async fn read_some(&mut self, spare: usize) -> Result<(), ReadError> {
         let owned = std::mem::take(self.buf);
-        let spare = want.clamp(CLIENT_READ_SPARE, 1 << 20);
         let read_deadline = self.deadline.min(Instant::now() + self.read_timeout);
         let (res, owned) = monoio::time::timeout_at(read_deadline.into(), self.client.read_more(owned, spare))
             .await
@@ -238,8 +259,28 @@ pub async fn closed(client: &Conn) {
     }
 }
 
+/// Whether a short answer's body is sent. Never in answer to HEAD: that answer carries the headers a
+/// GET would get, Content-Length included, and no content (RFC 9110 §9.3.2); a body sent anyway would
+/// be read by a pipelining client as the start of its next answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    Sent,
+    Omitted,
+}
+
+impl Content {
+    /// The rule for an answer to a request with `method`.
+    pub fn for_method(method: &str) -> Content {
+        if method.eq_ignore_ascii_case("HEAD") {
+            Content::Omitted
+        } else {
+            Content::Sent
+        }
+    }
+}
+
 /// A complete small response (status, content type, body), framed with Content-Length.
-pub fn simple_response(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+pub fn simple_response(status: u16, content_type: &str, body: &[u8], keep_alive: bool, content: Content) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
     write_status_line(&mut out, status);
     write_header(&mut out, "Content-Type", content_type.as_bytes());
@@ -248,24 +289,55 @@ pub fn simple_response(status: u16, content_type: &str, body: &[u8], keep_alive:
         write_header(&mut out, "Connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if content == Content::Sent {
+        out.extend_from_slice(body);
+    }
     out
 }
 
 /// Writes a complete small response. Returns false when the write failed.
-pub async fn write_simple(client: &mut Conn, status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> bool {
-    client.write_all(simple_response(status, content_type, body, keep_alive)).await.0.is_ok()
+pub async fn write_simple(
+    client: &mut Conn,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    content: Content,
+) -> bool {
+    client.write_all(simple_response(status, content_type, body, keep_alive, content)).await.0.is_ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::simple_response;
+    use super::{simple_response, split_body, Content};
+
+    #[test]
+    fn a_body_is_its_read_buffer_and_only_pipelined_bytes_are_copied() {
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"{\"a\":1}");
+        let at = buf.as_ptr();
+        let body = split_body(&mut buf, 7);
+        assert_eq!((body.as_slice(), body.as_ptr()), (&b"{\"a\":1}"[..], at), "the buffer itself");
+        assert!(buf.is_empty());
+
+        let mut buf = b"{}GET / HTTP/1.1\r\n".to_vec();
+        let body = split_body(&mut buf, 2);
+        assert_eq!((body.as_slice(), buf.as_slice()), (&b"{}"[..], &b"GET / HTTP/1.1\r\n"[..]));
+    }
 
     #[test]
     fn simple_responses_are_length_framed_and_say_when_the_connection_closes() {
-        let kept = simple_response(404, "application/json", b"{}", true);
+        let kept = simple_response(404, "application/json", b"{}", true, Content::Sent);
         assert_eq!(kept, b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
-        let closing = String::from_utf8(simple_response(200, "text/plain", b"", false)).unwrap();
+        let closing = String::from_utf8(simple_response(200, "text/plain", b"", false, Content::Sent)).unwrap();
         assert!(closing.ends_with("Content-Length: 0\r\nConnection: close\r\n\r\n"), "{closing}");
+    }
+
+    #[test]
+    fn answers_to_head_announce_the_length_and_leave_the_body_out() {
+        let head = simple_response(200, "application/json", b"{}", true, Content::for_method("HEAD"));
+        assert_eq!(head, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(Content::for_method("head"), Content::Omitted);
+        assert_eq!(Content::for_method("GET"), Content::Sent);
     }
 }
