@@ -46,11 +46,13 @@ pub(super) fn rewrite_error<'h>(status: u16, header: &dyn Fn(&str) -> Option<&'h
 }
 
 /// True when Bedrock's error answer refuses the request's model, not the credential: a 403
-/// `AccessDeniedException`. The header may carry a namespace after a `:` (`AccessDeniedException:http://…`).
+/// `AccessDeniedException`, in any of the header's forms (`AccessDeniedException:http://…`,
+/// `com.amazon.coral#AccessDeniedException`).
 pub(super) fn refuses_model_only<'h>(status: u16, header: &dyn Fn(&str) -> Option<&'h str>) -> bool {
     status == 403
         && header(ERROR_TYPE_HEADER)
             .and_then(|t| t.split(':').next())
+            .and_then(|t| t.rsplit('#').next())
             .is_some_and(|t| t.trim().eq_ignore_ascii_case(MODEL_ACCESS_DENIED))
 }
 
