@@ -640,6 +640,8 @@ fn sigv4_accepts_correct_and_rejects_tampered_requests() {
     let bad = c.read_response().unwrap();
     assert_eq!(bad.status, 403);
     assert!(bad.json()["message"].as_str().unwrap().starts_with("The request signature we calculated does not match"));
+    // Typed as AWS types a signature failure: the credential's fault, not a model refusal.
+    assert_eq!(bad.header("x-amzn-errortype"), Some("InvalidSignatureException"));
 
     c.send(&signed_request(port, path, BEDROCK_BODY, "wrong-secret", "bedrock"));
     assert_eq!(c.read_response().unwrap().status, 403);

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         model: "m".into(),
         small_fast_model: "h".into(),
     };
-    let betas: &[&str] = if data.len() % 2 == 0 { &[] } else { &["b-1, b-2"] };
+    let betas: &[&str] = if data.len() % 2 == 0 { &[] } else { &["b-1, context-1m-2025-08-07"] };
     let Ok(r) = translate_request_with_betas(&cfg, &inspection, data, betas) else {
         return;
     };

@@ -137,6 +137,28 @@ fn bedrock_error_type(status: u16) -> &'static str {
     }
 }
 
+fn bedrock_error_json(out: &mut Vec<u8>, message: &str) {
+    out.extend_from_slice(b"{\"message\":");
+    content::push_str(out, message);
+    out.push(b'}');
+}
+
+/// Bedrock's answer to a request whose SigV4 signature does not verify: a 403 typed as a signature
+/// failure (the credential's fault), unlike the `AccessDeniedException` a model refusal carries.
+fn send_bad_signature(mut stream: &TcpStream, bufs: &mut Buffers, close: bool) -> Next {
+    bufs.json.clear();
+    bedrock_error_json(
+        &mut bufs.json,
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+    );
+    let extra = [("x-amzn-ErrorType", "InvalidSignatureException")];
+    http::full_response(&mut bufs.out, 403, "application/json", &extra, &bufs.json, close);
+    match stream.write_all(&bufs.out) {
+        Ok(()) if !close => Next::KeepAlive,
+        _ => Next::Close,
+    }
+}
+
 /// Writes an error response in the family's own shape.
 fn send_error(
     mut stream: &TcpStream,
@@ -160,9 +182,7 @@ fn send_error(
             extra.push(("request-id", "req_mock"));
         }
         Family::Bedrock => {
-            bufs.json.extend_from_slice(b"{\"message\":");
-            content::push_str(&mut bufs.json, message);
-            bufs.json.push(b'}');
+            bedrock_error_json(&mut bufs.json, message);
             extra.push(("x-amzn-ErrorType", bedrock_error_type(status)));
         }
     }
@@ -216,15 +236,7 @@ fn handle(stream: &TcpStream, conn: u64, req: &Req, shared: &Shared, bufs: &mut 
         shared.record(req.to_seen(conn, sigv4_valid));
     }
     if sigv4_valid == Some(false) {
-        return send_error(
-            stream,
-            bufs,
-            Family::Bedrock,
-            403,
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
-            None,
-            close,
-        );
+        return send_bad_signature(stream, bufs, close);
     }
     let scenario = match Scenario::from_headers(req.headers(), req.credential()) {
         Ok(s) => s,

@@ -13,7 +13,10 @@
 //! Rules:
 //! - 429: the key rests for `Retry-After` (delta-seconds or HTTP-date), else [`DEFAULT_REST`], capped at
 //!   [`MAX_REST`]; the request fails over to the next key.
-//! - 401 / 403: the key is disabled until restart (revoked or wrong key); the request fails over.
+//! - 401 / 403: the key is disabled until restart (revoked or wrong key); the request fails over. Not
+//!   a 403 the upstream says refuses only the request's model (Bedrock's `AccessDeniedException`, see
+//!   `Upstream::refuses_model_only`): the relay never reports that one here, it relays it, and the key
+//!   keeps serving the models it may use.
 //! - anything else (success, 4xx about the request, 5xx about the provider) says nothing about the key:
 //!   relay it.
 //! - when every key rests or is disabled, `pick` returns `None` and the caller relays the provider's

@@ -53,7 +53,12 @@ pub(crate) async fn exchange(
         };
         ctx.timings.upstream_connected = Some(resp.connected_at);
         ctx.timings.upstream_first_byte = Some(resp.first_byte_at);
-        let next = {
+        let header = |n: &str| resp.head.header_str(n);
+        // A refusal of this model alone (Bedrock's AccessDenied) is the client's answer; the key still
+        // serves every other model, so the pool must not learn from it.
+        let next = if ctx.inst.upstream.refuses_model_only(resp.head.status, &header) {
+            None
+        } else {
             let mut pool = svc.key_pools[ctx.route.instance].borrow_mut();
             let retry_after = resp.head.header_str("retry-after");
             credential::after_answer(&mut pool, ctx.credential, resp.head.status, retry_after, Instant::now())

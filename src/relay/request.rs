@@ -35,7 +35,9 @@ pub(crate) fn inspect_body(ctx: &mut RequestCtx<'_>, mut body: Vec<u8>) -> Resul
 
 /// The request as the instance's upstream receives it.
 pub(crate) fn outbound(ctx: &RequestCtx<'_>, body: Vec<u8>) -> Result<Outbound, RelayError> {
-    ctx.inst.upstream.prepare(ctx.route.api(), &ctx.route.rest, body, ctx.info.as_ref()).map_err(|e| match e {
+    let betas: Vec<&str> =
+        ctx.head.headers_named("anthropic-beta").filter_map(|v| std::str::from_utf8(v).ok()).collect();
+    ctx.inst.upstream.prepare(ctx.route.api(), &ctx.route.rest, body, ctx.info.as_ref(), &betas).map_err(|e| match e {
         UpstreamError::RouteUnsupported => {
             RelayError::NotFound { method: ctx.head.method.clone(), path: ctx.route.rest.clone() }
         }

@@ -125,6 +125,118 @@ fn bedrock_json_answers_and_errors_use_anthropic_shapes() {
     assert_eq!(r.json()["error"]["type"], "rate_limit_error");
 }
 
+/// Two AWS credential pairs (AWS's documentation examples), for failover between them.
+const AWS_PAIRS: [(&str, &str); 2] = [
+    ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("AKIAI44QH8DHBEXAMPLE", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"),
+];
+
+/// A Bedrock instance pooling both [`AWS_PAIRS`], on one worker: key state is per worker, so one
+/// worker makes the sequence deterministic.
+fn two_credential_bedrock_gateway(mock: &MockUpstream) -> Gateway {
+    let ids = format!("{},{}", AWS_PAIRS[0].0, AWS_PAIRS[1].0);
+    let secrets = format!("{},{}", AWS_PAIRS[0].1, AWS_PAIRS[1].1);
+    Gateway::start(&[
+        ("CODER_AIBRIDGE_WORKERS", "1"),
+        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
+        ("CODER_AIBRIDGE_PROVIDER_0_NAME", "anthropic-bedrock"),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_BASE_URL", &mock.base_url()),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_REGION", "us-west-2"),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEYS", &ids),
+        ("CODER_AIBRIDGE_PROVIDER_0_BEDROCK_ACCESS_KEY_SECRETS", &secrets),
+    ])
+}
+
+/// The access key id a request the mock saw was signed with.
+fn signed_by(q: &aibridged::mock::SeenRequest) -> String {
+    let auth = q.header("authorization").unwrap_or_default();
+    auth.split("Credential=").nth(1).and_then(|c| c.split('/').next()).unwrap_or_default().to_string()
+}
+
+/// Claude Code sends its betas on every request, most of them first-party only: Bedrock gets the ones it
+/// accepts in the body's `anthropic_beta`, never the header, and the request succeeds.
+#[test]
+fn bedrock_gets_the_betas_it_accepts_in_the_body_and_the_rest_are_dropped() {
+    let mock = MockUpstream::with_aws("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-west-2")
+        .unwrap();
+    let gw = bedrock_gateway(&mock);
+    let token = gw.token("dora");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/anthropic-bedrock/v1/messages",
+        &[
+            ("X-Api-Key", &token),
+            ("anthropic-version", "2023-06-01"),
+            (
+                "anthropic-beta",
+                "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14",
+            ),
+            ("anthropic-beta", "context-1m-2025-08-07"),
+        ],
+        SONNET_JSON.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].sigv4_valid, Some(true), "the body with the betas is what was signed");
+    assert_eq!(seen[0].header("anthropic-beta"), None, "Bedrock takes betas in the body only");
+    let body = seen[0].json().unwrap();
+    assert_eq!(body["anthropic_beta"], serde_json::json!(["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"]));
+    assert_eq!(body["messages"][0]["content"], "hi there");
+}
+
+/// Bedrock refuses a model the account has no access to with a 403 `AccessDeniedException`: the client
+/// gets that refusal, and the credential keeps serving the models it may use (no failover, no disabling).
+#[test]
+fn bedrock_access_denied_for_one_model_keeps_the_credential_for_the_others() {
+    let first = AWS_PAIRS[0].0;
+    let mock = MockUpstream::with_aws(first, AWS_PAIRS[0].1, "us-west-2").unwrap();
+    let gw = two_credential_bedrock_gateway(&mock);
+    let token = gw.token("erin");
+    let path = "/api/v2/aibridge/anthropic-bedrock/v1/messages";
+
+    // Model A (the small fast model): the mock refuses it as Bedrock does a model without access.
+    let haiku_json = HAIKU_STREAM.replace(r#""stream":true,"#, "");
+    let r = request(gw.addr, "POST", path, &[("X-Api-Key", &token), ("x-mock-status", "403")], haiku_json.as_bytes());
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "permission_error");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1, "a model refusal is not failed over to the next credential");
+    assert_eq!(seen[0].path, "/model/global.anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke");
+    assert_eq!(signed_by(&seen[0]), first);
+
+    // Model B still goes out on the first credential, and succeeds.
+    mock.clear();
+    let r = request(gw.addr, "POST", path, &[("X-Api-Key", &token)], SONNET_JSON.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke");
+    assert_eq!(signed_by(&seen[0]), first);
+    assert_eq!(seen[0].sigv4_valid, Some(true));
+}
+
+/// A 403 that refuses the credential itself (here a signature the upstream cannot verify) still
+/// disables it: the request fails over, and the next one starts on the second credential.
+#[test]
+fn bedrock_credential_refusals_still_fail_over_to_the_next_pair() {
+    let mock = MockUpstream::with_aws(AWS_PAIRS[1].0, AWS_PAIRS[1].1, "us-west-2").unwrap();
+    let gw = two_credential_bedrock_gateway(&mock);
+    let token = gw.token("frank");
+    let path = "/api/v2/aibridge/anthropic-bedrock/v1/messages";
+    let r = request(gw.addr, "POST", path, &[("X-Api-Key", &token)], SONNET_JSON.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = mock.requests();
+    assert_eq!(seen.iter().map(|q| q.sigv4_valid).collect::<Vec<_>>(), [Some(false), Some(true)]);
+    assert_eq!(seen.iter().map(signed_by).collect::<Vec<_>>(), [AWS_PAIRS[0].0, AWS_PAIRS[1].0]);
+    mock.clear();
+    let r = request(gw.addr, "POST", path, &[("X-Api-Key", &token)], SONNET_JSON.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.requests().iter().map(signed_by).collect::<Vec<_>>(), [AWS_PAIRS[1].0]);
+}
+
 #[test]
 fn bedrock_without_an_aws_credential_is_the_gateways_fault_and_never_goes_out_unsigned() {
     let mock = MockUpstream::start().unwrap();

@@ -19,6 +19,22 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const REMOVED_MEMBERS: &[Field] =
     &[Field::Model, Field::Stream, Field::Metadata, Field::ServiceTier, Field::Container, Field::AnthropicVersion];
 
+/// The `anthropic-beta` flags Bedrock's InvokeModel accepts in the body's `anthropic_beta`, as listed in
+/// AWS's Bedrock user guide ("Anthropic Claude Messages API" → "Request and Response", parameter
+/// `anthropic_beta`). Bedrock answers 400 to a flag it does not know, and clients such as Claude Code send
+/// first-party-only flags (`claude-code-20250219`, `oauth-2025-04-20`, …) on every request, so any other
+/// flag is dropped rather than failing the request. Only flags that page names are listed; a flag missing
+/// here is merely not enabled.
+pub const BEDROCK_BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "output-128k-2025-02-19",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+];
+
 /// A request ready to sign and send to Bedrock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BedrockRequest {
@@ -46,8 +62,8 @@ pub fn translate_request(
 /// else `model`; the stream flag the inspector read chooses `invoke-with-response-stream`; the body gains
 /// `"anthropic_version":"bedrock-2023-05-31"` and loses [`REMOVED_MEMBERS`]. `anthropic_beta` holds the
 /// client's `anthropic-beta` header values (each may be a comma-separated list): Bedrock reads beta flags
-/// from the body member `anthropic_beta`, not from a header, so when any are given they replace a body
-/// `anthropic_beta`.
+/// from the body member `anthropic_beta`, not from a header, so the ones in [`BEDROCK_BETAS`] go there
+/// (each once, in the client's order) and replace a body `anthropic_beta`; the others are dropped.
 pub fn translate_request_with_betas(
     cfg: &BedrockConfig,
     inspection: &Inspection,
@@ -65,8 +81,7 @@ pub fn translate_request_with_betas(
     let model_id = if inspection.info.model.contains("haiku") { &cfg.small_fast_model } else { &cfg.model };
     let stream = inspection.info.stream;
 
-    let betas: Vec<&str> =
-        anthropic_beta.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|b| !b.is_empty()).collect();
+    let betas = accepted_betas(anthropic_beta);
 
     let mut out = Vec::with_capacity(body.len() + 64);
     out.push(b'{');
@@ -95,6 +110,17 @@ pub fn translate_request_with_betas(
         body: out,
         stream,
     })
+}
+
+/// The flags of `header_values` (comma-separated lists) that Bedrock accepts, each once, in order.
+fn accepted_betas<'a>(header_values: &[&'a str]) -> Vec<&'a str> {
+    let mut betas: Vec<&str> = Vec::new();
+    for b in header_values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if BEDROCK_BETAS.contains(&b) && !betas.contains(&b) {
+            betas.push(b);
+        }
+    }
+    betas
 }
 
 /// The upstream to call: the configured base URL, else `https://bedrock-runtime.{region}.amazonaws.com`.
@@ -188,10 +214,14 @@ mod tests {
     #[test]
     fn betas_move_into_the_body_and_version_is_replaced() {
         let body = br#"{"anthropic_version":"2023-06-01","anthropic_beta":["old"],"max_tokens":5}"#;
-        let r = translate_betas(body, &["a-1, b-2", "c\"3"]).unwrap();
+        let r = translate_betas(
+            body,
+            &["context-1m-2025-08-07, interleaved-thinking-2025-05-14", "computer-use-2025-01-24"],
+        )
+        .unwrap();
         assert_eq!(
             std::str::from_utf8(&r.body).unwrap(),
-            r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["a-1","b-2","c\"3"],"max_tokens":5}"#
+            r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["context-1m-2025-08-07","interleaved-thinking-2025-05-14","computer-use-2025-01-24"],"max_tokens":5}"#
         );
         // Without header betas the client's body member is kept.
         let r = translate(body).unwrap();
@@ -200,6 +230,30 @@ mod tests {
             r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["old"],"max_tokens":5}"#
         );
         serde_json::from_slice::<serde_json::Value>(&r.body).unwrap();
+    }
+
+    /// Claude Code's betas as it sends them: first-party-only flags are dropped, not refused; duplicates
+    /// and blanks disappear; a header with no accepted flag leaves the body's own member alone.
+    #[test]
+    fn only_the_betas_bedrock_accepts_reach_the_body() {
+        let body = br#"{"max_tokens":5}"#;
+        let header = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14, ,token-efficient-tools-2025-02-19";
+        let r = translate_betas(body, &[header, "interleaved-thinking-2025-05-14", "c\"3"]).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&r.body).unwrap(),
+            r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["interleaved-thinking-2025-05-14","token-efficient-tools-2025-02-19"],"max_tokens":5}"#
+        );
+        // Matching is exact: a near miss or another case is not Bedrock's flag.
+        assert_eq!(
+            accepted_betas(&["Context-1m-2025-08-07", "context-1m", "context-1m-2025-08-07x"]),
+            Vec::<&str>::new()
+        );
+        let body = br#"{"anthropic_beta":["mine"],"max_tokens":5}"#;
+        let r = translate_betas(body, &["claude-code-20250219"]).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&r.body).unwrap(),
+            r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["mine"],"max_tokens":5}"#
+        );
     }
 
     #[test]
@@ -229,11 +283,11 @@ mod tests {
             r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1}"#
         );
         let body = br#"{"anthropic_bet\u0061":["old"],"stream_options":{"include_usage":true}}"#;
-        let r = translate_betas(body, &["new"]).unwrap();
+        let r = translate_betas(body, &["output-128k-2025-02-19"]).unwrap();
         assert!(!r.stream);
         assert_eq!(
             std::str::from_utf8(&r.body).unwrap(),
-            r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["new"],"stream_options":{"include_usage":true}}"#
+            r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["output-128k-2025-02-19"],"stream_options":{"include_usage":true}}"#
         );
     }
 
@@ -292,14 +346,20 @@ mod tests {
         #[test]
         fn rewrite_drops_only_the_removed_members_and_copies_the_rest(
             members in body_members(),
-            betas in prop::sample::select(vec![vec![], vec!["b-1"], vec!["b-1, b-2", "c\"3"]]),
+            betas in prop::sample::select(vec![
+                vec![],
+                vec!["claude-code-20250219"],
+                vec!["context-1m-2025-08-07"],
+                vec!["claude-code-20250219, output-128k-2025-02-19", "c\"3", "computer-use-2024-10-22"],
+            ]),
             ws in prop::sample::select(vec!["", " ", "\n  "]),
         ) {
             let raw: Vec<&str> = members.iter().map(|(_, raw)| raw.as_str()).collect();
             let body = format!("{ws}{{{ws}{}{ws}}}{ws}", raw.join(&format!("{ws},{ws}")));
             let r = translate_betas(body.as_bytes(), &betas).unwrap();
 
-            let header_betas: Vec<&str> = betas.iter().flat_map(|b| b.split(',')).map(str::trim).collect();
+            let header_betas: Vec<&str> =
+                betas.iter().flat_map(|b| b.split(',')).map(str::trim).filter(|b| BEDROCK_BETAS.contains(b)).collect();
             let removed = |k: &str| {
                 REMOVED_MEMBERS.iter().any(|f| f.name() == k) || (!header_betas.is_empty() && k == "anthropic_beta")
             };

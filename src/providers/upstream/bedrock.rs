@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use crate::config::{AwsCredential, BedrockConfig, UpstreamUrl};
-use crate::providers::bedrock::{endpoint, error_to_anthropic, sign, signing_region, translate_request};
+use crate::providers::bedrock::{endpoint, error_to_anthropic, sign, signing_region, translate_request_with_betas};
 use crate::providers::request::Inspection;
 use crate::records::Api;
 
@@ -23,11 +23,18 @@ pub(crate) struct Bedrock {
 /// The header Bedrock names its exception in (`ThrottlingException`, …).
 const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
 
+/// The exception Bedrock answers 403 with when the account may not invoke the requested model (no
+/// model access granted, or an IAM policy scoped to other models): unlike an unknown key or a bad
+/// signature (`UnrecognizedClientException`, `InvalidSignatureException`) it says nothing about the
+/// credential's use for other models.
+const MODEL_ACCESS_DENIED: &str = "AccessDeniedException";
+
 /// True for client headers Bedrock must not get: the ones the gateway sets and signs itself, the
-/// first-party API's version header (Bedrock takes the version in the body), and any `x-amz-*` a client
-/// sent, which would otherwise be taken as part of the signature.
+/// first-party API's version and beta headers (Bedrock takes both in the body), and any `x-amz-*` a
+/// client sent, which would otherwise be taken as part of the signature.
 pub(super) fn sets_header(name: &str) -> bool {
     name.eq_ignore_ascii_case("anthropic-version")
+        || name.eq_ignore_ascii_case("anthropic-beta")
         || name.eq_ignore_ascii_case("content-type")
         || name.eq_ignore_ascii_case("accept")
         || name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
@@ -36,6 +43,17 @@ pub(super) fn sets_header(name: &str) -> bool {
 /// Bedrock's error answer as an Anthropic error.
 pub(super) fn rewrite_error<'h>(status: u16, header: &dyn Fn(&str) -> Option<&'h str>, body: &[u8]) -> (u16, Vec<u8>) {
     error_to_anthropic(status, body, header(ERROR_TYPE_HEADER))
+}
+
+/// True when Bedrock's error answer refuses the request's model, not the credential: a 403
+/// `AccessDeniedException`, in any of the header's forms (`AccessDeniedException:http://…`,
+/// `com.amazon.coral#AccessDeniedException`).
+pub(super) fn refuses_model_only<'h>(status: u16, header: &dyn Fn(&str) -> Option<&'h str>) -> bool {
+    status == 403
+        && header(ERROR_TYPE_HEADER)
+            .and_then(|t| t.split(':').next())
+            .and_then(|t| t.rsplit('#').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case(MODEL_ACCESS_DENIED))
 }
 
 impl Bedrock {
@@ -62,11 +80,12 @@ impl Bedrock {
         api: Option<Api>,
         body: Vec<u8>,
         inspection: Option<&Inspection>,
+        anthropic_beta: &[&str],
     ) -> Result<Outbound, UpstreamError> {
         let (Some(Api::Messages), Some(inspection)) = (api, inspection) else {
             return Err(UpstreamError::RouteUnsupported);
         };
-        let br = translate_request(&self.cfg, inspection, &body)?;
+        let br = translate_request_with_betas(&self.cfg, inspection, &body, anthropic_beta)?;
         Ok(Outbound {
             path: format!("{}{}", self.url.base_path, br.path),
             body: br.body,

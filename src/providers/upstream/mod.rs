@@ -139,17 +139,19 @@ impl Upstream {
 
     /// Turns the client's body (already inspected, and edited when `api` asked for it) for `rest` (path and
     /// query after the instance name) into what the upstream receives. `inspection` is what the one scan of
-    /// the body found (intercepted routes only); a rewrite edits the body on its spans.
+    /// the body found (intercepted routes only); a rewrite edits the body on its spans. `anthropic_beta` is
+    /// the client's `anthropic-beta` header values, which Bedrock takes in the body instead.
     pub(crate) fn prepare(
         &self,
         api: Option<Api>,
         rest: &str,
         body: Vec<u8>,
         inspection: Option<&Inspection>,
+        anthropic_beta: &[&str],
     ) -> Result<Outbound, UpstreamError> {
         match self {
             Upstream::Direct(d) => Ok(d.prepare(rest, body, inspection.is_some_and(|i| i.info.stream))),
-            Upstream::Bedrock(b) => b.prepare(api, body, inspection),
+            Upstream::Bedrock(b) => b.prepare(api, body, inspection, anthropic_beta),
         }
     }
 
@@ -199,6 +201,16 @@ impl Upstream {
     /// relay reads them whole first.
     pub(crate) fn rewrites_errors(&self) -> bool {
         matches!(self, Upstream::Bedrock(_))
+    }
+
+    /// True when the upstream's error answer refuses the request's model but not the credential (Bedrock's
+    /// 403 `AccessDeniedException`): the answer is relayed and the key stays in use for other models.
+    /// `header` looks up the upstream's response headers.
+    pub(crate) fn refuses_model_only<'h>(&self, status: u16, header: &dyn Fn(&str) -> Option<&'h str>) -> bool {
+        match self {
+            Upstream::Direct(_) => false,
+            Upstream::Bedrock(_) => bedrock::refuses_model_only(status, header),
+        }
     }
 
     /// The client's answer for an upstream error answer: status and body in the client API's shape.

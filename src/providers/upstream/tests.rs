@@ -63,7 +63,7 @@ fn when() -> SystemTime {
 fn direct_keys_go_in_the_header_each_provider_type_expects() {
     let openai = direct(ProviderType::OpenAi, "https://api.openai.com/v1", &["sk-openai-000000001"]);
     let out = openai
-        .prepare(Some(Api::ChatCompletions), "/v1/chat/completions?x=1", b"{}".to_vec(), Some(&streaming_chat()))
+        .prepare(Some(Api::ChatCompletions), "/v1/chat/completions?x=1", b"{}".to_vec(), Some(&streaming_chat()), &[])
         .unwrap();
     assert_eq!(
         out,
@@ -112,7 +112,7 @@ fn bedrock_uses_its_configured_credentials_else_the_environments() {
 fn bedrock_signs_its_own_content_headers_and_refuses_to_send_unsigned_without_a_credential() {
     let u = bedrock(vec![aws("AKIACONFIGURED00001")], None);
     let body = br#"{"model":"m","stream":false}"#;
-    let out = u.prepare(Some(Api::Messages), "/v1/messages", body.to_vec(), Some(&messages(body))).unwrap();
+    let out = u.prepare(Some(Api::Messages), "/v1/messages", body.to_vec(), Some(&messages(body)), &[]).unwrap();
     assert!(!out.stream);
     assert_eq!(out.path, "/model/big/invoke");
     assert_eq!(u.method("GET"), "POST");
@@ -132,13 +132,14 @@ fn bedrock_signs_its_own_content_headers_and_refuses_to_send_unsigned_without_a_
 #[test]
 fn bedrock_serves_messages_only_and_blames_the_client_for_a_bad_body() {
     let u = bedrock(vec![aws("AKIACONFIGURED00001")], None);
-    assert!(matches!(u.prepare(None, "/v1/models", Vec::new(), None), Err(UpstreamError::RouteUnsupported)));
+    assert!(matches!(u.prepare(None, "/v1/models", Vec::new(), None, &[]), Err(UpstreamError::RouteUnsupported)));
     let null_model = br#"{"model":null}"#;
-    let e =
-        u.prepare(Some(Api::Messages), "/v1/messages", null_model.to_vec(), Some(&messages(null_model))).unwrap_err();
+    let e = u
+        .prepare(Some(Api::Messages), "/v1/messages", null_model.to_vec(), Some(&messages(null_model)), &[])
+        .unwrap_err();
     assert!(matches!(e, UpstreamError::Translate(_)) && e.is_client_fault(), "{e}");
     // A body that is not the one inspected is the gateway's own bug, never blamed on the client.
-    let e = u.prepare(Some(Api::Messages), "/v1/messages", b"{ }".to_vec(), Some(&messages(b"{}"))).unwrap_err();
+    let e = u.prepare(Some(Api::Messages), "/v1/messages", b"{ }".to_vec(), Some(&messages(b"{}")), &[]).unwrap_err();
     assert!(matches!(e, UpstreamError::Translate(_)) && !e.is_client_fault(), "{e}");
 }
 
@@ -148,7 +149,8 @@ fn bedrock_drops_headers_it_sets_or_that_would_confuse_its_signature() {
     for name in ["authorization", "X-Api-Key", "anthropic-version", "Content-Type", "accept", "X-Amz-Security-Token"] {
         assert!(u.drops_header(name, false) && u.drops_header(name, true), "{name}");
     }
-    assert!(!u.drops_header("anthropic-beta", false));
+    // Bedrock takes the betas in the body (see `prepare`), never as a header.
+    assert!(u.drops_header("anthropic-beta", false) && u.drops_header("Anthropic-Beta", true));
     assert!(!u.drops_header("x-am", false));
 }
 
@@ -161,13 +163,14 @@ fn bedrock_streams_are_translated_and_its_errors_rewritten_in_anthropics_shape()
             "/v1/messages",
             br#"{"stream":true}"#.to_vec(),
             Some(&messages(br#"{"stream":true}"#)),
+            &[],
         )
         .unwrap();
     let mut t = u.translator(&streamed).expect("a stream is translated");
     let mut out = Vec::new();
     t.finish(&mut out);
     assert!(out.is_empty(), "an empty stream before any message owes the client nothing: {out:?}");
-    let json = u.prepare(Some(Api::Messages), "/v1/messages", b"{}".to_vec(), Some(&messages(b"{}"))).unwrap();
+    let json = u.prepare(Some(Api::Messages), "/v1/messages", b"{}".to_vec(), Some(&messages(b"{}")), &[]).unwrap();
     assert!(u.translator(&json).is_none());
 
     assert!(u.rewrites_errors());
@@ -178,4 +181,38 @@ fn bedrock_streams_are_translated_and_its_errors_rewritten_in_anthropics_shape()
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "rate_limit_error");
     assert_eq!(v["error"]["message"], "slow down");
+}
+
+#[test]
+fn bedrock_moves_accepted_betas_into_the_body() {
+    let u = bedrock(vec![aws("AKIACONFIGURED00001")], None);
+    let body = br#"{"max_tokens":1}"#;
+    let betas = ["claude-code-20250219,context-1m-2025-08-07", "interleaved-thinking-2025-05-14"];
+    let out = u.prepare(Some(Api::Messages), "/v1/messages", body.to_vec(), Some(&messages(body)), &betas).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+    assert_eq!(v["anthropic_beta"], serde_json::json!(["context-1m-2025-08-07", "interleaved-thinking-2025-05-14"]));
+    // A direct upstream gets the client's header as sent and its body untouched.
+    let d = direct(ProviderType::Anthropic, "https://api.anthropic.com", &[]);
+    let out = d.prepare(Some(Api::Messages), "/v1/messages", body.to_vec(), Some(&messages(body)), &betas).unwrap();
+    assert_eq!(out.body, body);
+    assert!(!d.drops_header("anthropic-beta", false));
+}
+
+/// Only Bedrock's model-level 403 spares the key; an unknown key, a bad signature, a 401 or another
+/// upstream's 403 still count against it.
+#[test]
+fn only_bedrock_access_denied_is_a_refusal_of_the_model_alone() {
+    let u = bedrock(vec![aws("AKIACONFIGURED00001")], None);
+    let typed = |t: &'static str| move |n: &str| (n == "x-amzn-errortype").then_some(t);
+    assert!(u.refuses_model_only(403, &typed("AccessDeniedException")));
+    assert!(u.refuses_model_only(
+        403,
+        &typed("AccessDeniedException:http://internal.amazon.com/coral/com.amazon.coral.service/")
+    ));
+    assert!(!u.refuses_model_only(403, &typed("UnrecognizedClientException")));
+    assert!(!u.refuses_model_only(403, &typed("InvalidSignatureException")));
+    assert!(!u.refuses_model_only(401, &typed("AccessDeniedException")));
+    assert!(!u.refuses_model_only(403, &|_: &str| None));
+    assert!(!direct(ProviderType::Anthropic, "https://api.anthropic.com", &[])
+        .refuses_model_only(403, &typed("AccessDeniedException")));
 }

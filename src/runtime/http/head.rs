@@ -370,7 +370,6 @@ fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
 
 impl RequestHead {
     /// Every value of a header in order, name matched case-insensitively (for fields that may repeat).
-    #[cfg(test)]
     pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
     }
