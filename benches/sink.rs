@@ -77,6 +77,7 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
                         credential_kind: CredentialKind::Centralized,
                         credential_hint: Some("sk-a…wxyz".into()),
                         started_at: now,
+                        gateway_id: "bench-gateway".into(),
                     }));
                     h.send(Record::PromptUsage(PromptUsage {
                         interception_id: id,

@@ -77,6 +77,9 @@ pub struct InterceptionStart {
     /// A masked hint of the credential used (`sk-a…wxyz`), never the secret.
     pub credential_hint: Option<String>,
     pub started_at: SystemTime,
+    /// The gateway instance that relays it (`--aibridge-gateway-id`): after a crash, each gateway on a
+    /// shared store settles only the interceptions it left open. Shared, so a start costs no copy of it.
+    pub gateway_id: std::sync::Arc<str>,
 }
 
 /// `interception_end`: written once per interception, whatever happened.

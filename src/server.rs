@@ -51,6 +51,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         channel_capacity: config.sink.channel_capacity,
         max_batch_records: config.sink.batch_max_records,
         max_batch_delay: config.sink.batch_max_delay,
+        gateway_id: Some(config.gateway_id.clone()),
     })?;
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
     let tokens = auth::load_token_cache(&config.database_path)?;

@@ -62,6 +62,11 @@ pub struct ServerArgs {
     #[arg(long = "aibridge-shutdown-grace", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
 
+    /// Names this gateway in the records it starts; at start it settles the interceptions its previous run
+    /// left open [env: CODER_AIBRIDGE_GATEWAY_ID] [default: HOSTNAME/HTTP_ADDRESS]
+    #[arg(long = "aibridge-gateway-id", value_name = "ID")]
+    pub gateway_id: Option<String>,
+
     /// Key of the legacy provider "openai" [env: CODER_AIBRIDGE_OPENAI_KEY]
     #[arg(long = "aibridge-openai-key", value_name = "KEY")]
     pub openai_key: Option<String>,

@@ -29,6 +29,8 @@ pub const MAX_BODY_SIZE_LIMIT: u64 = 1 << 30;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Ceiling on worker threads: far above any core count, catches `CODER_AIBRIDGE_WORKERS=100000` typos.
 pub const MAX_WORKERS: usize = 1024;
+/// Longest gateway id: a name, not data; it is stored with every interception.
+const MAX_GATEWAY_ID_LEN: usize = 200;
 /// Largest YAML file read: configuration, not data.
 const MAX_CONFIG_FILE_BYTES: u64 = 4 << 20;
 
@@ -69,7 +71,8 @@ pub fn parse_yaml(path: &Path, text: &str) -> Result<Value, ConfigError> {
     }
 }
 
-/// [`load`] over an already-parsed YAML document (`None`: no file). Pure: no I/O.
+/// [`load`] over an already-parsed YAML document (`None`: no file). No I/O but reading the host name for
+/// the default gateway id.
 pub fn load_with_yaml(
     args: &ServerArgs,
     env: &HashMap<String, String>,
@@ -119,6 +122,10 @@ pub fn load_with_yaml(
         Some(raw) => parse_duration(&raw.value).map_err(|e| invalid(&raw, e))?,
         None => DEFAULT_SHUTDOWN_GRACE,
     };
+    let gateway_id = match get(&sources::GATEWAY_ID, &args.gateway_id)? {
+        Some(raw) => parse_gateway_id(&raw)?,
+        None => default_gateway_id(&host_name(), &http_address),
+    };
     let providers = providers::resolve(args, &src, &mut warnings)?;
     let tuning = tuning::resolve(&args.tuning, &src)?;
 
@@ -133,6 +140,7 @@ pub fn load_with_yaml(
         log_json,
         max_body_size,
         shutdown_grace,
+        gateway_id: gateway_id.into(),
         providers,
         timeouts: tuning.timeouts,
         sink: tuning.sink,
@@ -217,6 +225,32 @@ fn parse_address(raw: &Raw) -> Result<String, ConfigError> {
     } else {
         Err(invalid(raw, format!("expected HOST:PORT such as 127.0.0.1:3000, got {text:?}")))
     }
+}
+
+/// An explicit gateway id: printable text of bounded length, as it is stored with every interception.
+fn parse_gateway_id(raw: &Raw) -> Result<String, ConfigError> {
+    let text = raw.value.trim();
+    if text.is_empty() || text.len() > MAX_GATEWAY_ID_LEN || text.chars().any(char::is_control) {
+        return Err(invalid(raw, format!("expected 1 to {MAX_GATEWAY_ID_LEN} printable characters")));
+    }
+    Ok(text.to_string())
+}
+
+/// The default gateway id. Gateways sharing one SQLite store run on one host (SQLite is not safe over a
+/// network file system), so the host name alone would not tell them apart, and an id file beside the
+/// database would be shared by all of them; two gateways on one host cannot listen on the same configured
+/// address, and the configured text (not the bound port) stays the same across restarts.
+pub(crate) fn default_gateway_id(host: &str, http_address: &str) -> String {
+    format!("{host}/{http_address}")
+}
+
+/// The kernel's host name (Linux), or `localhost` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 fn parse_workers(raw: &Raw) -> Result<usize, ConfigError> {

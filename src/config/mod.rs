@@ -50,6 +50,9 @@ pub struct Config {
     pub max_body_size: usize,
     /// How long in-flight requests may run after SIGTERM/SIGINT (`--aibridge-shutdown-grace`, default 30s).
     pub shutdown_grace: Duration,
+    /// Which gateway instance this is, stored with every interception it starts
+    /// (`--aibridge-gateway-id`, default `HOSTNAME/HTTP_ADDRESS`).
+    pub gateway_id: std::sync::Arc<str>,
     /// Provider instances, in index order (legacy ones included).
     pub providers: Vec<ProviderConfig>,
     /// Every deadline of a request's life (`--aibridge-*-timeout`, `--aibridge-client-watch-*`).

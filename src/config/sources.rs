@@ -22,6 +22,7 @@ macro_rules! aibridge_setting {
 
 aibridge_setting!(ENABLED, "--aibridge-enabled", "CODER_AIBRIDGE_ENABLED", "aibridge.enabled");
 aibridge_setting!(DATABASE_URL, "--aibridge-database-url", "CODER_AIBRIDGE_DATABASE_URL", "aibridge.database_url");
+aibridge_setting!(GATEWAY_ID, "--aibridge-gateway-id", "CODER_AIBRIDGE_GATEWAY_ID", "aibridge.gateway_id");
 aibridge_setting!(WORKERS, "--aibridge-workers", "CODER_AIBRIDGE_WORKERS", "aibridge.workers");
 aibridge_setting!(RETENTION, "--aibridge-retention", "CODER_AIBRIDGE_RETENTION", "aibridge.retention");
 aibridge_setting!(
@@ -230,6 +231,7 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &STRUCTURED_LOGGING,
     &MAX_BODY_SIZE,
     &SHUTDOWN_GRACE,
+    &GATEWAY_ID,
     &OPENAI_KEY,
     &OPENAI_BASE_URL,
     &ANTHROPIC_KEY,

@@ -907,3 +907,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn gateway_id_defaults_to_host_and_listen_address_and_is_validated() {
+    let c = load_env(&[("CODER_HTTP_ADDRESS", "0.0.0.0:8080")]).unwrap().config;
+    assert!(c.gateway_id.ends_with("/0.0.0.0:8080"), "{}", c.gateway_id);
+    assert!(c.gateway_id.len() > "/0.0.0.0:8080".len(), "a host name comes first: {}", c.gateway_id);
+    assert_eq!(super::load::default_gateway_id("gw-1", "[::1]:3000"), "gw-1/[::1]:3000");
+
+    let c = load_env(&[("CODER_AIBRIDGE_GATEWAY_ID", "  eu-west-a  ")]).unwrap().config;
+    assert_eq!(&*c.gateway_id, "eu-west-a");
+    let args = ServerArgs { gateway_id: Some("from-flag".into()), ..ServerArgs::default() };
+    let c = load(&args, &env(&[("CODER_AIBRIDGE_GATEWAY_ID", "from-env")])).unwrap().config;
+    assert_eq!(&*c.gateway_id, "from-flag");
+
+    for bad in ["a\nb", &"x".repeat(201)] {
+        let e = err_env(&[("CODER_AIBRIDGE_GATEWAY_ID", bad)]);
+        assert!(
+            matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == "CODER_AIBRIDGE_GATEWAY_ID"),
+            "{bad:?}: {e:?}"
+        );
+    }
+}

@@ -80,6 +80,11 @@ pub(crate) trait Store: Send {
     /// means none are left.
     fn purge_before(&mut self, cutoff: SystemTime, limit: usize) -> Result<usize, StoreError>;
 
+    /// Ends, as `failed` at `at` with `reason`, every interception `gateway_id` started and never ended:
+    /// its previous run was killed with them in flight. Called once at start, before the gateway serves, so
+    /// no interception of the new run can be among them. Returns how many were settled.
+    fn settle_open(&mut self, gateway_id: &str, at: SystemTime, reason: &str) -> Result<usize, StoreError>;
+
     /// Adds a token. Its id is new; only the hash of its secret is given.
     fn insert_token(&mut self, token: &StoredToken) -> Result<(), StoreError>;
 

@@ -168,6 +168,7 @@ fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<Str
         credential_kind: credential::kind(ctx.credential),
         credential_hint: credential::hint(&ctx.inst.upstream, &ctx.caller, ctx.credential),
         started_at: SystemTime::now(),
+        gateway_id: svc.gw.config.gateway_id.clone(),
     };
     let prompt = inspection.info.prompt.take();
     ctx.interception = Some(Interception::start(&svc.gw.sink, &svc.inflight, start, prompt));

@@ -148,6 +148,7 @@ fn visit(record: &Record, f: &mut impl Fields) {
             f.str("credential_kind", r.credential_kind.as_str());
             f.opt_str("credential_hint", r.credential_hint.as_deref());
             f.str("started_at", timefmt::format(r.started_at).as_str());
+            f.str("gateway_id", &r.gateway_id);
         }
         Record::InterceptionEnd(r) => {
             f.str("interception_id", r.interception_id.hyphenated().encode_lower(&mut id_buf));

@@ -54,6 +54,13 @@ pub(crate) const RETENTION_CHUNK: usize = 1000;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// `end_reason` of an interception its gateway settled at start: the previous run of that gateway stopped
+/// (SIGKILL, crash, power cut) before the interception ended, so how it ended is unknown.
+pub(crate) const GATEWAY_RESTART_REASON: &str = "gateway_restart";
+
+/// Tries of the start-up settle while the database is locked (about a second and a half in all).
+const SETTLE_ATTEMPTS: u32 = 7;
+
 /// Pause before retrying a retention chunk that failed on a passing fault.
 const RETENTION_RETRY: Duration = Duration::from_secs(30);
 
@@ -77,6 +84,9 @@ pub struct SinkOptions {
     pub(crate) max_batch_records: usize,
     /// Longest a received record waits before its transaction commits.
     pub(crate) max_batch_delay: Duration,
+    /// This gateway's id: when set, the interceptions its previous run left open are settled before the
+    /// sink starts.
+    pub(crate) gateway_id: Option<Arc<str>>,
 }
 
 impl SinkOptions {
@@ -92,6 +102,7 @@ impl SinkOptions {
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             max_batch_records: MAX_BATCH_RECORDS,
             max_batch_delay: MAX_BATCH_DELAY,
+            gateway_id: None,
         }
     }
 }
@@ -249,8 +260,11 @@ pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
 /// [`start`] over a store the caller opened: the sink's logic is the same whatever the backend.
 pub(crate) fn start_with_store(
     opts: SinkOptions,
-    store: Box<dyn Store>,
+    mut store: Box<dyn Store>,
 ) -> Result<(SinkHandle, SinkThread), SinkError> {
+    if let Some(gateway_id) = &opts.gateway_id {
+        settle_previous_run(store.as_mut(), gateway_id);
+    }
     let (json, human) =
         if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
     let log = logline::RecordLog::open(json, human)
@@ -279,6 +293,36 @@ pub(crate) fn start_with_store(
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
     Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters, close_requested }))
+}
+
+/// Ends what this gateway's previous run left open. Runs on the starting thread before any worker exists,
+/// so no interception of this run can be settled and no worker waits for it. A failure only leaves those
+/// rows open until the next start: it never stops the gateway from serving.
+fn settle_previous_run(store: &mut dyn Store, gateway_id: &str) {
+    let mut attempt = 1;
+    let settled = loop {
+        match store.settle_open(gateway_id, SystemTime::now(), GATEWAY_RESTART_REASON) {
+            // Another gateway on the store may hold the write lock for a moment: ride over it briefly.
+            Err(StoreError::Transient(_)) if attempt < SETTLE_ATTEMPTS => {
+                std::thread::sleep(BACKOFF_MIN * attempt);
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    match settled {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            interceptions = n,
+            gateway_id,
+            "the previous run of this gateway stopped with interceptions in flight; recorded them as failed"
+        ),
+        Err(e) => tracing::error!(
+            error = %e,
+            gateway_id,
+            "cannot settle the interceptions the previous run left open; they stay open until the next start"
+        ),
+    }
 }
 
 /// State owned by the sink thread.

@@ -5,6 +5,7 @@ mod support;
 
 mod agents;
 mod auth;
+mod crash;
 mod limits;
 mod probes;
 mod providers;

@@ -20,7 +20,7 @@ use super::{
     timefmt, DbError, InterceptionDetail, InterceptionPage, InterceptionQuery, Store, StoreError, StoredToken,
     TokenInfo, Workload,
 };
-use crate::records::Record;
+use crate::records::{EndStatus, Record};
 
 /// A raw connection, for tests that must hold a lock or alter the schema under a running sink.
 #[cfg(test)]
@@ -99,6 +99,11 @@ impl Store for SqliteStore {
 
     fn purge_before(&mut self, cutoff: SystemTime, limit: usize) -> Result<usize, StoreError> {
         write::purge_chunk(&mut self.conn, timefmt::format(cutoff).as_str(), limit).map_err(classify)
+    }
+
+    fn settle_open(&mut self, gateway_id: &str, at: SystemTime, reason: &str) -> Result<usize, StoreError> {
+        let at = timefmt::format(at);
+        write::settle_open(&self.conn, gateway_id, at.as_str(), EndStatus::Failed.as_str(), reason).map_err(classify)
     }
 
     fn insert_token(&mut self, token: &StoredToken) -> Result<(), StoreError> {

@@ -84,6 +84,13 @@ const MIGRATIONS: &[&str] = &[
         revoked_at  TEXT
     );
     ",
+    // 2: which gateway instance started each interception, and why an interception ended when the
+    // gateway (not the exchange) decided it: a gateway settles at start what its previous run left open.
+    // No index: the settle scans once per start, and an index on open rows would cost every insert.
+    "
+    ALTER TABLE aibridge_interceptions ADD COLUMN gateway_id TEXT;
+    ALTER TABLE aibridge_interceptions ADD COLUMN end_reason TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -31,6 +31,7 @@ fn start(id: Uuid, user: &str, started_at: SystemTime) -> Record {
         credential_kind: CredentialKind::Centralized,
         credential_hint: Some("sk-a…wxyz".into()),
         started_at,
+        gateway_id: "test-gateway".into(),
     })
 }
 
@@ -293,4 +294,36 @@ fn sqlite_errors_map_to_the_classes_the_sink_retries_on() {
         created_at: at(0),
     });
     assert!(matches!(s.write_batch(&[&thought]), Err(StoreError::Fault(_))));
+}
+
+/// The settle after a crash ends only what this gateway left open, and a real end arriving later (the
+/// previous run was not dead after all) replaces it.
+#[test]
+fn settle_open_ends_only_this_gateways_open_interceptions() {
+    let (mut s, path) = store("db-settle");
+    let (open_own, done_own, open_other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut other = start(open_other, "bob", at(2));
+    if let Record::InterceptionStart(r) = &mut other {
+        r.gateway_id = "other-gateway".into();
+    }
+    write(&mut *s, &[start(open_own, "alice", at(0)), start(done_own, "alice", at(1)), end(done_own, at(3)), other]);
+
+    assert_eq!(s.settle_open("test-gateway", at(10), "gateway_restart").unwrap(), 1);
+    let conn = open_connection(&path).unwrap();
+    let row = |id: Uuid| -> (Option<String>, Option<String>, Option<String>) {
+        conn.query_row(
+            "SELECT ended_at, status, end_reason FROM aibridge_interceptions WHERE id = ?1",
+            [id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    let stamp = |t| Some(crate::db::timefmt::format(t).as_str().to_owned());
+    assert_eq!(row(open_own), (stamp(at(10)), Some("failed".into()), Some("gateway_restart".into())));
+    assert_eq!(row(done_own), (stamp(at(3)), Some("completed".into()), None));
+    assert_eq!(row(open_other), (None, None, None), "another gateway's interception is its own to settle");
+    assert_eq!(s.settle_open("test-gateway", at(11), "gateway_restart").unwrap(), 0, "nothing left open");
+
+    write(&mut *s, &[end(open_own, at(12))]);
+    assert_eq!(row(open_own), (stamp(at(12)), Some("completed".into()), None));
 }

@@ -9,20 +9,26 @@ use crate::db::timefmt;
 use crate::records::{InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
 
 const INSERT_START: &str = "INSERT INTO aibridge_interceptions (id, initiator_id, provider, provider_name, \
-    model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+    model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at, gateway_id) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
     ON CONFLICT (id) DO UPDATE SET initiator_id = excluded.initiator_id, provider = excluded.provider, \
     provider_name = excluded.provider_name, model = excluded.model, client = excluded.client, \
     client_session_id = excluded.client_session_id, user_agent = excluded.user_agent, \
     credential_kind = excluded.credential_kind, credential_hint = excluded.credential_hint, \
-    started_at = excluded.started_at";
+    started_at = excluded.started_at, gateway_id = excluded.gateway_id";
 
 // An end may arrive before (or without) its start, e.g. across batches after a fault: the upsert keeps it
-// as a row with only the end columns, which the start fills in later.
+// as a row with only the end columns, which the start fills in later. A real end also replaces a settle
+// (`end_reason`): the gateway that settled the row was wrong to think its previous run was gone.
 const UPSERT_END: &str = "INSERT INTO aibridge_interceptions (id, ended_at, status, upstream_status) \
     VALUES (?1, ?2, ?3, ?4) \
     ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status, \
-    upstream_status = excluded.upstream_status";
+    upstream_status = excluded.upstream_status, end_reason = NULL";
+
+// Interceptions this gateway started and never ended: its previous run died (SIGKILL, power cut) with them
+// in flight. Rows of other gateways on the same store are theirs to settle.
+const SETTLE_OPEN: &str = "UPDATE aibridge_interceptions SET ended_at = ?2, status = ?3, end_reason = ?4 \
+    WHERE gateway_id = ?1 AND ended_at IS NULL AND started_at IS NOT NULL";
 
 /// The multi-row statements say `OR ROLLBACK`: a row SQLite rejects ends the whole transaction at once,
 /// which is what `write_batch` does with any error anyway. With the default `ABORT`, SQLite must be able to
@@ -41,7 +47,7 @@ struct MultiInsert {
 
 /// Rows per multi-row statement, largest first: a batch's rows of one table go out in as many statements
 /// of the largest size as fit, the rest in smaller ones. One statement per row costs a VDBE run and the
-/// binding overhead per row; 32 rows of at most 14 columns stays far below SQLite's bound-parameter limit.
+/// binding overhead per row; 32 rows of at most 15 columns stays far below SQLite's bound-parameter limit.
 const CHUNKS: [usize; 3] = [32, 8, 1];
 
 impl MultiInsert {
@@ -102,14 +108,14 @@ impl MultiInsert {
 static WHOLE: MultiInsert = MultiInsert::new(
     "INSERT OR ROLLBACK INTO aibridge_interceptions (id, initiator_id, provider, provider_name, \
     model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at, \
-    ended_at, status, upstream_status)",
-    14,
+    ended_at, status, upstream_status, gateway_id)",
+    15,
     "ON CONFLICT (id) DO UPDATE SET initiator_id = excluded.initiator_id, provider = excluded.provider, \
     provider_name = excluded.provider_name, model = excluded.model, client = excluded.client, \
     client_session_id = excluded.client_session_id, user_agent = excluded.user_agent, \
     credential_kind = excluded.credential_kind, credential_hint = excluded.credential_hint, \
     started_at = excluded.started_at, ended_at = excluded.ended_at, status = excluded.status, \
-    upstream_status = excluded.upstream_status",
+    upstream_status = excluded.upstream_status, gateway_id = excluded.gateway_id, end_reason = NULL",
 );
 
 static TOKEN_USAGES: MultiInsert = MultiInsert::new(
@@ -196,6 +202,7 @@ pub(super) fn write_batch(conn: &mut Connection, records: &[&Record]) -> Result<
                                 r.credential_kind.as_str(),
                                 r.credential_hint,
                                 timefmt::format(r.started_at).as_str(),
+                                &*r.gateway_id,
                             ])?;
                         }
                     }
@@ -255,7 +262,8 @@ fn bind_whole(
     bind_time(stmt, at + 10, r.started_at)?;
     bind_time(stmt, at + 11, e.ended_at)?;
     stmt.raw_bind_parameter(at + 12, e.status.as_str())?;
-    stmt.raw_bind_parameter(at + 13, e.upstream_status)
+    stmt.raw_bind_parameter(at + 13, e.upstream_status)?;
+    stmt.raw_bind_parameter(at + 14, &*r.gateway_id)
 }
 
 fn bind_usage(stmt: &mut Statement<'_>, at: usize, r: &&TokenUsage) -> Result<(), rusqlite::Error> {
@@ -294,6 +302,18 @@ fn bind_thought(stmt: &mut Statement<'_>, at: usize, r: &&ModelThought) -> Resul
     stmt.raw_bind_parameter(at + 2, r.content.as_str())?;
     stmt.raw_bind_parameter(at + 3, r.source.as_str())?;
     bind_time(stmt, at + 4, r.created_at)
+}
+
+/// Ends every interception `gateway_id` started and left open as `status` at `ended_at` (RFC 3339 text)
+/// with `reason`, in one statement. Returns how many were settled.
+pub(super) fn settle_open(
+    conn: &Connection,
+    gateway_id: &str,
+    ended_at: &str,
+    status: &str,
+    reason: &str,
+) -> Result<usize, rusqlite::Error> {
+    conn.prepare_cached(SETTLE_OPEN)?.execute(params![gateway_id, ended_at, status, reason])
 }
 
 /// Deletes up to `limit` interceptions started before `cutoff` (RFC 3339 text, same format as stored),
@@ -365,6 +385,7 @@ mod tests {
                 credential_kind: CredentialKind::Centralized,
                 credential_hint: (i % 5 == 0).then(|| format!("hint{i}")),
                 started_at: t(i),
+                gateway_id: "test-gateway".into(),
             }));
             records.push(Record::TokenUsage(TokenUsage {
                 interception_id: id,
