@@ -86,7 +86,9 @@ impl Observer {
                 observation: (!overflow && !body.is_empty()).then(|| observe_json(api, &body)),
                 whole_stream: false,
             },
-            Observer::Translated { observer, .. } => Finished { observation: Some(observer.finish()), whole_stream: true },
+            Observer::Translated { observer, .. } => {
+                Finished { observation: Some(observer.finish()), whole_stream: true }
+            }
             Observer::Gzip(g) => {
                 let (inner, stopped) = g.finish();
                 let inner = inner.finish();

@@ -129,10 +129,13 @@ impl ContentCoding {
             return ContentCoding::Identity;
         };
         // Codings are listed in the order they were applied; only a lone gzip (or identity) is decoded.
-        let mut codings = value.split(',').map(str::trim).filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        let mut codings =
+            value.split(',').map(str::trim).filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
         match (codings.next(), codings.next()) {
             (None, _) => ContentCoding::Identity,
-            (Some(c), None) if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => ContentCoding::Gzip,
+            (Some(c), None) if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => {
+                ContentCoding::Gzip
+            }
             _ => ContentCoding::Other,
         }
     }
