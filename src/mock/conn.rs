@@ -324,15 +324,23 @@ fn answer(
     let framing = if bedrock { Framing::EventStream } else { Framing::Sse };
     match route {
         Route::Chat | Route::Responses | Route::Messages | Route::Bedrock { .. } if streaming => {
-            let result = Emitter::start(stream, bufs, framing, scenario.stamp, scenario.delay_ms, scenario.reset_after)
-                .and_then(|mut em| {
-                    match route {
-                        Route::Chat => openai::chat_stream(&mut em, &ctx)?,
-                        Route::Responses => openai::responses_stream(&mut em, &ctx)?,
-                        _ => anthropic::stream(&mut em, &ctx)?,
-                    }
-                    em.finish()
-                });
+            let result = Emitter::start(
+                stream,
+                bufs,
+                framing,
+                scenario.stamp,
+                scenario.delay_ms,
+                scenario.reset_after,
+                scenario.gzip,
+            )
+            .and_then(|mut em| {
+                match route {
+                    Route::Chat => openai::chat_stream(&mut em, &ctx)?,
+                    Route::Responses => openai::responses_stream(&mut em, &ctx)?,
+                    _ => anthropic::stream(&mut em, &ctx)?,
+                }
+                em.finish()
+            });
             finish(result, close)
         }
         Route::Chat | Route::Responses | Route::Messages | Route::Bedrock { .. } => {
@@ -423,7 +431,18 @@ fn send_body(
         return Next::Reset;
     }
     let body_len = if scenario.kind == Kind::Truncated { bufs.json.len() / 2 } else { bufs.json.len() };
-    http::full_response(&mut bufs.out, 200, "application/json", extra, &bufs.json[..body_len], close);
+    if scenario.gzip {
+        // Truncated with gzip: the coded body is cut (honestly framed), so the gzip stream itself is cut.
+        let mut body = http::gzip(&bufs.json);
+        if scenario.kind == Kind::Truncated {
+            body.truncate(body.len() / 2);
+        }
+        let mut extra = extra.to_vec();
+        extra.push(("Content-Encoding", "gzip"));
+        http::full_response(&mut bufs.out, 200, "application/json", &extra, &body, close);
+    } else {
+        http::full_response(&mut bufs.out, 200, "application/json", extra, &bufs.json[..body_len], close);
+    }
     if scenario.reset_after.is_some() {
         let half = bufs.out.len() / 2;
         let _ = stream.write_all(&bufs.out[..half]);
@@ -450,20 +469,29 @@ fn replay(
         _ => return send_error(stream, bufs, family, 500, "mock cannot read x-mock-body-file", None, close),
     };
     if path.ends_with(".sse") {
-        let result = Emitter::start(stream, bufs, Framing::Sse, false, scenario.delay_ms, scenario.reset_after)
-            .and_then(|mut em| {
-                let mut rest = &bytes[..];
-                while !rest.is_empty() {
-                    let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
-                    em.raw_chunk(&rest[..end])?;
-                    rest = &rest[end..];
-                }
-                em.finish()
-            });
+        let result =
+            Emitter::start(stream, bufs, Framing::Sse, false, scenario.delay_ms, scenario.reset_after, scenario.gzip)
+                .and_then(|mut em| {
+                    let mut rest = &bytes[..];
+                    while !rest.is_empty() {
+                        let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+                        em.raw_chunk(&rest[..end])?;
+                        rest = &rest[end..];
+                    }
+                    em.finish()
+                });
         return finish(result, close);
     }
     let content_type = if path.ends_with(".json") { "application/json" } else { "application/octet-stream" };
-    http::full_response(&mut bufs.out, 200, content_type, &[], &bytes, close);
+    if scenario.gzip {
+        let mut body = http::gzip(&bytes);
+        if scenario.kind == Kind::Truncated {
+            body.truncate(body.len() / 2);
+        }
+        http::full_response(&mut bufs.out, 200, content_type, &[("Content-Encoding", "gzip")], &body, close);
+    } else {
+        http::full_response(&mut bufs.out, 200, content_type, &[], &bytes, close);
+    }
     let mut w = stream;
     match w.write_all(&bufs.out) {
         Ok(()) if !close => Next::KeepAlive,

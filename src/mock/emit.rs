@@ -52,6 +52,8 @@ pub(crate) struct Emitter<'a> {
     delay: Duration,
     reset_after: Option<u32>,
     sent: u32,
+    /// `x-mock-gzip`: the whole body is one gzip stream, sync-flushed after each event.
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
 }
 
 impl<'a> Emitter<'a> {
@@ -63,20 +65,26 @@ impl<'a> Emitter<'a> {
         stamp: bool,
         delay_ms: u64,
         reset_after: Option<u32>,
+        gzip: bool,
     ) -> Result<Emitter<'a>, EmitError> {
         let content_type = match framing {
             Framing::Sse => "text/event-stream",
             Framing::EventStream => "application/vnd.amazon.eventstream",
         };
         // Bedrock names the payload type of the stream's chunks in its own header.
-        let extra: &[(&str, &str)] = match framing {
-            Framing::Sse => &[],
-            Framing::EventStream => &[("X-Amzn-Bedrock-Content-Type", "application/json")],
+        let mut extra: Vec<(&str, &str)> = match framing {
+            Framing::Sse => vec![],
+            Framing::EventStream => vec![("X-Amzn-Bedrock-Content-Type", "application/json")],
         };
-        http::stream_head(&mut bufs.out, content_type, extra);
+        if gzip {
+            extra.push(("Content-Encoding", "gzip"));
+        }
+        http::stream_head(&mut bufs.out, content_type, &extra);
         let mut w = stream;
         w.write_all(&bufs.out)?;
-        Ok(Emitter { stream, bufs, framing, stamp, delay: Duration::from_millis(delay_ms), reset_after, sent: 0 })
+        let gzip = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+        let delay = Duration::from_millis(delay_ms);
+        Ok(Emitter { stream, bufs, framing, stamp, delay, reset_after, sent: 0, gzip })
     }
 
     fn before_event(&mut self) -> Result<(), EmitError> {
@@ -151,7 +159,15 @@ impl<'a> Emitter<'a> {
     fn write_frame(&mut self) -> Result<(), EmitError> {
         let out = &mut self.bufs.out;
         out.clear();
-        http::push_chunk(out, &self.bufs.frame);
+        match self.gzip.as_mut() {
+            Some(enc) => {
+                enc.write_all(&self.bufs.frame)?;
+                enc.flush()?;
+                http::push_chunk(out, enc.get_ref());
+                enc.get_mut().clear();
+            }
+            None => http::push_chunk(out, &self.bufs.frame),
+        }
         let mut w = self.stream;
         w.write_all(out)?;
         self.sent += 1;
@@ -161,6 +177,13 @@ impl<'a> Emitter<'a> {
     /// Ends the HTTP body properly (last chunk), whatever the events said.
     pub(crate) fn finish(self) -> Result<(), EmitError> {
         let mut w = self.stream;
+        if let Some(enc) = self.gzip {
+            let tail = enc.finish()?;
+            let out = &mut self.bufs.out;
+            out.clear();
+            http::push_chunk(out, &tail);
+            w.write_all(out)?;
+        }
         w.write_all(http::LAST_CHUNK)?;
         Ok(())
     }

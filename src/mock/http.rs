@@ -225,6 +225,14 @@ pub(crate) fn full_response(
     out.extend_from_slice(body);
 }
 
+/// `data` as one gzip member (`x-mock-gzip`).
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
+}
+
 /// Writes the head of a chunked streaming response into `out` (cleared first).
 pub(crate) fn stream_head(out: &mut Vec<u8>, content_type: &str, extra_headers: &[(&str, &str)]) {
     use std::io::Write;

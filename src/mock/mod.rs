@@ -23,8 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// Stack of a connection thread: the handlers keep their buffers on the heap, and load tests open
-/// thousands of connections, so the 2 MiB default would only waste address space.
-const CONN_STACK_BYTES: usize = 256 * 1024;
+/// thousands of connections, so the 2 MiB default would only waste address space. `x-mock-gzip`'s
+/// encoder (miniz_oxide) builds its large state on the stack before boxing it, more than 256 KiB in
+/// debug builds.
+const CONN_STACK_BYTES: usize = 1024 * 1024;
 
 /// One request the mock received, kept so tests can assert what the gateway sent upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 //! | `x-mock-hang-up: H` | after reading the whole request: `close` (FIN) or `reset` (RST) without answering, `mid-head` (part of a response head, then RST), `after-answer` (answer as keep-alive, then close the idle connection) |
 //! | `x-mock-body-file: PATH` | replay a file verbatim (`.sse` streamed one chunk per event, `.json`) |
 //! | `x-mock-stamp: 1` | add `"x_mock_sent_ns"` (CLOCK_MONOTONIC at write) to every event's JSON |
+//! | `x-mock-gzip: 1` | answer with `Content-Encoding: gzip` (a stream: one gzip stream, sync-flushed per event; with `truncated`, a JSON body's gzip bytes are cut in half, also for `x-mock-body-file`) |
 //! | `x-mock-exception: T` | Bedrock `:exception-type` for `error-midstream` (default `throttlingException`) |
 
 /// Most text delta events one response may carry: enough for load tests, bounded so a typo can't hang a run.
@@ -87,6 +88,8 @@ pub(crate) struct Scenario<'a> {
     pub(crate) body_file: Option<&'a str>,
     /// `x-mock-stamp`.
     pub(crate) stamp: bool,
+    /// `x-mock-gzip`.
+    pub(crate) gzip: bool,
     /// Bedrock `:exception-type` to send mid-stream (with `error-midstream`).
     pub(crate) exception: &'a str,
 }
@@ -104,6 +107,7 @@ impl Default for Scenario<'_> {
             hang_up: None,
             body_file: None,
             stamp: false,
+            gzip: false,
             exception: "throttlingException",
         }
     }
@@ -175,6 +179,8 @@ impl<'a> Scenario<'a> {
                 });
             } else if is("stamp") {
                 s.stamp = flag(value);
+            } else if is("gzip") {
+                s.gzip = flag(value);
             } else if is("body-file") {
                 s.body_file = Some(value);
             } else if is("exception") {

@@ -14,6 +14,8 @@ use crate::runtime::http::{self, BodyDecoder, ResponseBody, ResponseHead};
 use crate::runtime::io::Conn;
 use crate::sse::{observe_json, StreamObserver};
 
+use super::decode::{Feed, Gunzip};
+
 /// Body reads start this small, so an idle open stream holds little memory…
 pub const MIN_BODY_READ: usize = 4 * 1024;
 /// …and double whenever a read fills the space, up to this, so bulk bodies move in few syscalls.
@@ -45,7 +47,9 @@ pub enum ToClient {
 }
 
 /// What the observer does with the payload.
+#[derive(Default)]
 pub enum Observer {
+    #[default]
     None,
     Stream(Box<StreamObserver>),
     Json {
@@ -59,16 +63,56 @@ pub enum Observer {
         translator: Box<StreamTranslator>,
         observer: Box<StreamObserver>,
     },
+    /// A gzip-coded body (`Content-Encoding: gzip`): the client gets it as is, the inner observer
+    /// (`Stream` or `Json`) reads it decoded.
+    Gzip(Box<Gunzip<Observer>>),
+}
+
+/// What observing a body found.
+pub struct Finished {
+    pub observation: Option<Observation>,
+    /// The whole of an event stream was observed, so a missing terminal event means it did not complete
+    /// (false for JSON bodies, and for gzip streams whose observation stopped early).
+    pub whole_stream: bool,
 }
 
 impl Observer {
     /// The observation, also for a body cut short.
-    pub fn finish(self) -> Option<Observation> {
+    pub fn finish(self) -> Finished {
         match self {
-            Observer::None => None,
-            Observer::Stream(o) => Some(o.finish()),
-            Observer::Json { api, body, overflow } => (!overflow && !body.is_empty()).then(|| observe_json(api, &body)),
-            Observer::Translated { observer, .. } => Some(observer.finish()),
+            Observer::None => Finished { observation: None, whole_stream: false },
+            Observer::Stream(o) => Finished { observation: Some(o.finish()), whole_stream: true },
+            Observer::Json { api, body, overflow } => Finished {
+                observation: (!overflow && !body.is_empty()).then(|| observe_json(api, &body)),
+                whole_stream: false,
+            },
+            Observer::Translated { observer, .. } => {
+                Finished { observation: Some(observer.finish()), whole_stream: true }
+            }
+            Observer::Gzip(g) => {
+                let (inner, stopped) = g.finish();
+                let inner = inner.finish();
+                Finished { whole_stream: inner.whole_stream && stopped.is_none(), ..inner }
+            }
+        }
+    }
+}
+
+impl Feed for Observer {
+    /// Observes one piece of payload (for `Translated`, of the translated stream).
+    fn feed(&mut self, data: &[u8]) {
+        match self {
+            Observer::None => {}
+            Observer::Stream(o) => o.on_chunk(data),
+            Observer::Json { body, overflow, .. } => {
+                if body.len() + data.len() > MAX_OBSERVED_JSON {
+                    *overflow = true;
+                } else if !*overflow {
+                    body.extend_from_slice(data);
+                }
+            }
+            Observer::Translated { observer, .. } => observer.on_chunk(data),
+            Observer::Gzip(g) => g.on_chunk(data),
         }
     }
 }
@@ -215,21 +259,12 @@ async fn relay(
         // 3. Then observe.
         match observer {
             Observer::None => {}
-            Observer::Stream(o) => {
+            Observer::Translated { .. } => observer.feed(&translated),
+            _ => {
                 for &(s, e) in &ranges {
-                    o.on_chunk(&buf[s..e]);
+                    observer.feed(&buf[s..e]);
                 }
             }
-            Observer::Json { body, overflow, .. } => {
-                for &(s, e) in &ranges {
-                    if body.len() + (e - s) > MAX_OBSERVED_JSON {
-                        *overflow = true;
-                    } else if !*overflow {
-                        body.extend_from_slice(&buf[s..e]);
-                    }
-                }
-            }
-            Observer::Translated { observer, .. } => observer.on_chunk(&translated),
         }
 
         if done {

@@ -14,6 +14,7 @@ use crate::sse::StreamObserver;
 
 use super::body::{client_framing, read_body_to_vec, relay_body, BodyEnd, BodyPlan, Observer, ToClient};
 use super::context::RequestCtx;
+use super::decode::{Gunzip, MAX_DECODED};
 use super::gateway::WorkerService;
 
 /// Upstream error bodies that must be rewritten are read up to this size.
@@ -72,11 +73,11 @@ pub(crate) async fn relay_response(
             BodyEnd::ClientGone => EndStatus::ClientDisconnected,
             BodyEnd::UpstreamFailed => EndStatus::Failed,
         };
-        let streamed = matches!(observer, Observer::Stream(_) | Observer::Translated { .. });
-        if let Some(obs) = observer.finish() {
+        let finished = observer.finish();
+        if let Some(obs) = finished.observation {
             // A stream that carried a provider error, or ended without its terminal event, did not
             // complete even though its HTTP framing did.
-            if status == EndStatus::Completed && (obs.error.is_some() || (streamed && !obs.complete)) {
+            if status == EndStatus::Completed && (obs.error.is_some() || (finished.whole_stream && !obs.complete)) {
                 status = EndStatus::Failed;
             }
             i.observed(obs);
@@ -98,10 +99,45 @@ fn observer_for(ctx: &RequestCtx<'_>, head: &ResponseHead, translator: Option<St
     if !(200..300).contains(&head.status) || ctx.interception.is_none() {
         return Observer::None;
     }
-    if head.header_str("content-type").unwrap_or_default().starts_with("text/event-stream") {
+    let plain = if head.header_str("content-type").unwrap_or_default().starts_with("text/event-stream") {
         Observer::Stream(Box::new(StreamObserver::new(api)))
     } else {
         Observer::Json { api, body: Vec::new(), overflow: false }
+    };
+    match ContentCoding::of(head) {
+        ContentCoding::Identity => plain,
+        ContentCoding::Gzip => Observer::Gzip(Box::new(Gunzip::new(plain, MAX_DECODED))),
+        // Bytes the observers cannot read would only yield a garbled record.
+        ContentCoding::Other => {
+            tracing::debug!("upstream body has a content coding the gateway does not decode; not observed");
+            Observer::None
+        }
+    }
+}
+
+/// The content coding of an upstream body, as far as observation cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContentCoding {
+    Identity,
+    Gzip,
+    Other,
+}
+
+impl ContentCoding {
+    fn of(head: &ResponseHead) -> ContentCoding {
+        let Some(value) = head.header_str("content-encoding") else {
+            return ContentCoding::Identity;
+        };
+        // Codings are listed in the order they were applied; only a lone gzip (or identity) is decoded.
+        let mut codings =
+            value.split(',').map(str::trim).filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        match (codings.next(), codings.next()) {
+            (None, _) => ContentCoding::Identity,
+            (Some(c), None) if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => {
+                ContentCoding::Gzip
+            }
+            _ => ContentCoding::Other,
+        }
     }
 }
 

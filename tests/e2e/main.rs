@@ -6,6 +6,7 @@ mod support;
 mod agents;
 mod auth;
 mod crash;
+mod gzip;
 mod limits;
 mod probes;
 mod providers;
