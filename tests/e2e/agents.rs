@@ -16,14 +16,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn gateway(mock: &MockUpstream) -> Gateway {
-    let openai = format!("{}/v1", mock.base_url());
-    let anthropic = mock.base_url();
-    Gateway::start(&[
-        ("CODER_AIBRIDGE_OPENAI_KEY", "sk-central-openai-0123456789"),
-        ("CODER_AIBRIDGE_OPENAI_BASE_URL", openai.as_str()),
-        ("CODER_AIBRIDGE_ANTHROPIC_KEY", "sk-ant-central-0123456789"),
-        ("CODER_AIBRIDGE_ANTHROPIC_BASE_URL", anthropic.as_str()),
-    ])
+    Gateway::start_on(&mock.base_url(), ("sk-central-openai-0123456789", "sk-ant-central-0123456789"), &[])
 }
 
 /// What was recorded for one interception.

@@ -16,14 +16,7 @@ const MSG_STREAM: &str =
     r#"{"model":"claude-sonnet-4-5","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Say hi"}]}"#;
 
 fn gateway(mock: &MockUpstream) -> Gateway {
-    let openai = format!("{}/v1", mock.base_url());
-    let anthropic = mock.base_url();
-    Gateway::start(&[
-        ("CODER_AIBRIDGE_OPENAI_KEY", "sk-central-openai-0123456789"),
-        ("CODER_AIBRIDGE_OPENAI_BASE_URL", openai.as_str()),
-        ("CODER_AIBRIDGE_ANTHROPIC_KEY", "sk-ant-central-0123456789"),
-        ("CODER_AIBRIDGE_ANTHROPIC_BASE_URL", anthropic.as_str()),
-    ])
+    Gateway::start_on(&mock.base_url(), ("sk-central-openai-0123456789", "sk-ant-central-0123456789"), &[])
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {

@@ -16,18 +16,7 @@ const CHAT: &str = "/api/v2/aibridge/openai/v1/chat/completions";
 
 /// A gateway with an openai and an anthropic instance on the mock.
 fn gateway(mock: &MockUpstream, extra: &[(&str, &str)]) -> Gateway {
-    let base = mock.base_url();
-    let openai = format!("{base}/v1");
-    let mut env = vec![
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-        ("CODER_AIBRIDGE_PROVIDER_0_KEY", OPENAI_KEY),
-        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", openai.as_str()),
-        ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
-        ("CODER_AIBRIDGE_PROVIDER_1_KEY", ANTHROPIC_KEY),
-        ("CODER_AIBRIDGE_PROVIDER_1_BASE_URL", base.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    Gateway::start(&env)
+    Gateway::start_on(&mock.base_url(), (OPENAI_KEY, ANTHROPIC_KEY), extra)
 }
 
 /// Writes `bytes` on a fresh connection and reads until the gateway closes it.

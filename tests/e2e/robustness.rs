@@ -22,17 +22,7 @@ const HOSTILE_MAX_CONNS: usize = 64;
 
 /// A gateway with an openai and an anthropic instance, both on `base` (an `http://host:port`).
 fn gateway_on(base: &str, extra: &[(&str, &str)]) -> Gateway {
-    let openai = format!("{base}/v1");
-    let mut env = vec![
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-        ("CODER_AIBRIDGE_PROVIDER_0_KEY", OPENAI_KEY),
-        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", openai.as_str()),
-        ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
-        ("CODER_AIBRIDGE_PROVIDER_1_KEY", ANTHROPIC_KEY),
-        ("CODER_AIBRIDGE_PROVIDER_1_BASE_URL", base),
-    ];
-    env.extend_from_slice(extra);
-    Gateway::start(&env)
+    Gateway::start_on(base, (OPENAI_KEY, ANTHROPIC_KEY), extra)
 }
 
 fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {

@@ -55,6 +55,22 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Starts a gateway with two instances on one upstream `base` (`http://host:port`): `openai` (at
+    /// `base/v1`, key `keys.0`) and `anthropic` (at `base`, key `keys.1`), plus the `extra` settings.
+    pub fn start_on(base: &str, keys: (&str, &str), extra: &[(&str, &str)]) -> Gateway {
+        let openai = format!("{base}/v1");
+        let mut env = vec![
+            ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
+            ("CODER_AIBRIDGE_PROVIDER_0_KEY", keys.0),
+            ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", openai.as_str()),
+            ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
+            ("CODER_AIBRIDGE_PROVIDER_1_KEY", keys.1),
+            ("CODER_AIBRIDGE_PROVIDER_1_BASE_URL", base),
+        ];
+        env.extend_from_slice(extra);
+        Gateway::start(&env)
+    }
+
     /// Starts the gateway with `env` on top of a clean environment (no CODER_* from the caller's shell).
     pub fn start(env: &[(&str, &str)]) -> Gateway {
         let dir = ScratchDir::new("gw");

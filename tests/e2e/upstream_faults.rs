@@ -14,16 +14,11 @@ const MSG_JSON: &str =
 
 /// One worker, so every request shares one upstream pool.
 fn gateway(mock: &MockUpstream) -> Gateway {
-    let openai = format!("{}/v1", mock.base_url());
-    Gateway::start(&[
-        ("CODER_AIBRIDGE_WORKERS", "1"),
-        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
-        ("CODER_AIBRIDGE_PROVIDER_0_KEY", "sk-test-openai-key-0123456789"),
-        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &openai),
-        ("CODER_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
-        ("CODER_AIBRIDGE_PROVIDER_1_KEY", "sk-ant-test-key-0123456789"),
-        ("CODER_AIBRIDGE_PROVIDER_1_BASE_URL", &mock.base_url()),
-    ])
+    Gateway::start_on(
+        &mock.base_url(),
+        ("sk-test-openai-key-0123456789", "sk-ant-test-key-0123456789"),
+        &[("CODER_AIBRIDGE_WORKERS", "1")],
+    )
 }
 
 fn headers<'a>(auth: &'a str, path: &str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
