@@ -57,6 +57,10 @@ pub(crate) enum TokensCommand {
         /// Lifetime of the token, e.g. 30d, 12h, 1h30m [default: never expires]
         #[arg(long, value_name = "DURATION", value_parser = parse_expiry)]
         expires: Option<Duration>,
+        /// What the token may read through the sessions API: its own user's records (user) or everyone's
+        /// (admin)
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
     },
     /// List tokens (id, user, created, expires, revoked; never the token)
     List,
@@ -65,6 +69,22 @@ pub(crate) enum TokensCommand {
         /// The token id shown by `tokens create` and `tokens list`
         id: String,
     },
+}
+
+/// `tokens create --role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RoleArg {
+    User,
+    Admin,
+}
+
+impl From<RoleArg> for crate::db::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::User => crate::db::Role::User,
+            RoleArg::Admin => crate::db::Role::Admin,
+        }
+    }
 }
 
 impl Cli {
@@ -160,12 +180,18 @@ mod tests {
         let Command::Tokens(t) = cli.command else { panic!("expected tokens") };
         assert_eq!(t.db.database_url.as_deref(), Some("sqlite://t.db"));
         match t.command {
-            TokensCommand::Create { user, expires } => {
+            TokensCommand::Create { user, expires, role } => {
                 assert_eq!(user, "alice");
                 assert_eq!(expires, Some(Duration::from_secs(30 * 86_400)));
+                assert_eq!(role, RoleArg::User);
             }
             other => panic!("unexpected {other:?}"),
         }
+
+        let cli = parse(&["tokens", "create", "--user", "root", "--role", "admin"]).unwrap();
+        let Command::Tokens(t) = cli.command else { panic!("expected tokens") };
+        assert!(matches!(t.command, TokensCommand::Create { role: RoleArg::Admin, .. }));
+        assert!(parse(&["tokens", "create", "--user", "root", "--role", "root"]).is_err());
 
         let cli = parse(&["tokens", "--config", "c.yaml", "list"]).unwrap();
         let Command::Tokens(t) = cli.command else { panic!("expected tokens") };

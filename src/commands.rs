@@ -59,9 +59,10 @@ fn tokens(args: TokensArgs) -> ExitCode {
         }
     };
     let result = match args.command {
-        TokensCommand::Create { user, expires } => store.create(&user, expires).map(|t| {
+        TokensCommand::Create { user, expires, role } => store.create_with_role(&user, expires, role.into()).map(|t| {
             eprintln!(
-                "created token {} for user {} (expires: {}); it is shown once, store it now",
+                "created {} token {} for user {} (expires: {}); it is shown once, store it now",
+                t.role.as_str(),
                 t.id,
                 t.user,
                 t.expires_at.map(rfc3339).unwrap_or_else(|| "never".into())
@@ -69,12 +70,13 @@ fn tokens(args: TokensArgs) -> ExitCode {
             println!("{}", t.token);
         }),
         TokensCommand::List => store.list().map(|list| {
-            println!("{:<14} {:<20} {:<24} {:<24} {:<24}", "ID", "USER", "CREATED", "EXPIRES", "REVOKED");
+            println!("{:<14} {:<20} {:<6} {:<24} {:<24} {:<24}", "ID", "USER", "ROLE", "CREATED", "EXPIRES", "REVOKED");
             for t in list {
                 println!(
-                    "{:<14} {:<20} {:<24} {:<24} {:<24}",
+                    "{:<14} {:<20} {:<6} {:<24} {:<24} {:<24}",
                     t.id,
                     t.user,
+                    t.role.as_str(),
                     rfc3339(t.created_at),
                     t.expires_at.map(rfc3339).unwrap_or_else(|| "never".into()),
                     t.revoked_at.map(rfc3339).unwrap_or_else(|| "-".into())

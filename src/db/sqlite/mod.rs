@@ -6,6 +6,8 @@ mod checkpoint;
 mod connection;
 mod queries;
 mod schema;
+mod sessions;
+mod threads;
 mod tokens;
 mod write;
 
@@ -17,8 +19,8 @@ use rusqlite::{Connection, ErrorCode};
 use uuid::Uuid;
 
 use super::{
-    timefmt, DbError, InterceptionDetail, InterceptionPage, InterceptionQuery, Store, StoreError, StoredToken,
-    TokenInfo, Workload,
+    timefmt, DbError, InterceptionDetail, InterceptionPage, InterceptionQuery, SessionPage, SessionQuery, Store,
+    StoreError, StoredToken, TokenInfo, UsageRow, Workload,
 };
 use crate::records::{EndStatus, Record};
 
@@ -128,6 +130,22 @@ impl Store for SqliteStore {
 
     fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError> {
         queries::interception(&self.conn, id)
+    }
+
+    fn list_sessions(&mut self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
+        sessions::list_sessions(&self.conn, query)
+    }
+
+    fn session_interceptions(
+        &mut self,
+        session_id: &str,
+        initiator_id: Option<&str>,
+    ) -> Result<Vec<InterceptionDetail>, StoreError> {
+        sessions::session_interceptions(&self.conn, session_id, initiator_id)
+    }
+
+    fn usage(&mut self, since: SystemTime, initiator_id: Option<&str>) -> Result<Vec<UsageRow>, StoreError> {
+        sessions::usage(&self.conn, since, initiator_id)
     }
 
     fn close(&mut self) {
