@@ -43,8 +43,8 @@ impl TokenCache {
         TokenCache { inner: Arc::new(ArcSwap::from_pointee(HashMap::new())) }
     }
 
-    /// Checks a presented token at `now` without the per-worker memo (tests compare it with the memo path).
-    #[cfg(test)]
+    /// Checks a presented token at `now` without the per-worker memo: the control plane's check (tests also
+    /// compare it with the memo path).
     pub fn verify(&self, presented: &str, now: SystemTime) -> Result<Principal, AuthError> {
         let (id, secret) = split_token(presented)?;
         check(&self.inner.load(), id, secret, now).map(|e| e.principal.clone())

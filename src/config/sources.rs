@@ -206,6 +206,10 @@ aibridge_setting!(
     "aibridge.retention_interval"
 );
 
+// --- Sessions API and web page (issue 12) ---
+aibridge_setting!(ADMIN_ADDRESS, "--admin-address", "CODER_AIBRIDGE_ADMIN_ADDRESS", "aibridge.admin_address");
+aibridge_setting!(PRICE_FILE, "--aibridge-price-file", "CODER_AIBRIDGE_PRICE_FILE", "aibridge.price_file");
+
 pub(crate) const HTTP_ADDRESS: Setting = Setting {
     flag: "--http-address",
     env: "CODER_HTTP_ADDRESS",
@@ -262,6 +266,9 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_CHANNEL_CAPACITY,
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
+    // Sessions API and web page (issue 12)
+    &ADMIN_ADDRESS,
+    &PRICE_FILE,
 ];
 
 /// A value and the name of the source it came from (flag, variable or `YAML <path>`), for messages.

@@ -61,8 +61,11 @@ pub(crate) enum Workload {
     /// The sink thread: the only record writer. It must never wait long for a lock (it goes back to
     /// draining the channel instead), and storage maintenance runs beside it.
     RecordWriter,
-    /// Everything else: the CLI, the token refresher, readers.
+    /// Everything else: the CLI, the token refresher.
     General,
+    /// The sessions API and CLI: reads only (the connection refuses writes), so a bug there can never
+    /// touch the records.
+    Reader,
 }
 
 /// Opens the configured database (migrating its schema) for `workload`. The one place a backend is

@@ -13,6 +13,7 @@ mod providers;
 mod records;
 mod relay;
 mod robustness;
+mod sessions;
 mod shutdown;
 mod tls;
 mod upstream_faults;

@@ -46,6 +46,10 @@ impl SqliteStore {
         let conn = connection::open_connection(path)?;
         let checkpoints = match workload {
             Workload::General => None,
+            Workload::Reader => {
+                conn.pragma_update(None, "query_only", true).map_err(connection::open_error)?;
+                None
+            }
             Workload::RecordWriter => {
                 conn.busy_timeout(RECORD_WRITER_BUSY_TIMEOUT).map_err(connection::open_error)?;
                 conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(connection::open_error)?;
