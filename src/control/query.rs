@@ -39,9 +39,11 @@ pub(crate) fn parse_search(q: &str, now: SystemTime) -> Result<SessionFilter, St
             "client" => f.client = v,
             "started_after" => f.started_after = Some(parse_instant(value, now)?),
             "started_before" => f.started_before = Some(parse_instant(value, now)?),
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown search key {other:?}: use initiator, model, provider, client, started_after, started_before"
-            )),
+            ))
+            }
         }
     }
     Ok(f)

@@ -171,3 +171,5 @@ fn parse_time(row: &str, column: &'static str, text: Option<String>) -> Result<O
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sessions;

@@ -158,6 +158,35 @@ mod tests {
         assert_eq!(n, 6);
     }
 
+    /// A database of schema 2 moves to 3: its interceptions and tokens stay, old tokens are `user`s.
+    #[test]
+    fn migration_3_keeps_rows_and_makes_old_tokens_users() {
+        let dir = crate::db::test_dir("schema-3");
+        let path = dir.join("a.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO aibridge_api_tokens (id, user, secret_hash, created_at) VALUES ('t', 'u', x'00', 'x')",
+                [],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO aibridge_interceptions (id, client_session_id) VALUES ('i', 's')", []).unwrap();
+        }
+        let conn = super::super::open_connection(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 3);
+        let role: String = conn.query_row("SELECT role FROM aibridge_api_tokens", [], |r| r.get(0)).unwrap();
+        assert_eq!(role, "user");
+        let (session, root): (String, Option<String>) = conn
+            .query_row("SELECT client_session_id, thread_root_id FROM aibridge_interceptions", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((session.as_str(), root), ("s", None));
+    }
+
     #[test]
     fn refuses_a_newer_schema() {
         let dir = crate::db::test_dir("schema-new");
