@@ -22,6 +22,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 CORPUS = ROOT / "fuzz" / "corpus"
+# Inputs fuzzing found that failed a target (fuzz/regressions/<target>/<what-it-is>); the crate's unit
+# tests read them too.
+REGRESSIONS = ROOT / "fuzz" / "regressions"
 # A seed larger than this is cut: libFuzzer's default -max_len grows from the seeds, and small seeds keep
 # the corpus (and every execution) cheap.
 MAX_SEED = 6 * 1024
@@ -160,6 +163,10 @@ def main():
             name = hashlib.sha1(seed).hexdigest()
             (directory / name).write_bytes(seed)
             total += len(seed)
+        # Inputs that once failed the target stay in its corpus, under their descriptive names.
+        for crasher in sorted((REGRESSIONS / target).glob("*")):
+            (directory / f"regression-{crasher.name}").write_bytes(crasher.read_bytes())
+            total += crasher.stat().st_size
         print(f"{target}: {len(list(directory.iterdir()))} seeds")
     print(f"total {total} bytes")
 

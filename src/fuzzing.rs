@@ -69,3 +69,7 @@ pub fn gunzip_observe(chunks: &[&[u8]], cap: usize) -> GunzipOutcome {
     let (d, stopped) = g.finish();
     GunzipOutcome { decoded: d.decoded, digest: d.hash, stopped: stopped.map(|s| s.as_str()) }
 }
+
+#[cfg(test)]
+#[path = "fuzzing_tests.rs"]
+mod tests;
