@@ -205,6 +205,13 @@ aibridge_setting!(
     "CODER_AIBRIDGE_RETENTION_INTERVAL",
     "aibridge.retention_interval"
 );
+// Bounded shutdown (issue 9 item 4).
+aibridge_setting!(
+    SHUTDOWN_DRAIN,
+    "--aibridge-shutdown-drain",
+    "CODER_AIBRIDGE_SHUTDOWN_DRAIN",
+    "aibridge.shutdown_drain"
+);
 
 // --- Sessions API and web page (issue 12) ---
 aibridge_setting!(ADMIN_ADDRESS, "--admin-address", "CODER_AIBRIDGE_ADMIN_ADDRESS", "aibridge.admin_address");
@@ -266,6 +273,7 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_CHANNEL_CAPACITY,
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
+    &SHUTDOWN_DRAIN,
     // Sessions API and web page (issue 12)
     &ADMIN_ADDRESS,
     &PRICE_FILE,

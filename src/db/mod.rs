@@ -106,8 +106,8 @@ pub(crate) trait Store: Send {
     /// One page of interceptions, newest start first.
     fn list_interceptions(&mut self, query: &InterceptionQuery) -> Result<InterceptionPage, StoreError>;
 
-    /// One interception with every child row, or `None` when no such id is stored.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the sessions API reads whole sessions; db tests run it"))]
+    /// One interception with every child row, or `None` when no such id is stored. The spill import uses
+    /// it to skip child records a previous import already wrote.
     fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError>;
 
     /// One page of sessions matching `query.filter`, newest first, with the number matching in all.

@@ -15,5 +15,6 @@ mod relay;
 mod robustness;
 mod sessions;
 mod shutdown;
+mod spill;
 mod tls;
 mod upstream_faults;
