@@ -4,6 +4,7 @@
 //! plane (ARCHITECTURE.md, Threads).
 
 pub(crate) mod api;
+pub(crate) mod cli;
 pub(crate) mod query;
 mod readers;
 mod ui;

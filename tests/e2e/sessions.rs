@@ -159,6 +159,23 @@ fn a_claude_code_conversation_is_one_session_with_two_threads() {
     assert_eq!(usage["groups"][0]["requests"], 3);
     assert!(usage["total"]["approximate_cost_usd"].as_f64().unwrap() > 0.0, "{usage}");
     assert_eq!(usage["unpriced_models"], json!([]));
+
+    // The CLI reads the same from the database file.
+    let list: Value = serde_json::from_str(&run_cli(&gw.db, &["sessions", "list", "--json"])).unwrap();
+    assert_eq!(list["sessions"][0]["id"], SESSION);
+    assert_eq!(list["sessions"][0]["threads"], 2);
+    let table = run_cli(&gw.db, &["sessions", "list"]);
+    assert!(table.contains(SESSION) && table.contains(SECOND_PROMPT), "{table}");
+    let shown: Value = serde_json::from_str(&run_cli(&gw.db, &["sessions", "show", SESSION, "--json"])).unwrap();
+    assert_eq!(shown["threads"], detail["threads"]);
+    let text = run_cli(&gw.db, &["sessions", "show", SESSION]);
+    assert!(text.contains("thread 2") && text.contains(&format!("tool call get_weather {call}")), "{text}");
+    assert!(text.contains("thinking: Let me check the weather in Paris."), "{text}");
+    let by_model = run_cli(&gw.db, &["usage", "--by", "model", "--since", "7d"]);
+    assert!(by_model.contains("claude-sonnet-4-5-20250929"), "{by_model}");
+    let report: Value = serde_json::from_str(&run_cli(&gw.db, &["usage", "--by", "user,day", "--json"])).unwrap();
+    assert_eq!(report["groups"][0]["user"], "alice");
+    assert_eq!(report["total"]["requests"], 3);
 }
 
 /// A user token reads only its user's sessions; asking for another's is 403 with nothing in it; an

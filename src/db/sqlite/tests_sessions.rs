@@ -24,7 +24,7 @@ fn start(id: Uuid, user: &str, secs: u64, session: Option<&str>, answers: Option
         initiator_id: user.into(),
         provider: "anthropic",
         provider_name: "anthropic".into(),
-        model: if secs % 2 == 0 { "claude-sonnet-4-5".into() } else { "claude-haiku-4-5".into() },
+        model: if secs.is_multiple_of(2) { "claude-sonnet-4-5".into() } else { "claude-haiku-4-5".into() },
         client: "claude-code".into(),
         client_session_id: session.map(str::to_owned),
         user_agent: None,
