@@ -5,6 +5,7 @@ mod support;
 
 mod agents;
 mod auth;
+mod browser;
 mod crash;
 mod gzip;
 mod limits;

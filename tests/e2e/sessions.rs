@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 const MESSAGES: &str = "/api/v2/aibridge/anthropic/v1/messages";
-const SESSION: &str = "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f";
+pub const SESSION: &str = "6f1c2a9e-3b4d-4c5e-8f70-1a2b3c4d5e6f";
 const FIRST_PROMPT: &str = "What is the weather in Paris?";
 const SECOND_PROMPT: &str = "And what time is it there?";
 

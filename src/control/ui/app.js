@@ -31,7 +31,7 @@ function svgEl(tag, attrs, ...children) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.flat());
 }
 
 function progress(text) {
@@ -304,7 +304,7 @@ async function usagePage() {
         el("th", { class: "num" }, "Output"), el("th", { class: "num" }, "Cache read"), el("th", {}, "Approximate cost"))),
       el("tbody", {}, top.map((g) => el("tr", {}, el("td", {}, g.user), el("td", { class: "num" }, fmtNum(g.requests)),
         el("td", { class: "num" }, fmtNum(g.input_tokens)), el("td", { class: "num" }, fmtNum(g.output_tokens)),
-        el("td", { class: "num" }, fmtNum(g.cache_read_input_tokens)), el("td", {}, cost(g))))))));
+        el("td", { class: "num" }, fmtNum(g.cache_read_input_tokens)), el("td", {}, cost(g)))))));
 }
 
 // --- routing ---------------------------------------------------------------------------------------
