@@ -65,7 +65,7 @@ impl Settings {
             segments: num("BENCH_SEGMENTS", if quick { 3 } else { 6 }) as u32,
             api_clients: num("BENCH_API_CLIENTS", 2),
             warmup: 100,
-            rounds: if quick { 10 } else { 20 },
+            rounds: if quick { 30 } else { 100 },
             per_round: 100,
         }
     }
