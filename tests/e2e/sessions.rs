@@ -287,3 +287,31 @@ fn the_sessions_list_defaults_to_the_last_week() {
     assert_eq!(all["count"], 2, "{all}");
     assert_eq!(all["sessions"][1]["id"], "old-session");
 }
+
+/// The sessions API's threads (listener and query threads) run 10 nicer than the workers, so a long
+/// query yields the CPU to the data plane.
+#[test]
+fn the_control_plane_threads_are_nicer_than_the_workers() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = Gateway::start_on(&mock.base_url(), ("sk-openai-0123456789", "sk-ant-0123456789"), &[]);
+    let addr = gw.admin_addr.expect("the sessions API listens");
+    let alice = gw.token("alice");
+    // A query starts a blocking query thread too.
+    ok_json(addr, "/api/v2/aibridge/sessions", &alice);
+    let mut nice_of: Vec<(String, i64)> = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", gw.child.id())).unwrap().flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c.to_string()).unwrap_or_default();
+        // After the command name: state(0) … nice is field 19 of stat, index 16 here.
+        let nice: i64 = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()).unwrap();
+        nice_of.push((comm, nice));
+    }
+    let of = |prefix: &str| nice_of.iter().filter(|(c, _)| c.starts_with(prefix)).map(|(_, n)| *n).collect::<Vec<_>>();
+    let workers = of("aibridged-worke");
+    let admin = of("aibridged-admin");
+    assert!(!workers.is_empty() && admin.len() >= 2, "threads: {nice_of:?}");
+    let expected = (workers[0] + 10).min(19);
+    assert!(workers.iter().all(|&n| n == workers[0]), "{nice_of:?}");
+    assert!(admin.iter().all(|&n| n == expected), "admin threads should run at nice {expected}: {nice_of:?}");
+}
