@@ -12,7 +12,9 @@ use monoio::net::TcpStream;
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
 use crate::records::{EndStatus, InterceptionStart};
-use crate::runtime::http::server_leg::{read_body, read_head, write_simple, Content, NoHead, CLIENT_READ_SPARE};
+use crate::runtime::http::server_leg::{
+    read_body, read_head, write_simple, write_simple_with, Content, NoHead, CLIENT_READ_SPARE,
+};
 use crate::runtime::http::{BodyKind, RequestHead};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
@@ -131,8 +133,7 @@ async fn proxy(
 ) -> Result<bool, RelayError> {
     let body = inspect_body(ctx, body)?;
     let mut out = outbound(ctx, body)?;
-    ctx.credential =
-        credential::first(&ctx.caller, &mut svc.key_pools[ctx.route.instance].borrow_mut(), Instant::now())?;
+    ctx.credential = credential::first(&ctx.caller, &svc.gw.key_pools[ctx.route.instance], Instant::now())?;
     start_record(svc, ctx, out.model.clone());
 
     let Some(upstream) = exchange(svc, client, ctx, &mut out).await? else {
@@ -223,5 +224,12 @@ async fn answer_error(client: &mut Conn, shape: ErrorShape, e: &RelayError, keep
     } else {
         tracing::debug!(status = e.status(), error = %e, "request rejected");
     }
-    write_simple(client, e.status(), "application/json", &e.body(shape), keep, content).await
+    let body = e.body(shape);
+    match e.retry_after_secs() {
+        Some(secs) => {
+            let secs = secs.to_string();
+            write_simple_with(client, e.status(), &[("Retry-After", &secs)], &body, keep, content).await
+        }
+        None => write_simple(client, e.status(), "application/json", &body, keep, content).await,
+    }
 }
