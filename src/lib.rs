@@ -16,3 +16,4 @@ pub mod runtime;
 pub(crate) mod server;
 pub mod sink;
 pub mod sse;
+pub(crate) mod state;

@@ -113,6 +113,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 /// The timeouts, refresh intervals and sink limits (`config::tuning`). Durations are written like
@@ -217,4 +220,16 @@ pub struct TuningArgs {
     /// [default: 1h]
     #[arg(long = "aibridge-retention-interval", value_name = "DURATION")]
     pub retention_interval: Option<String>,
+}
+
+/// Overload protection, the circuit breaker and readiness (`config::limits`; issue 10). `0` turns a
+/// limit off.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Overload protection and readiness")]
+pub struct LimitsArgs {
+    /// After SIGTERM/SIGINT, keep accepting this long while /readyz answers 503, so load balancers stop
+    /// sending before the listeners close; then the shutdown grace starts [env: CODER_AIBRIDGE_SHUTDOWN_DELAY]
+    /// [default: 0s]
+    #[arg(long = "aibridge-shutdown-delay", value_name = "DURATION")]
+    pub shutdown_delay: Option<String>,
 }

@@ -15,6 +15,7 @@ use crate::runtime::http::client_leg::UpstreamTimeouts;
 use crate::runtime::http::server_leg::ClientTimeouts;
 use crate::runtime::upstream::{PoolTimeouts, Upstreams};
 use crate::sink::SinkHandle;
+use crate::state::readiness::Readiness;
 
 use super::body::BodyTimeouts;
 use super::instance::Instance;
@@ -75,6 +76,8 @@ pub struct Gateway {
     pub recording: bool,
     /// Per instance (by index): the health of its credentials, shared by every worker (atomics).
     pub(crate) key_pools: Vec<KeyPool>,
+    /// What `/readyz` answers; set by start-up and the signal thread.
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 impl Gateway {
@@ -86,11 +89,12 @@ impl Gateway {
         sink: SinkHandle,
         dns: DnsCache,
         tls: Arc<rustls::ClientConfig>,
+        readiness: Arc<Readiness>,
     ) -> Gateway {
         let timeouts = Timeouts::from(&config.timeouts);
         let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
         let key_pools = instances.iter().map(|i| KeyPool::new(i.upstream.pool_size())).collect();
-        Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording, key_pools }
+        Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording, key_pools, readiness }
     }
 }
 

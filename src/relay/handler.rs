@@ -19,6 +19,7 @@ use crate::runtime::http::{BodyKind, RequestHead};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::runtime::worker::Service;
+use crate::state::readiness::NotReady;
 
 use super::authenticate::authenticate;
 use super::context::{RequestCtx, Timings};
@@ -33,6 +34,10 @@ use super::route::{is_preconnect, route, shape_of_partial_head};
 
 /// The health check's answer (its length is also the answer to `HEAD /healthz`).
 const HEALTHY: &[u8] = b"{\"status\":\"ok\"}";
+/// The readiness check's answers.
+const READY: &[u8] = b"{\"status\":\"ready\"}";
+const STARTING: &[u8] = b"{\"status\":\"starting\"}";
+const DRAINING: &[u8] = b"{\"status\":\"draining\"}";
 /// Bodies of rejected requests up to this size are read and dropped so the connection can be kept.
 const DISCARDABLE_BODY: u64 = 64 * 1024;
 
@@ -79,6 +84,15 @@ async fn handle_request(
     let gw = &svc.gw;
     let keep_alive = head.keep_alive;
     let content = Content::for_method(&head.method);
+    if is_probe(&head, "/readyz") {
+        let keep = discard_small_body(svc, client, buf, &head).await && keep_alive;
+        let (status, body) = match gw.readiness.check() {
+            Ok(()) => (200, READY),
+            Err(NotReady::Starting) => (503, STARTING),
+            Err(NotReady::Draining) => (503, DRAINING),
+        };
+        return write_simple(client, status, "application/json", body, keep, content).await && keep;
+    }
     if is_health_check(&head) || is_preconnect(&gw.instances, gw.config.enabled, &head) {
         let keep = discard_small_body(svc, client, buf, &head).await && keep_alive;
         let body: &[u8] = if is_health_check(&head) { HEALTHY } else { b"" };
@@ -191,7 +205,12 @@ fn end_request(ctx: &mut RequestCtx<'_>) {
 }
 
 fn is_health_check(head: &RequestHead) -> bool {
-    head.target.split('?').next() == Some("/healthz") && (head.method == "GET" || head.method == "HEAD")
+    is_probe(head, "/healthz")
+}
+
+/// `GET` or `HEAD` on `path` (query ignored): the liveness and readiness probes.
+fn is_probe(head: &RequestHead, path: &str) -> bool {
+    head.target.split('?').next() == Some(path) && (head.method == "GET" || head.method == "HEAD")
 }
 
 /// Answers an error raised before the body was read; keeps the connection only if the body was small
