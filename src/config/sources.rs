@@ -205,6 +205,13 @@ aibridge_setting!(
     "CODER_AIBRIDGE_RETENTION_INTERVAL",
     "aibridge.retention_interval"
 );
+// Bounded shutdown (issue 9 item 4).
+aibridge_setting!(
+    SHUTDOWN_DRAIN,
+    "--aibridge-shutdown-drain",
+    "CODER_AIBRIDGE_SHUTDOWN_DRAIN",
+    "aibridge.shutdown_drain"
+);
 
 // Overload protection, circuit breaker and readiness (issue 10, `config::limits`).
 aibridge_setting!(
@@ -270,6 +277,7 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_CHANNEL_CAPACITY,
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
+    &SHUTDOWN_DRAIN,
     // Overload protection, circuit breaker and readiness (issue 10).
     &SHUTDOWN_DELAY,
 ];
