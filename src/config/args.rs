@@ -233,6 +233,16 @@ pub struct TuningArgs {
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Overload protection and readiness")]
 pub struct LimitsArgs {
+    /// Intercepted requests in flight across all workers; over it, 503 "AI Bridge is currently at
+    /// capacity"; 0 is no limit [env: CODER_AIBRIDGE_MAX_CONCURRENCY] [default: 0]
+    #[arg(long = "aibridge-max-concurrency", value_name = "N")]
+    pub max_concurrency: Option<String>,
+
+    /// Requests per second per gateway token, across all workers; over it, 429 with Retry-After; 0 is no
+    /// limit [env: CODER_AIBRIDGE_RATE_LIMIT] [default: 0]
+    #[arg(long = "aibridge-rate-limit", value_name = "N")]
+    pub rate_limit: Option<String>,
+
     /// After SIGTERM/SIGINT, keep accepting this long while /readyz answers 503, so load balancers stop
     /// sending before the listeners close; then the shutdown grace starts [env: CODER_AIBRIDGE_SHUTDOWN_DELAY]
     /// [default: 0s]

@@ -8,12 +8,18 @@ use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::parse_duration;
 
+/// Largest concurrency or rate limit: far above what one gateway serves, catches typos.
+const MAX_LIMIT: u64 = 1_000_000;
 /// Longest readiness drain: a load balancer notices a failing probe within seconds.
 const MAX_SHUTDOWN_DELAY: Duration = Duration::from_secs(300);
 
 /// Overload protection, breaker and readiness settings (README "Configuration", "What each limit answers").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
+    /// Intercepted requests in flight across all workers (`0`: no limit).
+    pub max_concurrency: u64,
+    /// Requests per second per gateway token (`0`: no limit).
+    pub rate_limit: u32,
     /// How long after SIGTERM the gateway keeps accepting while `/readyz` answers 503 (default 0: the
     /// listeners close at once, and probes see refused connections).
     pub shutdown_delay: Duration,
@@ -27,11 +33,27 @@ pub(super) fn resolve(args: &LimitsArgs, src: &Sources<'_>) -> Result<Limits, Co
         Some(raw) => duration_up_to(&raw, MAX_SHUTDOWN_DELAY)?,
         None => d.shutdown_delay,
     };
-    Ok(Limits { shutdown_delay })
+    let max_concurrency = match get(&sources::MAX_CONCURRENCY, &args.max_concurrency)? {
+        Some(raw) => count_up_to(&raw, MAX_LIMIT)?,
+        None => d.max_concurrency,
+    };
+    let rate_limit = match get(&sources::RATE_LIMIT, &args.rate_limit)? {
+        Some(raw) => count_up_to(&raw, MAX_LIMIT)? as u32,
+        None => d.rate_limit,
+    };
+    Ok(Limits { max_concurrency, rate_limit, shutdown_delay })
 }
 
 fn invalid(raw: &Raw, reason: String) -> ConfigError {
     ConfigError::InvalidValue { setting: raw.origin.clone(), reason }
+}
+
+/// A whole number from 0 (off) to `max`.
+fn count_up_to(raw: &Raw, max: u64) -> Result<u64, ConfigError> {
+    match raw.value.trim().parse::<u64>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(invalid(raw, format!("expected a whole number from 0 (off) to {max}, got {:?}", raw.value))),
+    }
 }
 
 /// A duration from 0 to `max`.

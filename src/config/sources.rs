@@ -215,6 +215,13 @@ aibridge_setting!(
 
 // Overload protection, circuit breaker and readiness (issue 10, `config::limits`).
 aibridge_setting!(
+    MAX_CONCURRENCY,
+    "--aibridge-max-concurrency",
+    "CODER_AIBRIDGE_MAX_CONCURRENCY",
+    "aibridge.max_concurrency"
+);
+aibridge_setting!(RATE_LIMIT, "--aibridge-rate-limit", "CODER_AIBRIDGE_RATE_LIMIT", "aibridge.rate_limit");
+aibridge_setting!(
     SHUTDOWN_DELAY,
     "--aibridge-shutdown-delay",
     "CODER_AIBRIDGE_SHUTDOWN_DELAY",
@@ -279,6 +286,8 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &RETENTION_INTERVAL,
     &SHUTDOWN_DRAIN,
     // Overload protection, circuit breaker and readiness (issue 10).
+    &MAX_CONCURRENCY,
+    &RATE_LIMIT,
     &SHUTDOWN_DELAY,
 ];
 

@@ -11,6 +11,7 @@ use monoio::net::TcpStream;
 
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
+use crate::providers::routes::RouteKind;
 use crate::records::{EndStatus, InterceptionStart};
 use crate::runtime::http::server_leg::{
     read_body, read_head, write_simple, write_simple_with, Content, NoHead, CLIENT_READ_SPARE,
@@ -107,6 +108,18 @@ async fn handle_request(
     let caller = match authenticate(&gw.tokens, &svc.token_memo, &head) {
         Ok(c) => c,
         Err(e) => return reject(svc, client, buf, &head, inst.shape, e).await,
+    };
+    // Overload protection, before the body is read: a refused request never reaches the upstream and
+    // starts no interception. The permit is held until the request ends.
+    if let Err(retry_after) = gw.rate.check(&caller.principal.token_id, Instant::now()) {
+        return reject(svc, client, buf, &head, inst.shape, RelayError::RateLimited { retry_after }).await;
+    }
+    let _permit = match route.kind {
+        RouteKind::Intercept(_) => match gw.concurrency.try_acquire() {
+            Some(p) => Some(p),
+            None => return reject(svc, client, buf, &head, inst.shape, RelayError::AtCapacity).await,
+        },
+        RouteKind::Passthrough => None,
     };
     let body = match read_body(client, buf, &head, gw.config.max_body_size, &gw.timeouts.client).await {
         Ok(b) => b,

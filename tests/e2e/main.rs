@@ -10,6 +10,7 @@ mod gzip;
 mod key_health;
 mod limits;
 mod naming;
+mod overload;
 mod probes;
 mod providers;
 mod readiness;
