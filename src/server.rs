@@ -72,6 +72,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         max_batch_delay: config.sink.batch_max_delay,
         gateway_id: Some(config.gateway_id.clone()),
         shutdown_drain: config.sink.shutdown_drain,
+        shutdown: Some(flag.clone()),
+        max_pending_records: sink::MAX_PENDING_RECORDS,
     })?;
     readiness.sink_running();
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);

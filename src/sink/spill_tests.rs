@@ -229,6 +229,54 @@ fn a_drain_that_ends_with_the_database_locked_spills_and_the_next_start_imports(
     assert_eq!(counts(&db), vec![50; 5]);
 }
 
+#[test]
+fn a_full_backlog_at_shutdown_is_spilled_so_waiting_senders_can_finish() {
+    let dir = test_dir("spill-backlog");
+    let db = dir.join("a.db");
+    let flag = crate::runtime::shutdown::ShutdownFlag::new();
+    let mut opts = SinkOptions::new(&db);
+    opts.channel_capacity = 4;
+    opts.max_pending_records = 12;
+    opts.shutdown = Some(flag.clone());
+    opts.shutdown_drain = Duration::from_millis(300);
+    let (h, t) = start(opts.clone()).unwrap();
+    let blocker = open_connection(&db).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let records: Vec<Record> = (0..20).flat_map(|i| every_kind(Uuid::new_v4(), at(1_764_000_000 + i, 3))).collect();
+    let sender = {
+        let (h, records) = (h.clone(), records.clone());
+        std::thread::spawn(move || records.into_iter().for_each(|r| h.send(r)))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while h.stats().pending_in_memory < 12 || h.stats().queued < 4 {
+        assert!(std::time::Instant::now() < deadline, "the backlog never filled: {:?}", h.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!sender.is_finished(), "120 records cannot fit in 4 + 12: the sender waits");
+    // SIGTERM: the sender (a worker) must be able to finish its requests within the grace period.
+    flag.trigger();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !sender.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the sender still waits: {:?}", h.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sender.join().unwrap();
+    let stats = t.close();
+    assert_eq!(stats.spilled_records, records.len() as u64, "{stats:?}");
+    assert_eq!(stats.records_written + stats.lost_at_shutdown, 0, "{stats:?}");
+    let spilled: Vec<Record> = files(&db).iter().flat_map(|p| parse(&std::fs::read(p).unwrap()).records).collect();
+    assert!(files(&db).len() >= 2, "spilled while shutting down, and again at the end of the drain");
+    assert_eq!(spilled, records, "every record once, in order");
+    drop(h);
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    let (h, t) = start(opts).unwrap();
+    drop(h);
+    t.join();
+    assert!(files(&db).is_empty());
+    assert_eq!(counts(&db), vec![20; 5]);
+}
+
 proptest! {
     #[test]
     fn decoding_any_text_never_panics(text in ".{0,300}") {
