@@ -243,6 +243,12 @@ pub struct LimitsArgs {
     #[arg(long = "aibridge-rate-limit", value_name = "N")]
     pub rate_limit: Option<String>,
 
+    /// Client connections open across all workers; a connection beyond it is closed as soon as it is
+    /// accepted, before any byte is read or written; 0 is no limit [env: CODER_AIBRIDGE_MAX_CONNECTIONS]
+    /// [default: 0]
+    #[arg(long = "aibridge-max-connections", visible_alias = "max-connections", value_name = "N")]
+    pub max_connections: Option<String>,
+
     /// After SIGTERM/SIGINT, keep accepting this long while /readyz answers 503, so load balancers stop
     /// sending before the listeners close; then the shutdown grace starts [env: CODER_AIBRIDGE_SHUTDOWN_DELAY]
     /// [default: 0s]

@@ -20,6 +20,8 @@ pub struct Limits {
     pub max_concurrency: u64,
     /// Requests per second per gateway token (`0`: no limit).
     pub rate_limit: u32,
+    /// Client connections open across all workers (`0`: no limit).
+    pub max_connections: u64,
     /// How long after SIGTERM the gateway keeps accepting while `/readyz` answers 503 (default 0: the
     /// listeners close at once, and probes see refused connections).
     pub shutdown_delay: Duration,
@@ -41,7 +43,11 @@ pub(super) fn resolve(args: &LimitsArgs, src: &Sources<'_>) -> Result<Limits, Co
         Some(raw) => count_up_to(&raw, MAX_LIMIT)? as u32,
         None => d.rate_limit,
     };
-    Ok(Limits { max_concurrency, rate_limit, shutdown_delay })
+    let max_connections = match get(&sources::MAX_CONNECTIONS, &args.max_connections)? {
+        Some(raw) => count_up_to(&raw, MAX_LIMIT)?,
+        None => d.max_connections,
+    };
+    Ok(Limits { max_concurrency, rate_limit, max_connections, shutdown_delay })
 }
 
 fn invalid(raw: &Raw, reason: String) -> ConfigError {

@@ -222,6 +222,12 @@ aibridge_setting!(
 );
 aibridge_setting!(RATE_LIMIT, "--aibridge-rate-limit", "CODER_AIBRIDGE_RATE_LIMIT", "aibridge.rate_limit");
 aibridge_setting!(
+    MAX_CONNECTIONS,
+    "--aibridge-max-connections",
+    "CODER_AIBRIDGE_MAX_CONNECTIONS",
+    "aibridge.max_connections"
+);
+aibridge_setting!(
     SHUTDOWN_DELAY,
     "--aibridge-shutdown-delay",
     "CODER_AIBRIDGE_SHUTDOWN_DELAY",
@@ -288,6 +294,7 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     // Overload protection, circuit breaker and readiness (issue 10).
     &MAX_CONCURRENCY,
     &RATE_LIMIT,
+    &MAX_CONNECTIONS,
     &SHUTDOWN_DELAY,
 ];
 

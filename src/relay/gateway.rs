@@ -83,6 +83,8 @@ pub struct Gateway {
     pub(crate) concurrency: Concurrency,
     /// `CODER_AIBRIDGE_RATE_LIMIT`: requests per second per gateway token, across workers.
     pub(crate) rate: RateLimiter,
+    /// `--max-connections`: client connections open across workers.
+    pub(crate) connections: Concurrency,
 }
 
 impl Gateway {
@@ -101,6 +103,7 @@ impl Gateway {
         let key_pools = instances.iter().map(|i| KeyPool::new(i.upstream.pool_size())).collect();
         let concurrency = Concurrency::new(config.limits.max_concurrency);
         let rate = RateLimiter::new(config.limits.rate_limit);
+        let connections = Concurrency::new(config.limits.max_connections);
         Gateway {
             config,
             instances,
@@ -114,6 +117,7 @@ impl Gateway {
             readiness,
             concurrency,
             rate,
+            connections,
         }
     }
 }

@@ -44,6 +44,12 @@ const DISCARDABLE_BODY: u64 = 64 * 1024;
 
 impl Service for WorkerService {
     async fn serve(self: Rc<Self>, conn: TcpStream, _peer: SocketAddr, shutdown: Rc<LocalShutdown>) {
+        // `--max-connections`: a connection over the cap is closed before anything is read or written,
+        // so the client sees the connection end (EOF or reset), never a half-served request.
+        let Some(_open) = self.gw.connections.try_acquire() else {
+            drop(conn);
+            return;
+        };
         let mut client = Conn::Plain(conn);
         serve_connection(&self, &mut client, &shutdown).await;
         client.shutdown().await;

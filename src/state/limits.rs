@@ -1,5 +1,6 @@
 //! Overload protection shared by every worker, lock-free: the in-flight cap on intercepted requests
-//! (`CODER_AIBRIDGE_MAX_CONCURRENCY`) and the per-token request rate (`CODER_AIBRIDGE_RATE_LIMIT`).
+//! (`CODER_AIBRIDGE_MAX_CONCURRENCY`), the cap on open client connections (`--max-connections`) and the
+//! per-token request rate (`CODER_AIBRIDGE_RATE_LIMIT`).
 //! Neither waits: a request over a limit is refused at once. `0` turns a limit off.
 //!
 //! What each answers (README "What each limit answers"): over the concurrency cap → 503 "AI Bridge is
@@ -7,13 +8,15 @@
 //! ends). Both are answered in the provider's error shape before the body is read, never reach the
 //! upstream, and are not recorded as interceptions (none was started: Coder's limits also refuse before
 //! an interception exists); the metrics count them through [`Concurrency::rejected`] and
-//! [`RateLimiter::rejected`].
+//! [`RateLimiter::rejected`]. A connection over `--max-connections` is closed as soon as it is accepted,
+//! before a byte is read or written (the client sees EOF or a reset, never a partial answer).
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Intercepted requests in flight across all workers, capped.
+/// A cap on what is in flight across all workers: intercepted requests (`CODER_AIBRIDGE_MAX_CONCURRENCY`)
+/// or open client connections (`--max-connections`), one instance each.
 #[derive(Debug)]
 pub(crate) struct Concurrency {
     max: u64,
@@ -53,13 +56,13 @@ impl Concurrency {
         Some(Permit(Some(self)))
     }
 
-    /// Requests admitted and not yet finished (0 when the limit is off).
+    /// Admitted and not yet finished (0 when the limit is off).
     #[cfg_attr(not(test), allow(dead_code))] // read by the metrics scrape
     pub(crate) fn inflight(&self) -> u64 {
         self.inflight.load(Ordering::Relaxed)
     }
 
-    /// Requests refused with 503 so far.
+    /// Refused so far (requests answered 503, or connections closed at accept).
     #[cfg_attr(not(test), allow(dead_code))] // read by the metrics scrape
     pub(crate) fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)

@@ -97,3 +97,45 @@ fn rate_limit_answers_429_with_retry_after_above_the_per_token_rate() {
         request(gw.addr, "POST", CHAT, &[("Authorization", &alice)], CHAT_JSON.as_bytes()).status == 200
     });
 }
+
+/// What a connection refused at accept shows its client: the connection ends (EOF or reset) with no byte
+/// of an answer; a read timeout is not a refusal.
+fn refused(addr: std::net::SocketAddr) -> bool {
+    use std::io::{ErrorKind, Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the kernel still completes the handshake");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got) {
+        Ok(_) => got.is_empty(),
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => got.is_empty(),
+        Err(e) => panic!("neither served nor refused: {e} after {:?}", String::from_utf8_lossy(&got)),
+    }
+}
+
+#[test]
+fn max_connections_closes_connections_beyond_the_limit_at_once() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = Gateway::start_on(&mock.base_url(), KEYS, &[("CODER_AIBRIDGE_MAX_CONNECTIONS", "3")]);
+    let auth = format!("Bearer {}", gw.token("pia"));
+    // Three keep-alive connections, each served once so each is counted (on whichever worker took it).
+    let mut open: Vec<Client> = (0..3).map(|_| Client::connect(gw.addr)).collect();
+    for c in &mut open {
+        assert_eq!(c.request("GET", "/healthz", &[], b"").status, 200);
+    }
+    mock.clear();
+    for _ in 0..4 {
+        assert!(refused(gw.addr), "a fourth connection is closed without an answer");
+    }
+    // The open ones are unaffected and still carry requests.
+    let r = open[0].request("POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.requests().len(), 1, "only the admitted connection's request went upstream");
+    // One leaves: a new connection is served again.
+    drop(open.pop());
+    wait_until("a new connection is served once one closed", Duration::from_secs(30), || {
+        let mut c = Client::connect(gw.addr);
+        c.send("GET", "/healthz", &[], b"");
+        c.read_until_seen(b"HTTP/1.1 200")
+    });
+}
