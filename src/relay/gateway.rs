@@ -15,6 +15,7 @@ use crate::runtime::http::client_leg::UpstreamTimeouts;
 use crate::runtime::http::server_leg::ClientTimeouts;
 use crate::runtime::upstream::{PoolTimeouts, Upstreams};
 use crate::sink::SinkHandle;
+use crate::state::breaker::Breakers;
 use crate::state::limits::{Concurrency, RateLimiter};
 use crate::state::readiness::Readiness;
 
@@ -85,6 +86,8 @@ pub struct Gateway {
     pub(crate) rate: RateLimiter,
     /// `--max-connections`: client connections open across workers.
     pub(crate) connections: Concurrency,
+    /// `CODER_AIBRIDGE_CIRCUIT_BREAKER_*`: one breaker per instance, endpoint and model, across workers.
+    pub(crate) breakers: Breakers,
 }
 
 impl Gateway {
@@ -104,6 +107,7 @@ impl Gateway {
         let concurrency = Concurrency::new(config.limits.max_concurrency);
         let rate = RateLimiter::new(config.limits.rate_limit);
         let connections = Concurrency::new(config.limits.max_connections);
+        let breakers = Breakers::new(config.limits.breaker);
         Gateway {
             config,
             instances,
@@ -118,6 +122,7 @@ impl Gateway {
             concurrency,
             rate,
             connections,
+            breakers,
         }
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod agents;
 mod auth;
+mod breaker;
 mod crash;
 mod gzip;
 mod key_health;
