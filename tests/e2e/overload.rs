@@ -44,17 +44,25 @@ fn max_concurrency_answers_503_exactly_above_the_limit() {
     let chats = mock.requests().iter().filter(|q| q.path == "/v1/chat/completions").count();
     assert_eq!(chats, 2, "refused requests never reach the upstream");
 
-    // One stream ends (its client leaves): a place comes free.
+    // One stream ends (its client leaves): a place comes free, and a new slow stream takes it (polled:
+    // a request's place is given back when its handler finishes, just after its last byte was written).
     drop(held.pop());
-    wait_until("a place frees up after a client leaves", Duration::from_secs(30), || {
-        request(gw.addr, "POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes()).status == 200
-    });
-    // Still exactly one held: one more fits, the next does not.
-    let mut third = Client::connect(gw.addr);
-    third.send("POST", CHAT, &slow, CHAT_STREAM.as_bytes());
-    assert!(third.read_until_seen(b"data: "));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let third = loop {
+        let mut c = Client::connect(gw.addr);
+        c.send("POST", CHAT, &slow, CHAT_STREAM.as_bytes());
+        assert!(c.read_until_seen(b"\r\n\r\n"), "no answer");
+        if c.buffered().starts_with(b"HTTP/1.1 200") {
+            assert!(c.read_until_seen(b"data: "), "the stream never started");
+            break c;
+        }
+        assert_eq!(c.read_response().status, 503);
+        assert!(Instant::now() < deadline, "no place came free after a client left");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Two held again: the next is refused.
     let r = request(gw.addr, "POST", CHAT, &[("Authorization", &auth)], CHAT_JSON.as_bytes());
-    assert_eq!(r.status, 503);
+    assert_eq!(r.status, 503, "{}", r.text());
     drop(held);
     drop(third);
     // Refusals are not interceptions: only the requests that went upstream are recorded.
