@@ -168,3 +168,33 @@ fn breaker_is_off_by_default() {
     let r = send(&gw, &auth, "gpt-4o", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn an_anthropic_breaker_answers_in_anthropic_shape() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = Gateway::start_on(
+        &mock.base_url(),
+        KEYS,
+        &[
+            ("CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED", "true"),
+            ("CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "1"),
+        ],
+    );
+    let key = gw.token("pia");
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
+    let messages = "/api/v2/aibridge/anthropic/v1/messages";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let r = request(gw.addr, "POST", messages, &[("X-Api-Key", &key), ("x-mock-status", "529")], body.as_bytes());
+        if r.json()["error"]["message"] == "circuit breaker is open" {
+            break r;
+        }
+        assert_eq!(r.status, 529, "{}", r.text());
+        assert!(Instant::now() < deadline, "the breaker never opened");
+    };
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.json()["type"], "error");
+    assert_eq!(refused.json()["error"]["type"], "overloaded_error");
+    let retry: u64 = refused.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=30).contains(&retry), "the default 30 s timeout: {retry}");
+}
