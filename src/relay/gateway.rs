@@ -1,5 +1,5 @@
 //! What the relay's workers share (the gateway: instances, token cache, sink channel, DNS, TLS,
-//! timeouts) and what each worker owns (its connection pool, key pools, open interceptions). Data only:
+//! timeouts) and what each worker owns (its connection pool, open interceptions). Data only:
 //! the request phases live in their own modules.
 
 use std::cell::RefCell;
@@ -15,6 +15,9 @@ use crate::runtime::http::client_leg::UpstreamTimeouts;
 use crate::runtime::http::server_leg::ClientTimeouts;
 use crate::runtime::upstream::{PoolTimeouts, Upstreams};
 use crate::sink::SinkHandle;
+use crate::state::breaker::Breakers;
+use crate::state::limits::{Concurrency, RateLimiter};
+use crate::state::readiness::Readiness;
 
 use super::body::BodyTimeouts;
 use super::instance::Instance;
@@ -73,6 +76,18 @@ pub struct Gateway {
     pub timeouts: Timeouts,
     /// False only for overhead measurements (`AIBRIDGED_RECORDING=off`): requests are relayed unobserved.
     pub recording: bool,
+    /// Per instance (by index): the health of its credentials, shared by every worker (atomics).
+    pub(crate) key_pools: Vec<KeyPool>,
+    /// What `/readyz` answers; set by start-up and the signal thread.
+    pub(crate) readiness: Arc<Readiness>,
+    /// `CODER_AIBRIDGE_MAX_CONCURRENCY`: intercepted requests in flight across workers.
+    pub(crate) concurrency: Concurrency,
+    /// `CODER_AIBRIDGE_RATE_LIMIT`: requests per second per gateway token, across workers.
+    pub(crate) rate: RateLimiter,
+    /// `--max-connections`: client connections open across workers.
+    pub(crate) connections: Concurrency,
+    /// `CODER_AIBRIDGE_CIRCUIT_BREAKER_*`: one breaker per instance, endpoint and model, across workers.
+    pub(crate) breakers: Breakers,
 }
 
 impl Gateway {
@@ -84,19 +99,38 @@ impl Gateway {
         sink: SinkHandle,
         dns: DnsCache,
         tls: Arc<rustls::ClientConfig>,
+        readiness: Arc<Readiness>,
     ) -> Gateway {
         let timeouts = Timeouts::from(&config.timeouts);
         let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
-        Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording }
+        let key_pools = instances.iter().map(|i| KeyPool::new(i.upstream.pool_size())).collect();
+        let concurrency = Concurrency::new(config.limits.max_concurrency);
+        let rate = RateLimiter::new(config.limits.rate_limit);
+        let connections = Concurrency::new(config.limits.max_connections);
+        let breakers = Breakers::new(config.limits.breaker);
+        Gateway {
+            config,
+            instances,
+            tokens,
+            sink,
+            dns,
+            tls,
+            timeouts,
+            recording,
+            key_pools,
+            readiness,
+            concurrency,
+            rate,
+            connections,
+            breakers,
+        }
     }
 }
 
-/// One worker's service: the shared gateway plus this worker's pool, key pools and open interceptions.
+/// One worker's service: the shared gateway plus this worker's upstream pool and open interceptions.
 pub struct WorkerService {
     pub gw: Arc<Gateway>,
     pub(super) upstreams: Upstreams,
-    /// Per instance (by index): failover state of its credentials. Worker-local, so no locks.
-    pub(super) key_pools: Vec<RefCell<KeyPool>>,
     pub(super) inflight: Rc<InFlight>,
     /// Tokens this worker verified against the current snapshot (skips the SHA-256 for repeat callers).
     pub(super) token_memo: RefCell<VerifiedMemo>,
@@ -105,11 +139,9 @@ pub struct WorkerService {
 impl WorkerService {
     pub fn new(gw: Arc<Gateway>) -> WorkerService {
         let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone(), gw.instances.len(), gw.timeouts.pool);
-        let key_pools = gw.instances.iter().map(|i| RefCell::new(KeyPool::new(i.upstream.pool_size()))).collect();
         WorkerService {
             gw,
             upstreams,
-            key_pools,
             inflight: Rc::new(InFlight::default()),
             token_memo: RefCell::new(VerifiedMemo::default()),
         }

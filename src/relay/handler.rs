@@ -11,12 +11,18 @@ use monoio::net::TcpStream;
 
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
+use crate::providers::routes::RouteKind;
+use crate::providers::upstream::Outbound;
 use crate::records::{EndStatus, InterceptionStart};
-use crate::runtime::http::server_leg::{read_body, read_head, write_simple, Content, NoHead, CLIENT_READ_SPARE};
+use crate::runtime::http::server_leg::{
+    read_body, read_head, write_simple, write_simple_with, Content, NoHead, CLIENT_READ_SPARE,
+};
 use crate::runtime::http::{BodyKind, RequestHead};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::runtime::worker::Service;
+use crate::state::breaker::Ticket;
+use crate::state::readiness::NotReady;
 
 use super::authenticate::authenticate;
 use super::context::{RequestCtx, Timings};
@@ -31,11 +37,21 @@ use super::route::{is_preconnect, route, shape_of_partial_head};
 
 /// The health check's answer (its length is also the answer to `HEAD /healthz`).
 const HEALTHY: &[u8] = b"{\"status\":\"ok\"}";
+/// The readiness check's answers.
+const READY: &[u8] = b"{\"status\":\"ready\"}";
+const STARTING: &[u8] = b"{\"status\":\"starting\"}";
+const DRAINING: &[u8] = b"{\"status\":\"draining\"}";
 /// Bodies of rejected requests up to this size are read and dropped so the connection can be kept.
 const DISCARDABLE_BODY: u64 = 64 * 1024;
 
 impl Service for WorkerService {
     async fn serve(self: Rc<Self>, conn: TcpStream, _peer: SocketAddr, shutdown: Rc<LocalShutdown>) {
+        // `--max-connections`: a connection over the cap is closed before anything is read or written,
+        // so the client sees the connection end (EOF or reset), never a half-served request.
+        let Some(_open) = self.gw.connections.try_acquire() else {
+            drop(conn);
+            return;
+        };
         let mut client = Conn::Plain(conn);
         serve_connection(&self, &mut client, &shutdown).await;
         client.shutdown().await;
@@ -77,6 +93,15 @@ async fn handle_request(
     let gw = &svc.gw;
     let keep_alive = head.keep_alive;
     let content = Content::for_method(&head.method);
+    if is_probe(&head, "/readyz") {
+        let keep = discard_small_body(svc, client, buf, &head).await && keep_alive;
+        let (status, body) = match gw.readiness.check() {
+            Ok(()) => (200, READY),
+            Err(NotReady::Starting) => (503, STARTING),
+            Err(NotReady::Draining) => (503, DRAINING),
+        };
+        return write_simple(client, status, "application/json", body, keep, content).await && keep;
+    }
     if is_health_check(&head) || is_preconnect(&gw.instances, gw.config.enabled, &head) {
         let keep = discard_small_body(svc, client, buf, &head).await && keep_alive;
         let body: &[u8] = if is_health_check(&head) { HEALTHY } else { b"" };
@@ -91,6 +116,18 @@ async fn handle_request(
     let caller = match authenticate(&gw.tokens, &svc.token_memo, &head) {
         Ok(c) => c,
         Err(e) => return reject(svc, client, buf, &head, inst.shape, e).await,
+    };
+    // Overload protection, before the body is read: a refused request never reaches the upstream and
+    // starts no interception. The permit is held until the request ends.
+    if let Err(retry_after) = gw.rate.check(&caller.principal.token_id, Instant::now()) {
+        return reject(svc, client, buf, &head, inst.shape, RelayError::RateLimited { retry_after }).await;
+    }
+    let _permit = match route.kind {
+        RouteKind::Intercept(_) => match gw.concurrency.try_acquire() {
+            Some(p) => Some(p),
+            None => return reject(svc, client, buf, &head, inst.shape, RelayError::AtCapacity).await,
+        },
+        RouteKind::Passthrough => None,
     };
     let body = match read_body(client, buf, &head, gw.config.max_body_size, &gw.timeouts.client).await {
         Ok(b) => b,
@@ -131,19 +168,44 @@ async fn proxy(
 ) -> Result<bool, RelayError> {
     let body = inspect_body(ctx, body)?;
     let mut out = outbound(ctx, body)?;
-    ctx.credential =
-        credential::first(&ctx.caller, &mut svc.key_pools[ctx.route.instance].borrow_mut(), Instant::now())?;
+    ctx.credential = credential::first(&ctx.caller, &svc.gw.key_pools[ctx.route.instance], Instant::now())?;
     start_record(svc, ctx, out.model.clone());
+    // An open breaker refuses here: the interception just started ends failed, nothing goes upstream.
+    let breaker = admit_to_breaker(svc, ctx, &out)?;
 
     let Some(upstream) = exchange(svc, client, ctx, &mut out).await? else {
         return Ok(false);
     };
+    let status = upstream.head.status;
     let translator = ctx.inst.upstream.translator(&out);
     drop(out);
     if let Some(i) = ctx.interception.as_mut() {
         i.commit_start();
     }
-    Ok(relay_response(svc, client, ctx, upstream, translator).await)
+    let keep = relay_response(svc, client, ctx, upstream, translator).await;
+    // Settled when the request ends (a half-open trial holds its place until then), by the status.
+    if let Some(ticket) = breaker {
+        ticket.settle(Some(status), Instant::now());
+    }
+    Ok(keep)
+}
+
+/// The breaker's permission for an intercepted request (`None`: breaker disabled, or not intercepted).
+/// The ticket is settled with the upstream's status when the response ends; dropped on any other path
+/// (no upstream answer), it counts as no answer.
+fn admit_to_breaker<'g>(
+    svc: &'g WorkerService,
+    ctx: &RequestCtx<'_>,
+    out: &Outbound,
+) -> Result<Option<Ticket<'g>>, RelayError> {
+    let (RouteKind::Intercept(api), Some(inspection)) = (ctx.route.kind, ctx.info.as_ref()) else {
+        return Ok(None);
+    };
+    let model = out.model.as_deref().unwrap_or(&inspection.info.model);
+    svc.gw
+        .breakers
+        .admit(&ctx.inst.name, api.as_str(), model, Instant::now())
+        .map_err(|retry_after| RelayError::BreakerOpen { retry_after })
 }
 
 /// Opens the interception of an inspected request (when recording is on). `model` replaces the
@@ -191,7 +253,12 @@ fn end_request(ctx: &mut RequestCtx<'_>) {
 }
 
 fn is_health_check(head: &RequestHead) -> bool {
-    head.target.split('?').next() == Some("/healthz") && (head.method == "GET" || head.method == "HEAD")
+    is_probe(head, "/healthz")
+}
+
+/// `GET` or `HEAD` on `path` (query ignored): the liveness and readiness probes.
+fn is_probe(head: &RequestHead, path: &str) -> bool {
+    head.target.split('?').next() == Some(path) && (head.method == "GET" || head.method == "HEAD")
 }
 
 /// Answers an error raised before the body was read; keeps the connection only if the body was small
@@ -224,5 +291,12 @@ async fn answer_error(client: &mut Conn, shape: ErrorShape, e: &RelayError, keep
     } else {
         tracing::debug!(status = e.status(), error = %e, "request rejected");
     }
-    write_simple(client, e.status(), "application/json", &e.body(shape), keep, content).await
+    let body = e.body(shape);
+    match e.retry_after_secs() {
+        Some(secs) => {
+            let secs = secs.to_string();
+            write_simple_with(client, e.status(), &[("Retry-After", &secs)], &body, keep, content).await
+        }
+        None => write_simple(client, e.status(), "application/json", &body, keep, content).await,
+    }
 }

@@ -5,12 +5,17 @@ mod support;
 
 mod agents;
 mod auth;
+mod breaker;
 mod browser;
 mod crash;
 mod gzip;
+mod key_health;
 mod limits;
+mod naming;
+mod overload;
 mod probes;
 mod providers;
+mod readiness;
 mod records;
 mod relay;
 mod robustness;
