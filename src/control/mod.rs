@@ -26,17 +26,19 @@ const MAX_QUERY_THREADS: usize = 4;
 /// Measured with `scripts/bench sessions` (README, Sessions).
 const CONTROL_NICE: libc::c_int = 10;
 
-/// Lowers the calling thread's scheduling priority by [`CONTROL_NICE`] (at most to 19). On Linux the nice value belongs
+/// Sets the calling thread's nice value to the process's plus [`CONTROL_NICE`] (at most 19). On Linux the nice value belongs
 /// to each thread, so this leaves the workers and the sink as they are. Best effort: a failure (a
 /// sandbox refusing it) only costs the data plane some tail latency while the API is busy.
 fn lower_this_threads_priority() {
-    // SAFETY: gettid has no preconditions; getpriority and setpriority only read their integer
-    // arguments, and the latter changes the nice value of this very thread. (-1 from getpriority is also
-    // a valid nice value; a real failure shows in setpriority's result.)
+    // Relative to the process (its main thread's nice value), not to the calling thread: tokio starts its
+    // blocking query threads from already niced threads, which inherit their nice value.
+    // SAFETY: getpid and gettid have no preconditions; getpriority and setpriority only read their
+    // integer arguments, and the latter changes the nice value of this very thread. (-1 from getpriority
+    // is also a valid nice value; a real failure shows in setpriority's result.)
     let rc = unsafe {
+        let process = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
         let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, (now + CONTROL_NICE).min(19))
+        libc::setpriority(libc::PRIO_PROCESS, tid, (process + CONTROL_NICE).min(19))
     };
     if rc != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a control-plane thread's priority");
@@ -117,6 +119,19 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(lowered, (before + CONTROL_NICE).min(19));
+        // A thread started by a niced thread (as tokio starts its blocking threads) ends at the same level.
+        let nested = std::thread::spawn(move || {
+            lower_this_threads_priority();
+            std::thread::spawn(move || {
+                lower_this_threads_priority();
+                nice()
+            })
+            .join()
+            .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(nested, lowered, "niced relative to the process, not to the spawning thread");
         assert_eq!(std::thread::spawn(nice).join().unwrap(), before, "only the calling thread is niced");
     }
 }
