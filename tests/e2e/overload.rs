@@ -127,9 +127,21 @@ fn max_connections_closes_connections_beyond_the_limit_at_once() {
     let gw = Gateway::start_on(&mock.base_url(), KEYS, &[("CODER_AIBRIDGE_MAX_CONNECTIONS", "3")]);
     let auth = format!("Bearer {}", gw.token("pia"));
     // Three keep-alive connections, each served once so each is counted (on whichever worker took it).
-    let mut open: Vec<Client> = (0..3).map(|_| Client::connect(gw.addr)).collect();
-    for c in &mut open {
-        assert_eq!(c.request("GET", "/healthz", &[], b"").status, 200);
+    // The harness's start-up probes closed their connections just before; a worker releases such a
+    // place when it reads the close, so a connection refused meanwhile is retried (bounded).
+    let mut open: Vec<Client> = Vec::new();
+    while open.len() < 3 {
+        wait_until("a connection under the limit is served", Duration::from_secs(30), || {
+            let mut c = Client::connect(gw.addr);
+            c.send("GET", "/healthz", &[], b"");
+            let served = c.read_until_seen(b"HTTP/1.1 200");
+            if served {
+                // Consume the whole answer the check saw the start of.
+                assert_eq!(c.read_response().status, 200);
+                open.push(c);
+            }
+            served
+        });
     }
     mock.clear();
     for _ in 0..4 {
