@@ -8,6 +8,7 @@ pub mod commands;
 pub(crate) mod config;
 pub(crate) mod db;
 pub(crate) mod logging;
+pub mod metrics;
 pub mod mock;
 pub mod providers;
 pub mod records;

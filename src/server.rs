@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::auth;
 use crate::config::Config;
+use crate::metrics::recorded::Recorded;
+use crate::metrics::{self, BuildInfo, InstanceLabels, Metrics};
 use crate::providers::bedrock::sign::credentials_from_env;
 use crate::relay::{self, Gateway, WorkerService};
 use crate::runtime::dns;
@@ -26,6 +28,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: String, source: std::io::Error },
     #[error("cannot start threads: {0}")]
     Threads(std::io::Error),
 }
@@ -41,6 +45,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let config = Arc::new(config);
+    let recorded = config.metrics.enabled.then(|| Arc::new(Recorded::new(config.metrics.initiator_label)));
     let (sink_handle, sink_thread) = sink::start(SinkOptions {
         database_path: config.database_path.clone(),
         structured_logging: config.structured_logging,
@@ -52,6 +57,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         max_batch_records: config.sink.batch_max_records,
         max_batch_delay: config.sink.batch_max_delay,
         gateway_id: Some(config.gateway_id.clone()),
+        recorded: recorded.clone(),
     })?;
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
     let tokens = auth::load_token_cache(&config.database_path)?;
@@ -63,11 +69,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // before they start) → the gateway the workers share.
     let instances = relay::build_instances(&config, aws_env.as_ref());
     let (dns_cache, _dns_thread) = dns::spawn_resolver(relay::upstream_hosts(&instances), config.dns_refresh);
-    let gateway = Arc::new(Gateway::new(config.clone(), instances, tokens, sink_handle, dns_cache, tls_config));
+    let driver = DriverChoice::from_env();
+    let metrics = match recorded {
+        Some(recorded) => Some(start_metrics(&config, &instances, driver, recorded, sink_thread.probe())?),
+        None => None,
+    };
+    let gateway = Arc::new(
+        Gateway::new(config.clone(), instances, tokens, sink_handle, dns_cache, tls_config).with_metrics(metrics),
+    );
 
     let (listeners, bound) = bind_reuseport(&config.http_address, config.workers)
         .map_err(|source| StartError::Listen { addr: config.http_address.clone(), source })?;
-    let driver = DriverChoice::from_env();
     for inst in &gateway.instances {
         let url = inst.upstream.url();
         tracing::info!(
@@ -88,8 +100,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
 
     let worker_gateway = gateway.clone();
-    let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |_| {
-        WorkerService::new(worker_gateway.clone())
+    let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |index| {
+        WorkerService::new(worker_gateway.clone(), index)
     })
     .map_err(StartError::Threads)?;
     for h in handles {
@@ -110,6 +122,24 @@ pub fn run(config: Config) -> Result<(), StartError> {
         "records committed; bye"
     );
     Ok(())
+}
+
+/// Builds the metrics over the instances and starts their listener thread (README "Operating").
+fn start_metrics(
+    config: &Config,
+    instances: &[relay::Instance],
+    driver: DriverChoice,
+    recorded: Arc<Recorded>,
+    sink: sink::SinkProbe,
+) -> Result<Arc<Metrics>, StartError> {
+    let labels = instances.iter().map(|i| InstanceLabels { provider: i.kind.as_str(), name: i.name.clone() }).collect();
+    let info = BuildInfo { driver: driver.metric_name(), workers: config.workers };
+    let m = Arc::new(Metrics::new(config.metrics.prefix.clone(), labels, info, recorded, sink));
+    let addr = &config.metrics.address;
+    let bound = metrics::listener::spawn(addr, m.clone())
+        .map_err(|source| StartError::Metrics { addr: addr.clone(), source })?;
+    tracing::info!(address = %bound, prefix = %config.metrics.prefix, "metrics on http://{bound}/metrics");
+    Ok(m)
 }
 
 /// Says loudly when workers had to wait for a full sink channel (the records were kept, but the relay

@@ -113,6 +113,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// The timeouts, refresh intervals and sink limits (`config::tuning`). Durations are written like
@@ -217,4 +220,27 @@ pub struct TuningArgs {
     /// [default: 1h]
     #[arg(long = "aibridge-retention-interval", value_name = "DURATION")]
     pub retention_interval: Option<String>,
+}
+
+/// The metrics settings (`config::metrics`, README "Operating").
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at /metrics on --prometheus-address [env: CODER_PROMETHEUS_ENABLE]
+    /// [default: false]
+    #[arg(long = "prometheus-enable", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub prometheus_enable: Option<String>,
+
+    /// Address of the metrics listener [env: CODER_PROMETHEUS_ADDRESS] [default: 127.0.0.1:2112]
+    #[arg(long = "prometheus-address", value_name = "HOST:PORT")]
+    pub prometheus_address: Option<String>,
+
+    /// Prefix of every metric name [env: CODER_AIBRIDGE_METRICS_PREFIX] [default: coder_aibridged_]
+    #[arg(long = "aibridge-metrics-prefix", value_name = "PREFIX")]
+    pub metrics_prefix: Option<String>,
+
+    /// Label interceptions, prompts and tokens by initiator_id (one series per user)
+    /// [env: CODER_AIBRIDGE_METRICS_INITIATOR_LABEL] [default: true]
+    #[arg(long = "aibridge-metrics-initiator-label", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_initiator_label: Option<String>,
 }

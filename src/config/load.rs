@@ -6,7 +6,7 @@ use super::args::{DatabaseArgs, ServerArgs};
 use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::{parse_duration, parse_size};
-use super::{providers, tuning, Config};
+use super::{metrics, providers, tuning, Config};
 use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -128,6 +128,7 @@ pub fn load_with_yaml(
     };
     let providers = providers::resolve(args, &src, &mut warnings)?;
     let tuning = tuning::resolve(&args.tuning, &src)?;
+    let metrics = metrics::resolve(&args.metrics, &src)?;
 
     let config = Config {
         enabled,
@@ -146,6 +147,7 @@ pub fn load_with_yaml(
         sink: tuning.sink,
         token_refresh: tuning.token_refresh,
         dns_refresh: tuning.dns_refresh,
+        metrics,
     };
     Ok(Loaded { config, warnings })
 }
@@ -206,7 +208,7 @@ fn invalid(raw: &Raw, reason: impl ToString) -> ConfigError {
 }
 
 /// Booleans as Go's `strconv.ParseBool` spells them (1, t, true, 0, f, false; any case), plus yes/no.
-fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
+pub(super) fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
     match raw.value.trim().to_ascii_lowercase().as_str() {
         "1" | "t" | "true" | "yes" | "y" | "on" => Ok(true),
         "0" | "f" | "false" | "no" | "n" | "off" => Ok(false),
@@ -215,7 +217,7 @@ fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
 }
 
 /// `HOST:PORT` with a numeric port (host may be a name, an IPv4 address or a bracketed IPv6 address).
-fn parse_address(raw: &Raw) -> Result<String, ConfigError> {
+pub(super) fn parse_address(raw: &Raw) -> Result<String, ConfigError> {
     let text = raw.value.trim();
     let ok = text
         .rsplit_once(':')

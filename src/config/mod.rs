@@ -9,6 +9,7 @@ use std::time::Duration;
 pub mod args;
 pub mod error;
 mod load;
+mod metrics;
 mod providers;
 mod sources;
 #[cfg(test)]
@@ -18,6 +19,8 @@ pub mod units;
 
 pub use args::{DatabaseArgs, ServerArgs};
 pub use load::{database_path, load_from_process, process_env};
+pub(crate) use metrics::is_valid_name_prefix;
+pub use metrics::MetricsSettings;
 pub use tuning::{SinkSettings, Timeouts};
 // What the configuration tests name through `config::` (the rest stays inside the module).
 #[cfg(test)]
@@ -63,6 +66,9 @@ pub struct Config {
     pub token_refresh: Duration,
     /// How often upstream host names are resolved again (`--aibridge-dns-refresh-interval`, default 30s).
     pub dns_refresh: Duration,
+    /// `/metrics`: whether and where it is served, the name prefix, the initiator label
+    /// (`--prometheus-*`, `--aibridge-metrics-*`).
+    pub metrics: MetricsSettings,
 }
 
 /// The wire family of a provider instance.

@@ -206,6 +206,30 @@ aibridge_setting!(
     "aibridge.retention_interval"
 );
 
+// Metrics (`config::metrics`): Coder's own Prometheus settings, and this gateway's prefix and label choice.
+pub(crate) const PROMETHEUS_ENABLE: Setting = Setting {
+    flag: "--prometheus-enable",
+    env: "CODER_PROMETHEUS_ENABLE",
+    yaml: &["prometheus.enable", "introspection.prometheus.enable"],
+};
+pub(crate) const PROMETHEUS_ADDRESS: Setting = Setting {
+    flag: "--prometheus-address",
+    env: "CODER_PROMETHEUS_ADDRESS",
+    yaml: &["prometheus.address", "introspection.prometheus.address"],
+};
+aibridge_setting!(
+    METRICS_PREFIX,
+    "--aibridge-metrics-prefix",
+    "CODER_AIBRIDGE_METRICS_PREFIX",
+    "aibridge.metrics_prefix"
+);
+aibridge_setting!(
+    METRICS_INITIATOR_LABEL,
+    "--aibridge-metrics-initiator-label",
+    "CODER_AIBRIDGE_METRICS_INITIATOR_LABEL",
+    "aibridge.metrics_initiator_label"
+);
+
 pub(crate) const HTTP_ADDRESS: Setting = Setting {
     flag: "--http-address",
     env: "CODER_HTTP_ADDRESS",
@@ -262,6 +286,9 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_CHANNEL_CAPACITY,
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
+    // Metrics.
+    &METRICS_PREFIX,
+    &METRICS_INITIATOR_LABEL,
 ];
 
 /// A value and the name of the source it came from (flag, variable or `YAML <path>`), for messages.
