@@ -12,6 +12,7 @@ pub(crate) mod worker;
 
 use std::sync::Arc;
 
+use crate::records::Api;
 use crate::sink::SinkProbe;
 
 use exposition::{Encoder, Kind};
@@ -26,6 +27,13 @@ pub(crate) struct InstanceLabels {
     pub(crate) provider: &'static str,
     /// `provider_name`: the instance's NAME.
     pub(crate) name: String,
+}
+
+impl InstanceLabels {
+    /// Whether the instance's provider type intercepts `api` (its other in-flight series would always be 0).
+    fn serves(&self, api: Api) -> bool {
+        (self.provider == "anthropic") == (api == Api::Messages)
+    }
 }
 
 /// What the process reports about itself in the info metric.
@@ -82,7 +90,7 @@ impl Metrics {
         let t = worker::totals(self.layout, &self.workers);
         e.family("interceptions_inflight", Kind::Gauge, "Intercepted requests being relayed now.");
         for (i, inst) in self.instances.iter().enumerate() {
-            for (slot, api) in APIS.into_iter().enumerate() {
+            for (slot, api) in APIS.into_iter().enumerate().filter(|(_, api)| inst.serves(*api)) {
                 let labels = [("provider", inst.provider), ("provider_name", &*inst.name), ("route", api_route(api))];
                 e.sample("interceptions_inflight", &labels, t.inflight[i][slot] as f64);
             }
@@ -160,7 +168,6 @@ impl Metrics {
 mod tests {
     use super::*;
     use crate::metrics::worker::Phase;
-    use crate::records::Api;
     use std::time::Duration;
 
     #[test]

@@ -696,7 +696,7 @@ fn gateway_with_fd_limit(fds: u32) -> Gateway {
             break rest.parse().unwrap();
         }
     };
-    Gateway { child, addr, db, dir, log_lines, probe_path: None }
+    Gateway { child, addr, db, dir, log_lines, probe_path: None, startup_log: Vec::new() }
 }
 
 #[test]
