@@ -205,6 +205,13 @@ aibridge_setting!(
     "CODER_AIBRIDGE_RETENTION_INTERVAL",
     "aibridge.retention_interval"
 );
+// Bounded shutdown (issue 9 item 4).
+aibridge_setting!(
+    SHUTDOWN_DRAIN,
+    "--aibridge-shutdown-drain",
+    "CODER_AIBRIDGE_SHUTDOWN_DRAIN",
+    "aibridge.shutdown_drain"
+);
 
 // Metrics (`config::metrics`): Coder's own Prometheus settings, and this gateway's prefix and label choice.
 pub(crate) const PROMETHEUS_ENABLE: Setting = Setting {
@@ -286,6 +293,7 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_CHANNEL_CAPACITY,
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
+    &SHUTDOWN_DRAIN,
     // Metrics.
     &METRICS_PREFIX,
     &METRICS_INITIATOR_LABEL,

@@ -6,6 +6,7 @@
 
 mod logline;
 mod probe;
+mod spill;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +67,9 @@ pub(crate) const GATEWAY_RESTART_REASON: &str = "gateway_restart";
 /// Tries of the start-up settle while the database is locked (about a second and a half in all).
 const SETTLE_ATTEMPTS: u32 = 7;
 
+/// Default for [`SinkOptions::shutdown_drain`].
+pub(crate) const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
 /// Pause before retrying a retention chunk that failed on a passing fault.
 const RETENTION_RETRY: Duration = Duration::from_secs(30);
 
@@ -94,6 +98,9 @@ pub struct SinkOptions {
     pub(crate) gateway_id: Option<Arc<str>>,
     /// The metrics families counted from committed records (`None` when metrics are off).
     pub(crate) recorded: Option<Arc<Recorded>>,
+    /// After a close, how long the sink keeps trying to commit before it spills what is left to a file
+    /// beside the database ([`spill`]) and stops.
+    pub(crate) shutdown_drain: Duration,
 }
 
 impl SinkOptions {
@@ -111,6 +118,7 @@ impl SinkOptions {
             max_batch_delay: MAX_BATCH_DELAY,
             gateway_id: None,
             recorded: None,
+            shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
         }
     }
 }
@@ -145,6 +153,8 @@ struct Counters {
     send_after_exit: AtomicU64,
     /// Records in the channel, as the sink last saw it (for /metrics).
     queued: AtomicU64,
+    spilled_records: AtomicU64,
+    lost_at_shutdown: AtomicU64,
 }
 
 /// A snapshot of the sink's counters.
@@ -172,6 +182,10 @@ pub struct SinkStats {
     pub(crate) log_write_errors: u64,
     /// Sends after the sink thread had already exited (only possible if it panicked).
     pub(crate) send_after_exit: u64,
+    /// Records the shutdown drain could not commit and wrote to a spill file instead.
+    pub(crate) spilled_records: u64,
+    /// Records the shutdown drain could neither commit nor spill (the spill file could not be written).
+    pub(crate) lost_at_shutdown: u64,
 }
 
 /// The workers' end of the channel. Cheap to clone; the sink thread exits once every clone is dropped.
@@ -224,6 +238,8 @@ impl Counters {
             failed_records: get(&self.failed_records),
             log_write_errors: get(&self.log_write_errors),
             send_after_exit: get(&self.send_after_exit),
+            spilled_records: get(&self.spilled_records),
+            lost_at_shutdown: get(&self.lost_at_shutdown),
         }
     }
 }
@@ -278,6 +294,8 @@ pub(crate) fn start_with_store(
     opts: SinkOptions,
     mut store: Box<dyn Store>,
 ) -> Result<(SinkHandle, SinkThread), SinkError> {
+    // Before the settle: a spilled end must land before the start is taken for one left open.
+    spill::import_all(&opts.database_path, store.as_mut());
     if let Some(gateway_id) = &opts.gateway_id {
         settle_previous_run(store.as_mut(), gateway_id);
     }
@@ -308,6 +326,9 @@ pub(crate) fn start_with_store(
         purge_more: false,
         recorded: opts.recorded,
         commit_time: commit_time.clone(),
+        database_path: opts.database_path.clone(),
+        shutdown_drain: opts.shutdown_drain,
+        drain_until: None,
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
@@ -369,6 +390,11 @@ struct Sink {
     /// Counts committed records into the metrics families (metrics on only).
     recorded: Option<Arc<Recorded>>,
     commit_time: Arc<AtomicHistogram>,
+    /// Spill files go beside it.
+    database_path: PathBuf,
+    shutdown_drain: Duration,
+    /// Set when the sink is closed: past it, what is still pending is spilled and the sink stops.
+    drain_until: Option<Instant>,
 }
 
 impl Sink {
@@ -387,6 +413,13 @@ impl Sink {
             if self.closed && self.pending.is_empty() {
                 break;
             }
+            if self.closed {
+                let until = *self.drain_until.get_or_insert_with(|| Instant::now() + self.shutdown_drain);
+                if Instant::now() >= until {
+                    self.spill();
+                    break;
+                }
+            }
         }
         if !self.log.flush() {
             self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
@@ -402,8 +435,13 @@ impl Sink {
     /// Fills `pending` from the channel: a batch's worth (or what arrives within the batch delay of the
     /// first record) normally, everything that fits under `MAX_PENDING_RECORDS` while a fault lasts.
     fn receive(&mut self) {
+        if !self.closed && self.close_requested.load(Ordering::SeqCst) {
+            // Also while a fault lasts: a close must start the bounded drain even with records pending.
+            self.drain_for_close();
+        }
         if self.closed {
             if let Some(at) = self.retry_at {
+                let at = self.drain_until.map_or(at, |until| at.min(until));
                 std::thread::sleep(at.saturating_duration_since(Instant::now()));
             }
             return;
@@ -472,6 +510,34 @@ impl Sink {
             self.push(r);
         }
         self.closed = true;
+    }
+
+    /// The drain ended with the database still refusing writes: writes what is pending to a spill file,
+    /// which the next start imports, and says where.
+    fn spill(&mut self) {
+        let n = self.pending.len();
+        match spill::write(&self.database_path, &self.pending) {
+            Ok(path) => {
+                self.counters.spilled_records.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(
+                    records = n,
+                    path = %path.display(),
+                    "the shutdown drain ended with the database refusing writes; wrote the uncommitted records \
+                     to a spill file, imported at the next start"
+                );
+            }
+            Err(e) => {
+                self.counters.lost_at_shutdown.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(
+                    records = n,
+                    error = %e,
+                    "the shutdown drain ended with the database refusing writes and the spill file could not be \
+                     written; these records are lost"
+                );
+            }
+        }
+        self.pending.clear();
+        self.counters.pending_in_memory.store(0, Ordering::Relaxed);
     }
 
     /// When the idle wait must end for retention to run, if retention is on.
