@@ -256,6 +256,8 @@ pub struct GatewaySpec<'a> {
     pub name: &'a str,
     pub driver: &'a str,
     pub recording: bool,
+    /// Serve `/metrics` (on a free port) so its cost on the request path is measured.
+    pub metrics: bool,
     pub workers: usize,
     pub mock_addr: &'a str,
 }
@@ -368,6 +370,8 @@ pub fn start_gateway(bin: &Path, spec: &GatewaySpec, cpus: &[usize], dir: &Path)
         .env("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", format!("http://{}/v1", spec.mock_addr))
         .env("AIBRIDGED_IO_DRIVER", spec.driver)
         .env("AIBRIDGED_RECORDING", if spec.recording { "on" } else { "off" })
+        .env("CODER_PROMETHEUS_ENABLE", if spec.metrics { "true" } else { "false" })
+        .env("CODER_PROMETHEUS_ADDRESS", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).map_err(io_err("create gateway log"))?);
