@@ -10,7 +10,7 @@ pub mod parse;
 pub(crate) mod recorded;
 pub(crate) mod worker;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::records::Api;
 use crate::sink::SinkProbe;
@@ -43,6 +43,26 @@ pub(crate) struct BuildInfo {
     pub(crate) workers: usize,
 }
 
+/// One instance's key failover pool as a scrape reads it: keys by state, and its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KeyPoolReading {
+    /// The instance's index.
+    pub(crate) instance: usize,
+    /// Keys in use or usable now.
+    pub(crate) valid: u64,
+    /// Keys resting after a 429.
+    pub(crate) temporary: u64,
+    /// Keys disabled after a 401/403 (until restart).
+    pub(crate) permanent: u64,
+    /// Attempts moved to another key.
+    pub(crate) failover_attempts: u64,
+    /// Times no key was usable.
+    pub(crate) exhaustions: u64,
+}
+
+/// Reads the shared key pools at scrape time (set once the gateway that owns them exists).
+pub(crate) type KeyPoolSource = Box<dyn Fn() -> Vec<KeyPoolReading> + Send + Sync>;
+
 /// Everything a scrape reads. Shared by the workers (their blocks), the sink (the recorded families) and
 /// the listener thread.
 pub(crate) struct Metrics {
@@ -53,6 +73,7 @@ pub(crate) struct Metrics {
     workers: Box<[WorkerMetrics]>,
     recorded: Arc<Recorded>,
     sink: SinkProbe,
+    key_pools: OnceLock<KeyPoolSource>,
 }
 
 impl Metrics {
@@ -66,7 +87,15 @@ impl Metrics {
     ) -> Metrics {
         let layout = Layout { instances: instances.len() };
         let workers = (0..info.workers.max(1)).map(|_| WorkerMetrics::new(layout)).collect();
-        Metrics { prefix, instances, info, layout, workers, recorded, sink }
+        Metrics { prefix, instances, info, layout, workers, recorded, sink, key_pools: OnceLock::new() }
+    }
+
+    /// Where scrapes read the key pools from; the first call wins (the pools live as long as the gateway).
+    /// The server sets it once the key pools are shared by all workers (issue 10 item 1, i10-limits):
+    /// the worker-local pools on this branch cannot be read from another thread.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn read_key_pools_from(&self, source: KeyPoolSource) {
+        let _ = self.key_pools.set(source);
     }
 
     /// Worker `index`'s block (the last one for an index beyond the configured count).
@@ -80,6 +109,9 @@ impl Metrics {
         self.encode_workers(&mut e);
         self.recorded.encode(&mut e);
         self.encode_sink(&mut e);
+        if let Some(source) = self.key_pools.get() {
+            self.encode_key_pools(&mut e, &source());
+        }
         e.family("info", Kind::Gauge, "The gateway's I/O driver and worker count (value 1).");
         let workers = self.info.workers.to_string();
         e.sample("info", &[("driver", self.info.driver), ("workers", &workers)], 1.0);
@@ -129,6 +161,39 @@ impl Metrics {
         );
         for (inst, h) in self.instances.iter().zip(&t.ttfb) {
             e.histogram("upstream_ttfb_seconds", &[("provider", inst.provider), ("provider_name", &*inst.name)], h);
+        }
+    }
+
+    fn encode_key_pools(&self, e: &mut Encoder<'_>, pools: &[KeyPoolReading]) {
+        let labelled = |r: &KeyPoolReading| self.instances.get(r.instance).map(|i| (i.provider, &*i.name));
+        e.family("key_pool_state", Kind::Gauge, "Keys of each failover pool by state (valid, temporary: resting after a 429, permanent: disabled after a 401/403).");
+        for r in pools {
+            let Some((provider, name)) = labelled(r) else { continue };
+            for (state, n) in [("valid", r.valid), ("temporary", r.temporary), ("permanent", r.permanent)] {
+                e.sample(
+                    "key_pool_state",
+                    &[("provider", provider), ("provider_name", name), ("state", state)],
+                    n as f64,
+                );
+            }
+        }
+        e.family("key_pool_failover_attempts", Kind::Counter, "Attempts moved to another key after a 429, 401 or 403.");
+        for r in pools {
+            let Some((provider, name)) = labelled(r) else { continue };
+            e.sample(
+                "key_pool_failover_attempts",
+                &[("provider", provider), ("provider_name", name)],
+                r.failover_attempts as f64,
+            );
+        }
+        e.family("key_pool_exhaustions_total", Kind::Counter, "Times every key of a pool was resting or disabled.");
+        for r in pools {
+            let Some((provider, name)) = labelled(r) else { continue };
+            e.sample(
+                "key_pool_exhaustions_total",
+                &[("provider", provider), ("provider_name", name)],
+                r.exhaustions as f64,
+            );
         }
     }
 
@@ -201,5 +266,31 @@ mod tests {
         assert_eq!(find("coder_aibridged_info", &[("driver", "epoll"), ("workers", "2")]), Some(1.0));
         assert_eq!(find("coder_aibridged_sink_queue_depth", &[]), Some(0.0));
         assert_eq!(find("coder_aibridged_sink_batch_commit_seconds_count", &[]), Some(0.0));
+        assert!(!text.contains("key_pool"), "no key-pool families until a source is set");
+
+        m.read_key_pools_from(Box::new(|| {
+            vec![KeyPoolReading {
+                instance: 0,
+                valid: 1,
+                temporary: 2,
+                permanent: 0,
+                failover_attempts: 5,
+                exhaustions: 1,
+            }]
+        }));
+        let text = m.render();
+        let samples = parse::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+                .map(|s| s.value)
+        };
+        assert_eq!(
+            find("coder_aibridged_key_pool_state", &[("provider_name", "oa"), ("state", "temporary")]),
+            Some(2.0)
+        );
+        assert_eq!(find("coder_aibridged_key_pool_failover_attempts", &[("provider", "openai")]), Some(5.0));
+        assert_eq!(find("coder_aibridged_key_pool_exhaustions_total", &[("provider_name", "oa")]), Some(1.0));
     }
 }
