@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::metrics::recorded::Recorded;
 use crate::metrics::{self, BuildInfo, InstanceLabels, Metrics};
 use crate::providers::bedrock::sign::credentials_from_env;
+use crate::providers::key_pool::KeyState;
 use crate::relay::{self, Gateway, WorkerService};
 use crate::runtime::dns;
 use crate::runtime::listener::bind_reuseport;
@@ -16,6 +17,7 @@ use crate::runtime::shutdown::{install_signal_thread, ShutdownFlag};
 use crate::runtime::tls;
 use crate::runtime::worker::{spawn_workers, DriverChoice};
 use crate::sink::{self, SinkOptions};
+use crate::state::readiness::Readiness;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +46,20 @@ pub enum StartError {
 pub fn run(config: Config) -> Result<(), StartError> {
     // Signals first, before any thread exists, so every thread inherits the blocked mask.
     let flag = ShutdownFlag::new();
-    install_signal_thread(flag.clone(), |sig| {
-        tracing::info!(signal = sig, "shutdown requested: no new connections; finishing requests in flight");
+    let readiness = Arc::new(Readiness::new(config.workers));
+    let drain = (readiness.clone(), config.limits.shutdown_delay);
+    install_signal_thread(flag.clone(), move |sig| {
+        let (readiness, delay) = drain;
+        readiness.draining();
+        if !delay.is_zero() {
+            tracing::info!(
+                signal = sig,
+                ?delay,
+                "shutdown requested: /readyz answers 503; still accepting for the shutdown delay"
+            );
+            std::thread::sleep(delay);
+        }
+        tracing::info!(signal = sig, "shutdown: no new connections; finishing requests in flight");
     })
     .map_err(StartError::Threads)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -65,7 +79,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         gateway_id: Some(config.gateway_id.clone()),
         recorded: recorded.clone(),
         shutdown_drain: config.sink.shutdown_drain,
+        shutdown: Some(flag.clone()),
+        max_pending_records: sink::MAX_PENDING_RECORDS,
     })?;
+    readiness.sink_running();
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
     let tokens = auth::load_token_cache(&config.database_path)?;
     auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), config.token_refresh);
@@ -82,8 +99,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
         None => None,
     };
     let gateway = Arc::new(
-        Gateway::new(config.clone(), instances, tokens, sink_handle, dns_cache, tls_config).with_metrics(metrics),
+        Gateway::new(config.clone(), instances, tokens, sink_handle, dns_cache, tls_config, readiness.clone())
+            .with_metrics(metrics),
     );
+    if let Some(m) = &gateway.metrics {
+        m.read_key_pools_from(key_pool_source(Arc::downgrade(&gateway)));
+    }
 
     let (listeners, bound) = bind_reuseport(&config.http_address, config.workers)
         .map_err(|source| StartError::Listen { addr: config.http_address.clone(), source })?;
@@ -107,8 +128,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
 
     let worker_gateway = gateway.clone();
+    // The factory runs on each worker once its listener is registered: that worker now accepts.
     let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |index| {
-        WorkerService::new(worker_gateway.clone(), index)
+        let service = WorkerService::new(worker_gateway.clone(), index);
+        worker_gateway.readiness.worker_listening();
+        service
     })
     .map_err(StartError::Threads)?;
     for h in handles {
@@ -150,6 +174,34 @@ fn start_metrics(
         .map_err(|source| StartError::Metrics { addr: addr.clone(), source })?;
     tracing::info!(address = %bound, prefix = %config.metrics.prefix, "metrics on http://{bound}/metrics");
     Ok(m)
+}
+
+/// What a scrape reads of the gateway's shared key pools (the health atomics and counters of
+/// `providers::key_pool`). Holds the gateway weakly: the gateway holds the metrics, and a scrape after
+/// the gateway is gone reads no pools.
+fn key_pool_source(gateway: std::sync::Weak<Gateway>) -> metrics::KeyPoolSource {
+    Box::new(move || {
+        let Some(gw) = gateway.upgrade() else { return Vec::new() };
+        let now = std::time::Instant::now();
+        gw.key_pools
+            .iter()
+            .enumerate()
+            .filter(|(_, pool)| !pool.is_empty())
+            .map(|(instance, pool)| {
+                let mut r = metrics::KeyPoolReading { instance, ..Default::default() };
+                for state in pool.states(now) {
+                    match state {
+                        KeyState::Healthy => r.valid += 1,
+                        KeyState::Resting(_) => r.temporary += 1,
+                        KeyState::Disabled => r.permanent += 1,
+                    }
+                }
+                r.failover_attempts = pool.failover_attempts();
+                r.exhaustions = pool.exhaustions();
+                r
+            })
+            .collect()
+    })
 }
 
 /// Says loudly when workers had to wait for a full sink channel (the records were kept, but the relay

@@ -115,6 +115,9 @@ pub struct ServerArgs {
     pub tuning: TuningArgs,
 
     #[command(flatten)]
+    pub limits: LimitsArgs,
+
+    #[command(flatten)]
     pub metrics: MetricsArgs,
 }
 
@@ -249,4 +252,16 @@ pub struct MetricsArgs {
     /// [env: CODER_AIBRIDGE_METRICS_INITIATOR_LABEL] [default: true]
     #[arg(long = "aibridge-metrics-initiator-label", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_initiator_label: Option<String>,
+}
+
+/// Overload protection, the circuit breaker and readiness (`config::limits`; issue 10). `0` turns a
+/// limit off.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Overload protection and readiness")]
+pub struct LimitsArgs {
+    /// After SIGTERM/SIGINT, keep accepting this long while /readyz answers 503, so load balancers stop
+    /// sending before the listeners close; then the shutdown grace starts [env: CODER_AIBRIDGE_SHUTDOWN_DELAY]
+    /// [default: 0s]
+    #[arg(long = "aibridge-shutdown-delay", value_name = "DURATION")]
+    pub shutdown_delay: Option<String>,
 }

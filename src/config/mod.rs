@@ -6,8 +6,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod aliases;
 pub mod args;
 pub mod error;
+mod limits;
 mod load;
 mod metrics;
 mod providers;
@@ -18,7 +20,8 @@ mod tuning;
 pub mod units;
 
 pub use args::{DatabaseArgs, ServerArgs};
-pub use load::{database_path, load_from_process, process_env};
+pub use limits::Limits;
+pub use load::{canonical_args, database_path, load_from_process, process_env};
 pub(crate) use metrics::is_valid_name_prefix;
 pub use metrics::MetricsSettings;
 pub use tuning::{SinkSettings, Timeouts};
@@ -72,6 +75,8 @@ pub struct Config {
     /// `/metrics`: whether and where it is served, the name prefix, the initiator label
     /// (`--prometheus-*`, `--aibridge-metrics-*`).
     pub metrics: MetricsSettings,
+    /// Overload protection, circuit breaker and readiness (`config::limits`).
+    pub limits: Limits,
 }
 
 /// The wire family of a provider instance.

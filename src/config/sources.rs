@@ -236,6 +236,13 @@ aibridge_setting!(
     "CODER_AIBRIDGE_METRICS_INITIATOR_LABEL",
     "aibridge.metrics_initiator_label"
 );
+// Overload protection, circuit breaker and readiness (issue 10, `config::limits`).
+aibridge_setting!(
+    SHUTDOWN_DELAY,
+    "--aibridge-shutdown-delay",
+    "CODER_AIBRIDGE_SHUTDOWN_DELAY",
+    "aibridge.shutdown_delay"
+);
 
 pub(crate) const HTTP_ADDRESS: Setting = Setting {
     flag: "--http-address",
@@ -297,6 +304,8 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     // Metrics.
     &METRICS_PREFIX,
     &METRICS_INITIATOR_LABEL,
+    // Overload protection, circuit breaker and readiness (issue 10).
+    &SHUTDOWN_DELAY,
 ];
 
 /// A value and the name of the source it came from (flag, variable or `YAML <path>`), for messages.

@@ -91,9 +91,7 @@ impl Metrics {
     }
 
     /// Where scrapes read the key pools from; the first call wins (the pools live as long as the gateway).
-    /// The server sets it once the key pools are shared by all workers (issue 10 item 1, i10-limits):
-    /// the worker-local pools on this branch cannot be read from another thread.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The server sets it to read the gateway's shared key pools (`providers::key_pool`).
     pub(crate) fn read_key_pools_from(&self, source: KeyPoolSource) {
         let _ = self.key_pools.set(source);
     }

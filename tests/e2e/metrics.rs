@@ -188,7 +188,8 @@ fn inflight_rises_while_a_stream_is_open_and_falls_after() {
             &[("provider_name", "openai"), ("route", "/v1/chat/completions")],
         )
     };
-    assert_eq!(inflight(&scrape(&gw)), 0.0);
+    // The token probe's request ends on its worker just after its answer reached the client.
+    scrape_until(&gw, "in-flight zero before the stream", |m| inflight(m) == 0.0);
 
     let mut slow = Client::connect(gw.addr);
     let auth = format!("Bearer {token}");
@@ -259,4 +260,64 @@ fn the_listener_is_off_by_default_and_answers_only_metrics() {
     assert!(head.body.is_empty());
     assert_eq!(request(addr, "GET", "/elsewhere", &[], b"").status, 404);
     assert_eq!(request(addr, "POST", "/metrics", &[], b"x").status, 405);
+}
+
+/// The key pools' families read the health every worker shares: a 429'd key counts as `temporary`, a
+/// 401'd one as `permanent`, each move to the next key as a failover attempt and each time no key is
+/// left as an exhaustion (one when a failover finds none, one for every new request refused with 429).
+#[test]
+fn key_pool_families_follow_the_shared_key_health() {
+    const KEYS: [&str; 3] = ["sk-metrics-pool-0000000a", "sk-metrics-pool-0000000b", "sk-metrics-pool-0000000c"];
+    let mock = MockUpstream::start().unwrap();
+    let keys = KEYS.join(",");
+    let base = format!("{}/v1", mock.base_url());
+    let gw = Gateway::start(&[
+        ("CODER_PROMETHEUS_ENABLE", "true"),
+        ("CODER_PROMETHEUS_ADDRESS", "127.0.0.1:0"),
+        ("CODER_AIBRIDGE_WORKERS", "2"),
+        ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
+        ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &keys),
+        ("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", &base),
+    ]);
+    let token = gw.token("pia");
+    let state = |s: &[Sample], which: &str| {
+        sum(
+            s,
+            "coder_aibridged_key_pool_state",
+            &[("provider", "openai"), ("provider_name", "openai"), ("state", which)],
+        )
+    };
+    let failovers = |s: &[Sample]| sum(s, "coder_aibridged_key_pool_failover_attempts", &[("provider_name", "openai")]);
+    let exhaustions =
+        |s: &[Sample]| sum(s, "coder_aibridged_key_pool_exhaustions_total", &[("provider_name", "openai")]);
+
+    let s = scrape(&gw);
+    assert_eq!([state(&s, "valid"), state(&s, "temporary"), state(&s, "permanent")], [3.0, 0.0, 0.0]);
+    assert_eq!((failovers(&s), exhaustions(&s)), (0.0, 0.0));
+
+    // Key 0 answers 429: the request fails over to key 1, which serves it.
+    let rule = format!("{}=429", KEYS[0]);
+    let r = chat(&gw, &token, "gpt-4o", &[("x-mock-status-for-key", &rule), ("x-mock-retry-after", "60")]);
+    assert_eq!(r.status, 200, "failed over: {}", r.text());
+    let s = scrape(&gw);
+    assert_eq!([state(&s, "valid"), state(&s, "temporary"), state(&s, "permanent")], [2.0, 1.0, 0.0]);
+    assert_eq!((failovers(&s), exhaustions(&s)), (1.0, 0.0));
+
+    // Key 1 answers 429 and key 2 401: one more failover, then no key is left (the 401 is relayed).
+    let rule = format!("{}=429,{}=401", KEYS[1], KEYS[2]);
+    let r = chat(&gw, &token, "gpt-4o", &[("x-mock-status-for-key", &rule), ("x-mock-retry-after", "60")]);
+    assert_eq!(r.status, 401, "the last key's answer is relayed: {}", r.text());
+    let s = scrape(&gw);
+    assert_eq!([state(&s, "valid"), state(&s, "temporary"), state(&s, "permanent")], [0.0, 2.0, 1.0]);
+    assert_eq!((failovers(&s), exhaustions(&s)), (2.0, 1.0));
+
+    // Every key rests or is disabled: new requests get the gateway's 429, each one an exhaustion.
+    mock.clear();
+    for _ in 0..2 {
+        let r = chat(&gw, &token, "gpt-4o", &[]);
+        assert_eq!(r.status, 429, "{}", r.text());
+    }
+    assert!(mock.requests().is_empty(), "no provider call while every key rests");
+    let s = scrape(&gw);
+    assert_eq!((failovers(&s), exhaustions(&s)), (2.0, 3.0));
 }
