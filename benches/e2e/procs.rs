@@ -372,6 +372,8 @@ pub fn start_gateway(bin: &Path, spec: &GatewaySpec, cpus: &[usize], dir: &Path)
         .env("AIBRIDGED_RECORDING", if spec.recording { "on" } else { "off" })
         .env("CODER_PROMETHEUS_ENABLE", if spec.metrics { "true" } else { "false" })
         .env("CODER_PROMETHEUS_ADDRESS", "127.0.0.1:0")
+        // No sessions API in the latency runs unless a variant asks for one (several gateways may run).
+        .env("CODER_AIBRIDGE_ADMIN_ADDRESS", "")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).map_err(io_err("create gateway log"))?);

@@ -271,6 +271,7 @@ mod tests {
             client: "codex".into(),
             client_session_id: None,
             user_agent: None,
+            correlating_tool_call_id: None,
             credential_kind: CredentialKind::Centralized,
             credential_hint: None,
             started_at: SystemTime::UNIX_EPOCH,
