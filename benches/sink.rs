@@ -79,6 +79,7 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
                         credential_hint: Some("sk-a…wxyz".into()),
                         started_at: now,
                         gateway_id: "bench-gateway".into(),
+                        api: Api::ChatCompletions,
                     }));
                     h.send(Record::PromptUsage(PromptUsage {
                         interception_id: id,

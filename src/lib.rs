@@ -11,6 +11,7 @@ pub(crate) mod db;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod logging;
+pub mod metrics;
 pub mod mock;
 pub mod providers;
 pub mod records;

@@ -95,6 +95,8 @@ pub struct InterceptionStart {
     /// The gateway instance that relays it (`--aibridge-gateway-id`): after a crash, each gateway on a
     /// shared store settles only the interceptions it left open. Shared, so a start costs no copy of it.
     pub gateway_id: std::sync::Arc<str>,
+    /// The wire API of the request (the `route` label of the metrics; not stored).
+    pub api: Api,
 }
 
 /// `interception_end`: written once per interception, whatever happened.

@@ -256,6 +256,8 @@ pub struct GatewaySpec<'a> {
     pub name: &'a str,
     pub driver: &'a str,
     pub recording: bool,
+    /// Serve `/metrics` (on a free port) so its cost on the request path is measured.
+    pub metrics: bool,
     pub workers: usize,
     pub mock_addr: &'a str,
 }
@@ -394,6 +396,8 @@ pub fn start_gateway_with_env(
         .env("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", format!("http://{}/v1", spec.mock_addr))
         .env("AIBRIDGED_IO_DRIVER", spec.driver)
         .env("AIBRIDGED_RECORDING", if spec.recording { "on" } else { "off" })
+        .env("CODER_PROMETHEUS_ENABLE", if spec.metrics { "true" } else { "false" })
+        .env("CODER_PROMETHEUS_ADDRESS", "127.0.0.1:0")
         // No sessions API in the latency runs unless a variant asks for one (several gateways may run).
         .env("CODER_AIBRIDGE_ADMIN_ADDRESS", "")
         .stdin(Stdio::null())

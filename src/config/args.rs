@@ -118,6 +118,9 @@ pub struct ServerArgs {
     pub limits: LimitsArgs,
 
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+
+    #[command(flatten)]
     pub admin: AdminArgs,
 }
 
@@ -245,6 +248,29 @@ pub struct TuningArgs {
     /// spill file beside the database and exits non-zero [env: CODER_AIBRIDGE_SHUTDOWN_DRAIN] [default: 30s]
     #[arg(long = "aibridge-shutdown-drain", value_name = "DURATION")]
     pub shutdown_drain: Option<String>,
+}
+
+/// The metrics settings (`config::metrics`, README "Operating").
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at /metrics on --prometheus-address [env: CODER_PROMETHEUS_ENABLE]
+    /// [default: false]
+    #[arg(long = "prometheus-enable", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub prometheus_enable: Option<String>,
+
+    /// Address of the metrics listener [env: CODER_PROMETHEUS_ADDRESS] [default: 127.0.0.1:2112]
+    #[arg(long = "prometheus-address", value_name = "HOST:PORT")]
+    pub prometheus_address: Option<String>,
+
+    /// Prefix of every metric name [env: CODER_AIBRIDGE_METRICS_PREFIX] [default: coder_aibridged_]
+    #[arg(long = "aibridge-metrics-prefix", value_name = "PREFIX")]
+    pub metrics_prefix: Option<String>,
+
+    /// Label interceptions, prompts and tokens by initiator_id (one series per user)
+    /// [env: CODER_AIBRIDGE_METRICS_INITIATOR_LABEL] [default: true]
+    #[arg(long = "aibridge-metrics-initiator-label", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_initiator_label: Option<String>,
 }
 
 /// Overload protection, the circuit breaker and readiness (`config::limits`; issue 10). `0` turns a

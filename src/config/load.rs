@@ -6,7 +6,7 @@ use super::args::{DatabaseArgs, ServerArgs};
 use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::{parse_duration, parse_size};
-use super::{aliases, limits, providers, tuning, AdminSettings, Config};
+use super::{aliases, limits, metrics, providers, tuning, AdminSettings, Config};
 use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -148,6 +148,7 @@ pub fn load_with_yaml(
     };
     let providers = providers::resolve(args, &src, &mut warnings)?;
     let tuning = tuning::resolve(&args.tuning, &src)?;
+    let metrics = metrics::resolve(&args.metrics, &src)?;
     let limits = limits::resolve(&args.limits, &src)?;
 
     let config = Config {
@@ -168,6 +169,7 @@ pub fn load_with_yaml(
         token_refresh: tuning.token_refresh,
         dns_refresh: tuning.dns_refresh,
         limits,
+        metrics,
         admin,
     };
     Ok(Loaded { config, warnings })
@@ -240,7 +242,7 @@ pub(super) fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
 }
 
 /// `HOST:PORT` with a numeric port (host may be a name, an IPv4 address or a bracketed IPv6 address).
-fn parse_address(raw: &Raw) -> Result<String, ConfigError> {
+pub(super) fn parse_address(raw: &Raw) -> Result<String, ConfigError> {
     let text = raw.value.trim();
     let ok = text
         .rsplit_once(':')

@@ -11,6 +11,7 @@ pub mod args;
 pub mod error;
 mod limits;
 mod load;
+mod metrics;
 mod providers;
 mod sources;
 #[cfg(test)]
@@ -21,6 +22,8 @@ pub mod units;
 pub use args::{DatabaseArgs, ServerArgs};
 pub use limits::{BreakerSettings, Limits};
 pub use load::{canonical_args, database_path, load_from_process, process_env};
+pub(crate) use metrics::is_valid_name_prefix;
+pub use metrics::MetricsSettings;
 pub use tuning::{SinkSettings, Timeouts};
 // What the configuration tests name through `config::` (the rest stays inside the module).
 #[cfg(test)]
@@ -69,6 +72,9 @@ pub struct Config {
     pub token_refresh: Duration,
     /// How often upstream host names are resolved again (`--aibridge-dns-refresh-interval`, default 30s).
     pub dns_refresh: Duration,
+    /// `/metrics`: whether and where it is served, the name prefix, the initiator label
+    /// (`--prometheus-*`, `--aibridge-metrics-*`).
+    pub metrics: MetricsSettings,
     /// Overload protection, circuit breaker and readiness (`config::limits`).
     pub limits: Limits,
     /// The sessions API and web page listener (`--admin-address`, `--aibridge-price-file`).

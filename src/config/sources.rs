@@ -213,6 +213,29 @@ aibridge_setting!(
     "aibridge.shutdown_drain"
 );
 
+// Metrics (`config::metrics`): Coder's own Prometheus settings, and this gateway's prefix and label choice.
+pub(crate) const PROMETHEUS_ENABLE: Setting = Setting {
+    flag: "--prometheus-enable",
+    env: "CODER_PROMETHEUS_ENABLE",
+    yaml: &["prometheus.enable", "introspection.prometheus.enable"],
+};
+pub(crate) const PROMETHEUS_ADDRESS: Setting = Setting {
+    flag: "--prometheus-address",
+    env: "CODER_PROMETHEUS_ADDRESS",
+    yaml: &["prometheus.address", "introspection.prometheus.address"],
+};
+aibridge_setting!(
+    METRICS_PREFIX,
+    "--aibridge-metrics-prefix",
+    "CODER_AIBRIDGE_METRICS_PREFIX",
+    "aibridge.metrics_prefix"
+);
+aibridge_setting!(
+    METRICS_INITIATOR_LABEL,
+    "--aibridge-metrics-initiator-label",
+    "CODER_AIBRIDGE_METRICS_INITIATOR_LABEL",
+    "aibridge.metrics_initiator_label"
+);
 // Overload protection, circuit breaker and readiness (issue 10, `config::limits`).
 aibridge_setting!(
     MAX_CONCURRENCY,
@@ -325,6 +348,9 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
     &SHUTDOWN_DRAIN,
+    // Metrics.
+    &METRICS_PREFIX,
+    &METRICS_INITIATOR_LABEL,
     // Overload protection, circuit breaker and readiness (issue 10).
     &MAX_CONCURRENCY,
     &RATE_LIMIT,

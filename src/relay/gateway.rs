@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::auth::{TokenCache, VerifiedMemo};
 use crate::config::{self, Config};
+use crate::metrics::worker::WorkerMetrics;
+use crate::metrics::Metrics;
 use crate::providers::key_pool::KeyPool;
 use crate::runtime::dns::DnsCache;
 use crate::runtime::http::client_leg::UpstreamTimeouts;
@@ -76,6 +78,8 @@ pub struct Gateway {
     pub timeouts: Timeouts,
     /// False only for overhead measurements (`AIBRIDGED_RECORDING=off`): requests are relayed unobserved.
     pub recording: bool,
+    /// The Prometheus counters, when `/metrics` is enabled; `None` costs the request path one branch.
+    pub(crate) metrics: Option<Arc<Metrics>>,
     /// Per instance (by index): the health of its credentials, shared by every worker (atomics).
     pub(crate) key_pools: Vec<KeyPool>,
     /// What `/readyz` answers; set by start-up and the signal thread.
@@ -117,6 +121,7 @@ impl Gateway {
             tls,
             timeouts,
             recording,
+            metrics: None,
             key_pools,
             readiness,
             concurrency,
@@ -124,6 +129,12 @@ impl Gateway {
             connections,
             breakers,
         }
+    }
+
+    /// The same gateway, counting into `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Gateway {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -134,17 +145,26 @@ pub struct WorkerService {
     pub(super) inflight: Rc<InFlight>,
     /// Tokens this worker verified against the current snapshot (skips the SHA-256 for repeat callers).
     pub(super) token_memo: RefCell<VerifiedMemo>,
+    /// Which worker this is (its block of metric counters).
+    index: usize,
 }
 
 impl WorkerService {
-    pub fn new(gw: Arc<Gateway>) -> WorkerService {
+    /// The service of worker `index`.
+    pub fn new(gw: Arc<Gateway>, index: usize) -> WorkerService {
         let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone(), gw.instances.len(), gw.timeouts.pool);
         WorkerService {
             gw,
             upstreams,
             inflight: Rc::new(InFlight::default()),
             token_memo: RefCell::new(VerifiedMemo::default()),
+            index,
         }
+    }
+
+    /// This worker's metric counters, when metrics are on.
+    pub(super) fn metrics(&self) -> Option<&WorkerMetrics> {
+        self.gw.metrics.as_deref().map(|m| m.worker(self.index))
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use monoio::net::TcpStream;
 
+use crate::metrics::worker::Phase;
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
 use crate::providers::routes::RouteKind;
@@ -129,6 +130,15 @@ async fn handle_request(
         },
         RouteKind::Passthrough => None,
     };
+    // Counted from here: the request is routed and authenticated, whatever happens to it next.
+    let _inflight = match (svc.metrics(), route.api()) {
+        (Some(m), Some(api)) => Some(m.inflight(route.instance, api)),
+        (Some(m), None) => {
+            m.passthrough(route.instance, &head.method, &route.rest);
+            None
+        }
+        (None, _) => None,
+    };
     let body = match read_body(client, buf, &head, gw.config.max_body_size, &gw.timeouts.client).await {
         Ok(b) => b,
         Err(e) => {
@@ -154,7 +164,7 @@ async fn handle_request(
             answer_error(client, inst.shape, &e, keep, Content::for_method(&ctx.head.method)).await && keep
         }
     };
-    end_request(&mut ctx);
+    end_request(svc, &mut ctx);
     keep
 }
 
@@ -211,7 +221,7 @@ fn admit_to_breaker<'g>(
 /// Opens the interception of an inspected request (when recording is on). `model` replaces the
 /// requested model when the upstream names it differently.
 fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<String>) {
-    let Some(inspection) = ctx.info.as_mut().filter(|_| svc.gw.recording) else {
+    let (Some(inspection), Some(api)) = (ctx.info.as_mut().filter(|_| svc.gw.recording), ctx.route.api()) else {
         return;
     };
     let head = &ctx.head;
@@ -232,15 +242,32 @@ fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<Str
         credential_hint: credential::hint(&ctx.inst.upstream, &ctx.caller, ctx.credential),
         started_at: SystemTime::now(),
         gateway_id: svc.gw.config.gateway_id.clone(),
+        api,
     };
     let prompt = inspection.info.prompt.take();
     ctx.interception = Some(Interception::start(&svc.gw.sink, &svc.inflight, start, prompt));
 }
 
-/// The last phase: the request's timings are final (the interception, if any, has ended).
-fn end_request(ctx: &mut RequestCtx<'_>) {
+/// The last phase: the request's timings are final (the interception, if any, has ended); the gateway's
+/// own share of them goes to the metrics.
+fn end_request(svc: &WorkerService, ctx: &mut RequestCtx<'_>) {
     let t = &mut ctx.timings;
     t.end = Some(Instant::now());
+    if let Some(m) = svc.metrics() {
+        let between = |from: Option<Instant>, to: Option<Instant>| Some(to?.saturating_duration_since(from?));
+        if let Some(d) = between(Some(t.head_read), t.body_read) {
+            m.overhead(Phase::RequestRead, d);
+        }
+        if let Some(d) = between(t.body_read, t.upstream_connected) {
+            m.overhead(Phase::UpstreamConnect, d);
+        }
+        if let Some(d) = between(t.upstream_first_byte, t.client_first_byte) {
+            m.overhead(Phase::ResponseRelay, d);
+        }
+        if let Some(d) = between(t.upstream_connected, t.upstream_first_byte) {
+            m.upstream_ttfb(ctx.route.instance, d);
+        }
+    }
     tracing::trace!(
         provider = %ctx.inst.name,
         body_read = ?t.since_head(t.body_read),

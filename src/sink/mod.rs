@@ -5,6 +5,7 @@
 //! `SinkHandle::send`.
 
 mod logline;
+mod probe;
 mod spill;
 #[cfg(test)]
 mod tests;
@@ -18,8 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
 use crate::db::{self, DbError, Store, StoreError, Workload};
+use crate::metrics::histogram::AtomicHistogram;
+use crate::metrics::recorded::Recorded;
 use crate::records::Record;
 use crate::runtime::shutdown::ShutdownFlag;
+
+pub(crate) use probe::SinkProbe;
 
 /// Re-exported where the relay has always found it.
 pub use crate::db::new_interception_id;
@@ -92,6 +97,8 @@ pub struct SinkOptions {
     /// This gateway's id: when set, the interceptions its previous run left open are settled before the
     /// sink starts.
     pub(crate) gateway_id: Option<Arc<str>>,
+    /// The metrics families counted from committed records (`None` when metrics are off).
+    pub(crate) recorded: Option<Arc<Recorded>>,
     /// After a close, how long the sink keeps trying to commit before it spills what is left to a file
     /// beside the database ([`spill`]) and stops.
     pub(crate) shutdown_drain: Duration,
@@ -117,6 +124,7 @@ impl SinkOptions {
             max_batch_records: MAX_BATCH_RECORDS,
             max_batch_delay: MAX_BATCH_DELAY,
             gateway_id: None,
+            recorded: None,
             shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
             shutdown: None,
             max_pending_records: MAX_PENDING_RECORDS,
@@ -152,6 +160,8 @@ struct Counters {
     failed_records: AtomicU64,
     log_write_errors: AtomicU64,
     send_after_exit: AtomicU64,
+    /// Records in the channel, as the sink last saw it (for /metrics).
+    queued: AtomicU64,
     spilled_records: AtomicU64,
     lost_at_shutdown: AtomicU64,
 }
@@ -247,6 +257,7 @@ impl Counters {
 pub struct SinkThread {
     thread: std::thread::JoinHandle<()>,
     counters: Arc<Counters>,
+    commit_time: Arc<AtomicHistogram>,
     close_requested: Arc<AtomicBool>,
 }
 
@@ -273,6 +284,11 @@ impl SinkThread {
     pub(crate) fn stats_source(&self) -> impl Fn() -> SinkStats + Send + 'static {
         let counters = self.counters.clone();
         move || counters.snapshot(0)
+    }
+
+    /// The counters and the commit-time histogram, for the metrics scrape.
+    pub(crate) fn probe(&self) -> SinkProbe {
+        SinkProbe::new(self.counters.clone(), self.commit_time.clone())
     }
 }
 
@@ -301,6 +317,7 @@ pub(crate) fn start_with_store(
     let counters = Arc::new(Counters::default());
     let close_requested = Arc::new(AtomicBool::new(false));
     let max_batch_records = opts.max_batch_records.max(1);
+    let commit_time = Arc::new(probe::commit_histogram());
     let sink = Sink {
         store,
         rx,
@@ -317,6 +334,8 @@ pub(crate) fn start_with_store(
         retry_at: None,
         next_purge: Instant::now(),
         purge_more: false,
+        recorded: opts.recorded,
+        commit_time: commit_time.clone(),
         database_path: opts.database_path.clone(),
         shutdown_drain: opts.shutdown_drain,
         drain_until: None,
@@ -325,7 +344,7 @@ pub(crate) fn start_with_store(
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
-    Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters, close_requested }))
+    Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters, commit_time, close_requested }))
 }
 
 /// Ends what this gateway's previous run left open. Runs on the starting thread before any worker exists,
@@ -380,6 +399,9 @@ struct Sink {
     next_purge: Instant,
     /// The last retention chunk was full: run another after the next batch.
     purge_more: bool,
+    /// Counts committed records into the metrics families (metrics on only).
+    recorded: Option<Arc<Recorded>>,
+    commit_time: Arc<AtomicHistogram>,
     /// Spill files go beside it.
     database_path: PathBuf,
     shutdown_drain: Duration,
@@ -401,6 +423,7 @@ impl Sink {
                 self.maybe_purge();
             }
             self.counters.pending_in_memory.store(self.pending.len() as u64, Ordering::Relaxed);
+            self.counters.queued.store(self.rx.len() as u64, Ordering::Relaxed);
             if self.closed && self.pending.is_empty() {
                 break;
             }
@@ -546,8 +569,12 @@ impl Sink {
     /// Commits the oldest pending records (a batch's worth) in one transaction, then logs them.
     fn commit_batch(&mut self) {
         let n = self.pending.len().min(self.max_batch_records);
+        let began = Instant::now();
         match self.store.write_batch(&self.pending.range(..n).collect::<Vec<_>>()) {
-            Ok(()) => self.committed(n),
+            Ok(()) => {
+                self.commit_time.observe(began.elapsed());
+                self.committed(n);
+            }
             Err(e @ StoreError::Rejected(_)) => {
                 tracing::error!(error = %e, records = n, "sink batch rejected; retrying its records one by one");
                 self.commit_one_by_one(n);
@@ -588,6 +615,9 @@ impl Sink {
             tracing::warn!(backlog = self.pending.len(), "database writable again; sink is catching up");
         }
         self.backoff = BACKOFF_MIN;
+        if let Some(recorded) = &self.recorded {
+            recorded.committed(self.pending.range(..n));
+        }
         if self.log.is_active() {
             let now = SystemTime::now();
             let mut failed = false;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::logline::RecordLog;
 use crate::db::{timefmt, InterceptionDetail, Store, StoreError};
 use crate::records::{
-    CredentialKind, EndStatus, InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage,
+    Api, CredentialKind, EndStatus, InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage,
     ToolUsage,
 };
 
@@ -53,6 +53,9 @@ enum Line {
         credential_hint: Option<String>,
         started_at: String,
         gateway_id: String,
+        /// The wire API (metrics labels only); absent in spill files of earlier versions.
+        #[serde(default)]
+        api: Option<String>,
     },
     InterceptionEnd {
         #[serde(with = "uuid_text")]
@@ -150,6 +153,7 @@ pub(crate) fn encode(record: &Record) -> String {
             credential_hint: r.credential_hint,
             started_at: time(r.started_at),
             gateway_id: r.gateway_id.to_string(),
+            api: Some(api_name(r.api).to_owned()),
         },
         Record::InterceptionEnd(r) => Line::InterceptionEnd {
             interception_id: r.interception_id,
@@ -213,6 +217,7 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             credential_hint,
             started_at,
             gateway_id,
+            api,
         } => Record::InterceptionStart(InterceptionStart {
             interception_id,
             initiator_id,
@@ -232,6 +237,12 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             credential_hint,
             started_at: parse_time("started_at", started_at)?,
             gateway_id: Arc::from(gateway_id),
+            api: match api.as_deref() {
+                None | Some("chat_completions") => Api::ChatCompletions,
+                Some("responses") => Api::Responses,
+                Some("messages") => Api::Messages,
+                Some(_) => return Err(DecodeError::Field { field: "api", value: api.unwrap_or_default() }),
+            },
         }),
         Line::InterceptionEnd { interception_id, ended_at, status, upstream_status } => {
             Record::InterceptionEnd(InterceptionEnd {
@@ -295,6 +306,15 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             })
         }
     })
+}
+
+/// The spill name of a wire API.
+fn api_name(api: Api) -> &'static str {
+    match api {
+        Api::ChatCompletions => "chat_completions",
+        Api::Responses => "responses",
+        Api::Messages => "messages",
+    }
 }
 
 /// The provider types a start record can name (`InterceptionStart::provider` is a static name).

@@ -36,6 +36,7 @@ fn every_kind(id: Uuid, t: SystemTime) -> Vec<Record> {
             credential_hint: Some("sk-a…wxyz".into()),
             started_at: t,
             gateway_id: "gw-1".into(),
+            api: Api::Messages,
         }),
         Record::TokenUsage(TokenUsage {
             interception_id: id,

@@ -32,6 +32,7 @@ fn start_rec(id: Uuid, started_at: SystemTime) -> Record {
         credential_hint: Some("sk-a…wxyz".into()),
         started_at,
         gateway_id: "test-gateway".into(),
+        api: Api::ChatCompletions,
     })
 }
 

@@ -11,6 +11,7 @@ mod crash;
 mod gzip;
 mod key_health;
 mod limits;
+mod metrics;
 mod naming;
 mod overload;
 mod probes;

@@ -698,7 +698,7 @@ fn gateway_with_fd_limit(fds: u32) -> Gateway {
             break rest.parse().unwrap();
         }
     };
-    Gateway { child, addr, db, dir, log_lines, probe_path: None, admin_addr: None }
+    Gateway { child, addr, db, dir, log_lines, probe_path: None, startup_log: Vec::new(), admin_addr: None }
 }
 
 #[test]

@@ -52,6 +52,8 @@ pub struct Gateway {
     /// An intercepted route of one of the gateway's providers, to probe tokens on; `None` when the gateway
     /// is disabled or has no provider (authentication cannot be observed there).
     pub probe_path: Option<String>,
+    /// The log lines printed before the gateway listened (start-up announcements).
+    pub startup_log: Vec<String>,
     /// Where the sessions API and web page listen (`None` when turned off).
     pub admin_addr: Option<SocketAddr>,
 }
@@ -136,7 +138,16 @@ impl Gateway {
                         let addr: SocketAddr = addr.parse().expect("listen address in log");
                         let probe_path = if line.contains("enabled=false") { None } else { probe_path(&seen) };
                         let admin_addr = admin_addr(&seen);
-                        return Gateway { child, addr, db, dir, log_lines: rx, probe_path, admin_addr };
+                        return Gateway {
+                            child,
+                            addr,
+                            db,
+                            dir,
+                            log_lines: rx,
+                            probe_path,
+                            startup_log: seen,
+                            admin_addr,
+                        };
                     }
                     seen.push(line);
                 }
@@ -227,6 +238,14 @@ impl Gateway {
     /// Log lines printed so far.
     pub fn drain_log(&self) -> Vec<String> {
         self.log_lines.try_iter().collect()
+    }
+
+    /// Where the gateway serves `/metrics`, from its start-up log; `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.startup_log.iter().find_map(|line| {
+            let rest = &line[line.find("metrics on http://")? + "metrics on http://".len()..];
+            rest.split('/').next()?.parse().ok()
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

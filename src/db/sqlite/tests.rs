@@ -33,6 +33,7 @@ fn start(id: Uuid, user: &str, started_at: SystemTime) -> Record {
         credential_hint: Some("sk-a…wxyz".into()),
         started_at,
         gateway_id: "test-gateway".into(),
+        api: Api::ChatCompletions,
     })
 }
 

@@ -33,6 +33,7 @@ fn start(id: Uuid, user: &str, secs: u64, session: Option<&str>, answers: Option
         credential_hint: None,
         started_at: at(secs),
         gateway_id: "gw".into(),
+        api: Api::Messages,
     })
 }
 

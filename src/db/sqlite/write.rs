@@ -388,6 +388,7 @@ mod tests {
                 credential_hint: (i % 5 == 0).then(|| format!("hint{i}")),
                 started_at: t(i),
                 gateway_id: "test-gateway".into(),
+                api: crate::records::Api::ChatCompletions,
             }));
             records.push(Record::TokenUsage(TokenUsage {
                 interception_id: id,
