@@ -20,7 +20,7 @@ mod tuning;
 pub mod units;
 
 pub use args::{DatabaseArgs, ServerArgs};
-pub use limits::Limits;
+pub use limits::{BreakerSettings, Limits};
 pub use load::{canonical_args, database_path, load_from_process, process_env};
 pub(crate) use metrics::is_valid_name_prefix;
 pub use metrics::MetricsSettings;

@@ -5,6 +5,7 @@ mod support;
 
 mod agents;
 mod auth;
+mod breaker;
 mod browser;
 mod crash;
 mod gzip;
@@ -12,6 +13,7 @@ mod key_health;
 mod limits;
 mod metrics;
 mod naming;
+mod overload;
 mod probes;
 mod providers;
 mod readiness;
