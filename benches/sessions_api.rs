@@ -340,7 +340,7 @@ fn run() -> Result<(), BenchError> {
     let admin_addr: SocketAddr =
         format!("127.0.0.1:{admin_port}").parse().map_err(|_| BenchError::NotReady("admin address".into()))?;
     let spec =
-        GatewaySpec { name, driver: "io_uring", recording: true, workers: 1, mock_addr: &mock_addr, metrics: false };
+        GatewaySpec { name, driver: "io_uring", recording: true, metrics: false, workers: 1, mock_addr: &mock_addr };
     let admin_env = admin_addr.to_string();
     let gw = procs::start_gateway_with_env(
         &gateway_bin,

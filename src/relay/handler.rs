@@ -130,7 +130,7 @@ async fn handle_request(
         },
         RouteKind::Passthrough => None,
     };
-    // Counted from here: the request is routed and authenticated, whatever happens to it next.
+    // Counted from here: the request is routed, authenticated and admitted, whatever happens to it next.
     let _inflight = match (svc.metrics(), route.api()) {
         (Some(m), Some(api)) => Some(m.inflight(route.instance, api)),
         (Some(m), None) => {
