@@ -8,6 +8,7 @@ mod auth;
 mod crash;
 mod gzip;
 mod limits;
+mod pg;
 mod probes;
 mod providers;
 mod records;
