@@ -44,17 +44,17 @@ fn server(args: &config::ServerArgs) -> ExitCode {
 }
 
 fn tokens(args: TokensArgs) -> ExitCode {
-    let path = match config::database_path(&args.db, &config::process_env()) {
+    let url = match config::database_url(&args.db, &config::process_env()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("aibridged: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut store = match TokenStore::open(&path) {
+    let mut store = match TokenStore::open(&url) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("aibridged: cannot open database {}: {e}", path.display());
+            eprintln!("aibridged: cannot open database {url}: {e}");
             return ExitCode::FAILURE;
         }
     };

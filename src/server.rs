@@ -42,7 +42,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let config = Arc::new(config);
     let (sink_handle, sink_thread) = sink::start(SinkOptions {
-        database_path: config.database_path.clone(),
+        database: config.database.clone(),
         structured_logging: config.structured_logging,
         log_json: config.log_json.clone(),
         log_human: config.log_human.clone(),
@@ -54,8 +54,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         gateway_id: Some(config.gateway_id.clone()),
     })?;
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
-    let tokens = auth::load_token_cache(&config.database_path)?;
-    auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), config.token_refresh);
+    let tokens = auth::load_token_cache(&config.database)?;
+    auth::spawn_token_refresher(config.database.clone(), tokens.clone(), config.token_refresh);
     let tls_config = tls::client_config()?;
     let aws_env = credentials_from_env(&|k| std::env::var(k).ok());
 

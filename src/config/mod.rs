@@ -3,7 +3,6 @@
 //! A leaf module: no I/O past start-up, no runtime.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod args;
@@ -17,7 +16,7 @@ mod tuning;
 pub mod units;
 
 pub use args::{DatabaseArgs, ServerArgs};
-pub use load::{database_path, load_from_process, process_env};
+pub use load::{database_url, load_from_process, process_env};
 pub use tuning::{SinkSettings, Timeouts};
 // What the configuration tests name through `config::` (the rest stays inside the module).
 #[cfg(test)]
@@ -34,8 +33,8 @@ pub struct Config {
     pub enabled: bool,
     /// `CODER_HTTP_ADDRESS`, e.g. `127.0.0.1:3000`.
     pub http_address: String,
-    /// Path of the SQLite database (from `sqlite://PATH`).
-    pub database_path: PathBuf,
+    /// The database: a SQLite file (`sqlite://PATH`) or a PostgreSQL server.
+    pub database: crate::db::DatabaseUrl,
     /// Worker threads (one runtime each).
     pub workers: usize,
     /// Records older than this are purged; `None` keeps them forever.

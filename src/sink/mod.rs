@@ -9,7 +9,6 @@ mod logline;
 mod tests;
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,6 +20,8 @@ use crate::records::Record;
 
 /// Re-exported where the relay has always found it.
 pub use crate::db::new_interception_id;
+/// Where the sink writes (benches and tests build it from a path or a PostgreSQL URL).
+pub use crate::db::DatabaseUrl;
 
 /// While a batch gathers, the sink sleeps this long between drains of the channel instead of waiting in a
 /// receive, so senders do not wake it record by record.
@@ -67,7 +68,7 @@ const RETENTION_RETRY: Duration = Duration::from_secs(30);
 /// Everything `start` needs; built by the server from the validated configuration.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
-    pub(crate) database_path: PathBuf,
+    pub(crate) database: DatabaseUrl,
     /// Write one "interception log" line per record.
     pub structured_logging: bool,
     /// JSON log destination, resolved as the gateway's own logs resolve it ([`crate::logging::Destination`]).
@@ -91,9 +92,9 @@ pub struct SinkOptions {
 
 impl SinkOptions {
     /// Options with the defaults: no structured logs, no retention, default capacity and interval.
-    pub fn new(database_path: impl Into<PathBuf>) -> Self {
+    pub fn new(database: impl Into<DatabaseUrl>) -> Self {
         SinkOptions {
-            database_path: database_path.into(),
+            database: database.into(),
             structured_logging: false,
             log_json: None,
             log_human: None,
@@ -253,7 +254,7 @@ impl SinkThread {
 
 /// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
 pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
-    let store = db::open(&opts.database_path, Workload::RecordWriter)?;
+    let store = db::open(&opts.database, Workload::RecordWriter)?;
     start_with_store(opts, store)
 }
 

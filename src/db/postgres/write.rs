@@ -1,0 +1,372 @@
+//! PostgreSQL record writes: one transaction per batch, one `INSERT … SELECT FROM unnest($n::type[])`
+//! statement per table (every row of a table in one round trip, bound in binary), the batch's id entered in
+//! the `aibridge_sink_batches` ledger in the same transaction; retention purges in bounded chunks under a
+//! try-lock; the start-up settle. Knows nothing of channels, retries or logs.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use postgres::{Client, Statement};
+use uuid::Uuid;
+
+use crate::records::{InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
+
+/// The advisory lock a purge must win: with several gateways on one database only one purges at a time,
+/// the others skip that round.
+const PURGE_LOCK: i64 = 0x6169_6272_6964_6702;
+
+/// How long a batch id stays in the ledger: far longer than any retry of that batch can be pending.
+const LEDGER_KEEP: Duration = Duration::from_secs(3600);
+
+/// Batches between two prunings of the ledger.
+const LEDGER_PRUNE_EVERY: u64 = 256;
+
+// Interception rows of a batch are merged per id first (a start and its end become one row), so one upsert
+// touches each row once. A start fills the start columns, an end the end columns; a half that is absent
+// (NULL `started_at` / `ended_at` in the incoming row) keeps what the table has. A real end also clears a
+// settle's `end_reason`.
+const UPSERT_INTERCEPTIONS: &str = "INSERT INTO aibridge_interceptions AS t (id, initiator_id, provider, \
+    provider_name, model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at, \
+    gateway_id, ended_at, status, upstream_status) \
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+    $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[], $14::text[], \
+    $15::integer[]) \
+    ON CONFLICT (id) DO UPDATE SET \
+    initiator_id = CASE WHEN excluded.started_at IS NULL THEN t.initiator_id ELSE excluded.initiator_id END, \
+    provider = CASE WHEN excluded.started_at IS NULL THEN t.provider ELSE excluded.provider END, \
+    provider_name = CASE WHEN excluded.started_at IS NULL THEN t.provider_name ELSE excluded.provider_name END, \
+    model = CASE WHEN excluded.started_at IS NULL THEN t.model ELSE excluded.model END, \
+    client = CASE WHEN excluded.started_at IS NULL THEN t.client ELSE excluded.client END, \
+    client_session_id = CASE WHEN excluded.started_at IS NULL THEN t.client_session_id \
+        ELSE excluded.client_session_id END, \
+    user_agent = CASE WHEN excluded.started_at IS NULL THEN t.user_agent ELSE excluded.user_agent END, \
+    credential_kind = CASE WHEN excluded.started_at IS NULL THEN t.credential_kind \
+        ELSE excluded.credential_kind END, \
+    credential_hint = CASE WHEN excluded.started_at IS NULL THEN t.credential_hint \
+        ELSE excluded.credential_hint END, \
+    gateway_id = CASE WHEN excluded.started_at IS NULL THEN t.gateway_id ELSE excluded.gateway_id END, \
+    started_at = COALESCE(excluded.started_at, t.started_at), \
+    status = CASE WHEN excluded.ended_at IS NULL THEN t.status ELSE excluded.status END, \
+    upstream_status = CASE WHEN excluded.ended_at IS NULL THEN t.upstream_status ELSE excluded.upstream_status END, \
+    end_reason = CASE WHEN excluded.ended_at IS NULL THEN t.end_reason ELSE NULL END, \
+    ended_at = COALESCE(excluded.ended_at, t.ended_at)";
+
+const INSERT_USAGES: &str = "INSERT INTO aibridge_token_usages (interception_id, msg_id, input_tokens, \
+    output_tokens, cache_read_input_tokens, cache_write_input_tokens, reasoning_tokens, extra, created_at) \
+    SELECT i, m, a, b, c, d, e, x::jsonb, t FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], \
+    $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::timestamptz[]) AS u(i, m, a, b, c, d, e, x, t)";
+
+const INSERT_PROMPTS: &str = "INSERT INTO aibridge_user_prompts (interception_id, msg_id, prompt, created_at) \
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])";
+
+const INSERT_TOOLS: &str = "INSERT INTO aibridge_tool_usages (interception_id, msg_id, tool, tool_call_id, input, \
+    server_url, injected, created_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], \
+    $5::text[], $6::text[], $7::boolean[], $8::timestamptz[])";
+
+const INSERT_THOUGHTS: &str = "INSERT INTO aibridge_model_thoughts (interception_id, msg_id, content, source, \
+    created_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])";
+
+const INSERT_LEDGER: &str = "INSERT INTO aibridge_sink_batches (id) VALUES ($1)";
+
+/// Batch ids are UUIDv7, so "older than" is a key range.
+const PRUNE_LEDGER: &str = "DELETE FROM aibridge_sink_batches WHERE id < $1";
+
+const SETTLE_OPEN: &str = "UPDATE aibridge_interceptions SET ended_at = $2, status = $3, end_reason = $4 \
+    WHERE gateway_id = $1 AND ended_at IS NULL AND started_at IS NOT NULL";
+
+/// Tables keyed by `interception_id` that retention clears before the interception row itself.
+const CHILD_TABLES: [&str; 4] =
+    ["aibridge_token_usages", "aibridge_user_prompts", "aibridge_tool_usages", "aibridge_model_thoughts"];
+
+/// The record writer's statements, prepared once per connection.
+pub(super) struct Statements {
+    interceptions: Statement,
+    usages: Statement,
+    prompts: Statement,
+    tools: Statement,
+    thoughts: Statement,
+    ledger: Statement,
+    prune: Statement,
+}
+
+impl Statements {
+    pub(super) fn prepare(client: &mut Client) -> Result<Self, postgres::Error> {
+        Ok(Statements {
+            interceptions: client.prepare(UPSERT_INTERCEPTIONS)?,
+            usages: client.prepare(INSERT_USAGES)?,
+            prompts: client.prepare(INSERT_PROMPTS)?,
+            tools: client.prepare(INSERT_TOOLS)?,
+            thoughts: client.prepare(INSERT_THOUGHTS)?,
+            ledger: client.prepare(INSERT_LEDGER)?,
+            prune: client.prepare(PRUNE_LEDGER)?,
+        })
+    }
+}
+
+/// How a batch write failed: before COMMIT (nothing was written) or at it (the outcome is unknown).
+pub(super) struct WriteFailure {
+    pub(super) at_commit: bool,
+    pub(super) error: postgres::Error,
+}
+
+/// `text` cannot hold U+0000: it is stored as U+FFFD, so one such prompt never fails a whole batch.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(text)
+}
+
+/// The `extra` column is `jsonb`: empty text is `{}` (as in SQLite), text that is not JSON is stored as a
+/// JSON string rather than failing the batch, and `\u0000` (which `jsonb` refuses) becomes `\ufffd`.
+fn json(s: &str) -> Cow<'_, str> {
+    if s.is_empty() {
+        return Cow::Borrowed("{}");
+    }
+    let s = if s.contains("\\u0000") { Cow::Owned(s.replace("\\u0000", "\\ufffd")) } else { Cow::Borrowed(s) };
+    if serde_json::from_str::<serde::de::IgnoredAny>(&s).is_ok() {
+        s
+    } else {
+        Cow::Owned(serde_json::Value::String(text(&s).into_owned()).to_string())
+    }
+}
+
+/// Counts are `bigint`: values beyond `i64::MAX` are clamped rather than wrapped negative.
+fn count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// One interception row of a batch: its start and/or its end.
+#[derive(Default)]
+struct Merged<'a> {
+    start: Option<&'a InterceptionStart>,
+    end: Option<&'a InterceptionEnd>,
+}
+
+/// Writes `records` and the ledger entry `batch` in one transaction. `prune` also drops ledger entries
+/// older than [`LEDGER_KEEP`].
+pub(super) fn write_batch(
+    client: &mut Client,
+    stmts: &Statements,
+    records: &[&Record],
+    batch: Uuid,
+    prune: bool,
+) -> Result<(), WriteFailure> {
+    let before = |error| WriteFailure { at_commit: false, error };
+    let mut order: Vec<Uuid> = Vec::new();
+    let mut merged: HashMap<Uuid, Merged<'_>> = HashMap::new();
+    let mut usages: Vec<&TokenUsage> = Vec::new();
+    let mut prompts: Vec<&PromptUsage> = Vec::new();
+    let mut tools: Vec<&ToolUsage> = Vec::new();
+    let mut thoughts: Vec<&ModelThought> = Vec::new();
+    for record in records {
+        let id = match record {
+            Record::InterceptionStart(r) => r.interception_id,
+            Record::InterceptionEnd(r) => r.interception_id,
+            _ => Uuid::nil(),
+        };
+        match record {
+            Record::InterceptionStart(_) | Record::InterceptionEnd(_) => {
+                let row = merged.entry(id).or_insert_with(|| {
+                    order.push(id);
+                    Merged::default()
+                });
+                match record {
+                    Record::InterceptionStart(r) => row.start = Some(r),
+                    Record::InterceptionEnd(r) => row.end = Some(r),
+                    _ => {}
+                }
+            }
+            Record::TokenUsage(r) => usages.push(r),
+            Record::PromptUsage(r) => prompts.push(r),
+            Record::ToolUsage(r) => tools.push(r),
+            Record::ModelThought(r) => thoughts.push(r),
+        }
+    }
+    let mut tx = client.transaction().map_err(before)?;
+    if !order.is_empty() {
+        let rows: Vec<&Merged<'_>> = order.iter().filter_map(|id| merged.get(id)).collect();
+        let start = |f: fn(&InterceptionStart) -> Option<&str>| -> Vec<Option<Cow<'_, str>>> {
+            rows.iter().map(|m| m.start.and_then(f).map(text)).collect()
+        };
+        let statuses: Vec<Option<&str>> = rows.iter().map(|m| m.end.map(|e| e.status.as_str())).collect();
+        tx.execute(
+            &stmts.interceptions,
+            &[
+                &order,
+                &start(|s| Some(&s.initiator_id)),
+                &start(|s| Some(s.provider)),
+                &start(|s| Some(&s.provider_name)),
+                &start(|s| Some(&s.model)),
+                &start(|s| Some(&s.client)),
+                &start(|s| s.client_session_id.as_deref()),
+                &start(|s| s.user_agent.as_deref()),
+                &start(|s| Some(s.credential_kind.as_str())),
+                &start(|s| s.credential_hint.as_deref()),
+                &rows.iter().map(|m| m.start.map(|s| s.started_at)).collect::<Vec<_>>(),
+                &start(|s| Some(&s.gateway_id)),
+                &rows.iter().map(|m| m.end.map(|e| e.ended_at)).collect::<Vec<_>>(),
+                &statuses,
+                &rows.iter().map(|m| m.end.and_then(|e| e.upstream_status).map(i32::from)).collect::<Vec<_>>(),
+            ],
+        )
+        .map_err(before)?;
+    }
+    if !usages.is_empty() {
+        tx.execute(
+            &stmts.usages,
+            &[
+                &usages.iter().map(|r| r.interception_id).collect::<Vec<_>>(),
+                &usages.iter().map(|r| text(&r.msg_id)).collect::<Vec<_>>(),
+                &usages.iter().map(|r| count(r.input_tokens)).collect::<Vec<_>>(),
+                &usages.iter().map(|r| count(r.output_tokens)).collect::<Vec<_>>(),
+                &usages.iter().map(|r| count(r.cache_read_input_tokens)).collect::<Vec<_>>(),
+                &usages.iter().map(|r| count(r.cache_write_input_tokens)).collect::<Vec<_>>(),
+                &usages.iter().map(|r| count(r.reasoning_tokens)).collect::<Vec<_>>(),
+                &usages.iter().map(|r| json(&r.extra)).collect::<Vec<_>>(),
+                &usages.iter().map(|r| r.created_at).collect::<Vec<_>>(),
+            ],
+        )
+        .map_err(before)?;
+    }
+    if !prompts.is_empty() {
+        tx.execute(
+            &stmts.prompts,
+            &[
+                &prompts.iter().map(|r| r.interception_id).collect::<Vec<_>>(),
+                &prompts.iter().map(|r| text(&r.msg_id)).collect::<Vec<_>>(),
+                &prompts.iter().map(|r| text(&r.prompt)).collect::<Vec<_>>(),
+                &prompts.iter().map(|r| r.created_at).collect::<Vec<_>>(),
+            ],
+        )
+        .map_err(before)?;
+    }
+    if !tools.is_empty() {
+        tx.execute(
+            &stmts.tools,
+            &[
+                &tools.iter().map(|r| r.interception_id).collect::<Vec<_>>(),
+                &tools.iter().map(|r| text(&r.msg_id)).collect::<Vec<_>>(),
+                &tools.iter().map(|r| text(&r.tool)).collect::<Vec<_>>(),
+                &tools.iter().map(|r| text(&r.tool_call_id)).collect::<Vec<_>>(),
+                &tools.iter().map(|r| text(&r.input)).collect::<Vec<_>>(),
+                &tools.iter().map(|r| opt_text(r.server_url.as_deref())).collect::<Vec<_>>(),
+                &tools.iter().map(|r| r.injected).collect::<Vec<_>>(),
+                &tools.iter().map(|r| r.created_at).collect::<Vec<_>>(),
+            ],
+        )
+        .map_err(before)?;
+    }
+    if !thoughts.is_empty() {
+        tx.execute(
+            &stmts.thoughts,
+            &[
+                &thoughts.iter().map(|r| r.interception_id).collect::<Vec<_>>(),
+                &thoughts.iter().map(|r| text(&r.msg_id)).collect::<Vec<_>>(),
+                &thoughts.iter().map(|r| text(&r.content)).collect::<Vec<_>>(),
+                &thoughts.iter().map(|r| text(&r.source)).collect::<Vec<_>>(),
+                &thoughts.iter().map(|r| r.created_at).collect::<Vec<_>>(),
+            ],
+        )
+        .map_err(before)?;
+    }
+    tx.execute(&stmts.ledger, &[&batch]).map_err(before)?;
+    if prune {
+        let cutoff = SystemTime::now().checked_sub(LEDGER_KEEP).unwrap_or(SystemTime::UNIX_EPOCH);
+        tx.execute(&stmts.prune, &[&batch_id_at(cutoff)]).map_err(before)?;
+    }
+    tx.commit().map_err(|error| WriteFailure { at_commit: true, error })
+}
+
+/// Whether the `n`th batch of a connection also prunes the ledger.
+pub(super) fn prune_due(n: u64) -> bool {
+    n % LEDGER_PRUNE_EVERY == 0
+}
+
+/// The smallest UUIDv7 of the instant `t`: every batch id made before `t` sorts below it.
+pub(super) fn batch_id_at(t: SystemTime) -> Uuid {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let ms = (since.as_millis() as u64) & ((1 << 48) - 1);
+    // UUIDv7: the 48-bit Unix millisecond timestamp, then the version nibble; everything else zero.
+    Uuid::from_u128((u128::from(ms) << 80) | (0x7u128 << 76))
+}
+
+/// Whether the batch `id` committed (its ledger entry exists).
+pub(super) fn batch_committed(client: &mut Client, id: Uuid) -> Result<bool, postgres::Error> {
+    Ok(client.query_opt("SELECT 1 FROM aibridge_sink_batches WHERE id = $1", &[&id])?.is_some())
+}
+
+pub(super) fn settle_open(
+    client: &mut Client,
+    gateway_id: &str,
+    ended_at: SystemTime,
+    status: &str,
+    reason: &str,
+) -> Result<usize, postgres::Error> {
+    let n = client.execute(SETTLE_OPEN, &[&gateway_id, &ended_at, &status, &reason])?;
+    Ok(n as usize)
+}
+
+/// Deletes up to `limit` interceptions started before `cutoff` (ends without a start aged by their end)
+/// with their child rows, in one transaction, when this gateway wins the purge lock; returns 0 without
+/// deleting anything when another gateway holds it (that gateway is purging).
+pub(super) fn purge_chunk(client: &mut Client, cutoff: SystemTime, limit: usize) -> Result<usize, postgres::Error> {
+    let mut tx = client.transaction()?;
+    let won: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PURGE_LOCK])?.get(0);
+    if !won {
+        return Ok(0);
+    }
+    let limit = count(limit as u64);
+    let ids: Vec<Uuid> = tx
+        .query(
+            "(SELECT id FROM aibridge_interceptions WHERE started_at < $1 LIMIT $2) \
+             UNION ALL (SELECT id FROM aibridge_interceptions WHERE started_at IS NULL AND ended_at < $1 LIMIT $2) \
+             LIMIT $2",
+            &[&cutoff, &limit],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    for table in CHILD_TABLES {
+        tx.execute(&format!("DELETE FROM {table} WHERE interception_id = ANY($1)"), &[&ids])?;
+    }
+    tx.execute("DELETE FROM aibridge_interceptions WHERE id = ANY($1)", &[&ids])?;
+    tx.commit()?;
+    Ok(ids.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_json_never_carry_nul() {
+        assert_eq!(text("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(text("plain"), Cow::Borrowed("plain")));
+        assert_eq!(json(""), "{}");
+        assert_eq!(json(r#"{"a":"x\u0000"}"#), r#"{"a":"x\ufffd"}"#);
+        assert_eq!(json("not json"), r#""not json""#);
+        assert_eq!(json(r#"{"n":1}"#), r#"{"n":1}"#);
+        assert_eq!(count(u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn ledger_cutoff_sorts_below_later_ids() {
+        let t = SystemTime::now() - Duration::from_secs(60);
+        let cutoff = batch_id_at(t);
+        assert_eq!(cutoff.get_version_num(), 7);
+        let later = Uuid::now_v7();
+        assert!(cutoff < later);
+        let earlier = batch_id_at(t - Duration::from_secs(1));
+        assert!(earlier < cutoff);
+    }
+}
