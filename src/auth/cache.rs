@@ -143,7 +143,7 @@ fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
 
 /// Opens the database and loads the first snapshot (before the workers start).
 pub fn load_token_cache(db: impl Into<DatabaseUrl>) -> Result<TokenCache, AuthError> {
-    let mut store = TokenStore::open(&db.into())?;
+    let mut store = TokenStore::open(db.into())?;
     let cache = TokenCache::empty();
     cache.reload(&mut store)?;
     Ok(cache)

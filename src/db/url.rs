@@ -11,8 +11,9 @@ pub use super::postgres::PgUrl;
 pub enum DatabaseUrl {
     /// One embedded SQLite file: the default, for a single gateway.
     Sqlite(PathBuf),
-    /// A PostgreSQL server shared by several gateways.
-    Postgres(PgUrl),
+    /// A PostgreSQL server shared by several gateways (boxed: its config is large, and a URL is cloned
+    /// only at start).
+    Postgres(Box<PgUrl>),
 }
 
 /// Why a database URL was refused. Never quotes the URL (it may hold a password).
@@ -37,9 +38,9 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
         match text.split_once("://") {
-            Some(("postgres" | "postgresql", _)) => Ok(DatabaseUrl::Postgres(PgUrl::parse(text)?)),
+            Some(("postgres" | "postgresql", _)) => Ok(DatabaseUrl::Postgres(Box::new(PgUrl::parse(text)?))),
             Some((scheme, _)) => Err(UrlError::UnsupportedScheme(scheme.to_owned())),
-            None if looks_like_keyword_value(text) => Ok(DatabaseUrl::Postgres(PgUrl::parse(text)?)),
+            None if looks_like_keyword_value(text) => Ok(DatabaseUrl::Postgres(Box::new(PgUrl::parse(text)?))),
             None => Err(UrlError::UnsupportedScheme("(none)".to_owned())),
         }
     }

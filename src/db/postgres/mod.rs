@@ -128,10 +128,8 @@ impl PgStore {
     /// Drops the connection after `e` when it is gone (or in an unknown state), so the next call reconnects.
     fn after_error(&mut self, e: &postgres::Error) {
         let closed = self.conn.as_ref().is_some_and(|c| c.client.is_closed());
-        if closed || e.as_db_error().is_none() {
-            if self.conn.take().is_some() {
-                tracing::error!(database = %self.url, error = %e, "lost the PostgreSQL connection; will reconnect");
-            }
+        if (closed || e.as_db_error().is_none()) && self.conn.take().is_some() {
+            tracing::error!(database = %self.url, error = %e, "lost the PostgreSQL connection; will reconnect");
         }
     }
 

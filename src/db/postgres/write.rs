@@ -14,7 +14,7 @@ use crate::records::{InterceptionEnd, InterceptionStart, ModelThought, PromptUsa
 
 /// The advisory lock a purge must win: with several gateways on one database only one purges at a time,
 /// the others skip that round.
-const PURGE_LOCK: i64 = 0x6169_6272_6964_6702;
+pub(super) const PURGE_LOCK: i64 = 0x6169_6272_6964_6702;
 
 /// How long a batch id stays in the ledger: far longer than any retry of that batch can be pending.
 const LEDGER_KEEP: Duration = Duration::from_secs(3600);
@@ -286,7 +286,7 @@ pub(super) fn write_batch(
 
 /// Whether the `n`th batch of a connection also prunes the ledger.
 pub(super) fn prune_due(n: u64) -> bool {
-    n % LEDGER_PRUNE_EVERY == 0
+    n.is_multiple_of(LEDGER_PRUNE_EVERY)
 }
 
 /// The smallest UUIDv7 of the instant `t`: every batch id made before `t` sorts below it.
