@@ -87,9 +87,9 @@ impl PgStore {
         }
         let tls = tls::connector(&url).map_err(DbError::Open)?;
         let mut store = PgStore { url, tls, workload, conn: None, uncertain: None, batches: 0 };
-        let mut client = store.connect().map_err(|e| DbError::Open(Box::new(e)))?;
+        let mut client = store.connect().map_err(|e| DbError::Open(boxed(e)))?;
         schema::migrate(&mut client)?;
-        store.conn = Some(store.prepare(client).map_err(|e| DbError::Open(Box::new(e)))?);
+        store.conn = Some(store.prepare(client).map_err(|e| DbError::Open(boxed(e)))?);
         Ok(store)
     }
 
@@ -116,6 +116,7 @@ impl PgStore {
     fn conn(&mut self) -> Result<&mut Conn, StoreError> {
         if self.conn.is_none() {
             let conn = self.connect().and_then(|c| self.prepare(c)).map_err(|e| {
+                let e = PgError(e);
                 tracing::error!(database = %self.url, error = %e, "cannot reach PostgreSQL");
                 StoreError::Transient(Box::new(e))
             })?;
@@ -129,6 +130,7 @@ impl PgStore {
     fn after_error(&mut self, e: &postgres::Error) {
         let closed = self.conn.as_ref().is_some_and(|c| c.client.is_closed());
         if (closed || e.as_db_error().is_none()) && self.conn.take().is_some() {
+            let e = PgError::describe(e);
             tracing::error!(database = %self.url, error = %e, "lost the PostgreSQL connection; will reconnect");
         }
     }
@@ -194,11 +196,46 @@ impl PgStore {
     }
 }
 
+/// A PostgreSQL error with the server's message (or the I/O cause) in its text: the client's own
+/// `Display` says only "db error".
+#[derive(Debug)]
+pub(crate) struct PgError(postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&PgError::describe(&self.0))
+    }
+}
+
+impl PgError {
+    /// The text [`PgError`] would show for a borrowed error.
+    fn describe(e: &postgres::Error) -> String {
+        match e.as_db_error() {
+            Some(db) => format!("PostgreSQL {} {}: {}", db.severity(), db.code().code(), db.message()),
+            None => match std::error::Error::source(e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
+        }
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The error boxed for [`StoreError`] and [`DbError`].
+pub(crate) fn boxed(e: postgres::Error) -> super::BackendError {
+    Box::new(PgError(e))
+}
+
 /// Sorts a PostgreSQL error into the classes callers act on.
 fn classify(err: postgres::Error) -> StoreError {
     let Some(db) = err.as_db_error() else {
         // No answer from the server (connection refused, reset, closed, timed out): it passes.
-        return StoreError::Transient(Box::new(err));
+        return StoreError::Transient(boxed(err));
     };
     let class = match db.code().code().get(..2).unwrap_or("") {
         // Connection exceptions, resources, operator intervention (shutdown, restart, `pg_terminate_backend`),
@@ -208,7 +245,7 @@ fn classify(err: postgres::Error) -> StoreError {
         "22" | "23" | "54" => StoreError::Rejected,
         _ => StoreError::Fault,
     };
-    class(Box::new(err))
+    class(boxed(err))
 }
 
 impl Store for PgStore {
@@ -224,7 +261,7 @@ impl Store for PgStore {
                 let identities = records.iter().map(|r| identity(r)).collect();
                 if failure.at_commit {
                     self.uncertain = Some(Uncertain { identities, known: skip, batch: Some(batch) });
-                    return Err(StoreError::Transient(Box::new(failure.error)));
+                    return Err(StoreError::Transient(boxed(failure.error)));
                 }
                 if skip > 0 {
                     self.uncertain = Some(Uncertain { identities, known: skip, batch: None });

@@ -106,7 +106,7 @@ pub(crate) fn current_version() -> i64 {
 }
 
 fn migrate_error(e: postgres::Error) -> DbError {
-    DbError::Migrate(Box::new(e))
+    DbError::Migrate(super::boxed(e))
 }
 
 /// Applies every migration the database has not seen yet, in one transaction holding the migration lock:
