@@ -69,10 +69,10 @@ pub(crate) enum Workload {
 
 /// Opens the configured database (migrating its schema) for `workload`. The one place a backend is
 /// chosen.
-pub(crate) fn open(url: &DatabaseUrl, workload: Workload) -> Result<Box<dyn Store>, DbError> {
-    Ok(match url {
-        DatabaseUrl::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path, workload)?),
-        DatabaseUrl::Postgres(pg) => Box::new(postgres::PgStore::open(pg, workload)?),
+pub(crate) fn open(url: impl Into<DatabaseUrl>, workload: Workload) -> Result<Box<dyn Store>, DbError> {
+    Ok(match url.into() {
+        DatabaseUrl::Sqlite(path) => Box::new(sqlite::SqliteStore::open(&path, workload)?),
+        DatabaseUrl::Postgres(pg) => Box::new(postgres::PgStore::open(&pg, workload)?),
     })
 }
 
@@ -109,8 +109,8 @@ pub(crate) trait Store: Send {
     #[cfg_attr(not(test), expect(dead_code, reason = "its caller, the sessions API, comes next; db tests run it now"))]
     fn list_interceptions(&mut self, query: &InterceptionQuery) -> Result<InterceptionPage, StoreError>;
 
-    /// One interception with every child row, or `None` when no such id is stored.
-    #[cfg_attr(not(test), expect(dead_code, reason = "its caller, the sessions API, comes next; db tests run it now"))]
+    /// One interception with every child row, or `None` when no such id is stored. The spill import uses
+    /// it to skip child records a previous import already wrote.
     fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError>;
 
     /// Finishes background work before the process exits (the default has none). Called once, last.

@@ -45,6 +45,22 @@ impl DatabaseUrl {
         }
     }
 
+    /// The path spill files are named after and put beside: the SQLite file, or for PostgreSQL a name in
+    /// the working directory that includes the gateway id (each gateway imports only its own spill).
+    pub(crate) fn spill_anchor(&self, gateway_id: Option<&str>) -> PathBuf {
+        match self {
+            DatabaseUrl::Sqlite(p) => p.clone(),
+            DatabaseUrl::Postgres(_) => {
+                let id: String = gateway_id
+                    .unwrap_or("default")
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+                    .collect();
+                PathBuf::from(format!("aibridge-postgres-{id}"))
+            }
+        }
+    }
+
     /// The SQLite file, when this is SQLite.
     pub fn sqlite_path(&self) -> Option<&Path> {
         match self {

@@ -5,10 +5,12 @@
 //! `SinkHandle::send`.
 
 mod logline;
+mod spill;
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -62,6 +64,9 @@ pub(crate) const GATEWAY_RESTART_REASON: &str = "gateway_restart";
 /// Tries of the start-up settle while the database is locked (about a second and a half in all).
 const SETTLE_ATTEMPTS: u32 = 7;
 
+/// Default for [`SinkOptions::shutdown_drain`].
+pub(crate) const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
 /// Pause before retrying a retention chunk that failed on a passing fault.
 const RETENTION_RETRY: Duration = Duration::from_secs(30);
 
@@ -88,6 +93,9 @@ pub struct SinkOptions {
     /// This gateway's id: when set, the interceptions its previous run left open are settled before the
     /// sink starts.
     pub(crate) gateway_id: Option<Arc<str>>,
+    /// After a close, how long the sink keeps trying to commit before it spills what is left to a file
+    /// beside the database ([`spill`]) and stops.
+    pub(crate) shutdown_drain: Duration,
 }
 
 impl SinkOptions {
@@ -104,6 +112,7 @@ impl SinkOptions {
             max_batch_records: MAX_BATCH_RECORDS,
             max_batch_delay: MAX_BATCH_DELAY,
             gateway_id: None,
+            shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
         }
     }
 }
@@ -136,6 +145,8 @@ struct Counters {
     failed_records: AtomicU64,
     log_write_errors: AtomicU64,
     send_after_exit: AtomicU64,
+    spilled_records: AtomicU64,
+    lost_at_shutdown: AtomicU64,
 }
 
 /// A snapshot of the sink's counters.
@@ -163,6 +174,10 @@ pub struct SinkStats {
     pub(crate) log_write_errors: u64,
     /// Sends after the sink thread had already exited (only possible if it panicked).
     pub(crate) send_after_exit: u64,
+    /// Records the shutdown drain could not commit and wrote to a spill file instead.
+    pub(crate) spilled_records: u64,
+    /// Records the shutdown drain could neither commit nor spill (the spill file could not be written).
+    pub(crate) lost_at_shutdown: u64,
 }
 
 /// The workers' end of the channel. Cheap to clone; the sink thread exits once every clone is dropped.
@@ -215,6 +230,8 @@ impl Counters {
             failed_records: get(&self.failed_records),
             log_write_errors: get(&self.log_write_errors),
             send_after_exit: get(&self.send_after_exit),
+            spilled_records: get(&self.spilled_records),
+            lost_at_shutdown: get(&self.lost_at_shutdown),
         }
     }
 }
@@ -263,6 +280,9 @@ pub(crate) fn start_with_store(
     opts: SinkOptions,
     mut store: Box<dyn Store>,
 ) -> Result<(SinkHandle, SinkThread), SinkError> {
+    // Before the settle: a spilled end must land before the start is taken for one left open.
+    let spill_anchor = opts.database.spill_anchor(opts.gateway_id.as_deref());
+    spill::import_all(&spill_anchor, store.as_mut());
     if let Some(gateway_id) = &opts.gateway_id {
         settle_previous_run(store.as_mut(), gateway_id);
     }
@@ -290,6 +310,9 @@ pub(crate) fn start_with_store(
         retry_at: None,
         next_purge: Instant::now(),
         purge_more: false,
+        database_path: spill_anchor,
+        shutdown_drain: opts.shutdown_drain,
+        drain_until: None,
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
@@ -348,6 +371,11 @@ struct Sink {
     next_purge: Instant,
     /// The last retention chunk was full: run another after the next batch.
     purge_more: bool,
+    /// Spill files go beside it (for PostgreSQL, a name in the working directory).
+    database_path: PathBuf,
+    shutdown_drain: Duration,
+    /// Set when the sink is closed: past it, what is still pending is spilled and the sink stops.
+    drain_until: Option<Instant>,
 }
 
 impl Sink {
@@ -365,6 +393,13 @@ impl Sink {
             if self.closed && self.pending.is_empty() {
                 break;
             }
+            if self.closed {
+                let until = *self.drain_until.get_or_insert_with(|| Instant::now() + self.shutdown_drain);
+                if Instant::now() >= until {
+                    self.spill();
+                    break;
+                }
+            }
         }
         if !self.log.flush() {
             self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
@@ -380,8 +415,13 @@ impl Sink {
     /// Fills `pending` from the channel: a batch's worth (or what arrives within the batch delay of the
     /// first record) normally, everything that fits under `MAX_PENDING_RECORDS` while a fault lasts.
     fn receive(&mut self) {
+        if !self.closed && self.close_requested.load(Ordering::SeqCst) {
+            // Also while a fault lasts: a close must start the bounded drain even with records pending.
+            self.drain_for_close();
+        }
         if self.closed {
             if let Some(at) = self.retry_at {
+                let at = self.drain_until.map_or(at, |until| at.min(until));
                 std::thread::sleep(at.saturating_duration_since(Instant::now()));
             }
             return;
@@ -450,6 +490,34 @@ impl Sink {
             self.push(r);
         }
         self.closed = true;
+    }
+
+    /// The drain ended with the database still refusing writes: writes what is pending to a spill file,
+    /// which the next start imports, and says where.
+    fn spill(&mut self) {
+        let n = self.pending.len();
+        match spill::write(&self.database_path, &self.pending) {
+            Ok(path) => {
+                self.counters.spilled_records.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(
+                    records = n,
+                    path = %path.display(),
+                    "the shutdown drain ended with the database refusing writes; wrote the uncommitted records \
+                     to a spill file, imported at the next start"
+                );
+            }
+            Err(e) => {
+                self.counters.lost_at_shutdown.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(
+                    records = n,
+                    error = %e,
+                    "the shutdown drain ended with the database refusing writes and the spill file could not be \
+                     written; these records are lost"
+                );
+            }
+        }
+        self.pending.clear();
+        self.counters.pending_in_memory.store(0, Ordering::Relaxed);
     }
 
     /// When the idle wait must end for retention to run, if retention is on.

@@ -15,5 +15,6 @@ mod records;
 mod relay;
 mod robustness;
 mod shutdown;
+mod spill;
 mod tls;
 mod upstream_faults;

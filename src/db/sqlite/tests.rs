@@ -10,7 +10,7 @@ use crate::records::*;
 
 fn store(name: &str) -> (Box<dyn Store>, std::path::PathBuf) {
     let path = test_dir(name).join("a.db");
-    (db::open(&path.clone().into(), Workload::General).unwrap(), path)
+    (db::open(&path, Workload::General).unwrap(), path)
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn sqlite_errors_map_to_the_classes_the_sink_retries_on() {
 
     // Another writer holds the lock: a passing fault.
     raw.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let mut writer = db::open(&path.clone().into(), Workload::RecordWriter).unwrap();
+    let mut writer = db::open(&path, Workload::RecordWriter).unwrap();
     assert!(matches!(writer.write_batch(&[&start(id, "alice", at(0))]), Err(StoreError::Transient(_))));
     raw.execute_batch("COMMIT").unwrap();
     writer.write_batch(&[&start(id, "alice", at(0))]).unwrap();
