@@ -209,7 +209,7 @@ impl std::fmt::Display for PgError {
 
 impl PgError {
     /// The text [`PgError`] would show for a borrowed error.
-    fn describe(e: &postgres::Error) -> String {
+    pub(super) fn describe(e: &postgres::Error) -> String {
         match e.as_db_error() {
             Some(db) => format!("PostgreSQL {} {}: {}", db.severity(), db.code().code(), db.message()),
             None => match std::error::Error::source(e) {
