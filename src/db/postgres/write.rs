@@ -311,11 +311,14 @@ pub(super) fn write_batch(
         &h_at,
         &batch,
     ];
-    // One statement, one implicit transaction. An error the server reported means it rolled back; any
-    // other (the connection went away) may have come after the commit.
-    client
-        .execute(&stmts.batch, &params)
-        .map_err(|error| WriteFailure { at_commit: error.as_db_error().is_none(), error })?;
+    // One statement, one implicit transaction. An ERROR the server reported on a connection that is still
+    // open means it rolled back; anything else (a FATAL such as `pg_terminate_backend`, a lost connection)
+    // may have come after the commit, so the outcome is unknown.
+    if let Err(error) = client.execute(&stmts.batch, &params) {
+        let rolled_back =
+            !client.is_closed() && error.as_db_error().is_some_and(|db| db.severity().eq_ignore_ascii_case("ERROR"));
+        return Err(WriteFailure { at_commit: !rolled_back, error });
+    }
     if prune {
         let cutoff = SystemTime::now().checked_sub(LEDGER_KEEP).unwrap_or(SystemTime::UNIX_EPOCH);
         if let Err(e) = client.execute(&stmts.prune, &[&batch_id_at(cutoff)]) {
