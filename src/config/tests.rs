@@ -653,7 +653,8 @@ fn no_secret_appears_in_any_error() {
     let empty_entry = format!("{SECRET},");
     let url_with_key = format!("https://user:{SECRET}@host/v1");
     let url_with_query = format!("ftp://host/v1?key={SECRET}");
-    let db = format!("postgres://u:{SECRET}@db/x");
+    let db = format!("postgres://u:{SECRET}@db:port/x");
+    let other_db = format!("mysql://u:{SECRET}@db/x");
     let cases: Vec<Vec<(&str, &str)>> = vec![
         vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &dup)],
         vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &six)],
@@ -683,6 +684,7 @@ fn no_secret_appears_in_any_error() {
         vec![("CODER_AIBRIDGE_ANTHROPIC_KEY", SECRET), ("CODER_AIBRIDGE_BEDROCK_ACCESS_KEY_SECRET", SECRET)],
         vec![("CODER_AIBRIDGE_BEDROCK_ACCESS_KEY_SECRET", SECRET)],
         vec![("CODER_AIBRIDGE_DATABASE_URL", &db)],
+        vec![("CODER_AIBRIDGE_DATABASE_URL", &other_db)],
         vec![("CODER_AIBRIDGE_OPENAI_BASE_URL", &url_with_key)],
     ];
     for pairs in cases {
@@ -950,4 +952,27 @@ fn gateway_id_defaults_to_host_and_listen_address_and_is_validated() {
             "{bad:?}: {e:?}"
         );
     }
+}
+
+#[test]
+fn every_setting_has_its_ai_gateway_spelling() {
+    let l = load_env(&[
+        ("CODER_AI_GATEWAY_RETENTION", "3d"),
+        ("CODER_AI_GATEWAY_STREAM_IDLE_TIMEOUT", "42s"),
+        ("CODER_AI_GATEWAY_PROVIDER_0_TYPE", "anthropic"),
+        ("CODER_AI_GATEWAY_PROVIDER_0_NAME", "claude"),
+    ])
+    .unwrap();
+    assert_eq!(l.config.retention, Some(std::time::Duration::from_secs(3 * 86_400)));
+    assert_eq!(l.config.timeouts.stream_idle, std::time::Duration::from_secs(42));
+    assert_eq!(names(&l.config), ["claude"]);
+    let l = load_yaml(&ServerArgs::default(), &[], "ai_gateway:\n  workers: 3\n  retention: 1d\n").unwrap();
+    assert_eq!((l.config.workers, l.config.retention), (3, Some(std::time::Duration::from_secs(86_400))));
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // One value under both names is fine; two is an error naming both.
+    assert!(load_env(&[("CODER_AIBRIDGE_WORKERS", "2"), ("CODER_AI_GATEWAY_WORKERS", "2")]).is_ok());
+    let e = err_env(&[("CODER_AIBRIDGE_WORKERS", "2"), ("CODER_AI_GATEWAY_WORKERS", "4")]);
+    assert!(matches!(e, ConfigError::SpellingConflict { .. }), "{e}");
+    let e = load_yaml(&ServerArgs::default(), &[], "ai_gateway:\n  workers: 3\naibridge:\n  workers: 4\n").unwrap_err();
+    assert!(e.to_string().contains("YAML ai_gateway.workers"), "{e}");
 }

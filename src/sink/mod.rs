@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 
 use crate::db::{self, DbError, Store, StoreError, Workload};
 use crate::records::Record;
+use crate::runtime::shutdown::ShutdownFlag;
 
 /// Re-exported where the relay has always found it.
 pub use crate::db::new_interception_id;
@@ -96,6 +97,12 @@ pub struct SinkOptions {
     /// After a close, how long the sink keeps trying to commit before it spills what is left to a file
     /// beside the database ([`spill`]) and stops.
     pub(crate) shutdown_drain: Duration,
+    /// The process's shutdown flag: once it is set, a backlog that reached `max_pending_records` while
+    /// the database refuses writes is spilled at once, so workers waiting on the full channel can finish
+    /// within the grace period.
+    pub(crate) shutdown: Option<ShutdownFlag>,
+    /// Most records held in memory while the database refuses writes; tests lower it.
+    pub(crate) max_pending_records: usize,
 }
 
 impl SinkOptions {
@@ -113,6 +120,8 @@ impl SinkOptions {
             max_batch_delay: MAX_BATCH_DELAY,
             gateway_id: None,
             shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
+            shutdown: None,
+            max_pending_records: MAX_PENDING_RECORDS,
         }
     }
 }
@@ -280,16 +289,17 @@ pub(crate) fn start_with_store(
     opts: SinkOptions,
     mut store: Box<dyn Store>,
 ) -> Result<(SinkHandle, SinkThread), SinkError> {
-    // Before the settle: a spilled end must land before the start is taken for one left open.
+    let (json, human) =
+        if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
+    let mut log = logline::RecordLog::open(json, human)
+        .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
+    // Before the settle: a spilled end must land before the start is taken for one left open. Spilled
+    // records never reached the record log either, so the import writes their lines.
     let spill_anchor = opts.database.spill_anchor(opts.gateway_id.as_deref());
-    spill::import_all(&spill_anchor, store.as_mut());
+    spill::import_all(&spill_anchor, store.as_mut(), &mut log);
     if let Some(gateway_id) = &opts.gateway_id {
         settle_previous_run(store.as_mut(), gateway_id);
     }
-    let (json, human) =
-        if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
-    let log = logline::RecordLog::open(json, human)
-        .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
     let (tx, rx) = crossbeam_channel::bounded(opts.channel_capacity.max(1));
     let counters = Arc::new(Counters::default());
     let close_requested = Arc::new(AtomicBool::new(false));
@@ -313,6 +323,8 @@ pub(crate) fn start_with_store(
         database_path: spill_anchor,
         shutdown_drain: opts.shutdown_drain,
         drain_until: None,
+        shutdown: opts.shutdown.clone(),
+        max_pending_records: opts.max_pending_records.max(1),
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
@@ -376,6 +388,8 @@ struct Sink {
     shutdown_drain: Duration,
     /// Set when the sink is closed: past it, what is still pending is spilled and the sink stops.
     drain_until: Option<Instant>,
+    shutdown: Option<ShutdownFlag>,
+    max_pending_records: usize,
 }
 
 impl Sink {
@@ -396,7 +410,7 @@ impl Sink {
             if self.closed {
                 let until = *self.drain_until.get_or_insert_with(|| Instant::now() + self.shutdown_drain);
                 if Instant::now() >= until {
-                    self.spill();
+                    self.spill("the shutdown drain ended");
                     break;
                 }
             }
@@ -427,7 +441,7 @@ impl Sink {
             return;
         }
         if let Some(at) = self.retry_at {
-            while self.pending.len() < MAX_PENDING_RECORDS {
+            while self.pending.len() < self.max_pending_records {
                 match self.rx.recv_deadline(at) {
                     Ok(r) => self.push(r),
                     Err(RecvTimeoutError::Timeout) => return,
@@ -436,6 +450,12 @@ impl Sink {
                         break;
                     }
                 }
+            }
+            if !self.closed && self.shutdown.as_ref().is_some_and(ShutdownFlag::is_set) {
+                // Shutting down with the backlog full: workers waiting on the full channel could never
+                // finish their requests, so the grace period (and the drain after it) would never end.
+                self.spill("the record backlog was full when shutdown began");
+                return;
             }
             // Backlog full (or closed): leave the rest in the channel and wait for the retry.
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
@@ -494,7 +514,7 @@ impl Sink {
 
     /// The drain ended with the database still refusing writes: writes what is pending to a spill file,
     /// which the next start imports, and says where.
-    fn spill(&mut self) {
+    fn spill(&mut self, why: &'static str) {
         let n = self.pending.len();
         match spill::write(&self.database_path, &self.pending) {
             Ok(path) => {
@@ -502,8 +522,8 @@ impl Sink {
                 tracing::error!(
                     records = n,
                     path = %path.display(),
-                    "the shutdown drain ended with the database refusing writes; wrote the uncommitted records \
-                     to a spill file, imported at the next start"
+                    "{why} with the database refusing writes; wrote the uncommitted records to a spill file, \
+                     imported at the next start"
                 );
             }
             Err(e) => {
@@ -511,8 +531,8 @@ impl Sink {
                 tracing::error!(
                     records = n,
                     error = %e,
-                    "the shutdown drain ended with the database refusing writes and the spill file could not be \
-                     written; these records are lost"
+                    "{why} with the database refusing writes and the spill file could not be written; these \
+                     records are lost"
                 );
             }
         }
