@@ -1,7 +1,8 @@
-//! PostgreSQL record writes: one transaction per batch, one `INSERT … SELECT FROM unnest($n::type[])`
-//! statement per table (every row of a table in one round trip, bound in binary), the batch's id entered in
-//! the `aibridge_sink_batches` ledger in the same transaction; retention purges in bounded chunks under a
-//! try-lock; the start-up settle. Knows nothing of channels, retries or logs.
+//! PostgreSQL record writes: a batch is one statement (one round trip, one implicit transaction): every
+//! table's rows go in through an `INSERT … SELECT FROM unnest($n::type[])` data-modifying CTE (bound in
+//! binary) and the batch's id is entered in the `aibridge_sink_batches` ledger by the same statement;
+//! retention purges in bounded chunks under a try-lock; the start-up settle. Knows nothing of channels,
+//! retries or logs.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
