@@ -87,6 +87,7 @@ fn run_on(label: &str, pg: Option<&str>, json_log: bool, random_ids: bool) -> f6
                         client: "claude-code".into(),
                         client_session_id: Some("0f9b6a4e-session".into()),
                         user_agent: Some("claude-cli/2.0.14 (external, cli)".into()),
+                        correlating_tool_call_id: None,
                         credential_kind: CredentialKind::Centralized,
                         credential_hint: Some("sk-a…wxyz".into()),
                         started_at: now,

@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 pub(crate) mod cli;
 pub mod commands;
+pub(crate) mod control;
 // config/mod.rs is rewritten on another branch of issue 8; its unused re-exports go with that rewrite.
 pub(crate) mod config;
 pub(crate) mod db;

@@ -73,6 +73,10 @@ pub struct InterceptionStart {
     pub client: String,
     pub client_session_id: Option<String>,
     pub user_agent: Option<String>,
+    /// The last tool-result id in the request (Anthropic `tool_result.tool_use_id`, OpenAI `tool_call_id`,
+    /// Responses `function_call_output.call_id`): this interception continues the thread of the one that
+    /// issued that tool call. `None` for a request that starts a thread (a typed prompt).
+    pub correlating_tool_call_id: Option<String>,
     pub credential_kind: CredentialKind,
     /// A masked hint of the credential used (`sk-a…wxyz`), never the secret.
     pub credential_hint: Option<String>,

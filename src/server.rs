@@ -29,6 +29,8 @@ pub enum StartError {
     Listen { addr: String, source: std::io::Error },
     #[error("cannot start threads: {0}")]
     Threads(std::io::Error),
+    #[error("{0}")]
+    Control(#[from] crate::control::ControlError),
     /// The shutdown drain ended with the database refusing writes: the process must exit non-zero.
     #[error(
         "the database refused writes until the shutdown drain ended: {spilled} records were written to a spill \
@@ -79,6 +81,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
     let tokens = auth::load_token_cache(&config.database)?;
     auth::spawn_token_refresher(config.database.clone(), tokens.clone(), config.token_refresh);
+    if let Some(address) = &config.admin.address {
+        let bound = crate::control::spawn(
+            address,
+            config.database.clone(),
+            tokens.clone(),
+            config.admin.price_file.as_deref(),
+        )?;
+        tracing::info!(address = %bound, "sessions API and web page on http://{bound}/ui/ (admin)");
+    }
     let tls_config = tls::client_config()?;
     let aws_env = credentials_from_env(&|k| std::env::var(k).ok());
 

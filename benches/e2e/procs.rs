@@ -368,6 +368,8 @@ pub fn start_gateway(bin: &Path, spec: &GatewaySpec, cpus: &[usize], dir: &Path)
         .env("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", format!("http://{}/v1", spec.mock_addr))
         .env("AIBRIDGED_IO_DRIVER", spec.driver)
         .env("AIBRIDGED_RECORDING", if spec.recording { "on" } else { "off" })
+        // No sessions API in the latency runs unless a variant asks for one (several gateways may run).
+        .env("CODER_AIBRIDGE_ADMIN_ADDRESS", "")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).map_err(io_err("create gateway log"))?);

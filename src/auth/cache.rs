@@ -18,6 +18,8 @@ pub struct Principal {
     /// The user name, recorded as `initiator_id`.
     pub user: Arc<str>,
     pub token_id: Arc<str>,
+    /// What the token may read through the sessions API.
+    pub role: crate::db::Role,
 }
 
 struct Entry {
@@ -41,8 +43,8 @@ impl TokenCache {
         TokenCache { inner: Arc::new(ArcSwap::from_pointee(HashMap::new())) }
     }
 
-    /// Checks a presented token at `now` without the per-worker memo (tests compare it with the memo path).
-    #[cfg(test)]
+    /// Checks a presented token at `now` without the per-worker memo: the control plane's check (tests also
+    /// compare it with the memo path).
     pub fn verify(&self, presented: &str, now: SystemTime) -> Result<Principal, AuthError> {
         let (id, secret) = split_token(presented)?;
         check(&self.inner.load(), id, secret, now).map(|e| e.principal.clone())
@@ -91,7 +93,11 @@ impl TokenCache {
         let mut snapshot = Snapshot::with_capacity(rows.len());
         for row in rows {
             let entry = Entry {
-                principal: Principal { user: Arc::from(row.user), token_id: Arc::from(row.id.as_str()) },
+                principal: Principal {
+                    user: Arc::from(row.user),
+                    token_id: Arc::from(row.id.as_str()),
+                    role: row.role,
+                },
                 hash: row.secret_hash,
                 expires_at: row.expires_at,
                 revoked: row.revoked_at.is_some(),

@@ -116,6 +116,25 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub limits: LimitsArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+// --- Sessions API and web page (issue 12) ---
+/// The control-plane listener serving the sessions API and the web page, off the workers.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Sessions API and web page")]
+pub struct AdminArgs {
+    /// Address of the sessions API and the web page (/ui/); empty disables them
+    /// [env: CODER_AIBRIDGE_ADMIN_ADDRESS] [default: 127.0.0.1:3001]
+    #[arg(long = "admin-address", value_name = "HOST:PORT")]
+    pub admin_address: Option<String>,
+
+    /// JSON price table replacing the built-in one for the usage cost estimate
+    /// [env: CODER_AIBRIDGE_PRICE_FILE] [default: built in]
+    #[arg(long = "aibridge-price-file", value_name = "PATH")]
+    pub price_file: Option<String>,
 }
 
 /// The timeouts, refresh intervals and sink limits (`config::tuning`). Durations are written like

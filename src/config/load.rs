@@ -6,7 +6,7 @@ use super::args::{DatabaseArgs, ServerArgs};
 use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::{parse_duration, parse_size};
-use super::{aliases, limits, providers, tuning, Config};
+use super::{aliases, limits, providers, tuning, AdminSettings, Config};
 use crate::db::{DatabaseUrl, UrlError};
 use serde_yaml_ng::Value;
 use std::collections::HashMap;
@@ -15,6 +15,8 @@ use std::time::Duration;
 
 /// Default listen address.
 pub const DEFAULT_HTTP_ADDRESS: &str = "127.0.0.1:3000";
+/// Where the sessions API and web page listen unless told otherwise (issue 12).
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:3001";
 /// Default database URL.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://aibridge.db";
 /// Default retention (README "Configuration").
@@ -136,6 +138,15 @@ pub fn load_with_yaml(
         Some(raw) => parse_gateway_id(&raw)?,
         None => default_gateway_id(&host_name(), &http_address),
     };
+    // Sessions API and web page (issue 12): an explicitly empty address turns the listener off.
+    let admin = AdminSettings {
+        address: match src.get(&sources::ADMIN_ADDRESS, args.admin.admin_address.as_deref(), Empty::IsValue)? {
+            Some(raw) if raw.value.trim().is_empty() => None,
+            Some(raw) => Some(parse_address(&raw)?),
+            None => Some(DEFAULT_ADMIN_ADDRESS.to_string()),
+        },
+        price_file: get(&sources::PRICE_FILE, &args.admin.price_file)?.map(|raw| PathBuf::from(raw.value.trim())),
+    };
     let providers = providers::resolve(args, &src, &mut warnings)?;
     let tuning = tuning::resolve(&args.tuning, &src)?;
     let limits = limits::resolve(&args.limits, &src)?;
@@ -158,6 +169,7 @@ pub fn load_with_yaml(
         token_refresh: tuning.token_refresh,
         dns_refresh: tuning.dns_refresh,
         limits,
+        admin,
     };
     Ok(Loaded { config, warnings })
 }

@@ -70,6 +70,17 @@ pub struct Config {
     pub dns_refresh: Duration,
     /// Overload protection, circuit breaker and readiness (`config::limits`).
     pub limits: Limits,
+    /// The sessions API and web page listener (`--admin-address`, `--aibridge-price-file`).
+    pub admin: AdminSettings,
+}
+
+/// Where the control-plane listener serves the sessions API and the web page, and its price table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// `--admin-address`, default `127.0.0.1:3001`; `None` when set empty (no listener).
+    pub address: Option<String>,
+    /// `--aibridge-price-file`: a JSON price table replacing the built-in one.
+    pub price_file: Option<std::path::PathBuf>,
 }
 
 /// The wire family of a provider instance.

@@ -221,6 +221,10 @@ aibridge_setting!(
     "aibridge.shutdown_delay"
 );
 
+// --- Sessions API and web page (issue 12) ---
+aibridge_setting!(ADMIN_ADDRESS, "--admin-address", "CODER_AIBRIDGE_ADMIN_ADDRESS", "aibridge.admin_address");
+aibridge_setting!(PRICE_FILE, "--aibridge-price-file", "CODER_AIBRIDGE_PRICE_FILE", "aibridge.price_file");
+
 pub(crate) const HTTP_ADDRESS: Setting = Setting {
     flag: "--http-address",
     env: "CODER_HTTP_ADDRESS",
@@ -280,6 +284,9 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SHUTDOWN_DRAIN,
     // Overload protection, circuit breaker and readiness (issue 10).
     &SHUTDOWN_DELAY,
+    // Sessions API and web page (issue 12)
+    &ADMIN_ADDRESS,
+    &PRICE_FILE,
 ];
 
 /// A value and the name of the source it came from (flag, variable or `YAML <path>`), for messages.

@@ -22,6 +22,7 @@ pub(crate) fn start(id: Uuid, user: &str, started_at: SystemTime) -> Record {
         client: "claude-code".into(),
         client_session_id: Some("sess-1".into()),
         user_agent: None,
+        correlating_tool_call_id: None,
         credential_kind: CredentialKind::Centralized,
         credential_hint: Some("sk-a…wxyz".into()),
         started_at,
@@ -46,6 +47,7 @@ pub(crate) fn token(id: &str, user: &str, created_at: SystemTime) -> StoredToken
     StoredToken {
         id: id.into(),
         user: user.into(),
+        role: db::Role::User,
         secret_hash: [id.len() as u8; 32],
         created_at,
         expires_at: Some(created_at + Duration::from_secs(60)),

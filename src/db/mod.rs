@@ -5,8 +5,11 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod conformance_sessions;
 mod ids;
 pub(crate) mod postgres;
+pub(crate) mod sessions;
 pub(crate) mod sqlite;
 pub(crate) mod timefmt;
 mod url;
@@ -18,6 +21,7 @@ use uuid::Uuid;
 use crate::records::{ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
 
 pub use ids::new_interception_id;
+pub(crate) use sessions::{SessionFilter, SessionPage, SessionQuery, SessionSummary, TokenTotals, UsageRow};
 pub use url::{DatabaseUrl, UrlError};
 
 /// The error a backend reported, kept whole for the log line.
@@ -63,8 +67,11 @@ pub(crate) enum Workload {
     /// The sink thread: the only record writer. It must never wait long for a lock (it goes back to
     /// draining the channel instead), and storage maintenance runs beside it.
     RecordWriter,
-    /// Everything else: the CLI, the token refresher, readers.
+    /// Everything else: the CLI, the token refresher.
     General,
+    /// The sessions API and CLI: reads only (the connection refuses writes), so a bug there can never
+    /// touch the records.
+    Reader,
 }
 
 /// Opens the configured database (migrating its schema) for `workload`. The one place a backend is
@@ -106,15 +113,57 @@ pub(crate) trait Store: Send {
     fn load_tokens(&mut self) -> Result<Vec<StoredToken>, StoreError>;
 
     /// One page of interceptions, newest start first.
-    #[cfg_attr(not(test), expect(dead_code, reason = "its caller, the sessions API, comes next; db tests run it now"))]
     fn list_interceptions(&mut self, query: &InterceptionQuery) -> Result<InterceptionPage, StoreError>;
 
     /// One interception with every child row, or `None` when no such id is stored. The spill import uses
     /// it to skip child records a previous import already wrote.
     fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError>;
 
+    /// One page of sessions matching `query.filter`, newest first, with the number matching in all.
+    fn list_sessions(&mut self, query: &SessionQuery) -> Result<SessionPage, StoreError>;
+
+    /// Every interception of session `session_id` (only `initiator_id`'s when given), oldest start first,
+    /// each with its child rows. Empty when there is no such session (for that user).
+    fn session_interceptions(
+        &mut self,
+        session_id: &str,
+        initiator_id: Option<&str>,
+    ) -> Result<Vec<InterceptionDetail>, StoreError>;
+
+    /// Token use and request counts per (user, model, UTC day) of the interceptions started at or after
+    /// `since` (only `initiator_id`'s when given).
+    fn usage(&mut self, since: SystemTime, initiator_id: Option<&str>) -> Result<Vec<UsageRow>, StoreError>;
+
     /// Finishes background work before the process exits (the default has none). Called once, last.
     fn close(&mut self) {}
+}
+
+/// What a token may read through the sessions API: a `user` token its own user's records, an `admin`
+/// token everyone's. The data plane treats both alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    User,
+    Admin,
+}
+
+impl Role {
+    /// The name stored in the tokens table and shown by `tokens list`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role a stored name stands for; an unknown name is the least privileged role.
+    pub(crate) fn from_stored(name: &str) -> Role {
+        if name == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
+    }
 }
 
 /// A token row. `secret_hash` is the SHA-256 of the secret; the secret itself is never stored.
@@ -122,6 +171,7 @@ pub(crate) trait Store: Send {
 pub(crate) struct StoredToken {
     pub(crate) id: String,
     pub(crate) user: String,
+    pub(crate) role: Role,
     pub(crate) secret_hash: [u8; 32],
     pub(crate) created_at: SystemTime,
     pub(crate) expires_at: Option<SystemTime>,
@@ -133,6 +183,7 @@ impl std::fmt::Debug for StoredToken {
         f.debug_struct("StoredToken")
             .field("id", &self.id)
             .field("user", &self.user)
+            .field("role", &self.role)
             .field("expires_at", &self.expires_at)
             .field("revoked_at", &self.revoked_at)
             .finish_non_exhaustive()
@@ -144,6 +195,7 @@ impl std::fmt::Debug for StoredToken {
 pub(crate) struct TokenInfo {
     pub(crate) id: String,
     pub(crate) user: String,
+    pub(crate) role: Role,
     pub(crate) created_at: SystemTime,
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) revoked_at: Option<SystemTime>,
@@ -199,6 +251,17 @@ pub(crate) struct StoredInterception {
     pub(crate) ended_at: Option<SystemTime>,
     pub(crate) status: Option<String>,
     pub(crate) upstream_status: Option<u16>,
+    /// The tool call this interception's request answers (see `InterceptionStart`).
+    pub(crate) correlating_tool_call_id: Option<String>,
+    /// The interception that started this one's thread; `None` when it started its own.
+    pub(crate) thread_root_id: Option<Uuid>,
+}
+
+impl StoredInterception {
+    /// The interception that started this one's thread (itself for a thread's first).
+    pub(crate) fn thread_root(&self) -> Uuid {
+        self.thread_root_id.unwrap_or(self.id)
+    }
 }
 
 /// An interception with everything recorded about it, each list in the order it was written.

@@ -180,6 +180,7 @@ fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<Str
         client: client_info.name.to_string(),
         client_session_id: client_info.session_id,
         user_agent: ua,
+        correlating_tool_call_id: inspection.tool_result_ids.last().cloned(),
         credential_kind: credential::kind(ctx.credential),
         credential_hint: credential::hint(&ctx.inst.upstream, &ctx.caller, ctx.credential),
         started_at: SystemTime::now(),

@@ -46,6 +46,9 @@ enum Line {
         client: String,
         client_session_id: Option<String>,
         user_agent: Option<String>,
+        /// Absent in lines written before sessions (issue 12) and for requests that start a thread.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlating_tool_call_id: Option<String>,
         credential_kind: String,
         credential_hint: Option<String>,
         started_at: String,
@@ -142,6 +145,7 @@ pub(crate) fn encode(record: &Record) -> String {
             client: r.client,
             client_session_id: r.client_session_id,
             user_agent: r.user_agent,
+            correlating_tool_call_id: r.correlating_tool_call_id,
             credential_kind: r.credential_kind.as_str().to_owned(),
             credential_hint: r.credential_hint,
             started_at: time(r.started_at),
@@ -204,6 +208,7 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             client,
             client_session_id,
             user_agent,
+            correlating_tool_call_id,
             credential_kind,
             credential_hint,
             started_at,
@@ -217,6 +222,7 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             client,
             client_session_id,
             user_agent,
+            correlating_tool_call_id,
             credential_kind: match credential_kind.as_str() {
                 "centralized" => CredentialKind::Centralized,
                 "byok" => CredentialKind::Byok,

@@ -5,6 +5,7 @@ mod support;
 
 mod agents;
 mod auth;
+mod browser;
 mod crash;
 mod gzip;
 mod key_health;
@@ -17,6 +18,7 @@ mod readiness;
 mod records;
 mod relay;
 mod robustness;
+mod sessions;
 mod shutdown;
 mod spill;
 mod tls;

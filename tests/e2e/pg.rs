@@ -213,3 +213,123 @@ fn killing_connections_and_restarting_postgres_under_load_loses_and_duplicates_n
     let rows = cluster.psql_in("churn", "SELECT count(*) FROM aibridge_interceptions");
     assert_eq!(rows, answered.len().to_string(), "no interception row twice, none without an answer");
 }
+
+/// Polls `sql` (one value) on `db` until it reads `want`, within a generous bound.
+fn wait_psql(cluster: &PgCluster, db: &str, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = cluster.psql_in(db, sql);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql} is {got}, want {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One Claude Code turn in `session`, as `token`; waits until `ended` interceptions have ended.
+fn claude_turn(
+    gw: &Gateway,
+    cluster: &PgCluster,
+    token: &str,
+    session: &str,
+    scenario: &str,
+    messages: serde_json::Value,
+    ended: usize,
+) {
+    let body = serde_json::json!({"model": "claude-sonnet-4-5-20250929", "max_tokens": 1024, "stream": true, "messages": messages});
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/v2/aibridge/anthropic/v1/messages",
+        &[
+            ("X-Api-Key", token),
+            ("User-Agent", "claude-cli/2.0.14 (external, cli)"),
+            ("X-Claude-Code-Session-Id", session),
+            ("anthropic-version", "2023-06-01"),
+            ("Content-Type", "application/json"),
+            ("x-mock-scenario", scenario),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sql = "SELECT count(*) FROM aibridge_interceptions WHERE ended_at IS NOT NULL";
+    wait_psql(cluster, "sessions", sql, &ended.to_string());
+}
+
+/// A gateway recording into PostgreSQL links a tool result to the call it answers (thread linking in the
+/// batch statement) and serves the session through the sessions API and the CLI.
+#[test]
+fn a_postgres_gateway_links_threads_and_serves_the_session_api() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database("sessions");
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway(&mock, &url, "gw-s");
+    let admin_addr = gw.admin_addr.expect("the sessions API listens");
+    let token = tokens_cli(&url, &["create", "--user", "alice"]);
+    gw.wait_until_accepted(&token);
+    let session = crate::sessions::SESSION;
+
+    let prompt = "What is the weather in Paris?";
+    claude_turn(
+        &gw,
+        &cluster,
+        &token,
+        session,
+        "thinking",
+        serde_json::json!([{"role": "user", "content": prompt}]),
+        1,
+    );
+    let call = cluster.psql_in("sessions", "SELECT tool_call_id FROM aibridge_tool_usages ORDER BY id DESC LIMIT 1");
+    assert!(!call.is_empty(), "the first turn recorded a tool call");
+    let answer = serde_json::json!([
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": call, "name": "get_weather", "input": {"city": "Paris", "unit": "celsius"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call, "content": "18°C, sunny"}]}
+    ]);
+    claude_turn(&gw, &cluster, &token, session, "text", answer, 2);
+
+    // The link is in the table: the answer's root is the interception that made the call.
+    let linked = cluster.psql_in(
+        "sessions",
+        &format!(
+            "SELECT count(*) FROM aibridge_interceptions a JOIN aibridge_interceptions c ON a.thread_root_id = c.id \
+             WHERE a.correlating_tool_call_id = '{call}' AND c.correlating_tool_call_id IS NULL"
+        ),
+    );
+    assert_eq!(linked, "1");
+
+    let r = crate::sessions::api(admin_addr, "/api/v2/aibridge/sessions", Some(&token));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list = r.json();
+    assert_eq!(list["count"], 1, "{list}");
+    assert_eq!(list["sessions"][0]["id"], session);
+    assert_eq!(list["sessions"][0]["threads"], 1);
+    assert_eq!(list["sessions"][0]["interceptions"], 2);
+    assert_eq!(list["sessions"][0]["last_prompt"], prompt);
+
+    let r = crate::sessions::api(admin_addr, &format!("/api/v2/aibridge/sessions/{session}"), Some(&token));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let detail = r.json();
+    let threads = detail["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 1, "{detail}");
+    let steps = threads[0]["agentic_actions"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{detail}");
+    assert_eq!(steps[0]["tool_calls"][0]["id"], call.as_str());
+    assert_eq!(steps[1]["correlating_tool_call_id"], call.as_str());
+
+    let usage = crate::sessions::api(admin_addr, "/api/v2/aibridge/usage?group_by=user&since=7d", Some(&token)).json();
+    assert_eq!(usage["groups"][0]["requests"], 2, "{usage}");
+
+    // The CLI reads the same session from PostgreSQL.
+    let out = Command::new(BIN)
+        .args(["sessions", "list", "--json"])
+        .env_clear()
+        .env("CODER_AIBRIDGE_DATABASE_URL", &url)
+        .output()
+        .expect("run aibridged sessions");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["sessions"][0]["id"], session);
+}

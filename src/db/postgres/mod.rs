@@ -6,6 +6,8 @@
 
 mod queries;
 mod schema;
+mod sessions;
+mod threads;
 mod tls;
 mod tokens;
 mod url;
@@ -19,8 +21,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::{
-    DbError, InterceptionDetail, InterceptionPage, InterceptionQuery, Store, StoreError, StoredToken, TokenInfo,
-    Workload,
+    DbError, InterceptionDetail, InterceptionPage, InterceptionQuery, SessionPage, SessionQuery, Store, StoreError,
+    StoredToken, TokenInfo, UsageRow, Workload,
 };
 use crate::records::{EndStatus, Record};
 
@@ -104,10 +106,15 @@ impl PgStore {
         Ok(client)
     }
 
+    /// Readies a connection (after any migration): the writer's statements, the reader's read-only mode.
     fn prepare(&self, mut client: Client) -> Result<Conn, postgres::Error> {
+        if self.workload == Workload::Reader {
+            // The sessions API and CLI: the connection refuses writes, so a bug there can never touch the records.
+            client.batch_execute("SET default_transaction_read_only = on")?;
+        }
         let stmts = match self.workload {
             Workload::RecordWriter => Some(write::Statements::prepare(&mut client)?),
-            Workload::General => None,
+            Workload::General | Workload::Reader => None,
         };
         Ok(Conn { client, stmts })
     }
@@ -304,6 +311,22 @@ impl Store for PgStore {
 
     fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError> {
         self.with_mapped(|c| queries::interception(c, id))
+    }
+
+    fn list_sessions(&mut self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
+        self.with_mapped(|c| sessions::list_sessions(c, query))
+    }
+
+    fn session_interceptions(
+        &mut self,
+        session_id: &str,
+        initiator_id: Option<&str>,
+    ) -> Result<Vec<InterceptionDetail>, StoreError> {
+        self.with_mapped(|c| sessions::session_interceptions(c, session_id, initiator_id))
+    }
+
+    fn usage(&mut self, since: SystemTime, initiator_id: Option<&str>) -> Result<Vec<UsageRow>, StoreError> {
+        self.with_mapped(|c| sessions::usage(c, since, initiator_id))
     }
 }
 

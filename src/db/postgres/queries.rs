@@ -11,8 +11,10 @@ use crate::db::{
 };
 use crate::records::{ModelThought, PromptUsage, TokenUsage, ToolUsage};
 
-const INTERCEPTION_COLUMNS: &str = "id, initiator_id, provider, provider_name, model, client, client_session_id, \
-    user_agent, credential_kind, credential_hint, started_at, ended_at, status, upstream_status";
+pub(super) const INTERCEPTION_COLUMNS: &str =
+    "id, initiator_id, provider, provider_name, model, client, client_session_id, \
+    user_agent, credential_kind, credential_hint, started_at, ended_at, status, upstream_status, \
+    correlating_tool_call_id, thread_root_id";
 
 /// Reads column `idx` of `row`; a value this build cannot read is [`StoreError::Corrupt`], never a panic.
 pub(super) fn get<'a, T: FromSql<'a>>(
@@ -24,7 +26,7 @@ pub(super) fn get<'a, T: FromSql<'a>>(
     row.try_get(idx).map_err(|_| StoreError::Corrupt { row: id.to_owned(), column })
 }
 
-fn interception_row(r: &Row) -> Result<StoredInterception, StoreError> {
+pub(super) fn interception_row(r: &Row) -> Result<StoredInterception, StoreError> {
     let id: Uuid = get(r, 0, "?", "id")?;
     let id_text = id.to_string();
     let text = |i: usize, column| get::<Option<String>>(r, i, &id_text, column);
@@ -49,6 +51,8 @@ fn interception_row(r: &Row) -> Result<StoredInterception, StoreError> {
         ended_at: get(r, 11, &id_text, "ended_at")?,
         status: text(12, "status")?,
         upstream_status,
+        correlating_tool_call_id: text(14, "correlating_tool_call_id")?,
+        thread_root_id: get(r, 15, &id_text, "thread_root_id")?,
     })
 }
 
@@ -103,6 +107,12 @@ pub(super) fn interception(client: &mut Client, id: Uuid) -> Result<Option<Inter
     let Some(row) = row else {
         return Ok(None);
     };
+    with_children(client, interception_row(&row)?).map(Some)
+}
+
+/// An interception row completed with its child rows, each list in the order it was written.
+pub(super) fn with_children(client: &mut Client, row: StoredInterception) -> Result<InterceptionDetail, StoreError> {
+    let id = row.id;
     let id_text = id.to_string();
     let children = |client: &mut Client, sql: &str| client.query(sql, &[&id]).map_err(classify);
     let token_count = |r: &Row, i: usize| -> Result<u64, StoreError> {
@@ -170,5 +180,5 @@ pub(super) fn interception(client: &mut Client, id: Uuid) -> Result<Option<Inter
             created_at: get(&r, 3, &id_text, "created_at")?,
         });
     }
-    Ok(Some(InterceptionDetail { interception: interception_row(&row)?, token_usages, prompts, tool_usages, thoughts }))
+    Ok(InterceptionDetail { interception: row, token_usages, prompts, tool_usages, thoughts })
 }

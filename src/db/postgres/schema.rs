@@ -98,6 +98,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE aibridge_interceptions ADD COLUMN gateway_id text;
     ALTER TABLE aibridge_interceptions ADD COLUMN end_reason text;
     ",
+    // 3: sessions and threads (SQLite migration 3). `correlating_tool_call_id` is the last tool-result id of
+    // the request; `thread_root_id` the interception that started its thread (NULL: the row starts its own),
+    // filled by the batch statement from the recorded tool calls. The indexes serve the thread lookup and
+    // reading one session. Tokens get a role: `user` sees its own records through the sessions API,
+    // `admin` everyone's.
+    "
+    ALTER TABLE aibridge_interceptions ADD COLUMN correlating_tool_call_id text;
+    ALTER TABLE aibridge_interceptions ADD COLUMN thread_root_id uuid;
+    CREATE INDEX aibridge_tool_usages_tool_call_id ON aibridge_tool_usages (tool_call_id);
+    CREATE INDEX aibridge_interceptions_client_session_id ON aibridge_interceptions (client_session_id);
+    CREATE INDEX aibridge_interceptions_thread_root_id ON aibridge_interceptions (thread_root_id);
+    ALTER TABLE aibridge_api_tokens ADD COLUMN role text NOT NULL DEFAULT 'user';
+    ",
 ];
 
 /// The schema version this build writes.

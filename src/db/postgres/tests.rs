@@ -298,3 +298,44 @@ fn tokens_written_by_one_store_are_seen_by_another() {
     assert!(b.revoke_token("tok1", at(5)).unwrap());
     assert_eq!(a.load_tokens().unwrap()[0].revoked_at, Some(at(5)));
 }
+
+// The sessions conformance cases (thread linking at write time, sessions, usage, token roles).
+
+#[test]
+fn conformance_threads() {
+    crate::db::conformance_sessions::tool_results_link_to_the_thread_that_made_the_call_in_one_batch_or_across_batches(
+        &mut *store("threads", Workload::RecordWriter).0,
+    );
+}
+
+#[test]
+fn conformance_sessions() {
+    crate::db::conformance_sessions::sessions_group_by_client_session_else_thread_and_page_stably_while_records_arrive(
+        &mut *store("sessions", Workload::RecordWriter).0,
+    );
+}
+
+#[test]
+fn conformance_usage() {
+    crate::db::conformance_sessions::usage_rows_sum_per_user_model_and_day(
+        &mut *store("usage", Workload::RecordWriter).0,
+    );
+}
+
+#[test]
+fn conformance_token_roles() {
+    crate::db::conformance_sessions::tokens_keep_their_role_and_old_rows_are_users(
+        &mut *store("roles", Workload::General).0,
+    );
+}
+
+/// The read-only connection of the sessions API reads everything and refuses writes.
+#[test]
+fn a_reader_store_reads_but_cannot_write() {
+    let (mut writer, _db, text) = store("reader", Workload::RecordWriter);
+    let id = db::new_interception_id();
+    writer.write_batch(&[&start(id, "alice", at(0))]).unwrap();
+    let mut reader = db::open(&url(&text), Workload::Reader).unwrap();
+    assert!(reader.interception(id).unwrap().is_some());
+    assert!(reader.insert_token(&token("t", "alice", at(0))).is_err());
+}

@@ -7,13 +7,13 @@ use postgres::Client;
 
 use super::classify;
 use super::queries::get;
-use crate::db::{StoreError, StoredToken, TokenInfo};
+use crate::db::{Role, StoreError, StoredToken, TokenInfo};
 
 pub(super) fn insert(client: &mut Client, token: &StoredToken) -> Result<(), StoreError> {
     client
         .execute(
-            "INSERT INTO aibridge_api_tokens (id, \"user\", secret_hash, created_at, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO aibridge_api_tokens (id, \"user\", secret_hash, created_at, expires_at, revoked_at, role) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &token.id,
                 &token.user.replace('\0', "\u{FFFD}"),
@@ -21,6 +21,7 @@ pub(super) fn insert(client: &mut Client, token: &StoredToken) -> Result<(), Sto
                 &token.created_at,
                 &token.expires_at,
                 &token.revoked_at,
+                &token.role.as_str(),
             ],
         )
         .map_err(classify)?;
@@ -30,7 +31,7 @@ pub(super) fn insert(client: &mut Client, token: &StoredToken) -> Result<(), Sto
 pub(super) fn list(client: &mut Client) -> Result<Vec<TokenInfo>, StoreError> {
     let rows = client
         .query(
-            "SELECT id, \"user\", created_at, expires_at, revoked_at FROM aibridge_api_tokens \
+            "SELECT id, \"user\", created_at, expires_at, revoked_at, role FROM aibridge_api_tokens \
              ORDER BY created_at DESC, id",
             &[],
         )
@@ -43,6 +44,7 @@ pub(super) fn list(client: &mut Client) -> Result<Vec<TokenInfo>, StoreError> {
             created_at: get(r, 2, &id, "created_at")?,
             expires_at: get(r, 3, &id, "expires_at")?,
             revoked_at: get(r, 4, &id, "revoked_at")?,
+            role: Role::from_stored(&get::<String>(r, 5, &id, "role")?),
             id,
         });
     }
@@ -58,7 +60,10 @@ pub(super) fn revoke(client: &mut Client, id: &str, at: SystemTime) -> Result<bo
 
 pub(super) fn load(client: &mut Client) -> Result<Vec<StoredToken>, StoreError> {
     let rows = client
-        .query("SELECT id, \"user\", secret_hash, created_at, expires_at, revoked_at FROM aibridge_api_tokens", &[])
+        .query(
+            "SELECT id, \"user\", secret_hash, created_at, expires_at, revoked_at, role FROM aibridge_api_tokens",
+            &[],
+        )
         .map_err(classify)?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
@@ -83,7 +88,9 @@ pub(super) fn load(client: &mut Client) -> Result<Vec<StoredToken>, StoreError> 
             Err(_) => Some(SystemTime::UNIX_EPOCH),
         };
         let created_at = r.try_get(3).unwrap_or(SystemTime::UNIX_EPOCH);
-        out.push(StoredToken { id, user, secret_hash, created_at, expires_at, revoked_at });
+        // An unreadable role is the least privileged one.
+        let role = Role::from_stored(r.try_get::<_, &str>(6).unwrap_or_default());
+        out.push(StoredToken { id, user, role, secret_hash, created_at, expires_at, revoked_at });
     }
     Ok(out)
 }

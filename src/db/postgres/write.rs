@@ -28,12 +28,31 @@ const LEDGER_PRUNE_EVERY: u64 = 256;
 // touches each row once. A start fills the start columns, an end the end columns; a half that is absent
 // (NULL `started_at` / `ended_at` in the incoming row) keeps what the table has. A real end also clears a
 // settle's `end_reason`.
+// Interception rows of a batch are merged per id first (a start and its end become one row), so one upsert
+// touches each row once. A start fills the start columns, an end the end columns; a half that is absent
+// (NULL `started_at` / `ended_at` in the incoming row) keeps what the table has. A real end also clears a
+// settle's `end_reason`. `thread_root_id` follows the row's `threads::RootSpec` ($17–$21): the root
+// resolved from the batch, else the stored root of the issuing interception, else the root of the newest
+// stored interception of the same user that recorded the call, else the row (or its in-batch ancestor).
 const UPSERT_INTERCEPTIONS: &str = "INSERT INTO aibridge_interceptions AS t (id, initiator_id, provider, \
     provider_name, model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at, \
-    gateway_id, ended_at, status, upstream_status) \
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+    gateway_id, ended_at, status, upstream_status, correlating_tool_call_id, thread_root_id) \
+    SELECT r.id, r.initiator_id, r.provider, r.provider_name, r.model, r.client, r.client_session_id, \
+    r.user_agent, r.credential_kind, r.credential_hint, r.started_at, r.gateway_id, r.ended_at, r.status, \
+    r.upstream_status, r.call, COALESCE(r.root_known, \
+      (SELECT COALESCE(p.thread_root_id, p.id) FROM aibridge_interceptions p \
+       WHERE p.id = r.root_parent AND p.initiator_id = r.root_user), \
+      (SELECT COALESCE(p.thread_root_id, p.id) FROM aibridge_tool_usages tu \
+       JOIN aibridge_interceptions p ON p.id = tu.interception_id \
+       WHERE tu.tool_call_id = r.root_call AND p.initiator_id = r.root_user AND p.id <> r.root_own \
+       ORDER BY tu.id DESC LIMIT 1), \
+      r.root_own) \
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
     $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[], $14::text[], \
-    $15::integer[]) \
+    $15::integer[], $16::text[], $17::uuid[], $18::uuid[], $19::text[], $20::text[], $21::uuid[]) \
+    AS r(id, initiator_id, provider, provider_name, model, client, client_session_id, user_agent, \
+    credential_kind, credential_hint, started_at, gateway_id, ended_at, status, upstream_status, call, \
+    root_known, root_parent, root_call, root_user, root_own) \
     ON CONFLICT (id) DO UPDATE SET \
     initiator_id = CASE WHEN excluded.started_at IS NULL THEN t.initiator_id ELSE excluded.initiator_id END, \
     provider = CASE WHEN excluded.started_at IS NULL THEN t.provider ELSE excluded.provider END, \
@@ -48,6 +67,9 @@ const UPSERT_INTERCEPTIONS: &str = "INSERT INTO aibridge_interceptions AS t (id,
     credential_hint = CASE WHEN excluded.started_at IS NULL THEN t.credential_hint \
         ELSE excluded.credential_hint END, \
     gateway_id = CASE WHEN excluded.started_at IS NULL THEN t.gateway_id ELSE excluded.gateway_id END, \
+    correlating_tool_call_id = CASE WHEN excluded.started_at IS NULL THEN t.correlating_tool_call_id \
+        ELSE excluded.correlating_tool_call_id END, \
+    thread_root_id = CASE WHEN excluded.started_at IS NULL THEN t.thread_root_id ELSE excluded.thread_root_id END, \
     started_at = COALESCE(excluded.started_at, t.started_at), \
     status = CASE WHEN excluded.ended_at IS NULL THEN t.status ELSE excluded.status END, \
     upstream_status = CASE WHEN excluded.ended_at IS NULL THEN t.upstream_status ELSE excluded.upstream_status END, \
@@ -105,12 +127,12 @@ fn shift_params(sql: &str, by: usize) -> String {
 /// round trips of BEGIN, six inserts and COMMIT halved the sink's rate on loopback).
 fn batch_sql() -> String {
     format!(
-        "WITH i AS ({}), u AS ({}), p AS ({}), tl AS ({}), h AS ({}) INSERT INTO aibridge_sink_batches (id) VALUES ($42)",
+        "WITH i AS ({}), u AS ({}), p AS ({}), tl AS ({}), h AS ({}) INSERT INTO aibridge_sink_batches (id) VALUES ($48)",
         UPSERT_INTERCEPTIONS,
-        shift_params(INSERT_USAGES, 15),
-        shift_params(INSERT_PROMPTS, 24),
-        shift_params(INSERT_TOOLS, 28),
-        shift_params(INSERT_THOUGHTS, 36),
+        shift_params(INSERT_USAGES, 21),
+        shift_params(INSERT_PROMPTS, 30),
+        shift_params(INSERT_TOOLS, 34),
+        shift_params(INSERT_THOUGHTS, 42),
     )
 }
 
@@ -231,6 +253,16 @@ pub(super) fn write_batch(
     let i_status: Vec<Option<&str>> = rows.iter().map(|m| m.end.map(|e| e.status.as_str())).collect();
     let i_upstream: Vec<Option<i32>> =
         rows.iter().map(|m| m.end.and_then(|e| e.upstream_status).map(i32::from)).collect();
+    let i_call = start(|s| s.correlating_tool_call_id.as_deref());
+    let links = super::threads::resolve(records);
+    let link = |m: &&Merged<'_>| m.start.and_then(|s| links.get(&s.interception_id));
+    let r_known: Vec<Option<Uuid>> = rows.iter().map(|m| link(m).and_then(|l| l.known)).collect();
+    let r_parent: Vec<Option<Uuid>> = rows.iter().map(|m| link(m).and_then(|l| l.parent)).collect();
+    let r_call: Vec<Option<Cow<'_, str>>> =
+        rows.iter().map(|m| link(m).and_then(|l| opt_text(l.call.as_deref()))).collect();
+    let r_user: Vec<Option<Cow<'_, str>>> =
+        rows.iter().map(|m| link(m).and_then(|l| opt_text(l.user.as_deref()))).collect();
+    let r_own: Vec<Option<Uuid>> = rows.iter().map(|m| link(m).and_then(|l| l.own)).collect();
 
     let u_ids: Vec<Uuid> = usages.iter().map(|r| r.interception_id).collect();
     let u_msg: Vec<Cow<'_, str>> = usages.iter().map(|r| text(&r.msg_id)).collect();
@@ -268,7 +300,7 @@ pub(super) fn write_batch(
     ];
     let h_at: Vec<SystemTime> = thoughts.iter().map(|r| r.created_at).collect();
 
-    let params: [&(dyn ToSql + Sync); 42] = [
+    let params: [&(dyn ToSql + Sync); 48] = [
         &order,
         &i_cols[0],
         &i_cols[1],
@@ -284,6 +316,12 @@ pub(super) fn write_batch(
         &i_ended,
         &i_status,
         &i_upstream,
+        &i_call,
+        &r_known,
+        &r_parent,
+        &r_call,
+        &r_user,
+        &r_own,
         &u_ids,
         &u_msg,
         &u_counts[0],
@@ -408,10 +446,10 @@ mod tests {
     fn the_batch_statement_numbers_every_parameter_once() {
         assert_eq!(shift_params("unnest($1::uuid[], $12::text[]) x$", 15), "unnest($16::uuid[], $27::text[]) x$");
         let sql = batch_sql();
-        for n in 1..=42 {
+        for n in 1..=48 {
             assert_eq!(sql.matches(&format!("${n}::")).count() + sql.matches(&format!("(${n})")).count(), 1, "${n}");
         }
-        assert!(!sql.contains("$43"));
+        assert!(!sql.contains("$49"));
     }
 
     #[test]
