@@ -44,7 +44,7 @@ impl TokenStore {
 
     /// Opens the database at `url` (migrating it) and wraps it.
     pub(crate) fn open(url: impl Into<DatabaseUrl>) -> Result<Self, DbError> {
-        Ok(Self::new(db::open(&url.into(), Workload::General)?))
+        Ok(Self::new(db::open(url.into(), Workload::General)?))
     }
 
     /// Makes a `user`-role token for `user`, valid for `expires` from now (forever when `None`).

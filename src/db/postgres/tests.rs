@@ -50,7 +50,7 @@ fn url(text: &str) -> DatabaseUrl {
 
 fn store(name: &str, workload: Workload) -> (Box<dyn Store>, String, String) {
     let (db, text) = database(name);
-    (db::open(&url(&text), workload).unwrap(), db, text)
+    (db::open(url(&text), workload).unwrap(), db, text)
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn concurrent_opens_migrate_once() {
     assert_eq!(psql(&db, "SELECT count(*) FROM aibridge_schema_version"), "1");
     // A newer schema than this build knows is refused, as with SQLite.
     psql(&db, "UPDATE aibridge_schema_version SET version = 99");
-    match db::open(&url(&text), Workload::General) {
+    match db::open(url(&text), Workload::General) {
         Err(db::DbError::SchemaTooNew { found: 99, .. }) => {}
         other => panic!("expected SchemaTooNew, got {:?}", other.map(|_| ())),
     }
@@ -263,7 +263,7 @@ fn errors_map_to_the_classes_the_sink_retries_on() {
     // An unreachable server: opening fails, and the error names no password.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dead = format!("postgres://u:secretpw@127.0.0.1:{port}/x?sslmode=disable");
-    let err = db::open(&url(&dead), Workload::General).map(|_| ()).unwrap_err();
+    let err = db::open(url(&dead), Workload::General).map(|_| ()).unwrap_err();
     assert!(!format!("{err} {err:?}").contains("secretpw"), "{err}");
 }
 
@@ -292,7 +292,7 @@ fn only_one_gateway_purges_at_a_time() {
 #[test]
 fn tokens_written_by_one_store_are_seen_by_another() {
     let (mut a, _, text) = store("shared_tokens", Workload::General);
-    let mut b = db::open(&url(&text), Workload::General).unwrap();
+    let mut b = db::open(url(&text), Workload::General).unwrap();
     a.insert_token(&token("tok1", "alice", at(0))).unwrap();
     assert_eq!(b.load_tokens().unwrap().len(), 1);
     assert!(b.revoke_token("tok1", at(5)).unwrap());
@@ -335,7 +335,7 @@ fn a_reader_store_reads_but_cannot_write() {
     let (mut writer, _db, text) = store("reader", Workload::RecordWriter);
     let id = db::new_interception_id();
     writer.write_batch(&[&start(id, "alice", at(0))]).unwrap();
-    let mut reader = db::open(&url(&text), Workload::Reader).unwrap();
+    let mut reader = db::open(url(&text), Workload::Reader).unwrap();
     assert!(reader.interception(id).unwrap().is_some());
     assert!(reader.insert_token(&token("t", "alice", at(0))).is_err());
 }

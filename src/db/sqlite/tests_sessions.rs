@@ -3,7 +3,7 @@
 use crate::db::{self, conformance_sessions as cases, test_dir, Store, Workload};
 
 fn store(name: &str) -> Box<dyn Store> {
-    db::open(&test_dir(name).join("a.db"), Workload::General).unwrap()
+    db::open(test_dir(name).join("a.db"), Workload::General).unwrap()
 }
 
 #[test]
