@@ -226,6 +226,9 @@ mod tests {
         ])
         .unwrap();
         let Command::Server(a) = cli.command else { panic!("expected server") };
+        let short = parse(&["server", "--max-connections", "5"]).unwrap();
+        let Command::Server(b) = short.command else { panic!("expected server") };
+        assert_eq!(b.limits.max_connections.as_deref(), Some("5"), "--max-connections is --aibridge-max-connections");
         assert_eq!(a.enabled.as_deref(), Some("false"));
         assert_eq!(a.http_address.as_deref(), Some("0.0.0.0:8080"));
         assert_eq!(a.retention.as_deref(), Some("90d"));

@@ -14,6 +14,17 @@ pub enum Api {
     Messages,
 }
 
+impl Api {
+    /// A stable name for logs and metric labels (the circuit breaker's endpoint).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "chat_completions",
+            Api::Responses => "responses",
+            Api::Messages => "messages",
+        }
+    }
+}
+
 /// How the upstream credential of an interception was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {

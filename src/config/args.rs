@@ -252,6 +252,48 @@ pub struct TuningArgs {
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Overload protection and readiness")]
 pub struct LimitsArgs {
+    /// Intercepted requests in flight across all workers; over it, 503 "AI Bridge is currently at
+    /// capacity"; 0 is no limit [env: CODER_AIBRIDGE_MAX_CONCURRENCY] [default: 0]
+    #[arg(long = "aibridge-max-concurrency", value_name = "N")]
+    pub max_concurrency: Option<String>,
+
+    /// Requests per second per gateway token, across all workers; over it, 429 with Retry-After; 0 is no
+    /// limit [env: CODER_AIBRIDGE_RATE_LIMIT] [default: 0]
+    #[arg(long = "aibridge-rate-limit", value_name = "N")]
+    pub rate_limit: Option<String>,
+
+    /// Client connections open across all workers; a connection beyond it is closed as soon as it is
+    /// accepted, before any byte is read or written; 0 is no limit [env: CODER_AIBRIDGE_MAX_CONNECTIONS]
+    /// [default: 0]
+    #[arg(long = "aibridge-max-connections", visible_alias = "max-connections", value_name = "N")]
+    pub max_connections: Option<String>,
+
+    /// Circuit breaker per provider instance, endpoint and model: after repeated upstream 503/504/529
+    /// answers, answer 503 "circuit breaker is open" without calling the upstream
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED] [default: false]
+    #[arg(long = "aibridge-circuit-breaker-enabled", value_name = "BOOL")]
+    pub breaker_enabled: Option<String>,
+
+    /// Consecutive upstream failures (503, 504, 529) that open a breaker, 1-1000
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD] [default: 5]
+    #[arg(long = "aibridge-circuit-breaker-failure-threshold", value_name = "N")]
+    pub breaker_failure_threshold: Option<String>,
+
+    /// How often a closed breaker forgets its failures, 0 (never) to 1h
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL] [default: 10s]
+    #[arg(long = "aibridge-circuit-breaker-interval", value_name = "DURATION")]
+    pub breaker_interval: Option<String>,
+
+    /// How long a breaker stays open before it lets trial requests through (half-open), 1ms to 1h
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT] [default: 30s]
+    #[arg(long = "aibridge-circuit-breaker-timeout", value_name = "DURATION")]
+    pub breaker_timeout: Option<String>,
+
+    /// Trial requests a half-open breaker lets through; that many successes close it, 1-1000
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_MAX_REQUESTS] [default: 3]
+    #[arg(long = "aibridge-circuit-breaker-max-requests", value_name = "N")]
+    pub breaker_max_requests: Option<String>,
+
     /// After SIGTERM/SIGINT, keep accepting this long while /readyz answers 503, so load balancers stop
     /// sending before the listeners close; then the shutdown grace starts [env: CODER_AIBRIDGE_SHUTDOWN_DELAY]
     /// [default: 0s]

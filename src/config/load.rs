@@ -232,7 +232,7 @@ fn invalid(raw: &Raw, reason: impl ToString) -> ConfigError {
 }
 
 /// Booleans as Go's `strconv.ParseBool` spells them (1, t, true, 0, f, false; any case), plus yes/no.
-fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
+pub(super) fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
     match raw.value.trim().to_ascii_lowercase().as_str() {
         "1" | "t" | "true" | "yes" | "y" | "on" => Ok(true),
         "0" | "f" | "false" | "no" | "n" | "off" => Ok(false),

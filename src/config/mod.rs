@@ -18,7 +18,7 @@ mod tuning;
 pub mod units;
 
 pub use args::{DatabaseArgs, ServerArgs};
-pub use limits::Limits;
+pub use limits::{BreakerSettings, Limits};
 pub use load::{canonical_args, database_url, load_from_process, process_env};
 pub use tuning::{SinkSettings, Timeouts};
 // What the configuration tests name through `config::` (the rest stays inside the module).

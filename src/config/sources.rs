@@ -215,6 +215,49 @@ aibridge_setting!(
 
 // Overload protection, circuit breaker and readiness (issue 10, `config::limits`).
 aibridge_setting!(
+    MAX_CONCURRENCY,
+    "--aibridge-max-concurrency",
+    "CODER_AIBRIDGE_MAX_CONCURRENCY",
+    "aibridge.max_concurrency"
+);
+aibridge_setting!(RATE_LIMIT, "--aibridge-rate-limit", "CODER_AIBRIDGE_RATE_LIMIT", "aibridge.rate_limit");
+aibridge_setting!(
+    MAX_CONNECTIONS,
+    "--aibridge-max-connections",
+    "CODER_AIBRIDGE_MAX_CONNECTIONS",
+    "aibridge.max_connections"
+);
+aibridge_setting!(
+    BREAKER_ENABLED,
+    "--aibridge-circuit-breaker-enabled",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED",
+    "aibridge.circuit_breaker_enabled"
+);
+aibridge_setting!(
+    BREAKER_FAILURE_THRESHOLD,
+    "--aibridge-circuit-breaker-failure-threshold",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+    "aibridge.circuit_breaker_failure_threshold"
+);
+aibridge_setting!(
+    BREAKER_INTERVAL,
+    "--aibridge-circuit-breaker-interval",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL",
+    "aibridge.circuit_breaker_interval"
+);
+aibridge_setting!(
+    BREAKER_TIMEOUT,
+    "--aibridge-circuit-breaker-timeout",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT",
+    "aibridge.circuit_breaker_timeout"
+);
+aibridge_setting!(
+    BREAKER_MAX_REQUESTS,
+    "--aibridge-circuit-breaker-max-requests",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_MAX_REQUESTS",
+    "aibridge.circuit_breaker_max_requests"
+);
+aibridge_setting!(
     SHUTDOWN_DELAY,
     "--aibridge-shutdown-delay",
     "CODER_AIBRIDGE_SHUTDOWN_DELAY",
@@ -283,6 +326,14 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &RETENTION_INTERVAL,
     &SHUTDOWN_DRAIN,
     // Overload protection, circuit breaker and readiness (issue 10).
+    &MAX_CONCURRENCY,
+    &RATE_LIMIT,
+    &MAX_CONNECTIONS,
+    &BREAKER_ENABLED,
+    &BREAKER_FAILURE_THRESHOLD,
+    &BREAKER_INTERVAL,
+    &BREAKER_TIMEOUT,
+    &BREAKER_MAX_REQUESTS,
     &SHUTDOWN_DELAY,
     // Sessions API and web page (issue 12)
     &ADMIN_ADDRESS,

@@ -976,3 +976,58 @@ fn every_setting_has_its_ai_gateway_spelling() {
     let e = load_yaml(&ServerArgs::default(), &[], "ai_gateway:\n  workers: 3\naibridge:\n  workers: 4\n").unwrap_err();
     assert!(e.to_string().contains("YAML ai_gateway.workers"), "{e}");
 }
+
+#[test]
+fn overload_limits_and_breaker_settings_default_and_are_bounded() {
+    let l = load_env(&[]).unwrap().config.limits;
+    assert_eq!((l.max_concurrency, l.rate_limit, l.max_connections), (0, 0, 0), "off by default");
+    assert_eq!(l.breaker, BreakerSettings::default());
+    assert!(!l.breaker.enabled);
+    assert_eq!(
+        (l.breaker.failure_threshold, l.breaker.interval, l.breaker.timeout, l.breaker.max_requests),
+        (5, Duration::from_secs(10), Duration::from_secs(30), 3),
+        "Coder's defaults"
+    );
+    let set = load_env(&[
+        ("CODER_AIBRIDGE_MAX_CONCURRENCY", "7"),
+        ("CODER_AIBRIDGE_RATE_LIMIT", "9"),
+        ("CODER_AIBRIDGE_MAX_CONNECTIONS", "11"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED", "true"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "2"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL", "0s"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT", "250ms"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_MAX_REQUESTS", "1"),
+    ])
+    .unwrap()
+    .config
+    .limits;
+    assert_eq!((set.max_concurrency, set.rate_limit, set.max_connections), (7, 9, 11));
+    let b = set.breaker;
+    assert!(b.enabled);
+    assert_eq!(
+        (b.failure_threshold, b.interval, b.timeout, b.max_requests),
+        (2, Duration::ZERO, Duration::from_millis(250), 1)
+    );
+    for (name, bad) in [
+        ("CODER_AIBRIDGE_MAX_CONCURRENCY", "-1"),
+        ("CODER_AIBRIDGE_RATE_LIMIT", "1000001"),
+        ("CODER_AIBRIDGE_MAX_CONNECTIONS", "many"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED", "maybe"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "0"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL", "2h"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT", "0s"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_MAX_REQUESTS", "1001"),
+    ] {
+        let e = err_env(&[(name, bad)]);
+        assert!(matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == name), "{name}={bad}: {e}");
+    }
+    // The AI Gateway spelling and the --max-connections flag reach the same settings.
+    let l = load_env(&[("CODER_AI_GATEWAY_CIRCUIT_BREAKER_MAX_REQUESTS", "4")]).unwrap().config.limits;
+    assert_eq!(l.breaker.max_requests, 4);
+    let flags = ServerArgs {
+        limits: args::LimitsArgs { max_connections: Some("5".into()), ..Default::default() },
+        ..ServerArgs::default()
+    };
+    let l = load(&flags, &env(&[("CODER_AIBRIDGE_MAX_CONNECTIONS", "6")])).unwrap().config.limits;
+    assert_eq!(l.max_connections, 5, "flag over env");
+}

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -33,6 +33,17 @@ type Shared = Arc<ApiState>;
 
 /// Sessions per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 50;
+
+/// How far back the sessions list looks when the search names no `started_after`: sessions are grouped
+/// from the interceptions in the window, so an unbounded default would group the whole table on every page
+/// of a large database. The window is answered from the `started_at` index.
+const DEFAULT_SESSIONS_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
+/// The start of the sessions list's window: the one asked for, else [`DEFAULT_SESSIONS_WINDOW`] back.
+fn sessions_window(asked: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    asked.unwrap_or(UNIX_EPOCH + since_epoch.saturating_sub(DEFAULT_SESSIONS_WINDOW))
+}
 
 /// An API failure, answered as `{"message": …}` with its status. The one place errors become answers.
 #[derive(Debug)]
@@ -113,13 +124,15 @@ async fn list_sessions(
     let now = SystemTime::now();
     let mut filter = parse_search(params.get("q").map_or("", String::as_str), now).map_err(ApiError::BadRequest)?;
     filter.initiator_id = scope(&who, filter.initiator_id.take())?;
+    let window_start = sessions_window(filter.started_after, now);
+    filter.started_after = Some(window_start);
     let query = SessionQuery {
         filter,
         after_session_id: params.get("after_session_id").filter(|s| !s.is_empty()).cloned(),
         limit: parse_limit(params.get("limit").map(String::as_str), DEFAULT_LIMIT).map_err(ApiError::BadRequest)?,
     };
     let page = state.readers.run(move |s| s.list_sessions(&query)).await.map_err(ApiError::Store)?;
-    Ok(ok(view::page_json(&page)))
+    Ok(ok(view::page_json(&page, window_start)))
 }
 
 async fn show_session(
@@ -186,4 +199,18 @@ async fn usage(
     let only = scope(&who, params.get("initiator").cloned())?;
     let rows = state.readers.run(move |s| s.usage(since, only.as_deref())).await.map_err(ApiError::Store)?;
     Ok(ok(report_json(&rows, &by, &state.prices, &since_text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sessions_window_defaults_to_a_week_and_keeps_an_asked_start() {
+        let now = UNIX_EPOCH + Duration::from_secs(30 * 86_400);
+        assert_eq!(sessions_window(None, now), now - Duration::from_secs(7 * 86_400));
+        let asked = UNIX_EPOCH + Duration::from_secs(86_400);
+        assert_eq!(sessions_window(Some(asked), now), asked);
+        assert_eq!(sessions_window(None, UNIX_EPOCH + Duration::from_secs(60)), UNIX_EPOCH);
+    }
 }

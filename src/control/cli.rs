@@ -39,18 +39,19 @@ pub(crate) struct ListArgs {
 
 pub(crate) fn sessions_list(path: &DatabaseUrl, a: ListArgs) -> CliResult {
     let limit = parse_limit(Some(&a.limit.to_string()), 50)?;
+    let since = parse_instant(&a.since, SystemTime::now())?;
     let filter = SessionFilter {
         initiator_id: a.user,
         model: a.model,
         client: a.client,
-        started_after: Some(parse_instant(&a.since, SystemTime::now())?),
+        started_after: Some(since),
         ..SessionFilter::default()
     };
     let page = open(path)?
         .list_sessions(&SessionQuery { filter, after_session_id: None, limit })
         .map_err(|e| format!("cannot read sessions: {e}"))?;
     if a.json {
-        return Ok(format!("{:#}\n", view::page_json(&page)));
+        return Ok(format!("{:#}\n", view::page_json(&page, since)));
     }
     if page.sessions.is_empty() {
         return Ok(format!("no sessions since {}\n", a.since));

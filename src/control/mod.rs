@@ -21,6 +21,29 @@ use crate::db::DatabaseUrl;
 const API_THREADS: usize = 2;
 /// Most queries running at once; more wait for a free thread.
 const MAX_QUERY_THREADS: usize = 4;
+/// How much nicer than the process the control plane's threads run: the API's queries (a large page groups a week of
+/// interceptions for seconds) yield the CPU to the workers, which run at the process's own priority.
+/// Measured with `scripts/bench sessions` (README, Sessions).
+const CONTROL_NICE: libc::c_int = 10;
+
+/// Sets the calling thread's nice value to the process's plus [`CONTROL_NICE`] (at most 19). On Linux the nice value belongs
+/// to each thread, so this leaves the workers and the sink as they are. Best effort: a failure (a
+/// sandbox refusing it) only costs the data plane some tail latency while the API is busy.
+fn lower_this_threads_priority() {
+    // Relative to the process (its main thread's nice value), not to the calling thread: tokio starts its
+    // blocking query threads from already niced threads, which inherit their nice value.
+    // SAFETY: getpid and gettid have no preconditions; getpriority and setpriority only read their
+    // integer arguments, and the latter changes the nice value of this very thread. (-1 from getpriority
+    // is also a valid nice value; a real failure shows in setpriority's result.)
+    let rc = unsafe {
+        let process = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
+        let tid = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, (process + CONTROL_NICE).min(19))
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a control-plane thread's priority");
+    }
+}
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +73,7 @@ pub(crate) fn spawn(
         .worker_threads(API_THREADS)
         .max_blocking_threads(MAX_QUERY_THREADS)
         .thread_name("aibridged-admin")
+        .on_thread_start(lower_this_threads_priority)
         .enable_io()
         .enable_time()
         .build()
@@ -58,6 +82,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("aibridged-admin-accept".into())
         .spawn(move || {
+            lower_this_threads_priority();
             runtime.block_on(async move {
                 let listener = match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => l,
@@ -73,4 +98,40 @@ pub(crate) fn spawn(
         })
         .map_err(ControlError::Threads)?;
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The control plane's threads run niced; threads started elsewhere keep the process's priority.
+    #[test]
+    fn control_plane_threads_run_at_a_lower_priority() {
+        let nice = || {
+            // SAFETY: as in lower_this_threads_priority; getpriority only reads.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        };
+        let before = std::thread::spawn(nice).join().unwrap();
+        let lowered = std::thread::spawn(move || {
+            lower_this_threads_priority();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (before + CONTROL_NICE).min(19));
+        // A thread started by a niced thread (as tokio starts its blocking threads) ends at the same level.
+        let nested = std::thread::spawn(move || {
+            lower_this_threads_priority();
+            std::thread::spawn(move || {
+                lower_this_threads_priority();
+                nice()
+            })
+            .join()
+            .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(nested, lowered, "niced relative to the process, not to the spawning thread");
+        assert_eq!(std::thread::spawn(nice).join().unwrap(), before, "only the calling thread is niced");
+    }
 }

@@ -104,8 +104,9 @@ pub(crate) fn summary_json(s: &SessionSummary) -> Value {
 }
 
 /// `GET …/sessions`.
-pub(crate) fn page_json(page: &SessionPage) -> Value {
+pub(crate) fn page_json(page: &SessionPage, started_after: SystemTime) -> Value {
     json!({
+        "started_after": rfc3339_micros(started_after),
         "count": page.count,
         "sessions": page.sessions.iter().map(summary_json).collect::<Vec<_>>(),
         "next_after_session_id": page.next,

@@ -15,6 +15,8 @@ use crate::runtime::http::client_leg::UpstreamTimeouts;
 use crate::runtime::http::server_leg::ClientTimeouts;
 use crate::runtime::upstream::{PoolTimeouts, Upstreams};
 use crate::sink::SinkHandle;
+use crate::state::breaker::Breakers;
+use crate::state::limits::{Concurrency, RateLimiter};
 use crate::state::readiness::Readiness;
 
 use super::body::BodyTimeouts;
@@ -78,6 +80,14 @@ pub struct Gateway {
     pub(crate) key_pools: Vec<KeyPool>,
     /// What `/readyz` answers; set by start-up and the signal thread.
     pub(crate) readiness: Arc<Readiness>,
+    /// `CODER_AIBRIDGE_MAX_CONCURRENCY`: intercepted requests in flight across workers.
+    pub(crate) concurrency: Concurrency,
+    /// `CODER_AIBRIDGE_RATE_LIMIT`: requests per second per gateway token, across workers.
+    pub(crate) rate: RateLimiter,
+    /// `--max-connections`: client connections open across workers.
+    pub(crate) connections: Concurrency,
+    /// `CODER_AIBRIDGE_CIRCUIT_BREAKER_*`: one breaker per instance, endpoint and model, across workers.
+    pub(crate) breakers: Breakers,
 }
 
 impl Gateway {
@@ -94,7 +104,26 @@ impl Gateway {
         let timeouts = Timeouts::from(&config.timeouts);
         let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
         let key_pools = instances.iter().map(|i| KeyPool::new(i.upstream.pool_size())).collect();
-        Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording, key_pools, readiness }
+        let concurrency = Concurrency::new(config.limits.max_concurrency);
+        let rate = RateLimiter::new(config.limits.rate_limit);
+        let connections = Concurrency::new(config.limits.max_connections);
+        let breakers = Breakers::new(config.limits.breaker);
+        Gateway {
+            config,
+            instances,
+            tokens,
+            sink,
+            dns,
+            tls,
+            timeouts,
+            recording,
+            key_pools,
+            readiness,
+            concurrency,
+            rate,
+            connections,
+            breakers,
+        }
     }
 }
 

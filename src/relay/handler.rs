@@ -11,6 +11,8 @@ use monoio::net::TcpStream;
 
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
+use crate::providers::routes::RouteKind;
+use crate::providers::upstream::Outbound;
 use crate::records::{EndStatus, InterceptionStart};
 use crate::runtime::http::server_leg::{
     read_body, read_head, write_simple, write_simple_with, Content, NoHead, CLIENT_READ_SPARE,
@@ -19,6 +21,7 @@ use crate::runtime::http::{BodyKind, RequestHead};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::runtime::worker::Service;
+use crate::state::breaker::Ticket;
 use crate::state::readiness::NotReady;
 
 use super::authenticate::authenticate;
@@ -43,6 +46,12 @@ const DISCARDABLE_BODY: u64 = 64 * 1024;
 
 impl Service for WorkerService {
     async fn serve(self: Rc<Self>, conn: TcpStream, _peer: SocketAddr, shutdown: Rc<LocalShutdown>) {
+        // `--max-connections`: a connection over the cap is closed before anything is read or written,
+        // so the client sees the connection end (EOF or reset), never a half-served request.
+        let Some(_open) = self.gw.connections.try_acquire() else {
+            drop(conn);
+            return;
+        };
         let mut client = Conn::Plain(conn);
         serve_connection(&self, &mut client, &shutdown).await;
         client.shutdown().await;
@@ -108,6 +117,18 @@ async fn handle_request(
         Ok(c) => c,
         Err(e) => return reject(svc, client, buf, &head, inst.shape, e).await,
     };
+    // Overload protection, before the body is read: a refused request never reaches the upstream and
+    // starts no interception. The permit is held until the request ends.
+    if let Err(retry_after) = gw.rate.check(&caller.principal.token_id, Instant::now()) {
+        return reject(svc, client, buf, &head, inst.shape, RelayError::RateLimited { retry_after }).await;
+    }
+    let _permit = match route.kind {
+        RouteKind::Intercept(_) => match gw.concurrency.try_acquire() {
+            Some(p) => Some(p),
+            None => return reject(svc, client, buf, &head, inst.shape, RelayError::AtCapacity).await,
+        },
+        RouteKind::Passthrough => None,
+    };
     let body = match read_body(client, buf, &head, gw.config.max_body_size, &gw.timeouts.client).await {
         Ok(b) => b,
         Err(e) => {
@@ -149,16 +170,42 @@ async fn proxy(
     let mut out = outbound(ctx, body)?;
     ctx.credential = credential::first(&ctx.caller, &svc.gw.key_pools[ctx.route.instance], Instant::now())?;
     start_record(svc, ctx, out.model.clone());
+    // An open breaker refuses here: the interception just started ends failed, nothing goes upstream.
+    let breaker = admit_to_breaker(svc, ctx, &out)?;
 
     let Some(upstream) = exchange(svc, client, ctx, &mut out).await? else {
         return Ok(false);
     };
+    let status = upstream.head.status;
     let translator = ctx.inst.upstream.translator(&out);
     drop(out);
     if let Some(i) = ctx.interception.as_mut() {
         i.commit_start();
     }
-    Ok(relay_response(svc, client, ctx, upstream, translator).await)
+    let keep = relay_response(svc, client, ctx, upstream, translator).await;
+    // Settled when the request ends (a half-open trial holds its place until then), by the status.
+    if let Some(ticket) = breaker {
+        ticket.settle(Some(status), Instant::now());
+    }
+    Ok(keep)
+}
+
+/// The breaker's permission for an intercepted request (`None`: breaker disabled, or not intercepted).
+/// The ticket is settled with the upstream's status when the response ends; dropped on any other path
+/// (no upstream answer), it counts as no answer.
+fn admit_to_breaker<'g>(
+    svc: &'g WorkerService,
+    ctx: &RequestCtx<'_>,
+    out: &Outbound,
+) -> Result<Option<Ticket<'g>>, RelayError> {
+    let (RouteKind::Intercept(api), Some(inspection)) = (ctx.route.kind, ctx.info.as_ref()) else {
+        return Ok(None);
+    };
+    let model = out.model.as_deref().unwrap_or(&inspection.info.model);
+    svc.gw
+        .breakers
+        .admit(&ctx.inst.name, api.as_str(), model, Instant::now())
+        .map_err(|retry_after| RelayError::BreakerOpen { retry_after })
 }
 
 /// Opens the interception of an inspected request (when recording is on). `model` replaces the

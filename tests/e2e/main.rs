@@ -5,12 +5,14 @@ mod support;
 
 mod agents;
 mod auth;
+mod breaker;
 mod browser;
 mod crash;
 mod gzip;
 mod key_health;
 mod limits;
 mod naming;
+mod overload;
 mod pg;
 mod probes;
 mod providers;

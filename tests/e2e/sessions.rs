@@ -245,3 +245,73 @@ fn users_see_only_their_own_sessions_and_admins_see_all() {
     assert_eq!(r.status, 200);
     assert_eq!(api(addr, "/api/v2/aibridge/sessions?q=colour:red", Some(&alice)).status, 400);
 }
+
+/// Without `started_after` the sessions list covers the last week (it groups only the interceptions in
+/// its window, so a large database is never grouped whole) and says where its window starts; an older
+/// session is listed once the search asks for it.
+#[test]
+fn the_sessions_list_defaults_to_the_last_week() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = Gateway::start_on(&mock.base_url(), ("sk-openai-0123456789", "sk-ant-0123456789"), &[]);
+    let addr = gw.admin_addr.expect("the sessions API listens");
+    let alice = gw.token("alice");
+    claude_code_conversation(&gw, &alice, SESSION);
+    // A session from ten days ago, written beside the gateway's own rows (same text time format).
+    let now = time::OffsetDateTime::now_utc();
+    let old = (now - time::Duration::days(10)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let old = format!("{}.000000Z", &old[..19]);
+    let writer = rusqlite::Connection::open(&gw.db).unwrap();
+    writer.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    writer
+        .execute(
+            "INSERT INTO aibridge_interceptions (id, initiator_id, provider, provider_name, model, client, \
+             client_session_id, started_at, ended_at, status) VALUES \
+             ('0190aaaa-0000-7000-8000-000000000001', 'alice', 'anthropic', 'anthropic', 'claude-sonnet-4-5', \
+             'claude-code', 'old-session', ?1, ?1, 'completed')",
+            [&old],
+        )
+        .unwrap();
+
+    let recent = ok_json(addr, "/api/v2/aibridge/sessions", &alice);
+    assert_eq!(recent["count"], 1, "{recent}");
+    assert_eq!(recent["sessions"][0]["id"], SESSION);
+    let start = time::OffsetDateTime::parse(
+        recent["started_after"].as_str().expect("the answer names its window"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let week_back = now - time::Duration::days(7);
+    assert!((start - week_back).abs() < time::Duration::minutes(5), "window starts at {start}, not a week back");
+
+    let all = ok_json(addr, "/api/v2/aibridge/sessions?q=started_after:30d", &alice);
+    assert_eq!(all["count"], 2, "{all}");
+    assert_eq!(all["sessions"][1]["id"], "old-session");
+}
+
+/// The sessions API's threads (listener and query threads) run 10 nicer than the workers, so a long
+/// query yields the CPU to the data plane.
+#[test]
+fn the_control_plane_threads_are_nicer_than_the_workers() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = Gateway::start_on(&mock.base_url(), ("sk-openai-0123456789", "sk-ant-0123456789"), &[]);
+    let addr = gw.admin_addr.expect("the sessions API listens");
+    let alice = gw.token("alice");
+    // A query starts a blocking query thread too.
+    ok_json(addr, "/api/v2/aibridge/sessions", &alice);
+    let mut nice_of: Vec<(String, i64)> = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", gw.child.id())).unwrap().flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c.to_string()).unwrap_or_default();
+        // After the command name: state(0) … nice is field 19 of stat, index 16 here.
+        let nice: i64 = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()).unwrap();
+        nice_of.push((comm, nice));
+    }
+    let of = |prefix: &str| nice_of.iter().filter(|(c, _)| c.starts_with(prefix)).map(|(_, n)| *n).collect::<Vec<_>>();
+    let workers = of("aibridged-worke");
+    let admin = of("aibridged-admin");
+    assert!(!workers.is_empty() && admin.len() >= 2, "threads: {nice_of:?}");
+    let expected = (workers[0] + 10).min(19);
+    assert!(workers.iter().all(|&n| n == workers[0]), "{nice_of:?}");
+    assert!(admin.iter().all(|&n| n == expected), "admin threads should run at nice {expected}: {nice_of:?}");
+}

@@ -468,6 +468,11 @@ impl Client {
         true
     }
 
+    /// The bytes received and not yet consumed by [`Client::read_response`].
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// True when the server closed the connection (reads EOF within the timeout).
     pub fn is_closed(&mut self) -> bool {
         self.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
