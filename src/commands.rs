@@ -33,15 +33,15 @@ fn print(result: crate::control::cli::CliResult) -> ExitCode {
     }
 }
 
-fn db_path(db: &config::DatabaseArgs) -> Result<std::path::PathBuf, ExitCode> {
-    config::database_path(db, &config::process_env()).map_err(|e| {
+fn db_url(db: &config::DatabaseArgs) -> Result<crate::db::DatabaseUrl, ExitCode> {
+    config::database_url(db, &config::process_env()).map_err(|e| {
         eprintln!("aibridged: configuration error: {e}");
         ExitCode::from(2)
     })
 }
 
 fn sessions(args: SessionsArgs) -> ExitCode {
-    let path = match db_path(&args.db) {
+    let path = match db_url(&args.db) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -55,7 +55,7 @@ fn sessions(args: SessionsArgs) -> ExitCode {
 }
 
 fn usage(args: UsageArgs) -> ExitCode {
-    let path = match db_path(&args.db) {
+    let path = match db_url(&args.db) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -91,17 +91,17 @@ fn server(args: &config::ServerArgs) -> ExitCode {
 }
 
 fn tokens(args: TokensArgs) -> ExitCode {
-    let path = match config::database_path(&args.db, &config::process_env()) {
+    let url = match config::database_url(&args.db, &config::process_env()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("aibridged: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut store = match TokenStore::open(&path) {
+    let mut store = match TokenStore::open(&url) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("aibridged: cannot open database {}: {e}", path.display());
+            eprintln!("aibridged: cannot open database {url}: {e}");
             return ExitCode::FAILURE;
         }
     };

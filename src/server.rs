@@ -69,7 +69,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let config = Arc::new(config);
     let recorded = config.metrics.enabled.then(|| Arc::new(Recorded::new(config.metrics.initiator_label)));
     let (sink_handle, sink_thread) = sink::start(SinkOptions {
-        database_path: config.database_path.clone(),
+        database: config.database.clone(),
         structured_logging: config.structured_logging,
         log_json: config.log_json.clone(),
         log_human: config.log_human.clone(),
@@ -86,12 +86,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
     })?;
     readiness.sink_running();
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
-    let tokens = auth::load_token_cache(&config.database_path)?;
-    auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), config.token_refresh);
+    let tokens = auth::load_token_cache(&config.database)?;
+    auth::spawn_token_refresher(config.database.clone(), tokens.clone(), config.token_refresh);
     if let Some(address) = &config.admin.address {
         let bound = crate::control::spawn(
             address,
-            config.database_path.clone(),
+            config.database.clone(),
             tokens.clone(),
             config.admin.price_file.as_deref(),
         )?;

@@ -2,8 +2,8 @@
 //! lock-free load, a hash lookup and a constant-time compare. A refresher thread rebuilds the snapshot
 //! from the database; workers never touch it.
 
+use crate::db::DatabaseUrl;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -148,8 +148,8 @@ fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Opens the database and loads the first snapshot (before the workers start).
-pub fn load_token_cache(db_path: &Path) -> Result<TokenCache, AuthError> {
-    let mut store = TokenStore::open(db_path)?;
+pub fn load_token_cache(db: impl Into<DatabaseUrl>) -> Result<TokenCache, AuthError> {
+    let mut store = TokenStore::open(db.into())?;
     let cache = TokenCache::empty();
     cache.reload(&mut store)?;
     Ok(cache)
@@ -158,19 +158,24 @@ pub fn load_token_cache(db_path: &Path) -> Result<TokenCache, AuthError> {
 /// Reloads `cache` every `interval` on its own thread. The thread ends by itself once every other clone of
 /// the cache is dropped (it holds only a weak reference between reloads). A failed reload keeps the last
 /// good snapshot and is logged.
-pub fn spawn_token_refresher(db_path: PathBuf, cache: TokenCache, interval: Duration) -> std::thread::JoinHandle<()> {
+pub fn spawn_token_refresher(
+    db: impl Into<DatabaseUrl>,
+    cache: TokenCache,
+    interval: Duration,
+) -> std::thread::JoinHandle<()> {
+    let db = db.into();
     let weak: Weak<ArcSwap<Snapshot>> = Arc::downgrade(&cache.inner);
     drop(cache);
     std::thread::Builder::new()
         .name("aibridge-tokens".into())
-        .spawn(move || refresh_loop(db_path, weak, interval))
+        .spawn(move || refresh_loop(db, weak, interval))
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot spawn the token refresher; revokes need a restart");
             std::thread::spawn(|| {})
         })
 }
 
-fn refresh_loop(db_path: PathBuf, weak: Weak<ArcSwap<Snapshot>>, interval: Duration) {
+fn refresh_loop(db: DatabaseUrl, weak: Weak<ArcSwap<Snapshot>>, interval: Duration) {
     let mut store: Option<TokenStore> = None;
     loop {
         std::thread::sleep(interval);
@@ -179,7 +184,7 @@ fn refresh_loop(db_path: PathBuf, weak: Weak<ArcSwap<Snapshot>>, interval: Durat
         };
         let cache = TokenCache { inner };
         if store.is_none() {
-            match TokenStore::open(&db_path) {
+            match TokenStore::open(&db) {
                 Ok(s) => store = Some(s),
                 Err(e) => {
                     tracing::error!(error = %e, "token refresher cannot open the database");

@@ -2,13 +2,12 @@
 //! snapshot read the cache is built from, over the database's [`Store`]. Used by the CLI and the refresher
 //! thread; never on a worker.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{hash_secret, hex, AuthError, ID_BYTES, SECRET_BYTES, TOKEN_PREFIX};
-use crate::db::{self, DbError, Role, Store, StoredToken, TokenInfo, Workload};
+use crate::db::{self, DatabaseUrl, DbError, Role, Store, StoredToken, TokenInfo, Workload};
 
 /// A freshly created token. `token` is the only copy of the secret: print it once, store it nowhere.
 pub(crate) struct CreatedToken {
@@ -43,9 +42,9 @@ impl TokenStore {
         TokenStore { store, rng: SystemRandom::new() }
     }
 
-    /// Opens the database at `path` (migrating it) and wraps it.
-    pub(crate) fn open(path: &Path) -> Result<Self, DbError> {
-        Ok(Self::new(db::open(path, Workload::General)?))
+    /// Opens the database at `url` (migrating it) and wraps it.
+    pub(crate) fn open(url: impl Into<DatabaseUrl>) -> Result<Self, DbError> {
+        Ok(Self::new(db::open(url.into(), Workload::General)?))
     }
 
     /// Makes a `user`-role token for `user`, valid for `expires` from now (forever when `None`).

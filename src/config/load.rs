@@ -7,6 +7,7 @@ use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::{parse_duration, parse_size};
 use super::{aliases, limits, metrics, providers, tuning, AdminSettings, Config};
+use crate::db::{DatabaseUrl, UrlError};
 use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,7 +56,7 @@ pub fn load_from_process(args: &ServerArgs) -> Result<Loaded, ConfigError> {
     load(args, &process_env())
 }
 
-/// The process environment as a map, for [`load`] and [`database_path`].
+/// The process environment as a map, for [`load`] and [`database_url`].
 pub fn process_env() -> HashMap<String, String> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }
@@ -104,7 +105,7 @@ pub fn load_with_yaml(
         Some(raw) => parse_address(&raw)?,
         None => DEFAULT_HTTP_ADDRESS.to_string(),
     };
-    let database_path = database_path_from(&args.db, &src)?;
+    let database = database_url_from(&args.db, &src)?;
     let workers = match get(&sources::WORKERS, &args.workers)? {
         Some(raw) => parse_workers(&raw)?,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -154,7 +155,7 @@ pub fn load_with_yaml(
     let config = Config {
         enabled,
         http_address,
-        database_path,
+        database,
         workers,
         retention,
         structured_logging,
@@ -175,20 +176,20 @@ pub fn load_with_yaml(
     Ok(Loaded { config, warnings })
 }
 
-/// The SQLite path for the `tokens` commands, with the same precedence as `server`
+/// The database for the `tokens` commands, with the same precedence as `server`
 /// (flag > `CODER_AIBRIDGE_DATABASE_URL` > YAML `aibridge.database_url` > `sqlite://aibridge.db`).
-pub fn database_path(args: &DatabaseArgs, env: &HashMap<String, String>) -> Result<PathBuf, ConfigError> {
+pub fn database_url(args: &DatabaseArgs, env: &HashMap<String, String>) -> Result<DatabaseUrl, ConfigError> {
     let yaml = read_yaml(args, env)?;
     let env = &aliases::env(env)?;
     let doc = yaml.as_ref().map(|(_, v)| aliases::yaml(v)).transpose()?;
     let src = Sources { env, yaml: doc.as_ref() };
-    database_path_from(args, &src)
+    database_url_from(args, &src)
 }
 
-fn database_path_from(args: &DatabaseArgs, src: &Sources<'_>) -> Result<PathBuf, ConfigError> {
+fn database_url_from(args: &DatabaseArgs, src: &Sources<'_>) -> Result<DatabaseUrl, ConfigError> {
     match src.get(&sources::DATABASE_URL, args.database_url.as_deref(), Empty::IsUnset)? {
         Some(raw) => parse_database_url(&raw),
-        None => Ok(PathBuf::from(&DEFAULT_DATABASE_URL["sqlite://".len()..])),
+        None => Ok(DatabaseUrl::Sqlite(PathBuf::from(&DEFAULT_DATABASE_URL["sqlite://".len()..]))),
     }
 }
 
@@ -297,16 +298,14 @@ fn parse_body_size(raw: &Raw) -> Result<usize, ConfigError> {
 
 /// `sqlite://PATH` → PATH. Other schemes are refused naming only the scheme (URLs of other engines
 /// carry passwords).
-fn parse_database_url(raw: &Raw) -> Result<PathBuf, ConfigError> {
-    let text = raw.value.trim();
-    match text.strip_prefix("sqlite://") {
-        Some("") => {
-            Err(invalid(raw, "sqlite:// needs a path, e.g. sqlite://aibridge.db or sqlite:///var/lib/aibridge.db"))
+/// Parses the database URL. The error names the setting and the problem, never the value: a PostgreSQL
+/// URL may carry a password.
+fn parse_database_url(raw: &Raw) -> Result<DatabaseUrl, ConfigError> {
+    match DatabaseUrl::parse(&raw.value) {
+        Ok(url) => Ok(url),
+        Err(UrlError::UnsupportedScheme(scheme)) => {
+            Err(ConfigError::UnsupportedDatabase { setting: raw.origin.clone(), scheme })
         }
-        Some(path) => Ok(PathBuf::from(path)),
-        None => {
-            let scheme = text.split_once("://").map_or("(none)", |(s, _)| s);
-            Err(ConfigError::UnsupportedDatabase { setting: raw.origin.clone(), scheme: scheme.to_string() })
-        }
+        Err(e) => Err(invalid(raw, e)),
     }
 }

@@ -3,7 +3,6 @@
 //! A leaf module: no I/O past start-up, no runtime.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 mod aliases;
@@ -21,7 +20,7 @@ pub mod units;
 
 pub use args::{DatabaseArgs, ServerArgs};
 pub use limits::{BreakerSettings, Limits};
-pub use load::{canonical_args, database_path, load_from_process, process_env};
+pub use load::{canonical_args, database_url, load_from_process, process_env};
 pub(crate) use metrics::is_valid_name_prefix;
 pub use metrics::MetricsSettings;
 pub use tuning::{SinkSettings, Timeouts};
@@ -43,8 +42,8 @@ pub struct Config {
     pub enabled: bool,
     /// `CODER_HTTP_ADDRESS`, e.g. `127.0.0.1:3000`.
     pub http_address: String,
-    /// Path of the SQLite database (from `sqlite://PATH`).
-    pub database_path: PathBuf,
+    /// The database: a SQLite file (`sqlite://PATH`) or a PostgreSQL server.
+    pub database: crate::db::DatabaseUrl,
     /// Worker threads (one runtime each).
     pub workers: usize,
     /// Records older than this are purged; `None` keeps them forever.

@@ -2,7 +2,6 @@
 //! configured database through a read-only store, printed as a table (or text) or, with `--json`, in the
 //! API's JSON shapes. Admin view: the CLI has the database file, so it sees every user's records.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -10,13 +9,13 @@ use serde_json::Value;
 use super::query::{parse_instant, parse_limit};
 use super::usage::{group, report_json, GroupBy, PriceTable};
 use super::view;
-use crate::db::{self, SessionFilter, SessionQuery, Workload};
+use crate::db::{self, DatabaseUrl, SessionFilter, SessionQuery, Workload};
 
 /// What went wrong, as one line for stderr.
 pub(crate) type CliResult = Result<String, String>;
 
-fn open(path: &Path) -> Result<Box<dyn db::Store>, String> {
-    db::open(path, Workload::Reader).map_err(|e| format!("cannot open database {}: {e}", path.display()))
+fn open(database: &DatabaseUrl) -> Result<Box<dyn db::Store>, String> {
+    db::open(database, Workload::Reader).map_err(|e| format!("cannot open database {database}: {e}"))
 }
 
 fn short(text: &str, width: usize) -> String {
@@ -38,7 +37,7 @@ pub(crate) struct ListArgs {
     pub(crate) json: bool,
 }
 
-pub(crate) fn sessions_list(path: &Path, a: ListArgs) -> CliResult {
+pub(crate) fn sessions_list(path: &DatabaseUrl, a: ListArgs) -> CliResult {
     let limit = parse_limit(Some(&a.limit.to_string()), 50)?;
     let since = parse_instant(&a.since, SystemTime::now())?;
     let filter = SessionFilter {
@@ -79,7 +78,7 @@ pub(crate) fn sessions_list(path: &Path, a: ListArgs) -> CliResult {
     Ok(out)
 }
 
-pub(crate) fn sessions_show(path: &Path, id: &str, json: bool) -> CliResult {
+pub(crate) fn sessions_show(path: &DatabaseUrl, id: &str, json: bool) -> CliResult {
     let rows = open(path)?.session_interceptions(id, None).map_err(|e| format!("cannot read session: {e}"))?;
     if rows.is_empty() {
         return Err(format!("no session {id}"));
@@ -126,7 +125,13 @@ pub(crate) fn sessions_show(path: &Path, id: &str, json: bool) -> CliResult {
     Ok(out)
 }
 
-pub(crate) fn usage(path: &Path, by: &str, since: &str, price_file: Option<&Path>, json: bool) -> CliResult {
+pub(crate) fn usage(
+    path: &DatabaseUrl,
+    by: &str,
+    since: &str,
+    price_file: Option<&std::path::Path>,
+    json: bool,
+) -> CliResult {
     let by = GroupBy::parse_list(by)?;
     let prices = PriceTable::load(price_file).map_err(|e| e.to_string())?;
     let at = parse_instant(since, SystemTime::now())?;

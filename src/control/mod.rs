@@ -12,10 +12,10 @@ pub(crate) mod usage;
 pub(crate) mod view;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::auth::TokenCache;
+use crate::db::DatabaseUrl;
 
 /// Threads of the control plane's runtime (the queries run on its blocking pool, bounded below).
 const API_THREADS: usize = 2;
@@ -60,7 +60,7 @@ pub enum ControlError {
 /// Returns the bound address (a port of 0 picks one).
 pub(crate) fn spawn(
     address: &str,
-    database_path: PathBuf,
+    database: DatabaseUrl,
     tokens: TokenCache,
     price_file: Option<&std::path::Path>,
 ) -> Result<SocketAddr, ControlError> {
@@ -78,7 +78,7 @@ pub(crate) fn spawn(
         .enable_time()
         .build()
         .map_err(ControlError::Threads)?;
-    let state = Arc::new(api::ApiState { tokens, readers: readers::Readers::new(database_path), prices });
+    let state = Arc::new(api::ApiState { tokens, readers: readers::Readers::new(database), prices });
     std::thread::Builder::new()
         .name("aibridged-admin-accept".into())
         .spawn(move || {

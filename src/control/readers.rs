@@ -2,10 +2,9 @@
 //! query run on tokio's blocking pool so the listener's threads only ever wait on sockets. Never used by
 //! a worker or the sink.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::db::{self, Store, StoreError, Workload};
+use crate::db::{self, DatabaseUrl, Store, StoreError, Workload};
 
 /// Idle connections kept for the next request; more can be open while requests overlap.
 const KEEP_IDLE: usize = 4;
@@ -13,13 +12,13 @@ const KEEP_IDLE: usize = 4;
 /// A pool of read-only stores over one database.
 #[derive(Clone)]
 pub(crate) struct Readers {
-    path: Arc<PathBuf>,
+    database: Arc<DatabaseUrl>,
     idle: Arc<Mutex<Vec<Box<dyn Store>>>>,
 }
 
 impl Readers {
-    pub(crate) fn new(path: PathBuf) -> Readers {
-        Readers { path: Arc::new(path), idle: Arc::new(Mutex::new(Vec::new())) }
+    pub(crate) fn new(database: DatabaseUrl) -> Readers {
+        Readers { database: Arc::new(database), idle: Arc::new(Mutex::new(Vec::new())) }
     }
 
     /// Runs `query` on a pooled (or newly opened) read-only store, off the async threads.
@@ -37,7 +36,7 @@ impl Readers {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut store = match pooled {
             Some(s) => s,
-            None => db::open(&self.path, Workload::Reader).map_err(|e| StoreError::Fault(Box::new(e)))?,
+            None => db::open(&*self.database, Workload::Reader).map_err(|e| StoreError::Fault(Box::new(e)))?,
         };
         let result = query(store.as_mut());
         // A store that failed may hold a broken connection: only a good one goes back.

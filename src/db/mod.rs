@@ -1,14 +1,19 @@
 //! The database behind the sink and `auth`: the [`Store`] interface both talk to, its typed errors, the
-//! rows it reads back, interception ids and timestamp text. SQLite (`db::sqlite`) is the first backend;
-//! a second one implements [`Store`] and is chosen in [`open`], and nothing above this module changes.
-//! Never used on a worker: every method blocks on I/O.
+//! rows it reads back, interception ids and timestamp text. SQLite (`db::sqlite`) is the embedded default
+//! for one gateway, PostgreSQL (`db::postgres`) the store several gateways share; [`open`] chooses by the
+//! URL's scheme and nothing above this module changes. Never used on a worker: every method blocks on I/O.
 
+#[cfg(test)]
+pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod conformance_sessions;
 mod ids;
+pub(crate) mod postgres;
 pub(crate) mod sessions;
 pub(crate) mod sqlite;
 pub(crate) mod timefmt;
+mod url;
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use uuid::Uuid;
@@ -17,6 +22,7 @@ use crate::records::{ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
 
 pub use ids::new_interception_id;
 pub(crate) use sessions::{SessionFilter, SessionPage, SessionQuery, SessionSummary, TokenTotals, UsageRow};
+pub use url::{DatabaseUrl, UrlError};
 
 /// The error a backend reported, kept whole for the log line.
 pub(crate) type BackendError = Box<dyn std::error::Error + Send + Sync>;
@@ -70,8 +76,11 @@ pub(crate) enum Workload {
 
 /// Opens the configured database (migrating its schema) for `workload`. The one place a backend is
 /// chosen.
-pub(crate) fn open(path: &Path, workload: Workload) -> Result<Box<dyn Store>, DbError> {
-    Ok(Box::new(sqlite::SqliteStore::open(path, workload)?))
+pub(crate) fn open(url: impl Into<DatabaseUrl>, workload: Workload) -> Result<Box<dyn Store>, DbError> {
+    Ok(match url.into() {
+        DatabaseUrl::Sqlite(path) => Box::new(sqlite::SqliteStore::open(&path, workload)?),
+        DatabaseUrl::Postgres(pg) => Box::new(postgres::PgStore::open(&pg, workload)?),
+    })
 }
 
 /// Everything aibridged stores and reads back. Implementations own their connections; every method

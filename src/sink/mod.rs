@@ -28,6 +28,8 @@ pub(crate) use probe::SinkProbe;
 
 /// Re-exported where the relay has always found it.
 pub use crate::db::new_interception_id;
+/// Where the sink writes (benches and tests build it from a path or a PostgreSQL URL).
+pub use crate::db::DatabaseUrl;
 
 /// While a batch gathers, the sink sleeps this long between drains of the channel instead of waiting in a
 /// receive, so senders do not wake it record by record.
@@ -77,7 +79,7 @@ const RETENTION_RETRY: Duration = Duration::from_secs(30);
 /// Everything `start` needs; built by the server from the validated configuration.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
-    pub(crate) database_path: PathBuf,
+    pub(crate) database: DatabaseUrl,
     /// Write one "interception log" line per record.
     pub structured_logging: bool,
     /// JSON log destination, resolved as the gateway's own logs resolve it ([`crate::logging::Destination`]).
@@ -112,9 +114,9 @@ pub struct SinkOptions {
 
 impl SinkOptions {
     /// Options with the defaults: no structured logs, no retention, default capacity and interval.
-    pub fn new(database_path: impl Into<PathBuf>) -> Self {
+    pub fn new(database: impl Into<DatabaseUrl>) -> Self {
         SinkOptions {
-            database_path: database_path.into(),
+            database: database.into(),
             structured_logging: false,
             log_json: None,
             log_human: None,
@@ -294,7 +296,7 @@ impl SinkThread {
 
 /// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
 pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
-    let store = db::open(&opts.database_path, Workload::RecordWriter)?;
+    let store = db::open(&opts.database, Workload::RecordWriter)?;
     start_with_store(opts, store)
 }
 
@@ -309,7 +311,8 @@ pub(crate) fn start_with_store(
         .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
     // Before the settle: a spilled end must land before the start is taken for one left open. Spilled
     // records never reached the record log either, so the import writes their lines.
-    spill::import_all(&opts.database_path, store.as_mut(), &mut log);
+    let spill_anchor = opts.database.spill_anchor(opts.gateway_id.as_deref());
+    spill::import_all(&spill_anchor, store.as_mut(), &mut log);
     if let Some(gateway_id) = &opts.gateway_id {
         settle_previous_run(store.as_mut(), gateway_id);
     }
@@ -336,7 +339,7 @@ pub(crate) fn start_with_store(
         purge_more: false,
         recorded: opts.recorded,
         commit_time: commit_time.clone(),
-        database_path: opts.database_path.clone(),
+        database_path: spill_anchor,
         shutdown_drain: opts.shutdown_drain,
         drain_until: None,
         shutdown: opts.shutdown.clone(),
@@ -402,7 +405,7 @@ struct Sink {
     /// Counts committed records into the metrics families (metrics on only).
     recorded: Option<Arc<Recorded>>,
     commit_time: Arc<AtomicHistogram>,
-    /// Spill files go beside it.
+    /// Spill files go beside it (for PostgreSQL, a name in the working directory).
     database_path: PathBuf,
     shutdown_drain: Duration,
     /// Set when the sink is closed: past it, what is still pending is spilled and the sink stops.

@@ -14,6 +14,7 @@ mod limits;
 mod metrics;
 mod naming;
 mod overload;
+mod pg;
 mod probes;
 mod providers;
 mod readiness;
