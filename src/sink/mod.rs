@@ -4,6 +4,7 @@
 //! backoff and shutdown; knows no SQL. Never runs on a worker; the only thing workers touch is
 //! `SinkHandle::send`.
 
+mod doorbell;
 mod logline;
 #[cfg(test)]
 mod tests;
@@ -15,16 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use doorbell::Doorbell;
 
 use crate::db::{self, DbError, Store, StoreError, Workload};
 use crate::records::Record;
 
 /// Re-exported where the relay has always found it.
 pub use crate::db::new_interception_id;
-
-/// While a batch gathers, the sink sleeps this long between drains of the channel instead of waiting in a
-/// receive, so senders do not wake it record by record.
-const GATHER_PAUSE: Duration = Duration::from_millis(2);
 
 /// How often an idle sink looks for a close request.
 const CLOSE_POLL: Duration = Duration::from_millis(100);
@@ -169,6 +167,7 @@ pub struct SinkStats {
 pub struct SinkHandle {
     tx: Sender<Record>,
     counters: Arc<Counters>,
+    doorbell: Arc<Doorbell>,
 }
 
 impl SinkHandle {
@@ -176,9 +175,11 @@ impl SinkHandle {
     /// counts the wait.
     pub fn send(&self, record: Record) {
         match self.tx.try_send(record) {
-            Ok(()) => {}
+            Ok(()) => self.doorbell.after_send(self.tx.len()),
             Err(TrySendError::Full(record)) => {
                 self.counters.full_waits.fetch_add(1, Ordering::Relaxed);
+                // The sink may be parked until its batch deadline: it must make room now.
+                self.doorbell.ring();
                 if self.tx.send(record).is_err() {
                     self.lost_after_exit();
                 }
@@ -223,12 +224,14 @@ pub struct SinkThread {
     thread: std::thread::JoinHandle<()>,
     counters: Arc<Counters>,
     close_requested: Arc<AtomicBool>,
+    doorbell: Arc<Doorbell>,
 }
 
 impl SinkThread {
     /// Waits until every `SinkHandle` is dropped and everything received is committed and logged, and
     /// returns the final counters (for the shutdown log line; callers may ignore them).
     pub fn join(self) -> SinkStats {
+        self.doorbell.finish();
         if self.thread.join().is_err() {
             tracing::error!("the sink thread panicked; records still in its memory were lost");
         }
@@ -273,6 +276,7 @@ pub(crate) fn start_with_store(
     let counters = Arc::new(Counters::default());
     let close_requested = Arc::new(AtomicBool::new(false));
     let max_batch_records = opts.max_batch_records.max(1);
+    let doorbell = Arc::new(Doorbell::new(max_batch_records));
     let sink = Sink {
         store,
         rx,
@@ -283,6 +287,8 @@ pub(crate) fn start_with_store(
         retention_interval: opts.retention_interval,
         max_batch_records,
         max_batch_delay: opts.max_batch_delay,
+        doorbell: doorbell.clone(),
+        gather_until: Instant::now(),
         pending: VecDeque::with_capacity(max_batch_records * 2),
         closed: false,
         backoff: BACKOFF_MIN,
@@ -292,7 +298,11 @@ pub(crate) fn start_with_store(
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
-    Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters, close_requested }))
+    doorbell.install(thread.thread().clone());
+    Ok((
+        SinkHandle { tx, counters: counters.clone(), doorbell: doorbell.clone() },
+        SinkThread { thread, counters, close_requested, doorbell },
+    ))
 }
 
 /// Ends what this gateway's previous run left open. Runs on the starting thread before any worker exists,
@@ -337,6 +347,11 @@ struct Sink {
     retention_interval: Duration,
     max_batch_records: usize,
     max_batch_delay: Duration,
+    /// How senders wake the sink early while it gathers.
+    doorbell: Arc<Doorbell>,
+    /// When the batch being gathered is due: the receipt of its first record, or the previous drain (the
+    /// first moment a record still in the channel can have arrived), plus the batch delay.
+    gather_until: Instant,
     /// Received, not yet committed, in channel order.
     pending: VecDeque<Record>,
     /// Every handle is gone: drain what is left and exit.
@@ -400,12 +415,20 @@ impl Sink {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
             return;
         }
-        if self.pending.is_empty() {
-            // Idle waits are bounded so a close request is seen promptly.
+        if self.pending.is_empty() && self.rx.is_empty() {
+            if self.close_requested.load(Ordering::SeqCst) {
+                self.drain_for_close();
+                return;
+            }
+            // Idle: a receive, so the first record of the next batch wakes the sink (once per batch). Idle
+            // waits are bounded so a close request is seen promptly.
             let poll = Instant::now() + CLOSE_POLL;
             let deadline = self.purge_deadline().map_or(poll, |d| d.min(poll));
             match self.rx.recv_deadline(deadline) {
-                Ok(r) => self.push(r),
+                Ok(r) => {
+                    self.push(r);
+                    self.gather_until = Instant::now() + self.max_batch_delay;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.close_requested.load(Ordering::SeqCst) {
                         self.drain_for_close();
@@ -418,28 +441,21 @@ impl Sink {
                 }
             }
         }
-        let deadline = Instant::now() + self.max_batch_delay;
-        loop {
-            // Take what is queued without blocking, then pause: while the sink is not parked in a receive,
-            // a worker's send is a plain queue push and never has to wake it (a futex call per record).
-            loop {
-                if self.pending.len() >= self.max_batch_records {
-                    return;
-                }
-                match self.rx.try_recv() {
-                    Ok(r) => self.push(r),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.closed = true;
-                        return;
-                    }
+        // Gather: parked until the batch is due, not in a receive, so a worker's send is a plain queue push
+        // and never has to wake the sink (a futex call per record). A full batch or a close rings early.
+        let (rx, pending, max) = (&self.rx, self.pending.len(), self.max_batch_records);
+        self.doorbell.gather(self.gather_until, || pending + rx.len() >= max);
+        // Records that arrive from now on are in the next batch: they wait at most the delay from here.
+        self.gather_until = Instant::now() + self.max_batch_delay;
+        while self.pending.len() < self.max_batch_records {
+            match self.rx.try_recv() {
+                Ok(r) => self.push(r),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    break;
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            std::thread::sleep(GATHER_PAUSE.min(deadline - now));
         }
     }
 
