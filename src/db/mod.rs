@@ -30,8 +30,6 @@ pub enum DbError {
     Migrate(#[source] BackendError),
     #[error("the database schema is version {found}, newer than this build knows ({known}); upgrade aibridged")]
     SchemaTooNew { found: i64, known: i64 },
-    #[error("cannot spawn the WAL checkpointer: {0}")]
-    Spawn(#[source] std::io::Error),
 }
 
 /// Why a [`Store`] operation failed, classified so callers decide on retries without knowing the backend.
@@ -105,6 +103,11 @@ pub(crate) trait Store: Send {
     /// One interception with every child row, or `None` when no such id is stored.
     #[cfg_attr(not(test), expect(dead_code, reason = "its caller, the sessions API, comes next; db tests run it now"))]
     fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError>;
+
+    /// Storage upkeep between batches, on the writer's own thread (SQLite: a passive WAL checkpoint when
+    /// one is due). The sink calls it after every loop turn that is not waiting out a fault, so it runs
+    /// at least every idle poll; it must be cheap when nothing is due. The default has none.
+    fn maintain(&mut self) {}
 
     /// Finishes background work before the process exits (the default has none). Called once, last.
     fn close(&mut self) {}

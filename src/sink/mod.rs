@@ -372,8 +372,11 @@ impl Sink {
             if ready && !self.pending.is_empty() {
                 self.commit_batch();
             }
-            if self.retry_at.is_none() && !self.closed {
-                self.maybe_purge();
+            if self.retry_at.is_none() {
+                self.store.maintain();
+                if !self.closed {
+                    self.maybe_purge();
+                }
             }
             self.counters.pending_in_memory.store(self.pending.len() as u64, Ordering::Relaxed);
             if self.closed && self.pending.is_empty() {

@@ -4,6 +4,7 @@
 
 pub(crate) mod chat;
 mod json;
+pub(crate) mod json_scan;
 pub(crate) mod messages;
 pub(crate) mod responses;
 pub(crate) mod scanner;
