@@ -7,6 +7,8 @@ pub mod commands;
 // config/mod.rs is rewritten on another branch of issue 8; its unused re-exports go with that rewrite.
 pub(crate) mod config;
 pub(crate) mod db;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod logging;
 pub mod mock;
 pub mod providers;

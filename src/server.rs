@@ -28,6 +28,12 @@ pub enum StartError {
     Listen { addr: String, source: std::io::Error },
     #[error("cannot start threads: {0}")]
     Threads(std::io::Error),
+    /// The shutdown drain ended with the database refusing writes: the process must exit non-zero.
+    #[error(
+        "the database refused writes until the shutdown drain ended: {spilled} records were written to a spill \
+         file (imported at the next start), {lost} could not be saved"
+    )]
+    Unsaved { spilled: u64, lost: u64 },
 }
 
 /// Runs the gateway until SIGTERM/SIGINT, then shuts down gracefully.
@@ -52,6 +58,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         max_batch_records: config.sink.batch_max_records,
         max_batch_delay: config.sink.batch_max_delay,
         gateway_id: Some(config.gateway_id.clone()),
+        shutdown_drain: config.sink.shutdown_drain,
+        shutdown: Some(flag.clone()),
+        max_pending_records: sink::MAX_PENDING_RECORDS,
     })?;
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
     let tokens = auth::load_token_cache(&config.database_path)?;
@@ -109,6 +118,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         failed_records = stats.failed_records,
         "records committed; bye"
     );
+    if stats.spilled_records > 0 || stats.lost_at_shutdown > 0 {
+        return Err(StartError::Unsaved { spilled: stats.spilled_records, lost: stats.lost_at_shutdown });
+    }
     Ok(())
 }
 

@@ -217,4 +217,10 @@ pub struct TuningArgs {
     /// [default: 1h]
     #[arg(long = "aibridge-retention-interval", value_name = "DURATION")]
     pub retention_interval: Option<String>,
+
+    // Bounded shutdown (issue 9 item 4).
+    /// After the shutdown grace, how long the sink keeps trying to commit before it writes the rest to a
+    /// spill file beside the database and exits non-zero [env: CODER_AIBRIDGE_SHUTDOWN_DRAIN] [default: 30s]
+    #[arg(long = "aibridge-shutdown-drain", value_name = "DURATION")]
+    pub shutdown_drain: Option<String>,
 }

@@ -23,9 +23,12 @@ pub use tuning::{SinkSettings, Timeouts};
 #[cfg(test)]
 pub(crate) use error::{ConfigError, KeyListProblem};
 #[cfg(test)]
-pub(crate) use load::{load, load_with_yaml, parse_yaml, Loaded, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETENTION};
+pub(crate) use load::{load, parse_yaml, Loaded, DEFAULT_MAX_BODY_SIZE, DEFAULT_RETENTION};
+// The fuzz entry point (crate::fuzzing) loads from an injected environment without a YAML file.
+pub(crate) use load::load_with_yaml;
 #[cfg(test)]
-pub(crate) use providers::{DEFAULT_BEDROCK_MODEL, MAX_NAME_LEN};
+pub(crate) use providers::DEFAULT_BEDROCK_MODEL;
+pub(crate) use providers::{MAX_KEYS, MAX_NAME_LEN};
 
 /// Everything `aibridged server` runs with.
 #[derive(Debug, Clone)]

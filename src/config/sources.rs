@@ -205,6 +205,13 @@ aibridge_setting!(
     "CODER_AIBRIDGE_RETENTION_INTERVAL",
     "aibridge.retention_interval"
 );
+// Bounded shutdown (issue 9 item 4).
+aibridge_setting!(
+    SHUTDOWN_DRAIN,
+    "--aibridge-shutdown-drain",
+    "CODER_AIBRIDGE_SHUTDOWN_DRAIN",
+    "aibridge.shutdown_drain"
+);
 
 pub(crate) const HTTP_ADDRESS: Setting = Setting {
     flag: "--http-address",
@@ -262,6 +269,7 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_CHANNEL_CAPACITY,
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
+    &SHUTDOWN_DRAIN,
 ];
 
 /// A value and the name of the source it came from (flag, variable or `YAML <path>`), for messages.

@@ -459,6 +459,22 @@ fn body_size_and_shutdown_grace() {
 }
 
 #[test]
+fn shutdown_drain_defaults_to_30s_and_is_bounded() {
+    assert_eq!(load_env(&[]).unwrap().config.sink.shutdown_drain, Duration::from_secs(30));
+    let drain = |v: &str| load_env(&[("CODER_AIBRIDGE_SHUTDOWN_DRAIN", v)]).unwrap().config.sink.shutdown_drain;
+    assert_eq!(drain("0s"), Duration::ZERO, "zero spills at once");
+    assert_eq!(drain("2m"), Duration::from_secs(120));
+    assert_eq!(drain("1h"), Duration::from_secs(3600));
+    for bad in ["1h1s", "30", "-1s", "forever"] {
+        let e = err_env(&[("CODER_AIBRIDGE_SHUTDOWN_DRAIN", bad)]);
+        assert!(
+            matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == "CODER_AIBRIDGE_SHUTDOWN_DRAIN"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
 fn booleans_addresses_and_log_destinations() {
     let l = load_env(&[
         ("CODER_AIBRIDGE_ENABLED", "false"),

@@ -92,6 +92,10 @@ pub struct SinkSettings {
     pub retention_interval: Duration,
     /// How often the full-channel counter is checked and, when it moved, reported.
     pub report_interval: Duration,
+    // Bounded shutdown (issue 9 item 4).
+    /// How long, after the shutdown grace, the sink keeps trying to commit before it writes what is left
+    /// to a spill file and the process exits non-zero.
+    pub shutdown_drain: Duration,
 }
 
 impl Default for SinkSettings {
@@ -102,6 +106,7 @@ impl Default for SinkSettings {
             channel_capacity: 65_536,
             retention_interval: Duration::from_secs(3600),
             report_interval: Duration::from_secs(60),
+            shutdown_drain: Duration::from_secs(30),
         }
     }
 }
@@ -139,6 +144,8 @@ const TOKEN_REFRESH: Range = Range { min: Duration::from_millis(10), max: HOUR }
 const BACKGROUND: Range = Range { min: SEC, max: DAY };
 const RETENTION_INTERVAL: Range = Range { min: SEC, max: Duration::from_secs(30 * 86_400) };
 const BATCH_DELAY: Range = Range { min: MS, max: Duration::from_secs(10) };
+// Bounded shutdown (issue 9 item 4): zero spills at once; above an hour the bound is no bound.
+const SHUTDOWN_DRAIN: Range = Range { min: Duration::ZERO, max: HOUR };
 
 /// The tunables of [`super::Config`], resolved together.
 pub(super) struct Tuning {
@@ -264,6 +271,8 @@ pub(super) fn resolve(args: &TuningArgs, src: &Sources<'_>) -> Result<Tuning, Co
             s.report_interval,
             BACKGROUND,
         )?,
+        // Bounded shutdown (issue 9 item 4).
+        shutdown_drain: duration(&sources::SHUTDOWN_DRAIN, &args.shutdown_drain, s.shutdown_drain, SHUTDOWN_DRAIN)?,
     };
     let token_refresh =
         duration(&sources::TOKEN_REFRESH_INTERVAL, &args.token_refresh_interval, DEFAULT_TOKEN_REFRESH, TOKEN_REFRESH)?;

@@ -100,8 +100,8 @@ pub(crate) trait Store: Send {
     #[cfg_attr(not(test), expect(dead_code, reason = "its caller, the sessions API, comes next; db tests run it now"))]
     fn list_interceptions(&mut self, query: &InterceptionQuery) -> Result<InterceptionPage, StoreError>;
 
-    /// One interception with every child row, or `None` when no such id is stored.
-    #[cfg_attr(not(test), expect(dead_code, reason = "its caller, the sessions API, comes next; db tests run it now"))]
+    /// One interception with every child row, or `None` when no such id is stored. The spill import uses
+    /// it to skip child records a previous import already wrote.
     fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError>;
 
     /// Storage upkeep between batches, on the writer's own thread (SQLite: a passive WAL checkpoint when

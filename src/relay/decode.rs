@@ -28,7 +28,7 @@ pub(crate) enum Stopped {
 }
 
 impl Stopped {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stopped::Corrupt => "corrupt",
             Stopped::Truncated => "truncated",

@@ -7,7 +7,7 @@ mod authenticate;
 mod body;
 mod context;
 mod credential;
-mod decode;
+pub(crate) mod decode;
 pub(crate) mod error;
 mod exchange;
 // gateway.rs is rewritten on another branch of issue 8; its dead item goes with that rewrite.

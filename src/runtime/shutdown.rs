@@ -15,7 +15,7 @@ use std::time::Duration;
 const FLAG_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The process-wide "stop accepting" flag.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub(crate) struct ShutdownFlag(Arc<AtomicBool>);
 
 impl ShutdownFlag {

@@ -6,6 +6,7 @@
 
 mod doorbell;
 mod logline;
+mod spill;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +21,7 @@ use doorbell::Doorbell;
 
 use crate::db::{self, DbError, Store, StoreError, Workload};
 use crate::records::Record;
+use crate::runtime::shutdown::ShutdownFlag;
 
 /// Re-exported where the relay has always found it.
 pub use crate::db::new_interception_id;
@@ -59,6 +61,9 @@ pub(crate) const GATEWAY_RESTART_REASON: &str = "gateway_restart";
 /// Tries of the start-up settle while the database is locked (about a second and a half in all).
 const SETTLE_ATTEMPTS: u32 = 7;
 
+/// Default for [`SinkOptions::shutdown_drain`].
+pub(crate) const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
 /// Pause before retrying a retention chunk that failed on a passing fault.
 const RETENTION_RETRY: Duration = Duration::from_secs(30);
 
@@ -85,6 +90,15 @@ pub struct SinkOptions {
     /// This gateway's id: when set, the interceptions its previous run left open are settled before the
     /// sink starts.
     pub(crate) gateway_id: Option<Arc<str>>,
+    /// After a close, how long the sink keeps trying to commit before it spills what is left to a file
+    /// beside the database ([`spill`]) and stops.
+    pub(crate) shutdown_drain: Duration,
+    /// The process's shutdown flag: once it is set, a backlog that reached `max_pending_records` while
+    /// the database refuses writes is spilled at once, so workers waiting on the full channel can finish
+    /// within the grace period.
+    pub(crate) shutdown: Option<ShutdownFlag>,
+    /// Most records held in memory while the database refuses writes; tests lower it.
+    pub(crate) max_pending_records: usize,
 }
 
 impl SinkOptions {
@@ -101,6 +115,9 @@ impl SinkOptions {
             max_batch_records: MAX_BATCH_RECORDS,
             max_batch_delay: MAX_BATCH_DELAY,
             gateway_id: None,
+            shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
+            shutdown: None,
+            max_pending_records: MAX_PENDING_RECORDS,
         }
     }
 }
@@ -133,6 +150,8 @@ struct Counters {
     failed_records: AtomicU64,
     log_write_errors: AtomicU64,
     send_after_exit: AtomicU64,
+    spilled_records: AtomicU64,
+    lost_at_shutdown: AtomicU64,
 }
 
 /// A snapshot of the sink's counters.
@@ -160,6 +179,10 @@ pub struct SinkStats {
     pub(crate) log_write_errors: u64,
     /// Sends after the sink thread had already exited (only possible if it panicked).
     pub(crate) send_after_exit: u64,
+    /// Records the shutdown drain could not commit and wrote to a spill file instead.
+    pub(crate) spilled_records: u64,
+    /// Records the shutdown drain could neither commit nor spill (the spill file could not be written).
+    pub(crate) lost_at_shutdown: u64,
 }
 
 /// The workers' end of the channel. Cheap to clone; the sink thread exits once every clone is dropped.
@@ -215,6 +238,8 @@ impl Counters {
             failed_records: get(&self.failed_records),
             log_write_errors: get(&self.log_write_errors),
             send_after_exit: get(&self.send_after_exit),
+            spilled_records: get(&self.spilled_records),
+            lost_at_shutdown: get(&self.lost_at_shutdown),
         }
     }
 }
@@ -265,6 +290,8 @@ pub(crate) fn start_with_store(
     opts: SinkOptions,
     mut store: Box<dyn Store>,
 ) -> Result<(SinkHandle, SinkThread), SinkError> {
+    // Before the settle: a spilled end must land before the start is taken for one left open.
+    spill::import_all(&opts.database_path, store.as_mut());
     if let Some(gateway_id) = &opts.gateway_id {
         settle_previous_run(store.as_mut(), gateway_id);
     }
@@ -295,6 +322,11 @@ pub(crate) fn start_with_store(
         retry_at: None,
         next_purge: Instant::now(),
         purge_more: false,
+        database_path: opts.database_path.clone(),
+        shutdown_drain: opts.shutdown_drain,
+        drain_until: None,
+        shutdown: opts.shutdown.clone(),
+        max_pending_records: opts.max_pending_records.max(1),
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
@@ -362,6 +394,13 @@ struct Sink {
     next_purge: Instant,
     /// The last retention chunk was full: run another after the next batch.
     purge_more: bool,
+    /// Spill files go beside it.
+    database_path: PathBuf,
+    shutdown_drain: Duration,
+    /// Set when the sink is closed: past it, what is still pending is spilled and the sink stops.
+    drain_until: Option<Instant>,
+    shutdown: Option<ShutdownFlag>,
+    max_pending_records: usize,
 }
 
 impl Sink {
@@ -382,6 +421,13 @@ impl Sink {
             if self.closed && self.pending.is_empty() {
                 break;
             }
+            if self.closed {
+                let until = *self.drain_until.get_or_insert_with(|| Instant::now() + self.shutdown_drain);
+                if Instant::now() >= until {
+                    self.spill("the shutdown drain ended");
+                    break;
+                }
+            }
         }
         if !self.log.flush() {
             self.counters.log_write_errors.fetch_add(1, Ordering::Relaxed);
@@ -397,14 +443,19 @@ impl Sink {
     /// Fills `pending` from the channel: a batch's worth (or what arrives within the batch delay of the
     /// first record) normally, everything that fits under `MAX_PENDING_RECORDS` while a fault lasts.
     fn receive(&mut self) {
+        if !self.closed && self.close_requested.load(Ordering::SeqCst) {
+            // Also while a fault lasts: a close must start the bounded drain even with records pending.
+            self.drain_for_close();
+        }
         if self.closed {
             if let Some(at) = self.retry_at {
+                let at = self.drain_until.map_or(at, |until| at.min(until));
                 std::thread::sleep(at.saturating_duration_since(Instant::now()));
             }
             return;
         }
         if let Some(at) = self.retry_at {
-            while self.pending.len() < MAX_PENDING_RECORDS {
+            while self.pending.len() < self.max_pending_records {
                 match self.rx.recv_deadline(at) {
                     Ok(r) => self.push(r),
                     Err(RecvTimeoutError::Timeout) => return,
@@ -413,6 +464,12 @@ impl Sink {
                         break;
                     }
                 }
+            }
+            if !self.closed && self.shutdown.as_ref().is_some_and(ShutdownFlag::is_set) {
+                // Shutting down with the backlog full: workers waiting on the full channel could never
+                // finish their requests, so the grace period (and the drain after it) would never end.
+                self.spill("the record backlog was full when shutdown began");
+                return;
             }
             // Backlog full (or closed): leave the rest in the channel and wait for the retry.
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
@@ -468,6 +525,34 @@ impl Sink {
             self.push(r);
         }
         self.closed = true;
+    }
+
+    /// The drain ended with the database still refusing writes: writes what is pending to a spill file,
+    /// which the next start imports, and says where.
+    fn spill(&mut self, why: &'static str) {
+        let n = self.pending.len();
+        match spill::write(&self.database_path, &self.pending) {
+            Ok(path) => {
+                self.counters.spilled_records.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(
+                    records = n,
+                    path = %path.display(),
+                    "{why} with the database refusing writes; wrote the uncommitted records to a spill file, \
+                     imported at the next start"
+                );
+            }
+            Err(e) => {
+                self.counters.lost_at_shutdown.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(
+                    records = n,
+                    error = %e,
+                    "{why} with the database refusing writes and the spill file could not be written; these \
+                     records are lost"
+                );
+            }
+        }
+        self.pending.clear();
+        self.counters.pending_in_memory.store(0, Ordering::Relaxed);
     }
 
     /// When the idle wait must end for retention to run, if retention is on.

@@ -67,7 +67,32 @@ pub(crate) fn parse<'s>(scratch: &'s mut Vec<u8>, data: &[u8]) -> Option<Borrowe
     }
     scratch.clear();
     scratch.extend_from_slice(data);
-    simd_json::to_borrowed_value(scratch.as_mut_slice()).ok()
+    simd_json::to_borrowed_value(scratch.as_mut_slice()).ok().filter(keys_are_unique)
+}
+
+/// Objects simd-json keeps as a list (up to this many members) look keys up first-to-last, so a repeated
+/// key always reads the same way; larger ones are hash tables seeded at random per parse.
+const LIST_OBJECT_MAX: usize = 32;
+
+/// False when an object too large to be kept as a list repeats a key. simd-json inserts members without
+/// checking for repeats, and in a hash table seeded at random which copy a lookup or an iteration meets
+/// first changes from one parse to the next: the same bytes would give different usage and `extra`
+/// (found by the `observer_messages` fuzz target). Such a document is treated as not JSON, as it is by
+/// parsers that refuse repeated keys.
+fn keys_are_unique(v: &BorrowedValue<'_>) -> bool {
+    match v {
+        BorrowedValue::Array(a) => a.iter().all(keys_are_unique),
+        BorrowedValue::Object(o) => {
+            if o.len() > LIST_OBJECT_MAX {
+                let mut seen = std::collections::HashSet::with_capacity(o.len());
+                if !o.keys().all(|k| seen.insert(k.as_ref())) {
+                    return false;
+                }
+            }
+            o.values().all(keys_are_unique)
+        }
+        _ => true,
+    }
 }
 
 /// Validates `body` as one JSON object and returns, for each of `names`, the span of its top-level
@@ -308,6 +333,30 @@ mod tests {
         let mut scratch = Vec::new();
         assert!(parse(&mut scratch, deep(200_000).as_bytes()).is_none(), "refused before simd-json recurses");
         assert!(parse(&mut scratch, deep(MAX_JSON_DEPTH).as_bytes()).is_some());
+    }
+
+    /// An object of `n` members `k0..k(n-1)` with `k0` given twice: first `first`, last `last`.
+    fn repeated_key(n: usize, first: u32, last: u32) -> String {
+        let mut members = vec![format!(r#""k0":{first}"#)];
+        members.extend((1..n).map(|i| format!(r#""k{i}":{i}"#)));
+        members.push(format!(r#""k0":{last}"#));
+        format!("{{{}}}", members.join(","))
+    }
+
+    #[test]
+    fn a_large_object_repeating_a_key_is_refused_and_a_small_one_reads_the_same_every_time() {
+        let mut s = Vec::new();
+        let big = repeated_key(LIST_OBJECT_MAX + 1, 1, 2);
+        assert!(parse(&mut s, big.as_bytes()).is_none(), "which copy wins would depend on the hash seed");
+        let nested = format!(r#"{{"usage":{{"input_tokens":3,"deep":[{big}]}}}}"#);
+        assert!(parse(&mut s, nested.as_bytes()).is_none(), "nested ones too");
+        let small = repeated_key(4, 1, 2);
+        for _ in 0..50 {
+            let v = parse(&mut s, small.as_bytes()).unwrap();
+            assert_eq!(u64_at(&v, "k0"), Some(1), "a list object reads its first copy");
+        }
+        let unique = format!("{{{}}}", (0..100).map(|i| format!(r#""k{i}":{i}"#)).collect::<Vec<_>>().join(","));
+        assert_eq!(u64_at(&parse(&mut s, unique.as_bytes()).unwrap(), "k99"), Some(99));
     }
 
     proptest::proptest! {

@@ -14,5 +14,6 @@ mod records;
 mod relay;
 mod robustness;
 mod shutdown;
+mod spill;
 mod tls;
 mod upstream_faults;
