@@ -13,6 +13,9 @@
 //! build against this one's harness. `cargo test --bench e2e` runs the harness's self-checks.
 
 #[allow(dead_code)]
+#[path = "e2e/confined.rs"]
+mod confined;
+#[allow(dead_code)]
 #[path = "e2e/procs.rs"]
 mod procs;
 #[allow(dead_code)]
@@ -122,7 +125,9 @@ impl Settings {
                 .ok()
                 .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect::<Vec<_>>())
                 .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| ["latency", "saturation", "open", "streams", "idle"].map(String::from).to_vec()),
+                .unwrap_or_else(|| {
+                    ["latency", "saturation", "open", "streams", "idle", "confined"].map(String::from).to_vec()
+                }),
         }
     }
 }
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
     if !std::env::args().any(|a| a == "--bench") {
         report::self_test::run();
         procs::self_test::run();
+        confined::self_test::run();
         println!("e2e: self-checks passed (run the benchmark with `cargo bench --bench e2e`)");
         return ExitCode::SUCCESS;
     }
@@ -395,6 +401,36 @@ fn run() -> Result<(), BenchError> {
     }
     check(&mut paths, "the idle-streams phase");
     drop(fleet);
+    // Issue 13: every server confined to the same CPUs, after the shared servers above are stopped.
+    let confined = if settings.runs("confined") {
+        let settings = confined::ConfinedSettings {
+            rounds: 3,
+            run_ms: if settings.mode == "quick" { 1000 } else { 2000 },
+            connections: settings.sat_connections,
+            workers: settings.workers,
+        };
+        let (gateway_bin, mock_bin, loadgen_bin) = (bin("aibridged"), bin("mock-upstream"), bin("loadgen"));
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nginx.conf.template");
+        let ctx = confined::Context {
+            gateway_bin: &gateway_bin,
+            mock_bin: &mock_bin,
+            loadgen_bin: &loadgen_bin,
+            nginx_template: &template,
+            body: BODY,
+            proxy_path: PROXY_PATH,
+            dir: &tmp,
+        };
+        eprintln!("e2e: confined mode, {} rounds of {} ms per server and tool", settings.rounds, settings.run_ms);
+        confined::run(&ctx, &settings)
+    } else {
+        confined::Confined::default()
+    };
+    for r in &confined.rows {
+        for p in &r.problems {
+            notes.push(format!("{}: {p}", r.name));
+        }
+    }
+    notes.extend(confined.notes.iter().cloned());
 
     let rows: Vec<Row> = paths.into_iter().map(|p| p.row).collect();
     let checks = report::checks(&rows);
@@ -422,6 +458,17 @@ fn run() -> Result<(), BenchError> {
     out.push_str(&report::cpu_breakdown(&rows));
     out.push_str("\nTargets (issue 5)\n\n");
     out.push_str(&report::checks_table(&checks));
+    let confined_checks = confined::checks(&confined);
+    if !confined.rows.is_empty() {
+        out.push_str(&format!(
+            "\nConfined (issue 13): nginx's workers and every gateway thread on CPUs {:?}, mock and load on {:?}; \
+             saturated with {} connections, medians (min–max) of interleaved rounds\n\n",
+            confined.server_cpus, confined.load_cpus, settings.sat_connections
+        ));
+        out.push_str(&confined::table(&confined));
+        out.push_str("\nTargets (issue 13, confined rows)\n\n");
+        out.push_str(&report::checks_table(&confined_checks));
+    }
     for r in &rows {
         for p in &r.problems {
             notes.push(format!("{}: {p}", r.name));
@@ -452,6 +499,8 @@ fn run() -> Result<(), BenchError> {
         "settings": settings,
         "rows": rows,
         "checks": checks,
+        "confined": confined,
+        "confined_checks": confined_checks,
         "notes": notes,
         "raw": raw,
     });

@@ -11,6 +11,7 @@ use simd_json::BorrowedValue;
 
 use super::json::{self, non_null, str_at, u64_at, CHAT_USAGE};
 use super::scanner::{SseEvent, SseScanner};
+use super::usage_scan;
 use crate::records::{Observation, ToolCall};
 
 static TOOL_CALLS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"tool_calls\""));
@@ -153,10 +154,9 @@ pub(crate) fn observe_json(body: &[u8]) -> Observation {
         obs.error = Some(String::from_utf8_lossy(body).into_owned());
     }
     let mut scratch = Vec::new();
-    if json::present(body, &usage) {
-        if let Some(v) = usage.and_then(|r| json::parse(&mut scratch, &body[r])) {
-            obs.usage = Some(json::openai_usage(&v, &CHAT_USAGE));
-        }
+    if let Some(usage) = usage.filter(|r| body[r.start] != b'n') {
+        obs.usage = usage_scan::openai_usage(body, usage.clone(), &CHAT_USAGE)
+            .or_else(|| json::parse(&mut scratch, &body[usage]).map(|v| json::openai_usage(&v, &CHAT_USAGE)));
     }
     let Some(choices) = choices.filter(|r| body[r.start] == b'[') else {
         return obs;

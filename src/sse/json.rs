@@ -96,9 +96,10 @@ fn keys_are_unique(v: &BorrowedValue<'_>) -> bool {
 }
 
 /// Validates `body` as one JSON object and returns, for each of `names`, the span of its top-level
-/// member's value (the last one when a key repeats, as providers' parsers keep). None when the body is
-/// not a JSON object. Builds nothing: the observers of non-streaming bodies parse only the small members
-/// they need, not a DOM of the whole body (which cost more than the rest of the recording on a worker).
+/// member's value (the first one when a key repeats, as the whole-body parse it replaces read them). None
+/// when the body is not a JSON object. Builds nothing: the observers of non-streaming bodies parse only
+/// the small members they need, not a DOM of the whole body (which cost more than the rest of the
+/// recording on a worker).
 pub(crate) fn top_level_members<const N: usize>(body: &[u8], names: [&str; N]) -> Option<[Option<Range<usize>>; N]> {
     let open = json_scan::skip_ws(body, 0);
     if body.get(open) != Some(&b'{') {
@@ -107,8 +108,17 @@ pub(crate) fn top_level_members<const N: usize>(body: &[u8], names: [&str; N]) -
     let mut found = std::array::from_fn(|_| None);
     let end = json_scan::members(body, open, |key, value| {
         let end = json_scan::skip_value(body, value)?;
-        if let Some(k) = names.iter().position(|n| json_scan::string_is(body, &key, n)) {
-            found[k] = Some(value..end);
+        let inner = &body[key.start + 1..key.end - 1];
+        let matches = |n: &str| {
+            // Keys are escape-free nearly always: compare the bytes, decode only when they are not.
+            if memchr::memchr(b'\\', inner).is_none() {
+                inner == n.as_bytes()
+            } else {
+                json_scan::string_is(body, &key, n)
+            }
+        };
+        if let Some(k) = names.iter().position(|n| matches(n)) {
+            found[k].get_or_insert(value..end);
         }
         Ok(end)
     })
