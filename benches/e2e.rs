@@ -8,8 +8,9 @@
 //! adds the 10k idle streams point (capped by the open-file limit; ~8 minutes, mostly waiting for the
 //! mock to let go of the previous hold's streams); `BENCH_PIN=1` pins the server under test and the load to separate CPUs
 //! (`scripts/bench` sets it); `BENCH_WORKERS=N` (default 1) for both nginx and the gateway;
-//! `BENCH_RATES=1000,4000` for the open-loop rates; `BENCH_PHASES=latency,saturation,open,streams,idle`
-//! to run only some phases; `BENCH_AIBRIDGED_BIN=PATH` benchmarks another gateway
+//! `BENCH_RATES=1000,4000` for the open-loop rates; `BENCH_PHASES=latency,saturation,open,streams,idle,confined`
+//! to run only some phases (`confined`, issue 13: nginx and every gateway thread on the same CPUs, saturated
+//! by aibridged-loadgen and wrk in rounds; benches/e2e/confined.rs); `BENCH_AIBRIDGED_BIN=PATH` benchmarks another gateway
 //! build against this one's harness. `cargo test --bench e2e` runs the harness's self-checks.
 
 #[allow(dead_code)]
@@ -78,7 +79,7 @@ struct Settings {
     stream_delay_ms: u32,
     stream_rounds: u32,
     holds: Vec<u32>,
-    /// Phases to run (`BENCH_PHASES=latency,saturation,open,streams,idle`; default all).
+    /// Phases to run (`BENCH_PHASES=latency,saturation,open,streams,idle,confined`; default all).
     phases: Vec<String>,
 }
 
