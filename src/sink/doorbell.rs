@@ -1,7 +1,7 @@
 //! How workers wake the sink while it gathers a batch. The sink sleeps (parked) until the batch's deadline
 //! instead of waiting in a channel receive, so a worker's send is a plain queue push: no futex call, no
 //! preemption of the worker by a woken sink. A sender rings only when waiting would be wrong: the channel
-//! holds a full batch, or it is full and the sender must block. Closing rings too. Everything else waits
+//! holds a few full batches, or it is full and the sender must block. Closing rings too. Everything else waits
 //! for the deadline, so the sink wakes about once per batch (ARCHITECTURE.md, Threads).
 
 use std::sync::atomic::{fence, AtomicBool, Ordering};
@@ -15,7 +15,7 @@ pub(super) struct Doorbell {
     sink: OnceLock<Thread>,
     /// True while the sink is parked (or about to park) gathering a batch.
     gathering: AtomicBool,
-    /// Records that make a full batch: reaching it is worth a wake-up.
+    /// Records queued that are worth a wake-up (a few full batches, `sink::WAKE_BATCHES`).
     full_batch: usize,
     /// Set when the owner joins or closes the sink: stop gathering, drain and commit at once.
     finishing: AtomicBool,
@@ -64,7 +64,7 @@ impl Doorbell {
         }
     }
 
-    /// Parks the sink until `deadline`, or until `enough()` holds (a full batch is queued) or the sink is
+    /// Parks the sink until `deadline`, or until `enough()` holds (enough batches are queued) or the sink is
     /// finishing. `enough` is checked after announcing the park, so a ring is never missed; spurious
     /// wake-ups only cost a loop turn.
     pub(super) fn gather(&self, deadline: Instant, enough: impl Fn() -> bool) {

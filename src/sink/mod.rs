@@ -36,6 +36,12 @@ pub(crate) const MAX_BATCH_RECORDS: usize = 1024;
 /// Default for [`SinkOptions::max_batch_delay`]: how long a received record may wait for its commit.
 pub(crate) const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
 
+/// How many full batches may queue before a sender wakes a gathering sink early. One wake-up then commits
+/// them all (a transaction per batch), so at full load the sink wakes a few times per batch delay instead
+/// of once per batch (each wake-up can preempt a worker sharing its CPU). Capped at half the channel, so a
+/// ring always comes before the channel fills.
+const WAKE_BATCHES: usize = 4;
+
 /// Default channel capacity: about a quarter second of full load before workers feel backpressure.
 pub(crate) const DEFAULT_CHANNEL_CAPACITY: usize = 65_536;
 
@@ -303,7 +309,9 @@ pub(crate) fn start_with_store(
     let counters = Arc::new(Counters::default());
     let close_requested = Arc::new(AtomicBool::new(false));
     let max_batch_records = opts.max_batch_records.max(1);
-    let doorbell = Arc::new(Doorbell::new(max_batch_records));
+    let capacity = opts.channel_capacity.max(1);
+    let wake_level = max_batch_records.saturating_mul(WAKE_BATCHES).min((capacity / 2).max(1));
+    let doorbell = Arc::new(Doorbell::new(wake_level));
     let sink = Sink {
         store,
         rx,
@@ -313,9 +321,11 @@ pub(crate) fn start_with_store(
         retention: opts.retention.filter(|d| !d.is_zero()),
         retention_interval: opts.retention_interval,
         max_batch_records,
+        wake_level,
         max_batch_delay: opts.max_batch_delay,
         doorbell: doorbell.clone(),
-        gather_until: Instant::now(),
+        // Records sent before the first receive were sent after this: they wait at most the delay from here.
+        gather_until: Instant::now() + opts.max_batch_delay,
         pending: VecDeque::with_capacity(max_batch_records * 2),
         closed: false,
         backoff: BACKOFF_MIN,
@@ -378,6 +388,8 @@ struct Sink {
     retention: Option<Duration>,
     retention_interval: Duration,
     max_batch_records: usize,
+    /// Records queued (pending included) that end a gather early: [`WAKE_BATCHES`] batches.
+    wake_level: usize,
     max_batch_delay: Duration,
     /// How senders wake the sink early while it gathers.
     doorbell: Arc<Doorbell>,
@@ -475,7 +487,8 @@ impl Sink {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
             return;
         }
-        if self.pending.is_empty() && self.rx.is_empty() {
+        let fresh = self.pending.is_empty() && self.rx.is_empty();
+        if fresh {
             if self.close_requested.load(Ordering::SeqCst) {
                 self.drain_for_close();
                 return;
@@ -500,14 +513,21 @@ impl Sink {
                     return;
                 }
             }
+        } else if !self.pending.is_empty() {
+            // Taken at the last wake-up, so due now: committed (a batch per loop turn) before gathering again,
+            // so that no record waits for a second delay.
+            return;
         }
         // Gather: parked until the batch is due, not in a receive, so a worker's send is a plain queue push
-        // and never has to wake the sink (a futex call per record). A full batch or a close rings early.
-        let (rx, pending, max) = (&self.rx, self.pending.len(), self.max_batch_records);
-        self.doorbell.gather(self.gather_until, || pending + rx.len() >= max);
-        // Records that arrive from now on are in the next batch: they wait at most the delay from here.
+        // and never has to wake the sink (a futex call per record). Several full batches queued or a close
+        // ring early.
+        let (rx, pending, wake) = (&self.rx, self.pending.len(), self.wake_level);
+        self.doorbell.gather(self.gather_until, || pending + rx.len() >= wake);
+        // Records that arrive from now on are in the next gather: they wait at most the delay from here.
         self.gather_until = Instant::now() + self.max_batch_delay;
-        while self.pending.len() < self.max_batch_records {
+        // Everything queued now is due: take it all (the loop commits it a batch at a time).
+        let room = self.max_pending_records.saturating_sub(self.pending.len());
+        for _ in 0..self.rx.len().clamp(1, room.max(1)) {
             match self.rx.try_recv() {
                 Ok(r) => self.push(r),
                 Err(TryRecvError::Empty) => break,
