@@ -69,8 +69,15 @@ pub(crate) enum TokensCommand {
 
 impl Cli {
     /// Parses `std::env::args`, exiting with clap's usage message on error (and for --help/--version).
+    /// `--ai-gateway-*` flags are read as their `--aibridge-*` names (`config::aliases`).
     pub(crate) fn parse_args() -> Cli {
-        Cli::parse()
+        match crate::config::canonical_args(std::env::args_os().collect()) {
+            Ok(args) => Cli::parse_from(args),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        }
     }
 }
 

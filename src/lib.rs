@@ -18,3 +18,4 @@ pub mod runtime;
 pub(crate) mod server;
 pub mod sink;
 pub mod sse;
+pub(crate) mod state;

@@ -14,6 +14,7 @@ use crate::runtime::shutdown::{install_signal_thread, ShutdownFlag};
 use crate::runtime::tls;
 use crate::runtime::worker::{spawn_workers, DriverChoice};
 use crate::sink::{self, SinkOptions};
+use crate::state::readiness::Readiness;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +41,20 @@ pub enum StartError {
 pub fn run(config: Config) -> Result<(), StartError> {
     // Signals first, before any thread exists, so every thread inherits the blocked mask.
     let flag = ShutdownFlag::new();
-    install_signal_thread(flag.clone(), |sig| {
-        tracing::info!(signal = sig, "shutdown requested: no new connections; finishing requests in flight");
+    let readiness = Arc::new(Readiness::new(config.workers));
+    let drain = (readiness.clone(), config.limits.shutdown_delay);
+    install_signal_thread(flag.clone(), move |sig| {
+        let (readiness, delay) = drain;
+        readiness.draining();
+        if !delay.is_zero() {
+            tracing::info!(
+                signal = sig,
+                ?delay,
+                "shutdown requested: /readyz answers 503; still accepting for the shutdown delay"
+            );
+            std::thread::sleep(delay);
+        }
+        tracing::info!(signal = sig, "shutdown: no new connections; finishing requests in flight");
     })
     .map_err(StartError::Threads)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -62,6 +75,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         shutdown: Some(flag.clone()),
         max_pending_records: sink::MAX_PENDING_RECORDS,
     })?;
+    readiness.sink_running();
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
     let tokens = auth::load_token_cache(&config.database_path)?;
     auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), config.token_refresh);
@@ -72,7 +86,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // before they start) → the gateway the workers share.
     let instances = relay::build_instances(&config, aws_env.as_ref());
     let (dns_cache, _dns_thread) = dns::spawn_resolver(relay::upstream_hosts(&instances), config.dns_refresh);
-    let gateway = Arc::new(Gateway::new(config.clone(), instances, tokens, sink_handle, dns_cache, tls_config));
+    let gateway = Arc::new(Gateway::new(
+        config.clone(),
+        instances,
+        tokens,
+        sink_handle,
+        dns_cache,
+        tls_config,
+        readiness.clone(),
+    ));
 
     let (listeners, bound) = bind_reuseport(&config.http_address, config.workers)
         .map_err(|source| StartError::Listen { addr: config.http_address.clone(), source })?;
@@ -97,8 +119,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
 
     let worker_gateway = gateway.clone();
+    // The factory runs on each worker once its listener is registered: that worker now accepts.
     let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |_| {
-        WorkerService::new(worker_gateway.clone())
+        let service = WorkerService::new(worker_gateway.clone());
+        worker_gateway.readiness.worker_listening();
+        service
     })
     .map_err(StartError::Threads)?;
     for h in handles {

@@ -113,6 +113,9 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 /// The timeouts, refresh intervals and sink limits (`config::tuning`). Durations are written like
@@ -223,4 +226,16 @@ pub struct TuningArgs {
     /// spill file beside the database and exits non-zero [env: CODER_AIBRIDGE_SHUTDOWN_DRAIN] [default: 30s]
     #[arg(long = "aibridge-shutdown-drain", value_name = "DURATION")]
     pub shutdown_drain: Option<String>,
+}
+
+/// Overload protection, the circuit breaker and readiness (`config::limits`; issue 10). `0` turns a
+/// limit off.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Overload protection and readiness")]
+pub struct LimitsArgs {
+    /// After SIGTERM/SIGINT, keep accepting this long while /readyz answers 503, so load balancers stop
+    /// sending before the listeners close; then the shutdown grace starts [env: CODER_AIBRIDGE_SHUTDOWN_DELAY]
+    /// [default: 0s]
+    #[arg(long = "aibridge-shutdown-delay", value_name = "DURATION")]
+    pub shutdown_delay: Option<String>,
 }

@@ -43,6 +43,8 @@ pub enum ConfigError {
     InvalidName { setting: String, name: String, max: usize },
     #[error("{first} and {second} are aliases; set only one of them")]
     AliasConflict { first: String, second: String },
+    #[error("{first} and {second} are the AI Bridge and AI Gateway names of one setting and have different values; set one of them (or both to the same value)")]
+    SpellingConflict { first: String, second: String },
     #[error("{setting}: {problem}")]
     KeyList { setting: String, problem: KeyListProblem },
     #[error("{setting}: Bedrock settings apply only to anthropic providers, not {kind}")]

@@ -6,7 +6,7 @@ use super::args::{DatabaseArgs, ServerArgs};
 use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::{parse_duration, parse_size};
-use super::{providers, tuning, Config};
+use super::{aliases, limits, providers, tuning, Config};
 use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +58,12 @@ pub fn process_env() -> HashMap<String, String> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }
 
+/// The command line with the `--ai-gateway-*` flags spelled `--aibridge-*` (see `config::aliases`), for
+/// clap to parse; a flag given under both names with different values is an error naming both.
+pub fn canonical_args(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, ConfigError> {
+    aliases::argv(args)
+}
+
 /// Parses YAML configuration text (as found in the `--config` file); `path` is for messages only.
 pub fn parse_yaml(path: &Path, text: &str) -> Result<Value, ConfigError> {
     let doc: Value = serde_yaml_ng::from_str(text)
@@ -78,9 +84,12 @@ pub fn load_with_yaml(
     env: &HashMap<String, String>,
     yaml: Option<(&Path, &Value)>,
 ) -> Result<Loaded, ConfigError> {
-    let src = Sources { env, yaml: yaml.map(|(_, v)| v) };
+    // The AI Gateway spellings (`CODER_AI_GATEWAY_*`, `ai_gateway:`) become the AI Bridge ones first.
+    let env = &aliases::env(env)?;
+    let doc = yaml.map(|(_, v)| aliases::yaml(v)).transpose()?;
+    let src = Sources { env, yaml: doc.as_ref() };
     let mut warnings = Vec::new();
-    if let Some((path, doc)) = yaml {
+    if let (Some((path, _)), Some(doc)) = (yaml, doc.as_ref()) {
         warn_unknown_yaml_keys(path, doc, &mut warnings);
     }
     let get = |s: &Setting, flag: &Option<String>| src.get(s, flag.as_deref(), Empty::IsUnset);
@@ -128,6 +137,7 @@ pub fn load_with_yaml(
     };
     let providers = providers::resolve(args, &src, &mut warnings)?;
     let tuning = tuning::resolve(&args.tuning, &src)?;
+    let limits = limits::resolve(&args.limits, &src)?;
 
     let config = Config {
         enabled,
@@ -146,6 +156,7 @@ pub fn load_with_yaml(
         sink: tuning.sink,
         token_refresh: tuning.token_refresh,
         dns_refresh: tuning.dns_refresh,
+        limits,
     };
     Ok(Loaded { config, warnings })
 }
@@ -154,7 +165,9 @@ pub fn load_with_yaml(
 /// (flag > `CODER_AIBRIDGE_DATABASE_URL` > YAML `aibridge.database_url` > `sqlite://aibridge.db`).
 pub fn database_path(args: &DatabaseArgs, env: &HashMap<String, String>) -> Result<PathBuf, ConfigError> {
     let yaml = read_yaml(args, env)?;
-    let src = Sources { env, yaml: yaml.as_ref().map(|(_, v)| v) };
+    let env = &aliases::env(env)?;
+    let doc = yaml.as_ref().map(|(_, v)| aliases::yaml(v)).transpose()?;
+    let src = Sources { env, yaml: doc.as_ref() };
     database_path_from(args, &src)
 }
 

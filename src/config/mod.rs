@@ -6,8 +6,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod aliases;
 pub mod args;
 pub mod error;
+mod limits;
 mod load;
 mod providers;
 mod sources;
@@ -17,7 +19,8 @@ mod tuning;
 pub mod units;
 
 pub use args::{DatabaseArgs, ServerArgs};
-pub use load::{database_path, load_from_process, process_env};
+pub use limits::Limits;
+pub use load::{canonical_args, database_path, load_from_process, process_env};
 pub use tuning::{SinkSettings, Timeouts};
 // What the configuration tests name through `config::` (the rest stays inside the module).
 #[cfg(test)]
@@ -66,6 +69,8 @@ pub struct Config {
     pub token_refresh: Duration,
     /// How often upstream host names are resolved again (`--aibridge-dns-refresh-interval`, default 30s).
     pub dns_refresh: Duration,
+    /// Overload protection, circuit breaker and readiness (`config::limits`).
+    pub limits: Limits,
 }
 
 /// The wire family of a provider instance.

@@ -213,6 +213,14 @@ aibridge_setting!(
     "aibridge.shutdown_drain"
 );
 
+// Overload protection, circuit breaker and readiness (issue 10, `config::limits`).
+aibridge_setting!(
+    SHUTDOWN_DELAY,
+    "--aibridge-shutdown-delay",
+    "CODER_AIBRIDGE_SHUTDOWN_DELAY",
+    "aibridge.shutdown_delay"
+);
+
 pub(crate) const HTTP_ADDRESS: Setting = Setting {
     flag: "--http-address",
     env: "CODER_HTTP_ADDRESS",
@@ -270,6 +278,8 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
     &SHUTDOWN_DRAIN,
+    // Overload protection, circuit breaker and readiness (issue 10).
+    &SHUTDOWN_DELAY,
 ];
 
 /// A value and the name of the source it came from (flag, variable or `YAML <path>`), for messages.

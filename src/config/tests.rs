@@ -945,3 +945,26 @@ fn gateway_id_defaults_to_host_and_listen_address_and_is_validated() {
         );
     }
 }
+
+#[test]
+fn every_setting_has_its_ai_gateway_spelling() {
+    let l = load_env(&[
+        ("CODER_AI_GATEWAY_RETENTION", "3d"),
+        ("CODER_AI_GATEWAY_STREAM_IDLE_TIMEOUT", "42s"),
+        ("CODER_AI_GATEWAY_PROVIDER_0_TYPE", "anthropic"),
+        ("CODER_AI_GATEWAY_PROVIDER_0_NAME", "claude"),
+    ])
+    .unwrap();
+    assert_eq!(l.config.retention, Some(std::time::Duration::from_secs(3 * 86_400)));
+    assert_eq!(l.config.timeouts.stream_idle, std::time::Duration::from_secs(42));
+    assert_eq!(names(&l.config), ["claude"]);
+    let l = load_yaml(&ServerArgs::default(), &[], "ai_gateway:\n  workers: 3\n  retention: 1d\n").unwrap();
+    assert_eq!((l.config.workers, l.config.retention), (3, Some(std::time::Duration::from_secs(86_400))));
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // One value under both names is fine; two is an error naming both.
+    assert!(load_env(&[("CODER_AIBRIDGE_WORKERS", "2"), ("CODER_AI_GATEWAY_WORKERS", "2")]).is_ok());
+    let e = err_env(&[("CODER_AIBRIDGE_WORKERS", "2"), ("CODER_AI_GATEWAY_WORKERS", "4")]);
+    assert!(matches!(e, ConfigError::SpellingConflict { .. }), "{e}");
+    let e = load_yaml(&ServerArgs::default(), &[], "ai_gateway:\n  workers: 3\naibridge:\n  workers: 4\n").unwrap_err();
+    assert!(e.to_string().contains("YAML ai_gateway.workers"), "{e}");
+}

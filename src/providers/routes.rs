@@ -6,6 +6,8 @@ use crate::records::Api;
 
 /// The prefix of every bridge route; the provider instance NAME follows it.
 pub(crate) const BRIDGE_PREFIX: &str = "/api/v2/aibridge/";
+/// The same routes under Coder's new name (AI Bridge became AI Gateway): served exactly alike.
+pub(crate) const GATEWAY_PREFIX: &str = "/api/v2/ai-gateway/";
 
 /// What the gateway does with a request on a provider route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,10 +18,10 @@ pub(crate) enum RouteKind {
     Passthrough,
 }
 
-/// Splits `/api/v2/aibridge/<name>/<rest>?query` into (name, rest with query). `None` when the path is
-/// not a bridge route at all.
+/// Splits `/api/v2/aibridge/<name>/<rest>?query` (or `/api/v2/ai-gateway/…`) into (name, rest with
+/// query). `None` when the path is not a bridge route at all.
 pub(crate) fn split_bridge_path(target: &str) -> Option<(&str, &str)> {
-    let after = target.strip_prefix(BRIDGE_PREFIX)?;
+    let after = target.strip_prefix(BRIDGE_PREFIX).or_else(|| target.strip_prefix(GATEWAY_PREFIX))?;
     let end = after.find(['/', '?']).unwrap_or(after.len());
     let (name, rest) = after.split_at(end);
     Some((name, rest))
@@ -124,6 +126,11 @@ mod tests {
             Some(("openai", "/v1/chat/completions"))
         );
         assert_eq!(split_bridge_path("/api/v2/aibridge/x?y=1"), Some(("x", "?y=1")));
+        assert_eq!(
+            split_bridge_path("/api/v2/ai-gateway/openai/v1/chat/completions"),
+            Some(("openai", "/v1/chat/completions"))
+        );
+        assert_eq!(split_bridge_path("/api/v2/ai-gatewayx/openai"), None);
         assert_eq!(split_bridge_path("/api/v2/other"), None);
     }
 

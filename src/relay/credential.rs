@@ -1,11 +1,11 @@
 //! The credential phase: which upstream credential a request starts with (the caller's own, none, the
 //! only key, or the first healthy key of a pool), which one the next attempt uses after the upstream
-//! refused one, and how a credential is described in records. Pure over the worker's key pool and a
-//! clock passed in.
+//! refused one, and how a credential is described in records. Pure over the instance's shared key pool
+//! and a clock passed in.
 
 use std::time::Instant;
 
-use crate::providers::key_pool::KeyPool;
+use crate::providers::key_pool::{KeyPool, DEFAULT_REST};
 use crate::providers::upstream::{Credential, Upstream};
 use crate::records::CredentialKind;
 
@@ -13,21 +13,25 @@ use super::context::Caller;
 use super::error::RelayError;
 
 /// The credential of the first attempt. `pool` holds one entry per credential of the instance.
-pub(crate) fn first(caller: &Caller, pool: &mut KeyPool, now: Instant) -> Result<Credential, RelayError> {
+pub(crate) fn first(caller: &Caller, pool: &KeyPool, now: Instant) -> Result<Credential, RelayError> {
     Ok(match pool.len() {
         _ if caller.byok.is_some() => Credential::Byok,
         0 => Credential::None,
         // A single key has nothing to fail over to: the provider's own answer (429 with its Retry-After,
         // 401) is what the client should see, every time, not a gateway-made refusal.
         1 => Credential::Key(0),
-        _ => Credential::Key(pool.pick(now).ok_or(RelayError::KeysResting)?),
+        _ => match pool.pick(now) {
+            Some(k) => Credential::Key(k),
+            // Every key disabled: nothing wakes, so the client is told to wait one rate-limit window.
+            None => return Err(RelayError::KeysResting { retry_after: pool.retry_after(now).unwrap_or(DEFAULT_REST) }),
+        },
     })
 }
 
 /// What the upstream's answer `status` on `used` says: the credential to try next, or `None` to relay
 /// this answer. Only pooled keys fail over.
 pub(crate) fn after_answer(
-    pool: &mut KeyPool,
+    pool: &KeyPool,
     used: Credential,
     status: u16,
     retry_after: Option<&str>,
@@ -70,8 +74,8 @@ mod tests {
     fn byok_callers_bring_their_own_whatever_the_pool() {
         let now = Instant::now();
         let byok = caller(Some(ClientCredential { hint: Some("sk-u…3456".into()) }));
-        assert_eq!(first(&byok, &mut KeyPool::new(3), now).unwrap(), Credential::Byok);
-        assert_eq!(first(&byok, &mut KeyPool::new(0), now).unwrap(), Credential::Byok);
+        assert_eq!(first(&byok, &KeyPool::new(3), now).unwrap(), Credential::Byok);
+        assert_eq!(first(&byok, &KeyPool::new(0), now).unwrap(), Credential::Byok);
         assert_eq!(hint(&instances()[0].upstream, &byok, Credential::Byok).as_deref(), Some("sk-u…3456"));
         assert_eq!(kind(Credential::Byok), CredentialKind::Byok);
     }
@@ -80,15 +84,15 @@ mod tests {
     fn no_key_single_key_and_pools_pick_differently() {
         let now = Instant::now();
         let central = caller(None);
-        assert_eq!(first(&central, &mut KeyPool::new(0), now).unwrap(), Credential::None);
-        let mut single = KeyPool::new(1);
+        assert_eq!(first(&central, &KeyPool::new(0), now).unwrap(), Credential::None);
+        let single = KeyPool::new(1);
         single.on_response(0, 429, None, now);
-        assert_eq!(first(&central, &mut single, now).unwrap(), Credential::Key(0), "a single key is always tried");
-        let mut pool = KeyPool::new(2);
+        assert_eq!(first(&central, &single, now).unwrap(), Credential::Key(0), "a single key is always tried");
+        let pool = KeyPool::new(2);
         pool.on_response(0, 429, Some("30"), now);
-        assert_eq!(first(&central, &mut pool, now).unwrap(), Credential::Key(1), "a resting key is skipped");
+        assert_eq!(first(&central, &pool, now).unwrap(), Credential::Key(1), "a resting key is skipped");
         pool.on_response(1, 401, None, now);
-        assert!(matches!(first(&central, &mut pool, now), Err(RelayError::KeysResting)));
+        assert!(matches!(first(&central, &pool, now), Err(RelayError::KeysResting { .. })));
         assert_eq!(kind(Credential::None), CredentialKind::None);
         assert_eq!(kind(Credential::Key(1)), CredentialKind::Centralized);
     }
@@ -96,14 +100,14 @@ mod tests {
     #[test]
     fn pooled_keys_fail_over_on_rate_limits_and_refusals_only() {
         let now = Instant::now();
-        let mut pool = KeyPool::new(3);
-        assert_eq!(after_answer(&mut pool, Credential::Key(0), 200, None, now), None);
-        assert_eq!(after_answer(&mut pool, Credential::Key(0), 500, None, now), None);
-        assert_eq!(after_answer(&mut pool, Credential::Key(0), 429, Some("10"), now), Some(Credential::Key(1)));
-        assert_eq!(after_answer(&mut pool, Credential::Key(1), 403, None, now), Some(Credential::Key(2)));
-        assert_eq!(after_answer(&mut pool, Credential::Key(2), 401, None, now), None, "no key left: relay it");
-        assert_eq!(after_answer(&mut KeyPool::new(1), Credential::Key(0), 429, None, now), None);
-        assert_eq!(after_answer(&mut KeyPool::new(3), Credential::Byok, 429, None, now), None);
+        let pool = KeyPool::new(3);
+        assert_eq!(after_answer(&pool, Credential::Key(0), 200, None, now), None);
+        assert_eq!(after_answer(&pool, Credential::Key(0), 500, None, now), None);
+        assert_eq!(after_answer(&pool, Credential::Key(0), 429, Some("10"), now), Some(Credential::Key(1)));
+        assert_eq!(after_answer(&pool, Credential::Key(1), 403, None, now), Some(Credential::Key(2)));
+        assert_eq!(after_answer(&pool, Credential::Key(2), 401, None, now), None, "no key left: relay it");
+        assert_eq!(after_answer(&KeyPool::new(1), Credential::Key(0), 429, None, now), None);
+        assert_eq!(after_answer(&KeyPool::new(3), Credential::Byok, 429, None, now), None);
     }
 
     #[test]

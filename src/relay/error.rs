@@ -2,6 +2,8 @@
 //! providers' typed errors convert into [`RelayError`] unchanged, and only here are they given a status,
 //! a side to blame and a connection verdict. Messages never contain a secret.
 
+use std::time::Duration;
+
 use crate::providers::errors::{error_body, ErrorShape};
 use crate::providers::request::InspectError;
 use crate::providers::upstream::UpstreamError;
@@ -32,8 +34,9 @@ pub(crate) enum RelayError {
     BadJson(#[from] InspectError),
     #[error("background responses (\"background\": true) are not supported by the gateway")]
     BackgroundUnsupported,
+    /// Every pooled key rests or is disabled; `retry_after` is when the first resting key wakes.
     #[error("every upstream key of this provider is resting after rate limits or auth failures; retry later")]
-    KeysResting,
+    KeysResting { retry_after: Duration },
     /// The request could not be turned into the upstream's (the client's body, or the gateway's
     /// credentials or signer).
     #[error("cannot prepare the upstream request: {0}")]
@@ -61,7 +64,7 @@ impl RelayError {
             RelayError::NotFound { .. } | RelayError::Disabled => 404,
             RelayError::Unauthorized(_) => 401,
             RelayError::BackgroundUnsupported => 501,
-            RelayError::KeysResting => 429,
+            RelayError::KeysResting { .. } => 429,
             RelayError::Prepare(e) if e.is_client_fault() => 400,
             RelayError::Prepare(_) => 500,
             RelayError::Upstream(ExchangeError::Timeout) => 504,
@@ -72,11 +75,21 @@ impl RelayError {
     /// Who is to blame.
     pub(crate) fn side(&self) -> Side {
         match self {
-            RelayError::Upstream(_) | RelayError::KeysResting => Side::Upstream,
+            RelayError::Upstream(_) | RelayError::KeysResting { .. } => Side::Upstream,
             RelayError::Prepare(e) if e.is_client_fault() => Side::Client,
             RelayError::Prepare(_) => Side::Gateway,
             _ => Side::Client,
         }
+    }
+
+    /// The `Retry-After` the answer carries, in whole seconds (rounded up, at least 1): set on the
+    /// gateway's own 429s and 503s so a client knows when trying again can succeed.
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        let wait = match self {
+            RelayError::KeysResting { retry_after } => *retry_after,
+            _ => return None,
+        };
+        Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).map(|s| s.max(1))
     }
 
     /// Whether the client connection can carry another request after this answer. Errors raised before the
@@ -131,7 +144,11 @@ mod tests {
         let unresolved: RelayError = ExchangeError::Connect(ConnectError::Unresolved("api.example".into())).into();
         assert_eq!(answer(&unresolved), (502, Side::Upstream, true));
         assert_eq!(unresolved.to_string(), "upstream host api.example has no resolved address");
-        assert_eq!(answer(&RelayError::KeysResting), (429, Side::Upstream, true));
+        let resting = RelayError::KeysResting { retry_after: Duration::from_millis(2500) };
+        assert_eq!(answer(&resting), (429, Side::Upstream, true));
+        assert_eq!(resting.retry_after_secs(), Some(3), "rounded up");
+        assert_eq!(RelayError::KeysResting { retry_after: Duration::ZERO }.retry_after_secs(), Some(1));
+        assert_eq!(RelayError::Disabled.retry_after_secs(), None);
     }
 
     #[test]

@@ -59,9 +59,9 @@ pub(crate) async fn exchange(
         let next = if ctx.inst.upstream.refuses_model_only(resp.head.status, &header) {
             None
         } else {
-            let mut pool = svc.key_pools[ctx.route.instance].borrow_mut();
+            let pool = &svc.gw.key_pools[ctx.route.instance];
             let retry_after = resp.head.header_str("retry-after");
-            credential::after_answer(&mut pool, ctx.credential, resp.head.status, retry_after, Instant::now())
+            credential::after_answer(pool, ctx.credential, resp.head.status, retry_after, Instant::now())
         };
         let Some(next) = next else {
             return Ok(Some(resp));

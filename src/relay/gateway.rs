@@ -1,5 +1,5 @@
 //! What the relay's workers share (the gateway: instances, token cache, sink channel, DNS, TLS,
-//! timeouts) and what each worker owns (its connection pool, key pools, open interceptions). Data only:
+//! timeouts) and what each worker owns (its connection pool, open interceptions). Data only:
 //! the request phases live in their own modules.
 
 use std::cell::RefCell;
@@ -15,6 +15,7 @@ use crate::runtime::http::client_leg::UpstreamTimeouts;
 use crate::runtime::http::server_leg::ClientTimeouts;
 use crate::runtime::upstream::{PoolTimeouts, Upstreams};
 use crate::sink::SinkHandle;
+use crate::state::readiness::Readiness;
 
 use super::body::BodyTimeouts;
 use super::instance::Instance;
@@ -73,6 +74,10 @@ pub struct Gateway {
     pub timeouts: Timeouts,
     /// False only for overhead measurements (`AIBRIDGED_RECORDING=off`): requests are relayed unobserved.
     pub recording: bool,
+    /// Per instance (by index): the health of its credentials, shared by every worker (atomics).
+    pub(crate) key_pools: Vec<KeyPool>,
+    /// What `/readyz` answers; set by start-up and the signal thread.
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 impl Gateway {
@@ -84,19 +89,19 @@ impl Gateway {
         sink: SinkHandle,
         dns: DnsCache,
         tls: Arc<rustls::ClientConfig>,
+        readiness: Arc<Readiness>,
     ) -> Gateway {
         let timeouts = Timeouts::from(&config.timeouts);
         let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
-        Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording }
+        let key_pools = instances.iter().map(|i| KeyPool::new(i.upstream.pool_size())).collect();
+        Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording, key_pools, readiness }
     }
 }
 
-/// One worker's service: the shared gateway plus this worker's pool, key pools and open interceptions.
+/// One worker's service: the shared gateway plus this worker's upstream pool and open interceptions.
 pub struct WorkerService {
     pub gw: Arc<Gateway>,
     pub(super) upstreams: Upstreams,
-    /// Per instance (by index): failover state of its credentials. Worker-local, so no locks.
-    pub(super) key_pools: Vec<RefCell<KeyPool>>,
     pub(super) inflight: Rc<InFlight>,
     /// Tokens this worker verified against the current snapshot (skips the SHA-256 for repeat callers).
     pub(super) token_memo: RefCell<VerifiedMemo>,
@@ -105,11 +110,9 @@ pub struct WorkerService {
 impl WorkerService {
     pub fn new(gw: Arc<Gateway>) -> WorkerService {
         let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone(), gw.instances.len(), gw.timeouts.pool);
-        let key_pools = gw.instances.iter().map(|i| RefCell::new(KeyPool::new(i.upstream.pool_size()))).collect();
         WorkerService {
             gw,
             upstreams,
-            key_pools,
             inflight: Rc::new(InFlight::default()),
             token_memo: RefCell::new(VerifiedMemo::default()),
         }

@@ -12,11 +12,14 @@ use monoio::net::TcpStream;
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
 use crate::records::{EndStatus, InterceptionStart};
-use crate::runtime::http::server_leg::{read_body, read_head, write_simple, Content, NoHead, CLIENT_READ_SPARE};
+use crate::runtime::http::server_leg::{
+    read_body, read_head, write_simple, write_simple_with, Content, NoHead, CLIENT_READ_SPARE,
+};
 use crate::runtime::http::{BodyKind, RequestHead};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::runtime::worker::Service;
+use crate::state::readiness::NotReady;
 
 use super::authenticate::authenticate;
 use super::context::{RequestCtx, Timings};
@@ -31,6 +34,10 @@ use super::route::{is_preconnect, route, shape_of_partial_head};
 
 /// The health check's answer (its length is also the answer to `HEAD /healthz`).
 const HEALTHY: &[u8] = b"{\"status\":\"ok\"}";
+/// The readiness check's answers.
+const READY: &[u8] = b"{\"status\":\"ready\"}";
+const STARTING: &[u8] = b"{\"status\":\"starting\"}";
+const DRAINING: &[u8] = b"{\"status\":\"draining\"}";
 /// Bodies of rejected requests up to this size are read and dropped so the connection can be kept.
 const DISCARDABLE_BODY: u64 = 64 * 1024;
 
@@ -77,6 +84,15 @@ async fn handle_request(
     let gw = &svc.gw;
     let keep_alive = head.keep_alive;
     let content = Content::for_method(&head.method);
+    if is_probe(&head, "/readyz") {
+        let keep = discard_small_body(svc, client, buf, &head).await && keep_alive;
+        let (status, body) = match gw.readiness.check() {
+            Ok(()) => (200, READY),
+            Err(NotReady::Starting) => (503, STARTING),
+            Err(NotReady::Draining) => (503, DRAINING),
+        };
+        return write_simple(client, status, "application/json", body, keep, content).await && keep;
+    }
     if is_health_check(&head) || is_preconnect(&gw.instances, gw.config.enabled, &head) {
         let keep = discard_small_body(svc, client, buf, &head).await && keep_alive;
         let body: &[u8] = if is_health_check(&head) { HEALTHY } else { b"" };
@@ -131,8 +147,7 @@ async fn proxy(
 ) -> Result<bool, RelayError> {
     let body = inspect_body(ctx, body)?;
     let mut out = outbound(ctx, body)?;
-    ctx.credential =
-        credential::first(&ctx.caller, &mut svc.key_pools[ctx.route.instance].borrow_mut(), Instant::now())?;
+    ctx.credential = credential::first(&ctx.caller, &svc.gw.key_pools[ctx.route.instance], Instant::now())?;
     start_record(svc, ctx, out.model.clone());
 
     let Some(upstream) = exchange(svc, client, ctx, &mut out).await? else {
@@ -190,7 +205,12 @@ fn end_request(ctx: &mut RequestCtx<'_>) {
 }
 
 fn is_health_check(head: &RequestHead) -> bool {
-    head.target.split('?').next() == Some("/healthz") && (head.method == "GET" || head.method == "HEAD")
+    is_probe(head, "/healthz")
+}
+
+/// `GET` or `HEAD` on `path` (query ignored): the liveness and readiness probes.
+fn is_probe(head: &RequestHead, path: &str) -> bool {
+    head.target.split('?').next() == Some(path) && (head.method == "GET" || head.method == "HEAD")
 }
 
 /// Answers an error raised before the body was read; keeps the connection only if the body was small
@@ -223,5 +243,12 @@ async fn answer_error(client: &mut Conn, shape: ErrorShape, e: &RelayError, keep
     } else {
         tracing::debug!(status = e.status(), error = %e, "request rejected");
     }
-    write_simple(client, e.status(), "application/json", &e.body(shape), keep, content).await
+    let body = e.body(shape);
+    match e.retry_after_secs() {
+        Some(secs) => {
+            let secs = secs.to_string();
+            write_simple_with(client, e.status(), &[("Retry-After", &secs)], &body, keep, content).await
+        }
+        None => write_simple(client, e.status(), "application/json", &body, keep, content).await,
+    }
 }

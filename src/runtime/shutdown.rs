@@ -31,8 +31,9 @@ impl ShutdownFlag {
 }
 
 /// Blocks SIGTERM and SIGINT in the calling thread (and so in every thread it spawns afterwards) and
-/// starts a thread that waits for either, then sets `flag` and calls `on_signal`. Call it from `main`
-/// before any other thread exists.
+/// starts a thread that waits for either, then calls `on_signal` and sets `flag`. `on_signal` runs
+/// before the flag goes up and may wait (the readiness drain: /readyz answers 503 while the listeners
+/// still accept). Call it from `main` before any other thread exists.
 pub(crate) fn install_signal_thread(
     flag: ShutdownFlag,
     on_signal: impl FnOnce(i32) + Send + 'static,
@@ -54,8 +55,8 @@ pub(crate) fn install_signal_thread(
         // SAFETY: `set` is a valid, initialised sigset_t; sigwait writes one int.
         let rc = unsafe { libc::sigwait(&set, &mut sig) };
         if rc == 0 {
-            flag.trigger();
             on_signal(sig);
+            flag.trigger();
         }
     })?;
     Ok(())

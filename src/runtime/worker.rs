@@ -64,7 +64,8 @@ pub(crate) trait Service: 'static {
 }
 
 /// Starts one worker thread per listener. Each runs until shutdown is flagged and its connections have
-/// finished, or `grace` has passed since the flag went up.
+/// finished, or `grace` has passed since the flag went up. `factory` runs on the worker once its
+/// listener is registered with the runtime, right before the accept loop (readiness counts on that).
 pub(crate) fn spawn_workers<S, F>(
     listeners: Vec<std::net::TcpListener>,
     driver: DriverChoice,

@@ -296,15 +296,16 @@ pub(crate) fn start_with_store(
     opts: SinkOptions,
     mut store: Box<dyn Store>,
 ) -> Result<(SinkHandle, SinkThread), SinkError> {
-    // Before the settle: a spilled end must land before the start is taken for one left open.
-    spill::import_all(&opts.database_path, store.as_mut());
+    let (json, human) =
+        if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
+    let mut log = logline::RecordLog::open(json, human)
+        .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
+    // Before the settle: a spilled end must land before the start is taken for one left open. Spilled
+    // records never reached the record log either, so the import writes their lines.
+    spill::import_all(&opts.database_path, store.as_mut(), &mut log);
     if let Some(gateway_id) = &opts.gateway_id {
         settle_previous_run(store.as_mut(), gateway_id);
     }
-    let (json, human) =
-        if opts.structured_logging { (opts.log_json.as_deref(), opts.log_human.as_deref()) } else { (None, None) };
-    let log = logline::RecordLog::open(json, human)
-        .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
     let (tx, rx) = crossbeam_channel::bounded(opts.channel_capacity.max(1));
     let counters = Arc::new(Counters::default());
     let close_requested = Arc::new(AtomicBool::new(false));

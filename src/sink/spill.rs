@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::logline::RecordLog;
 use crate::db::{timefmt, InterceptionDetail, Store, StoreError};
 use crate::records::{
     CredentialKind, EndStatus, InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage,
@@ -379,8 +380,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
 
 /// Imports every spill file beside `database` into `store`, removing each one it imported whole. A file
 /// whose import failed (the database is still refusing writes) stays for the next start. Never fails the
-/// start: everything is logged. Returns the number of records imported.
-pub(crate) fn import_all(database: &Path, store: &mut dyn Store) -> usize {
+/// start: everything is logged. The records that were not stored yet also get their record-log lines
+/// (the spill is what the log missed too). Returns the number of records imported.
+pub(crate) fn import_all(database: &Path, store: &mut dyn Store, log: &mut RecordLog) -> usize {
     let mut imported = 0;
     for path in files(database) {
         let bytes = match fs::read(&path) {
@@ -394,7 +396,7 @@ pub(crate) fn import_all(database: &Path, store: &mut dyn Store) -> usize {
         for (line, why) in &parsed.bad_lines {
             tracing::error!(path = %path.display(), line, error = %why, "spill file line is not a record; skipped");
         }
-        match import(store, &parsed.records) {
+        match import(store, &parsed.records, log) {
             Ok(n) => {
                 imported += n;
                 if let Err(e) = fs::remove_file(&path) {
@@ -418,17 +420,34 @@ pub(crate) fn import_all(database: &Path, store: &mut dyn Store) -> usize {
     imported
 }
 
-/// Writes `records` in chunks, leaving out child records their interception already has. Returns how
-/// many were written.
-fn import(store: &mut dyn Store, records: &[Record]) -> Result<usize, StoreError> {
+/// Writes `records` in chunks, leaving out child records their interception already has, and writes
+/// the record-log lines of those the store did not hold. Returns how many records were written.
+fn import(store: &mut dyn Store, records: &[Record], log: &mut RecordLog) -> Result<usize, StoreError> {
     let mut written = 0;
     for chunk in records.chunks(IMPORT_CHUNK) {
         let fresh = with_retry(|| missing(store, chunk))?;
-        let refs: Vec<&Record> = fresh.iter().collect();
+        let refs: Vec<&Record> = fresh.iter().map(|f| &f.record).collect();
         with_retry(|| store.write_batch(&refs))?;
         written += fresh.len();
+        if log.is_active() {
+            let now = SystemTime::now();
+            let mut ok = true;
+            for f in fresh.iter().filter(|f| f.unlogged) {
+                ok &= log.write(&f.record, now);
+            }
+            if !(log.flush() && ok) {
+                tracing::error!("cannot write the record log lines of imported spilled records");
+            }
+        }
     }
     Ok(written)
+}
+
+/// A spilled record to write, and whether the store lacked it (so its log line was never written).
+/// Interception rows are always written again (upserts); only new ones count as unlogged.
+struct Fresh {
+    record: Record,
+    unlogged: bool,
 }
 
 fn with_retry<T>(mut attempt: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -444,16 +463,15 @@ fn with_retry<T>(mut attempt: impl FnMut() -> Result<T, StoreError>) -> Result<T
     }
 }
 
-/// The records of `chunk` the store does not hold yet. Interception rows are upserts and always kept.
-fn missing(store: &mut dyn Store, chunk: &[Record]) -> Result<Vec<Record>, StoreError> {
+/// The records of `chunk` the store does not hold yet. Interception rows are upserts and always kept;
+/// they are unlogged when the store has no start (or no end) for them yet.
+fn missing(store: &mut dyn Store, chunk: &[Record]) -> Result<Vec<Fresh>, StoreError> {
     let mut stored: std::collections::HashMap<Uuid, Option<InterceptionDetail>> = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(chunk.len());
     for record in chunk {
         let id = match record {
-            Record::InterceptionStart(_) | Record::InterceptionEnd(_) => {
-                out.push(record.clone());
-                continue;
-            }
+            Record::InterceptionStart(r) => r.interception_id,
+            Record::InterceptionEnd(r) => r.interception_id,
             Record::TokenUsage(r) => r.interception_id,
             Record::PromptUsage(r) => r.interception_id,
             Record::ToolUsage(r) => r.interception_id,
@@ -479,10 +497,15 @@ fn missing(store: &mut dyn Store, chunk: &[Record]) -> Result<Vec<Record>, Store
                 .thoughts
                 .iter()
                 .any(|s| s.msg_id == r.msg_id && s.created_at == r.created_at && s.content == r.content),
-            Record::InterceptionStart(_) | Record::InterceptionEnd(_) => false,
+            Record::InterceptionStart(_) => d.interception.started_at.is_some(),
+            Record::InterceptionEnd(_) => d.interception.ended_at.is_some(),
         });
-        if !present {
-            out.push(record.clone());
+        match record {
+            Record::InterceptionStart(_) | Record::InterceptionEnd(_) => {
+                out.push(Fresh { record: record.clone(), unlogged: !present })
+            }
+            _ if !present => out.push(Fresh { record: record.clone(), unlogged: true }),
+            _ => {}
         }
     }
     Ok(out)

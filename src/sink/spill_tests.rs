@@ -10,6 +10,11 @@ use crate::db::{test_dir, Workload};
 use crate::records::*;
 use crate::sink::{start, SinkOptions};
 
+/// A record log with no destination: the import's log lines are tested on their own.
+fn no_log() -> RecordLog {
+    RecordLog::open(None, None).unwrap()
+}
+
 /// An instant the database keeps exactly (microseconds).
 fn at(secs: u64, micros: u32) -> SystemTime {
     UNIX_EPOCH + Duration::new(secs, micros * 1000)
@@ -166,18 +171,53 @@ fn import_is_idempotent_when_a_previous_import_died_before_removing_the_file() {
     let path = write(&db, &records).unwrap();
     let copy = std::fs::read(&path).unwrap();
     let mut store = crate::db::open(&db, Workload::RecordWriter).unwrap();
-    assert_eq!(import_all(&db, store.as_mut()), records.len());
+    assert_eq!(import_all(&db, store.as_mut(), &mut no_log()), records.len());
     assert!(files(&db).is_empty(), "imported whole, so removed");
     assert_eq!(counts(&db), vec![3; 5]);
     // The process died after the commit, before the removal: the same file is there again.
     std::fs::write(&path, &copy).unwrap();
-    assert_eq!(import_all(&db, store.as_mut()), 6, "only the interception rows are upserted again");
+    assert_eq!(import_all(&db, store.as_mut(), &mut no_log()), 6, "only the interception rows are upserted again");
     assert_eq!(counts(&db), vec![3; 5]);
     let conn = Connection::open(&db).unwrap();
     let ended: i64 = conn
         .query_row("SELECT count(*) FROM aibridge_interceptions WHERE status = 'client_disconnected'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(ended, 3);
+}
+
+#[test]
+fn imported_records_get_their_record_log_lines_once() {
+    let dir = test_dir("spill-import-log");
+    let db = dir.join("a.db");
+    let log_path = dir.join("records.jsonl");
+    let records: Vec<Record> = (0..2).flat_map(|i| every_kind(Uuid::new_v4(), at(1_764_000_000 + i, 7))).collect();
+    let path = write(&db, &records).unwrap();
+    let copy = std::fs::read(&path).unwrap();
+    let mut store = crate::db::open(&db, Workload::RecordWriter).unwrap();
+    let log_lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each record-log line is JSON"))
+            .collect()
+    };
+    let mut log = RecordLog::open(Some(log_path.to_str().unwrap()), None).unwrap();
+    assert_eq!(import_all(&db, store.as_mut(), &mut log), records.len());
+    let lines = log_lines();
+    assert_eq!(lines.len(), records.len(), "one line per imported record");
+    for id in records.iter().filter_map(|r| match r {
+        Record::InterceptionStart(s) => Some(s.interception_id.to_string()),
+        _ => None,
+    }) {
+        let mentions = lines.iter().filter(|l| l.to_string().contains(&id)).count();
+        assert_eq!(mentions, records.len() / 2, "every record of interception {id} is logged");
+    }
+    // Imported again (the process died before removing the file): the store already had every record,
+    // so the log gets no second line for any of them.
+    std::fs::write(&path, &copy).unwrap();
+    let mut log = RecordLog::open(Some(log_path.to_str().unwrap()), None).unwrap();
+    assert_eq!(import_all(&db, store.as_mut(), &mut log), 4, "only the interception rows are upserted again");
+    assert_eq!(log_lines().len(), records.len());
 }
 
 #[test]
@@ -190,10 +230,10 @@ fn a_locked_database_keeps_the_file_for_the_next_start() {
     let blocker = open_connection(&db).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let mut store = crate::db::open(&db, Workload::RecordWriter).unwrap();
-    assert_eq!(import_all(&db, store.as_mut()), 0);
+    assert_eq!(import_all(&db, store.as_mut(), &mut no_log()), 0);
     assert_eq!(files(&db).len(), 1);
     blocker.execute_batch("COMMIT").unwrap();
-    assert_eq!(import_all(&db, store.as_mut()), records.len());
+    assert_eq!(import_all(&db, store.as_mut(), &mut no_log()), records.len());
     assert!(files(&db).is_empty());
 }
 
@@ -236,6 +276,9 @@ fn a_full_backlog_at_shutdown_is_spilled_so_waiting_senders_can_finish() {
     let flag = crate::runtime::shutdown::ShutdownFlag::new();
     let mut opts = SinkOptions::new(&db);
     opts.channel_capacity = 4;
+    // Small batches too: the first batch (gathered before any write fails) must not take more than the
+    // backlog's cap, however fast the sender is on a loaded machine.
+    opts.max_batch_records = 4;
     opts.max_pending_records = 12;
     opts.shutdown = Some(flag.clone());
     opts.shutdown_drain = Duration::from_millis(300);

@@ -273,7 +273,7 @@ fn bedrock_without_an_aws_credential_is_the_gateways_fault_and_never_goes_out_un
 #[test]
 fn key_pools_fail_over_on_429_and_401_before_the_client_sees_anything() {
     let mock = MockUpstream::start().unwrap();
-    // Key state is per worker (no locks on the hot path): one worker makes the sequence deterministic.
+    // One worker keeps the sequence on one connection simple; sharing across workers is tested in key_health.rs.
     let gw = Gateway::start(&[
         ("CODER_AIBRIDGE_WORKERS", "1"),
         ("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"),

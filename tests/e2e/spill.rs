@@ -111,7 +111,26 @@ fn sigterm_with_the_database_locked_spills_and_the_next_start_imports_everything
     let mock = MockUpstream::start().unwrap();
     let grace = format!("{}s", GRACE.as_secs());
     let drain = format!("{}s", DRAIN.as_secs());
-    let extra = [("CODER_AIBRIDGE_SHUTDOWN_GRACE", grace.as_str()), ("CODER_AIBRIDGE_SHUTDOWN_DRAIN", drain.as_str())];
+    let log_dir = ScratchDir::new("spill-log");
+    let record_log = log_dir.0.join("aibridged.json");
+    let record_log_s = record_log.display().to_string();
+    let extra = [
+        ("CODER_AIBRIDGE_SHUTDOWN_GRACE", grace.as_str()),
+        ("CODER_AIBRIDGE_SHUTDOWN_DRAIN", drain.as_str()),
+        ("CODER_AIBRIDGE_STRUCTURED_LOGGING", "true"),
+        ("CODER_LOGGING_JSON", record_log_s.as_str()),
+    ];
+    // The record-log lines ("interception log") per record type.
+    let logged = || -> HashMap<String, i64> {
+        let mut kinds = HashMap::new();
+        for line in std::fs::read_to_string(&record_log).unwrap_or_default().lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if v["msg"] == "interception log" {
+                *kinds.entry(v["record_type"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+            }
+        }
+        kinds
+    };
     let keys = ("sk-central-openai-0123456789", "sk-ant-central-0123456789");
     let mut gw = Gateway::start_on(&mock.base_url(), keys, &extra);
     let auth = format!("Bearer {}", gw.token("alice"));
@@ -177,6 +196,7 @@ fn sigterm_with_the_database_locked_spills_and_the_next_start_imports_everything
     let ids: std::collections::HashSet<&str> = lines.iter().map(|l| l["interception_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len() as i64, sent);
 
+    assert!(logged().is_empty(), "nothing committed, so no record-log line yet: {:?}", logged());
     blocker.execute_batch("COMMIT").unwrap();
     drop(blocker);
     let copy = std::fs::read(&spilled[0]).unwrap();
@@ -197,6 +217,7 @@ fn sigterm_with_the_database_locked_spills_and_the_next_start_imports_everything
         }
     };
     check_once("after the import");
+    assert_eq!(logged(), kinds, "the import writes the record-log line of every spilled record");
     assert!(gw.terminate(), "with the database writable the exit is clean");
 
     // A process that died after committing the import but before removing the file imports it again:
@@ -207,5 +228,6 @@ fn sigterm_with_the_database_locked_spills_and_the_next_start_imports_everything
     let mut gw = Gateway::start_in(scratch, db_path.clone(), &extra);
     assert!(spill_files(&dir).is_empty());
     check_once("after importing the same file again");
+    assert_eq!(logged(), kinds, "a repeated import logs nothing twice");
     assert!(gw.terminate());
 }

@@ -79,8 +79,21 @@ impl Gateway {
     }
 
     pub fn start_in(dir: ScratchDir, db: PathBuf, env: &[(&str, &str)]) -> Gateway {
+        Self::start_in_with_args(dir, db, &[], env)
+    }
+
+    /// [`Gateway::start`] with command-line flags after `server`.
+    pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let dir = ScratchDir::new("gw");
+        let db = dir.0.join("aibridge.db");
+        Self::start_in_with_args(dir, db, args, env)
+    }
+
+    /// [`Gateway::start_in`] with command-line flags after `server`.
+    pub fn start_in_with_args(dir: ScratchDir, db: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Gateway {
         let mut cmd = Command::new(BIN);
         cmd.arg("server")
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CODER_HTTP_ADDRESS", "127.0.0.1:0")

@@ -281,9 +281,24 @@ impl Content {
 
 /// A complete small response (status, content type, body), framed with Content-Length.
 pub fn simple_response(status: u16, content_type: &str, body: &[u8], keep_alive: bool, content: Content) -> Vec<u8> {
+    simple_response_with(status, content_type, &[], body, keep_alive, content)
+}
+
+/// [`simple_response`] with `extra` headers (e.g. `Retry-After` on the gateway's own 429 and 503).
+pub fn simple_response_with(
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+    content: Content,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
     write_status_line(&mut out, status);
     write_header(&mut out, "Content-Type", content_type.as_bytes());
+    for (name, value) in extra {
+        write_header(&mut out, name, value.as_bytes());
+    }
     write_header(&mut out, "Content-Length", body.len().to_string().as_bytes());
     if !keep_alive {
         write_header(&mut out, "Connection", b"close");
@@ -305,6 +320,19 @@ pub async fn write_simple(
     content: Content,
 ) -> bool {
     client.write_all(simple_response(status, content_type, body, keep_alive, content)).await.0.is_ok()
+}
+
+/// Writes a complete small response with `extra` headers. Returns false when the write failed.
+pub async fn write_simple_with(
+    client: &mut Conn,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+    content: Content,
+) -> bool {
+    let bytes = simple_response_with(status, "application/json", extra, body, keep_alive, content);
+    client.write_all(bytes).await.0.is_ok()
 }
 
 #[cfg(test)]
