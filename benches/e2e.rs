@@ -8,10 +8,14 @@
 //! adds the 10k idle streams point (capped by the open-file limit; ~8 minutes, mostly waiting for the
 //! mock to let go of the previous hold's streams); `BENCH_PIN=1` pins the server under test and the load to separate CPUs
 //! (`scripts/bench` sets it); `BENCH_WORKERS=N` (default 1) for both nginx and the gateway;
-//! `BENCH_RATES=1000,4000` for the open-loop rates; `BENCH_PHASES=latency,saturation,open,streams,idle`
-//! to run only some phases; `BENCH_AIBRIDGED_BIN=PATH` benchmarks another gateway
+//! `BENCH_RATES=1000,4000` for the open-loop rates; `BENCH_PHASES=latency,saturation,open,streams,idle,confined`
+//! to run only some phases (`confined`, issue 13: nginx and every gateway thread on the same CPUs, saturated
+//! by aibridged-loadgen and wrk in rounds; benches/e2e/confined.rs); `BENCH_AIBRIDGED_BIN=PATH` benchmarks another gateway
 //! build against this one's harness. `cargo test --bench e2e` runs the harness's self-checks.
 
+#[allow(dead_code)]
+#[path = "e2e/confined.rs"]
+mod confined;
 #[allow(dead_code)]
 #[path = "e2e/procs.rs"]
 mod procs;
@@ -75,7 +79,7 @@ struct Settings {
     stream_delay_ms: u32,
     stream_rounds: u32,
     holds: Vec<u32>,
-    /// Phases to run (`BENCH_PHASES=latency,saturation,open,streams,idle`; default all).
+    /// Phases to run (`BENCH_PHASES=latency,saturation,open,streams,idle,confined`; default all).
     phases: Vec<String>,
 }
 
@@ -122,7 +126,9 @@ impl Settings {
                 .ok()
                 .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect::<Vec<_>>())
                 .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| ["latency", "saturation", "open", "streams", "idle"].map(String::from).to_vec()),
+                .unwrap_or_else(|| {
+                    ["latency", "saturation", "open", "streams", "idle", "confined"].map(String::from).to_vec()
+                }),
         }
     }
 }
@@ -165,6 +171,7 @@ fn main() -> ExitCode {
     if !std::env::args().any(|a| a == "--bench") {
         report::self_test::run();
         procs::self_test::run();
+        confined::self_test::run();
         println!("e2e: self-checks passed (run the benchmark with `cargo bench --bench e2e`)");
         return ExitCode::SUCCESS;
     }
@@ -397,6 +404,36 @@ fn run() -> Result<(), BenchError> {
     }
     check(&mut paths, "the idle-streams phase");
     drop(fleet);
+    // Issue 13: every server confined to the same CPUs, after the shared servers above are stopped.
+    let confined = if settings.runs("confined") {
+        let settings = confined::ConfinedSettings {
+            rounds: 3,
+            run_ms: if settings.mode == "quick" { 1000 } else { 2000 },
+            connections: settings.sat_connections,
+            workers: settings.workers,
+        };
+        let (gateway_bin, mock_bin, loadgen_bin) = (bin("aibridged"), bin("mock-upstream"), bin("loadgen"));
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nginx.conf.template");
+        let ctx = confined::Context {
+            gateway_bin: &gateway_bin,
+            mock_bin: &mock_bin,
+            loadgen_bin: &loadgen_bin,
+            nginx_template: &template,
+            body: BODY,
+            proxy_path: PROXY_PATH,
+            dir: &tmp,
+        };
+        eprintln!("e2e: confined mode, {} rounds of {} ms per server and tool", settings.rounds, settings.run_ms);
+        confined::run(&ctx, &settings)
+    } else {
+        confined::Confined::default()
+    };
+    for r in &confined.rows {
+        for p in &r.problems {
+            notes.push(format!("{}: {p}", r.name));
+        }
+    }
+    notes.extend(confined.notes.iter().cloned());
 
     let rows: Vec<Row> = paths.into_iter().map(|p| p.row).collect();
     let checks = report::checks(&rows);
@@ -424,6 +461,17 @@ fn run() -> Result<(), BenchError> {
     out.push_str(&report::cpu_breakdown(&rows));
     out.push_str("\nTargets (issue 5)\n\n");
     out.push_str(&report::checks_table(&checks));
+    let confined_checks = confined::checks(&confined);
+    if !confined.rows.is_empty() {
+        out.push_str(&format!(
+            "\nConfined (issue 13): nginx's workers and every gateway thread on CPUs {:?}, mock and load on {:?}; \
+             saturated with {} connections, medians (min–max) of interleaved rounds\n\n",
+            confined.server_cpus, confined.load_cpus, settings.sat_connections
+        ));
+        out.push_str(&confined::table(&confined));
+        out.push_str("\nTargets (issue 13, confined rows)\n\n");
+        out.push_str(&report::checks_table(&confined_checks));
+    }
     for r in &rows {
         for p in &r.problems {
             notes.push(format!("{}: {p}", r.name));
@@ -454,6 +502,8 @@ fn run() -> Result<(), BenchError> {
         "settings": settings,
         "rows": rows,
         "checks": checks,
+        "confined": confined,
+        "confined_checks": confined_checks,
         "notes": notes,
         "raw": raw,
     });

@@ -235,18 +235,40 @@ impl Secret {
 
     /// A masked hint such as `sk-a…wxyz` (first 4 and last 4 characters; `…` alone for short secrets).
     pub fn hint(&self) -> String {
-        let chars: Vec<char> = self.0.chars().collect();
-        if chars.len() < 12 {
+        // Recorded with every interception: byte offsets of the character boundaries, no intermediate
+        // collections.
+        let s = self.0.as_str();
+        if s.chars().nth(11).is_none() {
             return "…".to_string();
         }
-        let head: String = chars[..4].iter().collect();
-        let tail: String = chars[chars.len() - 4..].iter().collect();
-        format!("{head}…{tail}")
+        let head_end = s.char_indices().nth(4).map_or(s.len(), |(i, _)| i);
+        let tail_start = s.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+        let mut out = String::with_capacity(head_end + "…".len() + s.len() - tail_start);
+        out.push_str(&s[..head_end]);
+        out.push('…');
+        out.push_str(&s[tail_start..]);
+        out
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret({})", self.hint())
+    }
+}
+
+#[cfg(test)]
+mod secret_hint_tests {
+    use super::Secret;
+
+    #[test]
+    fn hint_keeps_four_characters_each_side_and_hides_short_secrets() {
+        assert_eq!(Secret::new("sk-abcdefgh-wxyz").hint(), "sk-a…wxyz");
+        assert_eq!(Secret::new("123456789012").hint(), "1234…9012");
+        assert_eq!(Secret::new("12345678901").hint(), "…");
+        assert_eq!(Secret::new("").hint(), "…");
+        // Characters, not bytes: multi-byte text is cut on its boundaries.
+        assert_eq!(Secret::new("ééééxxxxyyyyüüüü").hint(), "éééé…üüüü");
+        assert_eq!(Secret::new("ab€dxxxxyyyyzz€q").hint(), "ab€d…zz€q");
     }
 }

@@ -38,8 +38,6 @@ pub enum DbError {
     Migrate(#[source] BackendError),
     #[error("the database schema is version {found}, newer than this build knows ({known}); upgrade aibridged")]
     SchemaTooNew { found: i64, known: i64 },
-    #[error("cannot spawn the WAL checkpointer: {0}")]
-    Spawn(#[source] std::io::Error),
 }
 
 /// Why a [`Store`] operation failed, classified so callers decide on retries without knowing the backend.
@@ -133,6 +131,11 @@ pub(crate) trait Store: Send {
     /// Token use and request counts per (user, model, UTC day) of the interceptions started at or after
     /// `since` (only `initiator_id`'s when given).
     fn usage(&mut self, since: SystemTime, initiator_id: Option<&str>) -> Result<Vec<UsageRow>, StoreError>;
+
+    /// Storage upkeep between batches, on the writer's own thread (SQLite: a passive WAL checkpoint when
+    /// one is due). The sink calls it after every loop turn that is not waiting out a fault, so it runs
+    /// at least every idle poll; it must be cheap when nothing is due. The default has none.
+    fn maintain(&mut self) {}
 
     /// Finishes background work before the process exits (the default has none). Called once, last.
     fn close(&mut self) {}

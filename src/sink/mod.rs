@@ -4,6 +4,7 @@
 //! backoff and shutdown; knows no SQL. Never runs on a worker; the only thing workers touch is
 //! `SinkHandle::send`.
 
+mod doorbell;
 mod logline;
 mod probe;
 mod spill;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use doorbell::Doorbell;
 
 use crate::db::{self, DbError, Store, StoreError, Workload};
 use crate::metrics::histogram::AtomicHistogram;
@@ -31,10 +33,6 @@ pub use crate::db::new_interception_id;
 /// Where the sink writes (benches and tests build it from a path or a PostgreSQL URL).
 pub use crate::db::DatabaseUrl;
 
-/// While a batch gathers, the sink sleeps this long between drains of the channel instead of waiting in a
-/// receive, so senders do not wake it record by record.
-const GATHER_PAUSE: Duration = Duration::from_millis(2);
-
 /// How often an idle sink looks for a close request.
 const CLOSE_POLL: Duration = Duration::from_millis(100);
 
@@ -44,6 +42,12 @@ pub(crate) const MAX_BATCH_RECORDS: usize = 1024;
 
 /// Default for [`SinkOptions::max_batch_delay`]: how long a received record may wait for its commit.
 pub(crate) const MAX_BATCH_DELAY: Duration = Duration::from_millis(50);
+
+/// How many full batches may queue before a sender wakes a gathering sink early. One wake-up then commits
+/// them all (a transaction per batch), so at full load the sink wakes a few times per batch delay instead
+/// of once per batch (each wake-up can preempt a worker sharing its CPU). Capped at half the channel, so a
+/// ring always comes before the channel fills.
+const WAKE_BATCHES: usize = 4;
 
 /// Default channel capacity: about a quarter second of full load before workers feel backpressure.
 pub(crate) const DEFAULT_CHANNEL_CAPACITY: usize = 65_536;
@@ -204,6 +208,7 @@ pub struct SinkStats {
 pub struct SinkHandle {
     tx: Sender<Record>,
     counters: Arc<Counters>,
+    doorbell: Arc<Doorbell>,
 }
 
 impl SinkHandle {
@@ -211,9 +216,11 @@ impl SinkHandle {
     /// counts the wait.
     pub fn send(&self, record: Record) {
         match self.tx.try_send(record) {
-            Ok(()) => {}
+            Ok(()) => self.doorbell.after_send(self.tx.len()),
             Err(TrySendError::Full(record)) => {
                 self.counters.full_waits.fetch_add(1, Ordering::Relaxed);
+                // The sink may be parked until its batch deadline: it must make room now.
+                self.doorbell.ring();
                 if self.tx.send(record).is_err() {
                     self.lost_after_exit();
                 }
@@ -261,12 +268,14 @@ pub struct SinkThread {
     counters: Arc<Counters>,
     commit_time: Arc<AtomicHistogram>,
     close_requested: Arc<AtomicBool>,
+    doorbell: Arc<Doorbell>,
 }
 
 impl SinkThread {
     /// Waits until every `SinkHandle` is dropped and everything received is committed and logged, and
     /// returns the final counters (for the shutdown log line; callers may ignore them).
     pub fn join(self) -> SinkStats {
+        self.doorbell.finish();
         if self.thread.join().is_err() {
             tracing::error!("the sink thread panicked; records still in its memory were lost");
         }
@@ -321,6 +330,9 @@ pub(crate) fn start_with_store(
     let close_requested = Arc::new(AtomicBool::new(false));
     let max_batch_records = opts.max_batch_records.max(1);
     let commit_time = Arc::new(probe::commit_histogram());
+    let capacity = opts.channel_capacity.max(1);
+    let wake_level = max_batch_records.saturating_mul(WAKE_BATCHES).min((capacity / 2).max(1));
+    let doorbell = Arc::new(Doorbell::new(wake_level));
     let sink = Sink {
         store,
         rx,
@@ -330,7 +342,11 @@ pub(crate) fn start_with_store(
         retention: opts.retention.filter(|d| !d.is_zero()),
         retention_interval: opts.retention_interval,
         max_batch_records,
+        wake_level,
         max_batch_delay: opts.max_batch_delay,
+        doorbell: doorbell.clone(),
+        // Records sent before the first receive were sent after this: they wait at most the delay from here.
+        gather_until: Instant::now() + opts.max_batch_delay,
         pending: VecDeque::with_capacity(max_batch_records * 2),
         closed: false,
         backoff: BACKOFF_MIN,
@@ -347,7 +363,11 @@ pub(crate) fn start_with_store(
     };
     let thread =
         std::thread::Builder::new().name("aibridge-sink".into()).spawn(move || sink.run()).map_err(SinkError::Spawn)?;
-    Ok((SinkHandle { tx, counters: counters.clone() }, SinkThread { thread, counters, commit_time, close_requested }))
+    doorbell.install(thread.thread().clone());
+    Ok((
+        SinkHandle { tx, counters: counters.clone(), doorbell: doorbell.clone() },
+        SinkThread { thread, counters, commit_time, close_requested, doorbell },
+    ))
 }
 
 /// Ends what this gateway's previous run left open. Runs on the starting thread before any worker exists,
@@ -391,7 +411,14 @@ struct Sink {
     retention: Option<Duration>,
     retention_interval: Duration,
     max_batch_records: usize,
+    /// Records queued (pending included) that end a gather early: [`WAKE_BATCHES`] batches.
+    wake_level: usize,
     max_batch_delay: Duration,
+    /// How senders wake the sink early while it gathers.
+    doorbell: Arc<Doorbell>,
+    /// When the batch being gathered is due: the receipt of its first record, or the previous drain (the
+    /// first moment a record still in the channel can have arrived), plus the batch delay.
+    gather_until: Instant,
     /// Received, not yet committed, in channel order.
     pending: VecDeque<Record>,
     /// Every handle is gone: drain what is left and exit.
@@ -422,8 +449,11 @@ impl Sink {
             if ready && !self.pending.is_empty() {
                 self.commit_batch();
             }
-            if self.retry_at.is_none() && !self.closed {
-                self.maybe_purge();
+            if self.retry_at.is_none() {
+                self.store.maintain();
+                if !self.closed {
+                    self.maybe_purge();
+                }
             }
             self.counters.pending_in_memory.store(self.pending.len() as u64, Ordering::Relaxed);
             self.counters.queued.store(self.rx.len() as u64, Ordering::Relaxed);
@@ -484,12 +514,21 @@ impl Sink {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
             return;
         }
-        if self.pending.is_empty() {
-            // Idle waits are bounded so a close request is seen promptly.
+        let fresh = self.pending.is_empty() && self.rx.is_empty();
+        if fresh {
+            if self.close_requested.load(Ordering::SeqCst) {
+                self.drain_for_close();
+                return;
+            }
+            // Idle: a receive, so the first record of the next batch wakes the sink (once per batch). Idle
+            // waits are bounded so a close request is seen promptly.
             let poll = Instant::now() + CLOSE_POLL;
             let deadline = self.purge_deadline().map_or(poll, |d| d.min(poll));
             match self.rx.recv_deadline(deadline) {
-                Ok(r) => self.push(r),
+                Ok(r) => {
+                    self.push(r);
+                    self.gather_until = Instant::now() + self.max_batch_delay;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.close_requested.load(Ordering::SeqCst) {
                         self.drain_for_close();
@@ -501,29 +540,29 @@ impl Sink {
                     return;
                 }
             }
+        } else if !self.pending.is_empty() {
+            // Taken at the last wake-up, so due now: committed (a batch per loop turn) before gathering again,
+            // so that no record waits for a second delay.
+            return;
         }
-        let deadline = Instant::now() + self.max_batch_delay;
-        loop {
-            // Take what is queued without blocking, then pause: while the sink is not parked in a receive,
-            // a worker's send is a plain queue push and never has to wake it (a futex call per record).
-            loop {
-                if self.pending.len() >= self.max_batch_records {
-                    return;
-                }
-                match self.rx.try_recv() {
-                    Ok(r) => self.push(r),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.closed = true;
-                        return;
-                    }
+        // Gather: parked until the batch is due, not in a receive, so a worker's send is a plain queue push
+        // and never has to wake the sink (a futex call per record). Several full batches queued or a close
+        // ring early.
+        let (rx, pending, wake) = (&self.rx, self.pending.len(), self.wake_level);
+        self.doorbell.gather(self.gather_until, || pending + rx.len() >= wake);
+        // Records that arrive from now on are in the next gather: they wait at most the delay from here.
+        self.gather_until = Instant::now() + self.max_batch_delay;
+        // Everything queued now is due: take it all (the loop commits it a batch at a time).
+        let room = self.max_pending_records.saturating_sub(self.pending.len());
+        for _ in 0..self.rx.len().clamp(1, room.max(1)) {
+            match self.rx.try_recv() {
+                Ok(r) => self.push(r),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    break;
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            std::thread::sleep(GATHER_PAUSE.min(deadline - now));
         }
     }
 

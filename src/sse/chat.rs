@@ -11,6 +11,7 @@ use simd_json::BorrowedValue;
 
 use super::json::{self, non_null, str_at, u64_at, CHAT_USAGE};
 use super::scanner::{SseEvent, SseScanner};
+use super::usage_scan;
 use crate::records::{Observation, ToolCall};
 
 static TOOL_CALLS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"tool_calls\""));
@@ -137,40 +138,52 @@ fn on_tool_delta(calls: &mut Vec<PendingCall>, choice: u64, index: u64, d: &Borr
     call.input.push_str(args);
 }
 
-/// Observes a non-streaming `chat.completion` body (or an error body).
+/// Observes a non-streaming `chat.completion` body (or an error body). The body is validated and its
+/// top-level members located without a DOM; only `usage` (small) and, when they hold tool calls, the
+/// `choices` are parsed.
 pub(crate) fn observe_json(body: &[u8]) -> Observation {
-    let mut scratch = Vec::new();
     let mut obs = Observation::default();
-    let Some(v) = json::parse(&mut scratch, body) else {
+    let Some([id, model, error, usage, choices]) =
+        json::top_level_members(body, ["id", "model", "error", "usage", "choices"])
+    else {
         return obs;
     };
-    obs.msg_id = str_at(&v, "id").map(str::to_owned);
-    obs.model = str_at(&v, "model").map(str::to_owned);
-    if non_null(&v, "error").is_some() {
+    obs.msg_id = json::string_value(body, id);
+    obs.model = json::string_value(body, model);
+    if json::present(body, &error) {
         obs.error = Some(String::from_utf8_lossy(body).into_owned());
     }
-    if let Some(usage) = non_null(&v, "usage") {
-        obs.usage = Some(json::openai_usage(usage, &CHAT_USAGE));
+    let mut scratch = Vec::new();
+    if let Some(usage) = usage.filter(|r| body[r.start] != b'n') {
+        obs.usage = usage_scan::openai_usage(body, usage.clone(), &CHAT_USAGE)
+            .or_else(|| json::parse(&mut scratch, &body[usage]).map(|v| json::openai_usage(&v, &CHAT_USAGE)));
     }
-    if let Some(choices) = v.get("choices").and_then(|c| c.as_array()) {
-        obs.complete = true;
-        for choice in choices.iter() {
-            let calls = choice.get("message").and_then(|m| m.get("tool_calls")).and_then(|t| t.as_array());
-            for call in calls.into_iter().flat_map(|c| c.iter()) {
-                let id = str_at(call, "id").unwrap_or("").to_owned();
-                if let Some(f) = call.get("function") {
-                    obs.tools.push(ToolCall {
-                        id,
-                        name: str_at(f, "name").unwrap_or("").to_owned(),
-                        input: json::tool_input(str_at(f, "arguments").unwrap_or("").to_owned()),
-                    });
-                } else if let Some(c) = call.get("custom") {
-                    obs.tools.push(ToolCall {
-                        id,
-                        name: str_at(c, "name").unwrap_or("").to_owned(),
-                        input: str_at(c, "input").unwrap_or("").to_owned(),
-                    });
-                }
+    let Some(choices) = choices.filter(|r| body[r.start] == b'[') else {
+        return obs;
+    };
+    obs.complete = true;
+    if TOOL_CALLS.find(&body[choices.clone()]).is_none() {
+        return obs;
+    }
+    let Some(choices) = json::parse(&mut scratch, &body[choices]) else {
+        return obs;
+    };
+    for choice in choices.as_array().into_iter().flat_map(|c| c.iter()) {
+        let calls = choice.get("message").and_then(|m| m.get("tool_calls")).and_then(|t| t.as_array());
+        for call in calls.into_iter().flat_map(|c| c.iter()) {
+            let id = str_at(call, "id").unwrap_or("").to_owned();
+            if let Some(f) = call.get("function") {
+                obs.tools.push(ToolCall {
+                    id,
+                    name: str_at(f, "name").unwrap_or("").to_owned(),
+                    input: json::tool_input(str_at(f, "arguments").unwrap_or("").to_owned()),
+                });
+            } else if let Some(c) = call.get("custom") {
+                obs.tools.push(ToolCall {
+                    id,
+                    name: str_at(c, "name").unwrap_or("").to_owned(),
+                    input: str_at(c, "input").unwrap_or("").to_owned(),
+                });
             }
         }
     }
@@ -209,5 +222,104 @@ data: {"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"b"
         assert_eq!(obs.tools.len(), 2);
         assert_eq!(obs.tools[1].input, "{}");
         assert!(!obs.complete);
+    }
+
+    /// The observer as it was before it skipped the DOM: one simd-json parse of the whole body.
+    fn observe_json_dom(body: &[u8]) -> Observation {
+        let mut scratch = Vec::new();
+        let mut obs = Observation::default();
+        let Some(v) = json::parse(&mut scratch, body) else {
+            return obs;
+        };
+        obs.msg_id = str_at(&v, "id").map(str::to_owned);
+        obs.model = str_at(&v, "model").map(str::to_owned);
+        if non_null(&v, "error").is_some() {
+            obs.error = Some(String::from_utf8_lossy(body).into_owned());
+        }
+        if let Some(usage) = non_null(&v, "usage") {
+            obs.usage = Some(json::openai_usage(usage, &CHAT_USAGE));
+        }
+        if let Some(choices) = v.get("choices").and_then(|c| c.as_array()) {
+            obs.complete = true;
+            for choice in choices.iter() {
+                let calls = choice.get("message").and_then(|m| m.get("tool_calls")).and_then(|t| t.as_array());
+                for call in calls.into_iter().flat_map(|c| c.iter()) {
+                    let id = str_at(call, "id").unwrap_or("").to_owned();
+                    if let Some(f) = call.get("function") {
+                        obs.tools.push(ToolCall {
+                            id,
+                            name: str_at(f, "name").unwrap_or("").to_owned(),
+                            input: json::tool_input(str_at(f, "arguments").unwrap_or("").to_owned()),
+                        });
+                    } else if let Some(c) = call.get("custom") {
+                        obs.tools.push(ToolCall {
+                            id,
+                            name: str_at(c, "name").unwrap_or("").to_owned(),
+                            input: str_at(c, "input").unwrap_or("").to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        obs
+    }
+
+    #[test]
+    fn json_body_fields_usage_and_tool_calls() {
+        let body = br#" {"id":"chatcmpl-\u0041","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,
+            "message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+            "function":{"name":"get","arguments":"{\"q\":1}"}},{"id":"call_2","type":"custom","custom":{"name":"c","input":"x"}}]}}],
+            "usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,
+            "prompt_tokens_details":{"cached_tokens":60,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":7}}} "#;
+        let obs = observe_json(body);
+        assert_eq!(obs, observe_json_dom(body));
+        assert_eq!((obs.msg_id.as_deref(), obs.model.as_deref()), (Some("chatcmpl-A"), Some("gpt-4o")));
+        let u = obs.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_input_tokens, u.reasoning_tokens), (40, 20, 60, 7));
+        assert_eq!(u.extra, r#"{"prompt_tokens_details":{"audio_tokens":0}}"#);
+        assert_eq!(obs.tools.len(), 2);
+        assert_eq!((obs.tools[0].name.as_str(), obs.tools[0].input.as_str()), ("get", r#"{"q":1}"#));
+        assert_eq!((obs.tools[1].id.as_str(), obs.tools[1].input.as_str()), ("call_2", "x"));
+        assert!(obs.complete && obs.error.is_none());
+    }
+
+    #[test]
+    fn json_bodies_that_are_not_one_object_observe_nothing() {
+        for body in [&b""[..], b"{", b"{} {}", b"[1]", b"\"id\"", b"{\"id\":\"a\",}", b"{\"id\":\"a\"} x", b"nul"] {
+            assert_eq!(observe_json(body), Observation::default(), "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(observe_json(body), observe_json_dom(body));
+        }
+        let error = br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#;
+        assert_eq!(observe_json(error).error.as_deref(), Some(std::str::from_utf8(error).unwrap()));
+        assert_eq!(observe_json(br#"{"error":null,"id":"x"}"#).error, None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the body, locating the members and parsing only some of them observes exactly what
+        /// parsing the whole body did (keys unique: which duplicate a DOM keeps is its own business).
+        #[test]
+        fn json_observation_matches_a_whole_body_parse(
+            members in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["id", "model", "error", "usage", "choices", "object", "x"]),
+                    proptest::prop_oneof![
+                        3 => crate::providers::request::strategies::json_value(),
+                        1 => proptest::prelude::Just(r#"{"prompt_tokens":5,"completion_tokens":2,"x":{"y":null,"z":1.5}}"#.to_owned()),
+                        1 => proptest::prelude::Just(r#"[{"message":{"tool_calls":[{"id":"a","function":{"name":"f","arguments":""}}]}}]"#.to_owned()),
+                    ],
+                ),
+                0..6,
+            ),
+            ws in proptest::sample::select(vec!["", " ", "\n\t "]),
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let body: Vec<String> = members
+                .into_iter()
+                .filter(|(k, _)| seen.insert(*k))
+                .map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}{ws}"))
+                .collect();
+            let body = format!("{ws}{{{}}}{ws}", body.join(","));
+            proptest::prop_assert_eq!(observe_json(body.as_bytes()), observe_json_dom(body.as_bytes()), "{}", body);
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! JSON helpers shared by the observers: parsing one event's data with simd-json on a reused copy, cheap
 //! pre-filters over raw bytes, and the usage arithmetic of README "Reading the records". Pure over bytes: no I/O.
 
+use std::ops::Range;
+
 use simd_json::prelude::*;
 use simd_json::{BorrowedValue, StaticNode};
 
+use super::json_scan;
 use crate::records::Usage;
 
 /// Scratch capacity an observer keeps between events; typical events are well under it.
@@ -90,6 +93,48 @@ fn keys_are_unique(v: &BorrowedValue<'_>) -> bool {
         }
         _ => true,
     }
+}
+
+/// Validates `body` as one JSON object and returns, for each of `names`, the span of its top-level
+/// member's value (the first one when a key repeats, as the whole-body parse it replaces read them). None
+/// when the body is not a JSON object. Builds nothing: the observers of non-streaming bodies parse only
+/// the small members they need, not a DOM of the whole body (which cost more than the rest of the
+/// recording on a worker).
+pub(crate) fn top_level_members<const N: usize>(body: &[u8], names: [&str; N]) -> Option<[Option<Range<usize>>; N]> {
+    let open = json_scan::skip_ws(body, 0);
+    if body.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut found = std::array::from_fn(|_| None);
+    let end = json_scan::members(body, open, |key, value| {
+        let end = json_scan::skip_value(body, value)?;
+        let inner = &body[key.start + 1..key.end - 1];
+        let matches = |n: &str| {
+            // Keys are escape-free nearly always: compare the bytes, decode only when they are not.
+            if memchr::memchr(b'\\', inner).is_none() {
+                inner == n.as_bytes()
+            } else {
+                json_scan::string_is(body, &key, n)
+            }
+        };
+        if let Some(k) = names.iter().position(|n| matches(n)) {
+            found[k].get_or_insert(value..end);
+        }
+        Ok(end)
+    })
+    .ok()?;
+    (json_scan::skip_ws(body, end) == body.len()).then_some(found)
+}
+
+/// The decoded text of a member value found by [`top_level_members`], when it is a string.
+pub(crate) fn string_value(body: &[u8], value: Option<Range<usize>>) -> Option<String> {
+    value.filter(|r| body[r.start] == b'"').and_then(|r| json_scan::decode_string(body, r).ok())
+}
+
+/// Whether a member value found by [`top_level_members`] is present and not `null` (validated JSON: a
+/// value starting with `n` is `null`).
+pub(crate) fn present(body: &[u8], value: &Option<Range<usize>>) -> bool {
+    value.as_ref().is_some_and(|r| body[r.start] != b'n')
 }
 
 /// A string field of an object.
@@ -186,7 +231,8 @@ pub(crate) fn openai_usage(usage: &BorrowedValue<'_>, names: &OpenAiNames) -> Us
         cache_read_input_tokens: cached,
         cache_write_input_tokens: 0,
         reasoning_tokens: nested_u64(usage, names.output_details, "reasoning_tokens"),
-        extra: serde_json::Value::Object(extra).to_string(),
+        // Same text as the map's `Value` display, without the formatter machinery.
+        extra: serde_json::to_string(&extra).unwrap_or_else(|_| "{}".to_owned()),
     }
 }
 

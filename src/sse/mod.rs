@@ -4,9 +4,11 @@
 
 pub(crate) mod chat;
 mod json;
+pub(crate) mod json_scan;
 pub(crate) mod messages;
 pub(crate) mod responses;
 pub(crate) mod scanner;
+mod usage_scan;
 
 #[cfg(test)]
 mod fixture_tests;

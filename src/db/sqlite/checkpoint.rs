@@ -1,48 +1,64 @@
-//! The WAL checkpointer of a record-writing [`super::SqliteStore`]: copies committed WAL pages back into the
-//! database file on its own thread and connection, so the sink thread's commits never pay for checkpoint
-//! I/O and fsyncs. Owns only that; never writes records.
+//! WAL checkpoints of a record-writing [`super::SqliteStore`]: copy committed WAL pages back into the
+//! database file between the sink's batches, on the sink's own thread and connection. A thread of its own
+//! woke several hundred times a second at full load (its connection contending with the sink's for
+//! SQLite's shared file state), each wake-up preempting the worker on a shared CPU; run from the sink it
+//! costs no wake-up at all. Owns only when and how to checkpoint; never writes records.
 
-use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
 
-use super::connection::{open_connection, open_error};
-use crate::db::DbError;
-
-/// Pause between passive checkpoints: short enough that the WAL stays a few MiB at full load.
+/// Least time between passive checkpoints: short enough that the WAL stays a few MiB at full load.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
-/// WAL length, in pages, past which a passive checkpoint is not enough (a busy writer can keep the WAL
-/// from ever restarting) and a RESTART checkpoint briefly waits for the writer so the WAL is reused from
-/// its start. 32768 pages = 128 MiB of disk at most.
+/// WAL length, in pages, past which a passive checkpoint is not enough (readers can keep the WAL from
+/// ever restarting) and a RESTART checkpoint waits (up to the writer's busy timeout) for them so the WAL is
+/// reused from its start. 32768 pages = 128 MiB of disk at most.
 const WAL_RESTART_PAGES: i64 = 32_768;
 
-/// How long the RESTART checkpoint may wait for the sink's transaction to end.
-const RESTART_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Running checkpointer; stops when `stop` (the sender side) is dropped.
-pub(super) struct Checkpointer {
-    thread: std::thread::JoinHandle<()>,
+/// When the next checkpoint is due.
+pub(super) struct Checkpoints {
+    last: Instant,
+    /// A batch was committed since the last checkpoint.
+    dirty: bool,
+    /// The last checkpoint failed (logged once until one succeeds).
+    failing: bool,
 }
 
-impl Checkpointer {
-    /// Opens a second connection and spawns the thread.
-    pub(super) fn spawn(path: &Path, stop: Receiver<()>) -> Result<Self, DbError> {
-        let conn = open_connection(path)?;
-        conn.busy_timeout(RESTART_BUSY_TIMEOUT).map_err(open_error)?;
-        let thread = std::thread::Builder::new()
-            .name("aibridge-checkpoint".into())
-            .spawn(move || run(conn, stop))
-            .map_err(DbError::Spawn)?;
-        Ok(Checkpointer { thread })
+impl Checkpoints {
+    pub(super) fn new() -> Self {
+        Checkpoints { last: Instant::now(), dirty: false, failing: false }
     }
 
-    /// Waits for the thread after its stop channel was dropped.
-    pub(super) fn join(self) {
-        if self.thread.join().is_err() {
-            tracing::error!("the WAL checkpointer panicked");
+    /// Notes a committed batch.
+    pub(super) fn committed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Checkpoints `conn` if something was committed and the interval has passed since the last one.
+    pub(super) fn run_if_due(&mut self, conn: &Connection) {
+        if !self.dirty || self.last.elapsed() < CHECKPOINT_INTERVAL {
+            return;
+        }
+        self.last = Instant::now();
+        self.dirty = false;
+        let result = checkpoint(conn, "PASSIVE").and_then(|pages| {
+            if pages > WAL_RESTART_PAGES {
+                checkpoint(conn, "RESTART")
+            } else {
+                Ok(pages)
+            }
+        });
+        match result {
+            Ok(_) => self.failing = false,
+            Err(e) => {
+                // The sink keeps committing to the WAL meanwhile; only its size grows.
+                if !self.failing {
+                    tracing::error!(error = %e, "WAL checkpoint failed; will retry");
+                }
+                self.failing = true;
+                self.dirty = true;
+            }
         }
     }
 }
@@ -50,31 +66,4 @@ impl Checkpointer {
 /// Runs `PRAGMA wal_checkpoint(mode)`, returning the WAL length in pages.
 fn checkpoint(conn: &Connection, mode: &str) -> Result<i64, rusqlite::Error> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1))
-}
-
-fn run(conn: Connection, stop: Receiver<()>) {
-    let mut failing = false;
-    loop {
-        match stop.recv_timeout(CHECKPOINT_INTERVAL) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
-        let result = checkpoint(&conn, "PASSIVE").and_then(|pages| {
-            if pages > WAL_RESTART_PAGES {
-                checkpoint(&conn, "RESTART")
-            } else {
-                Ok(pages)
-            }
-        });
-        match result {
-            Ok(_) => failing = false,
-            Err(e) => {
-                // The sink keeps committing to the WAL meanwhile; only its size grows.
-                if !failing {
-                    tracing::error!(error = %e, "WAL checkpoint failed; will retry");
-                }
-                failing = true;
-            }
-        }
-    }
 }

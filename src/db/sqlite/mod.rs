@@ -1,5 +1,5 @@
-//! SQLite, the first [`Store`]: one file in WAL mode. A record-writing store also runs the WAL
-//! checkpointer on its own thread. Owns every SQL statement and the mapping of SQLite's errors onto
+//! SQLite, the first [`Store`]: one file in WAL mode. A record-writing store also checkpoints the WAL
+//! between its batches ([`Store::maintain`]). Owns every SQL statement and the mapping of SQLite's errors onto
 //! [`StoreError`]; nothing outside `db::sqlite` (tests aside) sees a `rusqlite` type.
 
 mod checkpoint;
@@ -14,7 +14,6 @@ mod write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::Sender;
 use rusqlite::{Connection, ErrorCode};
 use uuid::Uuid;
 
@@ -35,13 +34,13 @@ const RECORD_WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 /// A [`Store`] over one SQLite connection.
 pub(crate) struct SqliteStore {
     conn: Connection,
-    /// Present for a record writer: its checkpointer, stopped by dropping `stop`.
-    checkpoints: Option<(Sender<()>, checkpoint::Checkpointer)>,
+    /// Present for a record writer: when its next WAL checkpoint is due.
+    checkpoints: Option<checkpoint::Checkpoints>,
 }
 
 impl SqliteStore {
     /// Opens the database at `path` (creating and migrating it) for `workload`. A record writer gets the
-    /// short busy timeout and a checkpointer thread; its own commits never checkpoint.
+    /// short busy timeout, and its commits never checkpoint: [`Store::maintain`] does, between batches.
     pub(crate) fn open(path: &Path, workload: Workload) -> Result<Self, DbError> {
         let conn = connection::open_connection(path)?;
         let checkpoints = match workload {
@@ -53,25 +52,10 @@ impl SqliteStore {
             Workload::RecordWriter => {
                 conn.busy_timeout(RECORD_WRITER_BUSY_TIMEOUT).map_err(connection::open_error)?;
                 conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(connection::open_error)?;
-                let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-                Some((stop, checkpoint::Checkpointer::spawn(path, stopped)?))
+                Some(checkpoint::Checkpoints::new())
             }
         };
         Ok(SqliteStore { conn, checkpoints })
-    }
-
-    /// Stops and joins the checkpointer, if any.
-    fn stop_checkpoints(&mut self) {
-        if let Some((stop, checkpointer)) = self.checkpoints.take() {
-            drop(stop);
-            checkpointer.join();
-        }
-    }
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.stop_checkpoints();
     }
 }
 
@@ -100,7 +84,17 @@ fn classify(err: rusqlite::Error) -> StoreError {
 
 impl Store for SqliteStore {
     fn write_batch(&mut self, records: &[&Record]) -> Result<(), StoreError> {
-        write::write_batch(&mut self.conn, records).map_err(classify)
+        write::write_batch(&mut self.conn, records).map_err(classify)?;
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.committed();
+        }
+        Ok(())
+    }
+
+    fn maintain(&mut self) {
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.run_if_due(&self.conn);
+        }
     }
 
     fn purge_before(&mut self, cutoff: SystemTime, limit: usize) -> Result<usize, StoreError> {
@@ -153,7 +147,6 @@ impl Store for SqliteStore {
     }
 
     fn close(&mut self) {
-        self.stop_checkpoints();
         // Fold the WAL into the database before exit; closing the last connection also tries this.
         if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed on next open");

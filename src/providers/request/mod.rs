@@ -6,7 +6,6 @@
 
 mod include_usage;
 mod layout;
-mod scan;
 mod turn;
 
 #[cfg(test)]
@@ -22,6 +21,7 @@ pub use include_usage::{set_include_usage, with_include_usage};
 pub use layout::{Field, Layout, Member, StreamOptions};
 
 use crate::records::{Api, RequestInfo};
+use crate::sse::json_scan as scan;
 use layout::{lay_out, Pass};
 use scan::Invalid;
 

@@ -1,5 +1,6 @@
-//! A strict JSON scanner over a request body: validates and skips values without building them, walks
-//! object members and array elements, and decodes the few strings the inspector reads. Pure over bytes:
+//! A strict JSON scanner over a request or response body: validates and skips values without building
+//! them, walks object members and array elements, and decodes the few strings the request inspector and
+//! the JSON-body observers read (they parse only the small members they need, never the whole body). Pure over bytes:
 //! no I/O; iterative (no recursion), so nesting depth cannot overflow the stack; skipping allocates
 //! nothing (but one bit per level past 64 levels of nesting).
 //!
@@ -15,7 +16,7 @@ use std::ops::Range;
 
 /// The body is not JSON (the caller maps this to `InspectError::InvalidJson`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Invalid;
+pub(crate) struct Invalid;
 
 type Scan<T> = Result<T, Invalid>;
 
@@ -28,12 +29,12 @@ const SAFE_FLOAT_DIGITS: usize = 15;
 /// Deepest nesting inside one skipped value. The gateway refuses bodies nesting deeper than
 /// `MAX_JSON_DEPTH` overall; a value nested this deep inside the body is past that, so the scan stops
 /// here rather than walk it (the caller tells "too deep" from "not JSON" on this error path only).
-pub(super) const MAX_VALUE_DEPTH: usize = crate::sse::MAX_JSON_DEPTH;
+pub(crate) const MAX_VALUE_DEPTH: usize = crate::sse::MAX_JSON_DEPTH;
 /// Longest number token copied to the stack for simd-json's verdict; longer ones go to the heap.
 const NUMBER_STACK_COPY: usize = 62;
 
 #[inline]
-pub(super) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
         if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
             break;
@@ -180,7 +181,7 @@ fn is_simple_escape(c: u8) -> bool {
 /// up to the first special byte; from a first backslash on (code, escaped quotes: escapes every few
 /// bytes), the rest goes 64 bytes at a time without a branch per escape.
 #[inline]
-pub(super) fn skip_string(b: &[u8], i: usize) -> Scan<usize> {
+pub(crate) fn skip_string(b: &[u8], i: usize) -> Scan<usize> {
     let j = next_string_special(b, i + 1).ok_or(Invalid)?;
     match b[j] {
         b'"' => Ok(j + 1),
@@ -287,7 +288,7 @@ fn escape(b: &[u8], i: usize, out: &mut dyn FnMut(char)) -> Scan<usize> {
 }
 
 /// The decoded text of the (already validated) string at `r` (quotes included).
-pub(super) fn decode_string(b: &[u8], r: Range<usize>) -> Scan<String> {
+pub(crate) fn decode_string(b: &[u8], r: Range<usize>) -> Scan<String> {
     let inner = b.get(r.start + 1..r.end - 1).ok_or(Invalid)?;
     if memchr::memchr(b'\\', inner).is_none() {
         return std::str::from_utf8(inner).map(str::to_owned).map_err(|_| Invalid);
@@ -307,7 +308,7 @@ pub(super) fn decode_string(b: &[u8], r: Range<usize>) -> Scan<String> {
 }
 
 /// Whether the (validated) string at `r` decodes to `name`; escaped keys are decoded first.
-pub(super) fn string_is(b: &[u8], r: &Range<usize>, name: &str) -> bool {
+pub(crate) fn string_is(b: &[u8], r: &Range<usize>, name: &str) -> bool {
     let inner = &b[r.start + 1..r.end - 1];
     if memchr::memchr(b'\\', inner).is_none() {
         return inner == name.as_bytes();
@@ -448,7 +449,7 @@ fn key_colon(b: &[u8], i: usize) -> Scan<usize> {
 }
 
 /// End (exclusive) of the JSON value starting exactly at `i`, validating all of it.
-pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
+pub(crate) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
     let mut open = Open::new();
     'value: loop {
         // A value starts at `i`.
@@ -505,14 +506,14 @@ pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
 }
 
 /// One member of an object: the key's range (quotes included) and the value's.
-pub(super) struct Member {
+pub(crate) struct Member {
     pub key: Range<usize>,
     pub value: Range<usize>,
 }
 
 /// Walks the members of the object whose `{` is at `open`, calling `each` for every member; `each`
 /// returns where the value ends (usually `skip_value`). Returns the index after the `}`.
-pub(super) fn members(b: &[u8], open: usize, mut each: impl FnMut(Range<usize>, usize) -> Scan<usize>) -> Scan<usize> {
+pub(crate) fn members(b: &[u8], open: usize, mut each: impl FnMut(Range<usize>, usize) -> Scan<usize>) -> Scan<usize> {
     let mut i = skip_ws(b, open + 1);
     if byte(b, i)? == b'}' {
         return Ok(i + 1);
@@ -538,7 +539,7 @@ pub(super) fn members(b: &[u8], open: usize, mut each: impl FnMut(Range<usize>, 
 }
 
 /// The members of an already validated object, in order (for the small objects of the last message).
-pub(super) fn member_list(b: &[u8], open: usize) -> Scan<Vec<Member>> {
+pub(crate) fn member_list(b: &[u8], open: usize) -> Scan<Vec<Member>> {
     let mut out = Vec::new();
     members(b, open, |key, vstart| {
         let vend = skip_value(b, vstart)?;
@@ -549,17 +550,17 @@ pub(super) fn member_list(b: &[u8], open: usize) -> Scan<Vec<Member>> {
 }
 
 /// The value of the last member named `name` (the provider's parser keeps the last duplicate).
-pub(super) fn last_member(b: &[u8], list: &[Member], name: &str) -> Option<Range<usize>> {
+pub(crate) fn last_member(b: &[u8], list: &[Member], name: &str) -> Option<Range<usize>> {
     list.iter().rev().find(|m| string_is(b, &m.key, name)).map(|m| m.value.clone())
 }
 
 /// How many of an array's last elements [`array_tail`] keeps: enough for the trailing tool results of
 /// an agent's turn in nearly every request, without a second walk over the array.
-pub(super) const TAIL: usize = 16;
+pub(crate) const TAIL: usize = 16;
 
 /// The last (up to [`TAIL`]) elements of an array, noted while it was validated.
 #[derive(Debug, Clone)]
-pub(super) struct Tail {
+pub(crate) struct Tail {
     /// Index of the array's `[` (to walk it again when more than the kept elements are needed).
     pub open: usize,
     /// How many elements the array has.
@@ -579,7 +580,7 @@ impl Tail {
 
 /// Walks the array whose `[` is at `open`, validating every element; returns the index after the `]`
 /// and its last elements.
-pub(super) fn array_tail(b: &[u8], open: usize) -> Scan<(usize, Tail)> {
+pub(crate) fn array_tail(b: &[u8], open: usize) -> Scan<(usize, Tail)> {
     let mut tail = Tail { open, len: 0, ring: std::array::from_fn(|_| 0..0) };
     let mut i = skip_ws(b, open + 1);
     if byte(b, i)? == b']' {
@@ -599,7 +600,7 @@ pub(super) fn array_tail(b: &[u8], open: usize) -> Scan<(usize, Tail)> {
 }
 
 /// The elements of an already validated array, in order.
-pub(super) fn element_list(b: &[u8], open: usize) -> Scan<Vec<Range<usize>>> {
+pub(crate) fn element_list(b: &[u8], open: usize) -> Scan<Vec<Range<usize>>> {
     let mut out = Vec::new();
     let mut i = skip_ws(b, open + 1);
     if byte(b, i)? == b']' {
