@@ -106,8 +106,8 @@ pub struct SinkOptions {
     /// The metrics families counted from committed records (`None` when metrics are off).
     pub(crate) recorded: Option<Arc<Recorded>>,
     /// After a close, how long the sink keeps trying to commit before it spills what is left to a file
-    /// beside the database ([`spill`]) and stops.
-    pub(crate) shutdown_drain: Duration,
+    /// beside the database ([`spill`]) and stops. Public so the sink bench can wait for a slow store.
+    pub shutdown_drain: Duration,
     /// The process's shutdown flag: once it is set, a backlog that reached `max_pending_records` while
     /// the database refuses writes is spilled at once, so workers waiting on the full channel can finish
     /// within the grace period.
