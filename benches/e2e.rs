@@ -320,12 +320,14 @@ fn run() -> Result<(), BenchError> {
     }
 
     // The gateway variants, all started now; only the one under load is busy at any moment.
-    for (name, driver, recording) in [
-        ("aibridged-uring-rec-on", "io_uring", true),
-        ("aibridged-uring-rec-off", "io_uring", false),
-        ("aibridged-epoll-rec-on", "epoll", true),
+    for (name, driver, recording, metrics) in [
+        ("aibridged-uring-rec-on", "io_uring", true, false),
+        ("aibridged-uring-rec-off", "io_uring", false, false),
+        ("aibridged-epoll-rec-on", "epoll", true, false),
+        // The same as the first with /metrics served: the metrics' cost on the request path.
+        ("aibridged-uring-rec-on-metrics", "io_uring", true, true),
     ] {
-        let spec = GatewaySpec { name, driver, recording, workers: settings.workers, mock_addr: &mock_addr };
+        let spec = GatewaySpec { name, driver, recording, metrics, workers: settings.workers, mock_addr: &mock_addr };
         match procs::start_gateway(&bin("aibridged"), &spec, &pinning.proxy, &tmp) {
             Ok(Gateway { proc, addr, token, driver_reported }) => {
                 let pid = proc.pid();

@@ -1,11 +1,16 @@
 //! Sink throughput: interceptions per second (start, end, one token usage, one prompt each) committed to
-//! SQLite by the single sink thread, without and with the JSON interception log. A plain harness that
-//! prints rates; targets are ≥ 150k/s without logs and ≥ 100k/s with the JSON log to a file.
+//! SQLite by the single sink thread, without and with the JSON interception log, and into PostgreSQL (a
+//! throwaway local cluster) in the same run. A plain harness that prints rates; targets are ≥ 150k/s
+//! without logs, ≥ 100k/s with the JSON log to a file, and PostgreSQL ≥ 0.5× SQLite. It also compares the
+//! two ways to bulk-load a batch into PostgreSQL (binary `COPY` and one `INSERT … SELECT FROM unnest`).
+
+#[path = "../tests/support/pg_cluster.rs"]
+mod pg_cluster;
 
 use std::time::{Duration, Instant, SystemTime};
 
 use aibridged::records::*;
-use aibridged::sink::{new_interception_id, start, SinkOptions};
+use aibridged::sink::{new_interception_id, start, DatabaseUrl, SinkOptions};
 use uuid::Uuid;
 
 /// Interceptions per run: enough for many batches and a few WAL checkpoints.
@@ -47,10 +52,18 @@ fn watch_sink_cpu() -> std::thread::JoinHandle<Duration> {
 }
 
 fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
+    run_on(label, None, json_log, random_ids)
+}
+
+/// One run into SQLite, or into the PostgreSQL database at `pg` when given.
+fn run_on(label: &str, pg: Option<&str>, json_log: bool, random_ids: bool) -> f64 {
     let dir = std::env::temp_dir().join(format!("aibridged-bench-sink-{}-{label}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
-    let mut opts = SinkOptions::new(dir.join("bench.db"));
+    let mut opts = match pg {
+        Some(url) => SinkOptions::new(DatabaseUrl::parse(url).expect("postgres url")),
+        None => SinkOptions::new(dir.join("bench.db")),
+    };
     if json_log {
         opts.structured_logging = true;
         opts.log_json = Some(dir.join("bench.json").to_string_lossy().into_owned());
@@ -74,10 +87,12 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
                         client: "claude-code".into(),
                         client_session_id: Some("0f9b6a4e-session".into()),
                         user_agent: Some("claude-cli/2.0.14 (external, cli)".into()),
+                        correlating_tool_call_id: None,
                         credential_kind: CredentialKind::Centralized,
                         credential_hint: Some("sk-a…wxyz".into()),
                         started_at: now,
                         gateway_id: "bench-gateway".into(),
+                        api: Api::ChatCompletions,
                     }));
                     h.send(Record::PromptUsage(PromptUsage {
                         interception_id: id,
@@ -132,17 +147,94 @@ fn run(label: &str, json_log: bool, random_ids: bool) -> f64 {
     rate
 }
 
+/// Rows of `aibridge_user_prompts` per bulk-load batch, as a full sink batch carries.
+const LOAD_BATCH: usize = 1024;
+
+/// Loads `batches` batches of prompt rows into a fresh table with binary `COPY` and with one
+/// `INSERT … SELECT FROM unnest(...)` per batch (each batch its own transaction), printing rows/s of each.
+fn copy_vs_insert(url: &str, batches: usize) {
+    use postgres::binary_copy::BinaryCopyInWriter;
+    use postgres::types::Type;
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    client
+        .batch_execute(
+            "CREATE TABLE load_copy (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, interception_id uuid NOT NULL, \
+             msg_id text NOT NULL, prompt text NOT NULL, created_at timestamptz NOT NULL); \
+             CREATE INDEX ON load_copy (interception_id); \
+             CREATE TABLE load_insert (LIKE load_copy INCLUDING ALL);",
+        )
+        .expect("tables");
+    let ids: Vec<Uuid> = (0..LOAD_BATCH).map(|_| new_interception_id()).collect();
+    let prompt = "Refactor the retry loop in src/sink/mod.rs to use exponential backoff.";
+    let now = SystemTime::now();
+    let mut rates = Vec::new();
+    for round in 0..3 {
+        let began = Instant::now();
+        for _ in 0..batches {
+            let mut tx = client.transaction().expect("tx");
+            let sink = tx
+                .copy_in("COPY load_copy (interception_id, msg_id, prompt, created_at) FROM STDIN (FORMAT binary)")
+                .expect("copy");
+            let mut writer = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ]);
+            for id in &ids {
+                writer.write(&[id, &"msg_01XFDUDYJgAACzvnptvVoYEL", &prompt, &now]).expect("row");
+            }
+            writer.finish().expect("finish");
+            tx.commit().expect("commit");
+        }
+        let copy = (batches * LOAD_BATCH) as f64 / began.elapsed().as_secs_f64();
+        let insert = client
+            .prepare(
+                "INSERT INTO load_insert (interception_id, msg_id, prompt, created_at) \
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])",
+            )
+            .expect("prepare");
+        let began = Instant::now();
+        for _ in 0..batches {
+            let mut tx = client.transaction().expect("tx");
+            let msg: Vec<&str> = vec!["msg_01XFDUDYJgAACzvnptvVoYEL"; LOAD_BATCH];
+            let prompts: Vec<&str> = vec![prompt; LOAD_BATCH];
+            let times: Vec<SystemTime> = vec![now; LOAD_BATCH];
+            tx.execute(&insert, &[&ids, &msg, &prompts, &times]).expect("insert");
+            tx.commit().expect("commit");
+        }
+        let unnest = (batches * LOAD_BATCH) as f64 / began.elapsed().as_secs_f64();
+        println!("pg-load round {round}: binary COPY {copy:.0} rows/s, INSERT … unnest {unnest:.0} rows/s");
+        rates.push((copy, unnest));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let copy = median(rates.iter().map(|r| r.0).collect());
+    let unnest = median(rates.iter().map(|r| r.1).collect());
+    println!(
+        "pg-load medians of 3: binary COPY {copy:.0} rows/s, INSERT … unnest {unnest:.0} rows/s (unnest/COPY = {:.2})",
+        unnest / copy
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any filter argument is ignored by this plain harness.
     let plain = run("sqlite", false, false);
     let logged = run("sqlite+json", true, false);
     // For comparison: random (v4) interception ids, which scatter index inserts over the whole B-trees.
     run("sqlite-v4-ids", false, true);
+    // PostgreSQL: a throwaway cluster on a loopback port (server defaults: fsync and synchronous_commit on).
+    let cluster = pg_cluster::PgCluster::start();
+    let pg_url = cluster.create_database("bench");
+    let pg = run_on("postgres", Some(&pg_url), false, false);
+    copy_vs_insert(&cluster.create_database("load"), 100);
+    drop(cluster);
     println!(
-        "sink targets: sqlite {:.0}/s (target 150000) {}, sqlite+json {:.0}/s (target 100000) {}",
+        "sink targets: sqlite {:.0}/s (target 150000) {}, sqlite+json {:.0}/s (target 100000) {}, \
+         postgres {:.0}/s = {:.2}x sqlite (target 0.5x) {}",
         plain,
         if plain >= 150_000.0 { "MET" } else { "MISSED" },
         logged,
         if logged >= 100_000.0 { "MET" } else { "MISSED" },
+        pg,
+        pg / plain,
+        if pg >= 0.5 * plain { "MET" } else { "MISSED" },
     );
 }

@@ -1,4 +1,5 @@
-//! Command-line interface (clap): `aibridged server`, `aibridged tokens create|list|revoke`.
+//! Command-line interface (clap): `aibridged server`, `aibridged tokens create|list|revoke`,
+//! `aibridged sessions list|show`, `aibridged usage`.
 //! Only the shape of the command line lives here; values are validated by `config` (server settings
 //! and the database location) so that flags, variables and YAML go through one set of rules.
 
@@ -35,6 +36,72 @@ pub(crate) enum Command {
     Server(ServerArgs),
     /// Manage gateway user tokens
     Tokens(TokensArgs),
+    /// List recorded sessions or show one with its threads
+    Sessions(SessionsArgs),
+    /// Token use and approximate cost, grouped by user, model or day
+    Usage(UsageArgs),
+}
+
+/// `aibridged sessions …`.
+#[derive(Debug, Args)]
+pub(crate) struct SessionsArgs {
+    #[command(flatten)]
+    pub(crate) db: DatabaseArgs,
+    #[command(subcommand)]
+    pub(crate) command: SessionsCommand,
+}
+
+/// The sessions views.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// Sessions, newest first
+    List {
+        /// Only this user's sessions
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Only interceptions of this model
+        #[arg(long, value_name = "MODEL")]
+        model: Option<String>,
+        /// Only this client (claude-code, codex, …)
+        #[arg(long, value_name = "CLIENT")]
+        client: Option<String>,
+        /// Only sessions active since then: a duration back (24h, 7d) or an RFC 3339 time
+        #[arg(long, value_name = "WHEN", default_value = "24h")]
+        since: String,
+        /// Most sessions shown (1-1000)
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON (the API's shape) instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session with its threads and every step
+    Show {
+        /// The session id from `sessions list`
+        id: String,
+        /// Print JSON (the API's shape) instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `aibridged usage`.
+#[derive(Debug, Args)]
+pub(crate) struct UsageArgs {
+    #[command(flatten)]
+    pub(crate) db: DatabaseArgs,
+    /// Group by user, model or day (comma-separated for several)
+    #[arg(long, value_name = "user|model|day", default_value = "user")]
+    pub(crate) by: String,
+    /// Since then: a duration back (7d, 24h) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN", default_value = "7d")]
+    pub(crate) since: String,
+    /// Price table replacing the built-in one [env: CODER_AIBRIDGE_PRICE_FILE]
+    #[arg(long = "aibridge-price-file", value_name = "PATH")]
+    pub(crate) price_file: Option<std::path::PathBuf>,
+    /// Print JSON (the API's shape) instead of a table
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `aibridged tokens …`: the database location (shared with `server`) and the action.
@@ -57,6 +124,10 @@ pub(crate) enum TokensCommand {
         /// Lifetime of the token, e.g. 30d, 12h, 1h30m [default: never expires]
         #[arg(long, value_name = "DURATION", value_parser = parse_expiry)]
         expires: Option<Duration>,
+        /// What the token may read through the sessions API: its own user's records (user) or everyone's
+        /// (admin)
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
     },
     /// List tokens (id, user, created, expires, revoked; never the token)
     List,
@@ -65,6 +136,22 @@ pub(crate) enum TokensCommand {
         /// The token id shown by `tokens create` and `tokens list`
         id: String,
     },
+}
+
+/// `tokens create --role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RoleArg {
+    User,
+    Admin,
+}
+
+impl From<RoleArg> for crate::db::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::User => crate::db::Role::User,
+            RoleArg::Admin => crate::db::Role::Admin,
+        }
+    }
 }
 
 impl Cli {
@@ -139,6 +226,9 @@ mod tests {
         ])
         .unwrap();
         let Command::Server(a) = cli.command else { panic!("expected server") };
+        let short = parse(&["server", "--max-connections", "5"]).unwrap();
+        let Command::Server(b) = short.command else { panic!("expected server") };
+        assert_eq!(b.limits.max_connections.as_deref(), Some("5"), "--max-connections is --aibridge-max-connections");
         assert_eq!(a.enabled.as_deref(), Some("false"));
         assert_eq!(a.http_address.as_deref(), Some("0.0.0.0:8080"));
         assert_eq!(a.retention.as_deref(), Some("90d"));
@@ -167,12 +257,18 @@ mod tests {
         let Command::Tokens(t) = cli.command else { panic!("expected tokens") };
         assert_eq!(t.db.database_url.as_deref(), Some("sqlite://t.db"));
         match t.command {
-            TokensCommand::Create { user, expires } => {
+            TokensCommand::Create { user, expires, role } => {
                 assert_eq!(user, "alice");
                 assert_eq!(expires, Some(Duration::from_secs(30 * 86_400)));
+                assert_eq!(role, RoleArg::User);
             }
             other => panic!("unexpected {other:?}"),
         }
+
+        let cli = parse(&["tokens", "create", "--user", "root", "--role", "admin"]).unwrap();
+        let Command::Tokens(t) = cli.command else { panic!("expected tokens") };
+        assert!(matches!(t.command, TokensCommand::Create { role: RoleArg::Admin, .. }));
+        assert!(parse(&["tokens", "create", "--user", "root", "--role", "root"]).is_err());
 
         let cli = parse(&["tokens", "--config", "c.yaml", "list"]).unwrap();
         let Command::Tokens(t) = cli.command else { panic!("expected tokens") };

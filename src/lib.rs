@@ -4,12 +4,14 @@
 pub(crate) mod auth;
 pub(crate) mod cli;
 pub mod commands;
+pub(crate) mod control;
 // config/mod.rs is rewritten on another branch of issue 8; its unused re-exports go with that rewrite.
 pub(crate) mod config;
 pub(crate) mod db;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod logging;
+pub mod metrics;
 pub mod mock;
 pub mod providers;
 pub mod records;

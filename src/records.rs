@@ -14,6 +14,17 @@ pub enum Api {
     Messages,
 }
 
+impl Api {
+    /// A stable name for logs and metric labels (the circuit breaker's endpoint).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "chat_completions",
+            Api::Responses => "responses",
+            Api::Messages => "messages",
+        }
+    }
+}
+
 /// How the upstream credential of an interception was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
@@ -73,6 +84,10 @@ pub struct InterceptionStart {
     pub client: String,
     pub client_session_id: Option<String>,
     pub user_agent: Option<String>,
+    /// The last tool-result id in the request (Anthropic `tool_result.tool_use_id`, OpenAI `tool_call_id`,
+    /// Responses `function_call_output.call_id`): this interception continues the thread of the one that
+    /// issued that tool call. `None` for a request that starts a thread (a typed prompt).
+    pub correlating_tool_call_id: Option<String>,
     pub credential_kind: CredentialKind,
     /// A masked hint of the credential used (`sk-a…wxyz`), never the secret.
     pub credential_hint: Option<String>,
@@ -80,6 +95,8 @@ pub struct InterceptionStart {
     /// The gateway instance that relays it (`--aibridge-gateway-id`): after a crash, each gateway on a
     /// shared store settles only the interceptions it left open. Shared, so a start costs no copy of it.
     pub gateway_id: std::sync::Arc<str>,
+    /// The wire API of the request (the `route` label of the metrics; not stored).
+    pub api: Api,
 }
 
 /// `interception_end`: written once per interception, whatever happened.

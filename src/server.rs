@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use crate::auth;
 use crate::config::Config;
+use crate::metrics::recorded::Recorded;
+use crate::metrics::{self, BuildInfo, InstanceLabels, Metrics};
 use crate::providers::bedrock::sign::credentials_from_env;
+use crate::providers::key_pool::KeyState;
 use crate::relay::{self, Gateway, WorkerService};
 use crate::runtime::dns;
 use crate::runtime::listener::bind_reuseport;
@@ -27,8 +30,12 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: String, source: std::io::Error },
     #[error("cannot start threads: {0}")]
     Threads(std::io::Error),
+    #[error("{0}")]
+    Control(#[from] crate::control::ControlError),
     /// The shutdown drain ended with the database refusing writes: the process must exit non-zero.
     #[error(
         "the database refused writes until the shutdown drain ended: {spilled} records were written to a spill \
@@ -60,8 +67,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let config = Arc::new(config);
+    let recorded = config.metrics.enabled.then(|| Arc::new(Recorded::new(config.metrics.initiator_label)));
     let (sink_handle, sink_thread) = sink::start(SinkOptions {
-        database_path: config.database_path.clone(),
+        database: config.database.clone(),
         structured_logging: config.structured_logging,
         log_json: config.log_json.clone(),
         log_human: config.log_human.clone(),
@@ -71,14 +79,24 @@ pub fn run(config: Config) -> Result<(), StartError> {
         max_batch_records: config.sink.batch_max_records,
         max_batch_delay: config.sink.batch_max_delay,
         gateway_id: Some(config.gateway_id.clone()),
+        recorded: recorded.clone(),
         shutdown_drain: config.sink.shutdown_drain,
         shutdown: Some(flag.clone()),
         max_pending_records: sink::MAX_PENDING_RECORDS,
     })?;
     readiness.sink_running();
     spawn_sink_reporter(sink_thread.stats_source(), config.sink.report_interval);
-    let tokens = auth::load_token_cache(&config.database_path)?;
-    auth::spawn_token_refresher(config.database_path.clone(), tokens.clone(), config.token_refresh);
+    let tokens = auth::load_token_cache(&config.database)?;
+    auth::spawn_token_refresher(config.database.clone(), tokens.clone(), config.token_refresh);
+    if let Some(address) = &config.admin.address {
+        let bound = crate::control::spawn(
+            address,
+            config.database.clone(),
+            tokens.clone(),
+            config.admin.price_file.as_deref(),
+        )?;
+        tracing::info!(address = %bound, "sessions API and web page on http://{bound}/ui/ (admin)");
+    }
     let tls_config = tls::client_config()?;
     let aws_env = credentials_from_env(&|k| std::env::var(k).ok());
 
@@ -86,19 +104,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // before they start) → the gateway the workers share.
     let instances = relay::build_instances(&config, aws_env.as_ref());
     let (dns_cache, _dns_thread) = dns::spawn_resolver(relay::upstream_hosts(&instances), config.dns_refresh);
-    let gateway = Arc::new(Gateway::new(
-        config.clone(),
-        instances,
-        tokens,
-        sink_handle,
-        dns_cache,
-        tls_config,
-        readiness.clone(),
-    ));
+    let driver = DriverChoice::from_env();
+    let metrics = match recorded {
+        Some(recorded) => Some(start_metrics(&config, &instances, driver, recorded, sink_thread.probe())?),
+        None => None,
+    };
+    let gateway = Arc::new(
+        Gateway::new(config.clone(), instances, tokens, sink_handle, dns_cache, tls_config, readiness.clone())
+            .with_metrics(metrics),
+    );
+    if let Some(m) = &gateway.metrics {
+        m.read_key_pools_from(key_pool_source(Arc::downgrade(&gateway)));
+    }
 
     let (listeners, bound) = bind_reuseport(&config.http_address, config.workers)
         .map_err(|source| StartError::Listen { addr: config.http_address.clone(), source })?;
-    let driver = DriverChoice::from_env();
     for inst in &gateway.instances {
         let url = inst.upstream.url();
         tracing::info!(
@@ -120,8 +140,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let worker_gateway = gateway.clone();
     // The factory runs on each worker once its listener is registered: that worker now accepts.
-    let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |_| {
-        let service = WorkerService::new(worker_gateway.clone());
+    let handles = spawn_workers(listeners, driver, flag, config.shutdown_grace, move |index| {
+        let service = WorkerService::new(worker_gateway.clone(), index);
         worker_gateway.readiness.worker_listening();
         service
     })
@@ -147,6 +167,52 @@ pub fn run(config: Config) -> Result<(), StartError> {
         return Err(StartError::Unsaved { spilled: stats.spilled_records, lost: stats.lost_at_shutdown });
     }
     Ok(())
+}
+
+/// Builds the metrics over the instances and starts their listener thread (README "Operating").
+fn start_metrics(
+    config: &Config,
+    instances: &[relay::Instance],
+    driver: DriverChoice,
+    recorded: Arc<Recorded>,
+    sink: sink::SinkProbe,
+) -> Result<Arc<Metrics>, StartError> {
+    let labels = instances.iter().map(|i| InstanceLabels { provider: i.kind.as_str(), name: i.name.clone() }).collect();
+    let info = BuildInfo { driver: driver.metric_name(), workers: config.workers };
+    let m = Arc::new(Metrics::new(config.metrics.prefix.clone(), labels, info, recorded, sink));
+    let addr = &config.metrics.address;
+    let bound = metrics::listener::spawn(addr, m.clone())
+        .map_err(|source| StartError::Metrics { addr: addr.clone(), source })?;
+    tracing::info!(address = %bound, prefix = %config.metrics.prefix, "metrics on http://{bound}/metrics");
+    Ok(m)
+}
+
+/// What a scrape reads of the gateway's shared key pools (the health atomics and counters of
+/// `providers::key_pool`). Holds the gateway weakly: the gateway holds the metrics, and a scrape after
+/// the gateway is gone reads no pools.
+fn key_pool_source(gateway: std::sync::Weak<Gateway>) -> metrics::KeyPoolSource {
+    Box::new(move || {
+        let Some(gw) = gateway.upgrade() else { return Vec::new() };
+        let now = std::time::Instant::now();
+        gw.key_pools
+            .iter()
+            .enumerate()
+            .filter(|(_, pool)| !pool.is_empty())
+            .map(|(instance, pool)| {
+                let mut r = metrics::KeyPoolReading { instance, ..Default::default() };
+                for state in pool.states(now) {
+                    match state {
+                        KeyState::Healthy => r.valid += 1,
+                        KeyState::Resting(_) => r.temporary += 1,
+                        KeyState::Disabled => r.permanent += 1,
+                    }
+                }
+                r.failover_attempts = pool.failover_attempts();
+                r.exhaustions = pool.exhaustions();
+                r
+            })
+            .collect()
+    })
 }
 
 /// Says loudly when workers had to wait for a full sink channel (the records were kept, but the relay

@@ -256,6 +256,8 @@ pub struct GatewaySpec<'a> {
     pub name: &'a str,
     pub driver: &'a str,
     pub recording: bool,
+    /// Serve `/metrics` (on a free port) so its cost on the request path is measured.
+    pub metrics: bool,
     pub workers: usize,
     pub mock_addr: &'a str,
 }
@@ -344,20 +346,46 @@ fn driver_field(line: &str) -> Option<String> {
     Some(rest.split_whitespace().next()?.to_string())
 }
 
-/// Creates a token and starts `aibridged server` for one variant; waits for its "listening on" line and
-/// a 200 from /healthz.
-pub fn start_gateway(bin: &Path, spec: &GatewaySpec, cpus: &[usize], dir: &Path) -> Result<Gateway, BenchError> {
+/// The database file of a gateway variant started in `dir` (created, and migrated, by its first token).
+pub fn gateway_db(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.db"))
+}
+
+/// `aibridged tokens create --user USER --role ROLE` on a variant's database (creating and migrating it);
+/// the token it printed.
+pub fn create_token(bin: &Path, db: &Path, user: &str, role: &str) -> Result<String, BenchError> {
     if !bin.exists() {
         return Err(BenchError::Missing(bin.display().to_string()));
     }
-    let db_url = format!("sqlite://{}", dir.join(format!("{}.db", spec.name)).display());
+    let db_url = format!("sqlite://{}", db.display());
     let mut tok = Command::new(bin);
-    tok.args(["tokens", "create", "--user", "bench"]);
+    tok.args(["tokens", "create", "--user", user, "--role", role]);
     gateway_env(&mut tok, &db_url);
     let token = run_bounded(tok, "aibridged tokens create", START_TIMEOUT)?.trim().to_string();
     if token.is_empty() || token.contains(char::is_whitespace) {
         return Err(BenchError::Loadgen(format!("`tokens create` printed an unexpected line ({} chars)", token.len())));
     }
+    Ok(token)
+}
+
+/// Creates a token and starts `aibridged server` for one variant; waits for its "listening on" line and
+/// a 200 from /healthz.
+pub fn start_gateway(bin: &Path, spec: &GatewaySpec, cpus: &[usize], dir: &Path) -> Result<Gateway, BenchError> {
+    start_gateway_with_env(bin, spec, cpus, dir, &[])
+}
+
+/// [`start_gateway`] with extra environment for the server (applied last, so it overrides the defaults,
+/// e.g. `CODER_AIBRIDGE_ADMIN_ADDRESS` to turn the sessions API on).
+pub fn start_gateway_with_env(
+    bin: &Path,
+    spec: &GatewaySpec,
+    cpus: &[usize],
+    dir: &Path,
+    extra_env: &[(&str, &str)],
+) -> Result<Gateway, BenchError> {
+    let db = gateway_db(dir, spec.name);
+    let db_url = format!("sqlite://{}", db.display());
+    let token = create_token(bin, &db, "bench", "user")?;
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let log = dir.join(format!("{}.log", spec.name));
@@ -368,10 +396,17 @@ pub fn start_gateway(bin: &Path, spec: &GatewaySpec, cpus: &[usize], dir: &Path)
         .env("CODER_AIBRIDGE_PROVIDER_0_BASE_URL", format!("http://{}/v1", spec.mock_addr))
         .env("AIBRIDGED_IO_DRIVER", spec.driver)
         .env("AIBRIDGED_RECORDING", if spec.recording { "on" } else { "off" })
+        .env("CODER_PROMETHEUS_ENABLE", if spec.metrics { "true" } else { "false" })
+        .env("CODER_PROMETHEUS_ADDRESS", "127.0.0.1:0")
+        // No sessions API in the latency runs unless a variant asks for one (several gateways may run).
+        .env("CODER_AIBRIDGE_ADMIN_ADDRESS", "")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).map_err(io_err("create gateway log"))?);
     gateway_env(&mut cmd, &db_url);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
     pin(&mut cmd, cpus);
     let child = cmd.spawn().map_err(io_err("start aibridged server"))?;
     let mut proc = Proc { name: spec.name.to_string(), child };

@@ -2,8 +2,8 @@
 //! lock-free load, a hash lookup and a constant-time compare. A refresher thread rebuilds the snapshot
 //! from the database; workers never touch it.
 
+use crate::db::DatabaseUrl;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +18,8 @@ pub struct Principal {
     /// The user name, recorded as `initiator_id`.
     pub user: Arc<str>,
     pub token_id: Arc<str>,
+    /// What the token may read through the sessions API.
+    pub role: crate::db::Role,
 }
 
 struct Entry {
@@ -41,8 +43,8 @@ impl TokenCache {
         TokenCache { inner: Arc::new(ArcSwap::from_pointee(HashMap::new())) }
     }
 
-    /// Checks a presented token at `now` without the per-worker memo (tests compare it with the memo path).
-    #[cfg(test)]
+    /// Checks a presented token at `now` without the per-worker memo: the control plane's check (tests also
+    /// compare it with the memo path).
     pub fn verify(&self, presented: &str, now: SystemTime) -> Result<Principal, AuthError> {
         let (id, secret) = split_token(presented)?;
         check(&self.inner.load(), id, secret, now).map(|e| e.principal.clone())
@@ -91,7 +93,11 @@ impl TokenCache {
         let mut snapshot = Snapshot::with_capacity(rows.len());
         for row in rows {
             let entry = Entry {
-                principal: Principal { user: Arc::from(row.user), token_id: Arc::from(row.id.as_str()) },
+                principal: Principal {
+                    user: Arc::from(row.user),
+                    token_id: Arc::from(row.id.as_str()),
+                    role: row.role,
+                },
                 hash: row.secret_hash,
                 expires_at: row.expires_at,
                 revoked: row.revoked_at.is_some(),
@@ -142,8 +148,8 @@ fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Opens the database and loads the first snapshot (before the workers start).
-pub fn load_token_cache(db_path: &Path) -> Result<TokenCache, AuthError> {
-    let mut store = TokenStore::open(db_path)?;
+pub fn load_token_cache(db: impl Into<DatabaseUrl>) -> Result<TokenCache, AuthError> {
+    let mut store = TokenStore::open(db.into())?;
     let cache = TokenCache::empty();
     cache.reload(&mut store)?;
     Ok(cache)
@@ -152,19 +158,24 @@ pub fn load_token_cache(db_path: &Path) -> Result<TokenCache, AuthError> {
 /// Reloads `cache` every `interval` on its own thread. The thread ends by itself once every other clone of
 /// the cache is dropped (it holds only a weak reference between reloads). A failed reload keeps the last
 /// good snapshot and is logged.
-pub fn spawn_token_refresher(db_path: PathBuf, cache: TokenCache, interval: Duration) -> std::thread::JoinHandle<()> {
+pub fn spawn_token_refresher(
+    db: impl Into<DatabaseUrl>,
+    cache: TokenCache,
+    interval: Duration,
+) -> std::thread::JoinHandle<()> {
+    let db = db.into();
     let weak: Weak<ArcSwap<Snapshot>> = Arc::downgrade(&cache.inner);
     drop(cache);
     std::thread::Builder::new()
         .name("aibridge-tokens".into())
-        .spawn(move || refresh_loop(db_path, weak, interval))
+        .spawn(move || refresh_loop(db, weak, interval))
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot spawn the token refresher; revokes need a restart");
             std::thread::spawn(|| {})
         })
 }
 
-fn refresh_loop(db_path: PathBuf, weak: Weak<ArcSwap<Snapshot>>, interval: Duration) {
+fn refresh_loop(db: DatabaseUrl, weak: Weak<ArcSwap<Snapshot>>, interval: Duration) {
     let mut store: Option<TokenStore> = None;
     loop {
         std::thread::sleep(interval);
@@ -173,7 +184,7 @@ fn refresh_loop(db_path: PathBuf, weak: Weak<ArcSwap<Snapshot>>, interval: Durat
         };
         let cache = TokenCache { inner };
         if store.is_none() {
-            match TokenStore::open(&db_path) {
+            match TokenStore::open(&db) {
                 Ok(s) => store = Some(s),
                 Err(e) => {
                     tracing::error!(error = %e, "token refresher cannot open the database");

@@ -2,19 +2,19 @@
 //! snapshot read the cache is built from, over the database's [`Store`]. Used by the CLI and the refresher
 //! thread; never on a worker.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{hash_secret, hex, AuthError, ID_BYTES, SECRET_BYTES, TOKEN_PREFIX};
-use crate::db::{self, DbError, Store, StoredToken, TokenInfo, Workload};
+use crate::db::{self, DatabaseUrl, DbError, Role, Store, StoredToken, TokenInfo, Workload};
 
 /// A freshly created token. `token` is the only copy of the secret: print it once, store it nowhere.
 pub(crate) struct CreatedToken {
     pub(crate) id: String,
     pub(crate) token: String,
     pub(crate) user: String,
+    pub(crate) role: Role,
     pub(crate) expires_at: Option<SystemTime>,
 }
 
@@ -24,6 +24,7 @@ impl std::fmt::Debug for CreatedToken {
             .field("id", &self.id)
             .field("token", &"<redacted>")
             .field("user", &self.user)
+            .field("role", &self.role)
             .field("expires_at", &self.expires_at)
             .finish()
     }
@@ -41,13 +42,24 @@ impl TokenStore {
         TokenStore { store, rng: SystemRandom::new() }
     }
 
-    /// Opens the database at `path` (migrating it) and wraps it.
-    pub(crate) fn open(path: &Path) -> Result<Self, DbError> {
-        Ok(Self::new(db::open(path, Workload::General)?))
+    /// Opens the database at `url` (migrating it) and wraps it.
+    pub(crate) fn open(url: impl Into<DatabaseUrl>) -> Result<Self, DbError> {
+        Ok(Self::new(db::open(url.into(), Workload::General)?))
     }
 
-    /// Makes a token for `user`, valid for `expires` from now (forever when `None`).
+    /// Makes a `user`-role token for `user`, valid for `expires` from now (forever when `None`).
+    #[cfg(test)]
     pub(crate) fn create(&mut self, user: &str, expires: Option<Duration>) -> Result<CreatedToken, AuthError> {
+        self.create_with_role(user, expires, Role::User)
+    }
+
+    /// Makes a token for `user` with `role`, valid for `expires` from now (forever when `None`).
+    pub(crate) fn create_with_role(
+        &mut self,
+        user: &str,
+        expires: Option<Duration>,
+        role: Role,
+    ) -> Result<CreatedToken, AuthError> {
         let user = user.trim();
         if user.is_empty() {
             return Err(AuthError::EmptyUser);
@@ -66,12 +78,13 @@ impl TokenStore {
         self.store.insert_token(&StoredToken {
             id: id.clone(),
             user: user.to_owned(),
+            role,
             secret_hash: hash_secret(&secret),
             created_at: now,
             expires_at,
             revoked_at: None,
         })?;
-        Ok(CreatedToken { token: format!("{TOKEN_PREFIX}{id}_{secret}"), id, user: user.to_owned(), expires_at })
+        Ok(CreatedToken { token: format!("{TOKEN_PREFIX}{id}_{secret}"), id, user: user.to_owned(), role, expires_at })
     }
 
     /// Every token, newest first.

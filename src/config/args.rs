@@ -116,6 +116,28 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub limits: LimitsArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+// --- Sessions API and web page (issue 12) ---
+/// The control-plane listener serving the sessions API and the web page, off the workers.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Sessions API and web page")]
+pub struct AdminArgs {
+    /// Address of the sessions API and the web page (/ui/); empty disables them
+    /// [env: CODER_AIBRIDGE_ADMIN_ADDRESS] [default: 127.0.0.1:3001]
+    #[arg(long = "admin-address", value_name = "HOST:PORT")]
+    pub admin_address: Option<String>,
+
+    /// JSON price table replacing the built-in one for the usage cost estimate
+    /// [env: CODER_AIBRIDGE_PRICE_FILE] [default: built in]
+    #[arg(long = "aibridge-price-file", value_name = "PATH")]
+    pub price_file: Option<String>,
 }
 
 /// The timeouts, refresh intervals and sink limits (`config::tuning`). Durations are written like
@@ -228,11 +250,76 @@ pub struct TuningArgs {
     pub shutdown_drain: Option<String>,
 }
 
+/// The metrics settings (`config::metrics`, README "Operating").
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at /metrics on --prometheus-address [env: CODER_PROMETHEUS_ENABLE]
+    /// [default: false]
+    #[arg(long = "prometheus-enable", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub prometheus_enable: Option<String>,
+
+    /// Address of the metrics listener [env: CODER_PROMETHEUS_ADDRESS] [default: 127.0.0.1:2112]
+    #[arg(long = "prometheus-address", value_name = "HOST:PORT")]
+    pub prometheus_address: Option<String>,
+
+    /// Prefix of every metric name [env: CODER_AIBRIDGE_METRICS_PREFIX] [default: coder_aibridged_]
+    #[arg(long = "aibridge-metrics-prefix", value_name = "PREFIX")]
+    pub metrics_prefix: Option<String>,
+
+    /// Label interceptions, prompts and tokens by initiator_id (one series per user)
+    /// [env: CODER_AIBRIDGE_METRICS_INITIATOR_LABEL] [default: true]
+    #[arg(long = "aibridge-metrics-initiator-label", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_initiator_label: Option<String>,
+}
+
 /// Overload protection, the circuit breaker and readiness (`config::limits`; issue 10). `0` turns a
 /// limit off.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Overload protection and readiness")]
 pub struct LimitsArgs {
+    /// Intercepted requests in flight across all workers; over it, 503 "AI Bridge is currently at
+    /// capacity"; 0 is no limit [env: CODER_AIBRIDGE_MAX_CONCURRENCY] [default: 0]
+    #[arg(long = "aibridge-max-concurrency", value_name = "N")]
+    pub max_concurrency: Option<String>,
+
+    /// Requests per second per gateway token, across all workers; over it, 429 with Retry-After; 0 is no
+    /// limit [env: CODER_AIBRIDGE_RATE_LIMIT] [default: 0]
+    #[arg(long = "aibridge-rate-limit", value_name = "N")]
+    pub rate_limit: Option<String>,
+
+    /// Client connections open across all workers; a connection beyond it is closed as soon as it is
+    /// accepted, before any byte is read or written; 0 is no limit [env: CODER_AIBRIDGE_MAX_CONNECTIONS]
+    /// [default: 0]
+    #[arg(long = "aibridge-max-connections", visible_alias = "max-connections", value_name = "N")]
+    pub max_connections: Option<String>,
+
+    /// Circuit breaker per provider instance, endpoint and model: after repeated upstream 503/504/529
+    /// answers, answer 503 "circuit breaker is open" without calling the upstream
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED] [default: false]
+    #[arg(long = "aibridge-circuit-breaker-enabled", value_name = "BOOL")]
+    pub breaker_enabled: Option<String>,
+
+    /// Consecutive upstream failures (503, 504, 529) that open a breaker, 1-1000
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD] [default: 5]
+    #[arg(long = "aibridge-circuit-breaker-failure-threshold", value_name = "N")]
+    pub breaker_failure_threshold: Option<String>,
+
+    /// How often a closed breaker forgets its failures, 0 (never) to 1h
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL] [default: 10s]
+    #[arg(long = "aibridge-circuit-breaker-interval", value_name = "DURATION")]
+    pub breaker_interval: Option<String>,
+
+    /// How long a breaker stays open before it lets trial requests through (half-open), 1ms to 1h
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT] [default: 30s]
+    #[arg(long = "aibridge-circuit-breaker-timeout", value_name = "DURATION")]
+    pub breaker_timeout: Option<String>,
+
+    /// Trial requests a half-open breaker lets through; that many successes close it, 1-1000
+    /// [env: CODER_AIBRIDGE_CIRCUIT_BREAKER_MAX_REQUESTS] [default: 3]
+    #[arg(long = "aibridge-circuit-breaker-max-requests", value_name = "N")]
+    pub breaker_max_requests: Option<String>,
+
     /// After SIGTERM/SIGINT, keep accepting this long while /readyz answers 503, so load balancers stop
     /// sending before the listeners close; then the shutdown grace starts [env: CODER_AIBRIDGE_SHUTDOWN_DELAY]
     /// [default: 0s]

@@ -27,7 +27,7 @@ pub enum ConfigError {
     InvalidValue { setting: String, reason: String },
     #[error("{setting}: invalid base URL: {reason}")]
     BadUrl { setting: String, reason: String },
-    #[error("{setting}: only sqlite:// is supported (got scheme {scheme:?})")]
+    #[error("{setting}: only sqlite:// and postgres:// are supported (got scheme {scheme:?})")]
     UnsupportedDatabase { setting: String, scheme: String },
     #[error("{setting}: expected CODER_AIBRIDGE_PROVIDER_<N>_<KEY> with N a decimal index without leading zeros")]
     BadIndex { setting: String },

@@ -6,7 +6,8 @@ use super::args::{DatabaseArgs, ServerArgs};
 use super::error::ConfigError;
 use super::sources::{self, Empty, Raw, Setting, Sources};
 use super::units::{parse_duration, parse_size};
-use super::{aliases, limits, providers, tuning, Config};
+use super::{aliases, limits, metrics, providers, tuning, AdminSettings, Config};
+use crate::db::{DatabaseUrl, UrlError};
 use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 /// Default listen address.
 pub const DEFAULT_HTTP_ADDRESS: &str = "127.0.0.1:3000";
+/// Where the sessions API and web page listen unless told otherwise (issue 12).
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:3001";
 /// Default database URL.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://aibridge.db";
 /// Default retention (README "Configuration").
@@ -53,7 +56,7 @@ pub fn load_from_process(args: &ServerArgs) -> Result<Loaded, ConfigError> {
     load(args, &process_env())
 }
 
-/// The process environment as a map, for [`load`] and [`database_path`].
+/// The process environment as a map, for [`load`] and [`database_url`].
 pub fn process_env() -> HashMap<String, String> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }
@@ -102,7 +105,7 @@ pub fn load_with_yaml(
         Some(raw) => parse_address(&raw)?,
         None => DEFAULT_HTTP_ADDRESS.to_string(),
     };
-    let database_path = database_path_from(&args.db, &src)?;
+    let database = database_url_from(&args.db, &src)?;
     let workers = match get(&sources::WORKERS, &args.workers)? {
         Some(raw) => parse_workers(&raw)?,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -135,14 +138,24 @@ pub fn load_with_yaml(
         Some(raw) => parse_gateway_id(&raw)?,
         None => default_gateway_id(&host_name(), &http_address),
     };
+    // Sessions API and web page (issue 12): an explicitly empty address turns the listener off.
+    let admin = AdminSettings {
+        address: match src.get(&sources::ADMIN_ADDRESS, args.admin.admin_address.as_deref(), Empty::IsValue)? {
+            Some(raw) if raw.value.trim().is_empty() => None,
+            Some(raw) => Some(parse_address(&raw)?),
+            None => Some(DEFAULT_ADMIN_ADDRESS.to_string()),
+        },
+        price_file: get(&sources::PRICE_FILE, &args.admin.price_file)?.map(|raw| PathBuf::from(raw.value.trim())),
+    };
     let providers = providers::resolve(args, &src, &mut warnings)?;
     let tuning = tuning::resolve(&args.tuning, &src)?;
+    let metrics = metrics::resolve(&args.metrics, &src)?;
     let limits = limits::resolve(&args.limits, &src)?;
 
     let config = Config {
         enabled,
         http_address,
-        database_path,
+        database,
         workers,
         retention,
         structured_logging,
@@ -157,24 +170,26 @@ pub fn load_with_yaml(
         token_refresh: tuning.token_refresh,
         dns_refresh: tuning.dns_refresh,
         limits,
+        metrics,
+        admin,
     };
     Ok(Loaded { config, warnings })
 }
 
-/// The SQLite path for the `tokens` commands, with the same precedence as `server`
+/// The database for the `tokens` commands, with the same precedence as `server`
 /// (flag > `CODER_AIBRIDGE_DATABASE_URL` > YAML `aibridge.database_url` > `sqlite://aibridge.db`).
-pub fn database_path(args: &DatabaseArgs, env: &HashMap<String, String>) -> Result<PathBuf, ConfigError> {
+pub fn database_url(args: &DatabaseArgs, env: &HashMap<String, String>) -> Result<DatabaseUrl, ConfigError> {
     let yaml = read_yaml(args, env)?;
     let env = &aliases::env(env)?;
     let doc = yaml.as_ref().map(|(_, v)| aliases::yaml(v)).transpose()?;
     let src = Sources { env, yaml: doc.as_ref() };
-    database_path_from(args, &src)
+    database_url_from(args, &src)
 }
 
-fn database_path_from(args: &DatabaseArgs, src: &Sources<'_>) -> Result<PathBuf, ConfigError> {
+fn database_url_from(args: &DatabaseArgs, src: &Sources<'_>) -> Result<DatabaseUrl, ConfigError> {
     match src.get(&sources::DATABASE_URL, args.database_url.as_deref(), Empty::IsUnset)? {
         Some(raw) => parse_database_url(&raw),
-        None => Ok(PathBuf::from(&DEFAULT_DATABASE_URL["sqlite://".len()..])),
+        None => Ok(DatabaseUrl::Sqlite(PathBuf::from(&DEFAULT_DATABASE_URL["sqlite://".len()..]))),
     }
 }
 
@@ -219,7 +234,7 @@ fn invalid(raw: &Raw, reason: impl ToString) -> ConfigError {
 }
 
 /// Booleans as Go's `strconv.ParseBool` spells them (1, t, true, 0, f, false; any case), plus yes/no.
-fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
+pub(super) fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
     match raw.value.trim().to_ascii_lowercase().as_str() {
         "1" | "t" | "true" | "yes" | "y" | "on" => Ok(true),
         "0" | "f" | "false" | "no" | "n" | "off" => Ok(false),
@@ -228,7 +243,7 @@ fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
 }
 
 /// `HOST:PORT` with a numeric port (host may be a name, an IPv4 address or a bracketed IPv6 address).
-fn parse_address(raw: &Raw) -> Result<String, ConfigError> {
+pub(super) fn parse_address(raw: &Raw) -> Result<String, ConfigError> {
     let text = raw.value.trim();
     let ok = text
         .rsplit_once(':')
@@ -283,16 +298,14 @@ fn parse_body_size(raw: &Raw) -> Result<usize, ConfigError> {
 
 /// `sqlite://PATH` → PATH. Other schemes are refused naming only the scheme (URLs of other engines
 /// carry passwords).
-fn parse_database_url(raw: &Raw) -> Result<PathBuf, ConfigError> {
-    let text = raw.value.trim();
-    match text.strip_prefix("sqlite://") {
-        Some("") => {
-            Err(invalid(raw, "sqlite:// needs a path, e.g. sqlite://aibridge.db or sqlite:///var/lib/aibridge.db"))
+/// Parses the database URL. The error names the setting and the problem, never the value: a PostgreSQL
+/// URL may carry a password.
+fn parse_database_url(raw: &Raw) -> Result<DatabaseUrl, ConfigError> {
+    match DatabaseUrl::parse(&raw.value) {
+        Ok(url) => Ok(url),
+        Err(UrlError::UnsupportedScheme(scheme)) => {
+            Err(ConfigError::UnsupportedDatabase { setting: raw.origin.clone(), scheme })
         }
-        Some(path) => Ok(PathBuf::from(path)),
-        None => {
-            let scheme = text.split_once("://").map_or("(none)", |(s, _)| s);
-            Err(ConfigError::UnsupportedDatabase { setting: raw.origin.clone(), scheme: scheme.to_string() })
-        }
+        Err(e) => Err(invalid(raw, e)),
     }
 }

@@ -3,7 +3,6 @@
 //! A leaf module: no I/O past start-up, no runtime.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 mod aliases;
@@ -11,6 +10,7 @@ pub mod args;
 pub mod error;
 mod limits;
 mod load;
+mod metrics;
 mod providers;
 mod sources;
 #[cfg(test)]
@@ -19,8 +19,10 @@ mod tuning;
 pub mod units;
 
 pub use args::{DatabaseArgs, ServerArgs};
-pub use limits::Limits;
-pub use load::{canonical_args, database_path, load_from_process, process_env};
+pub use limits::{BreakerSettings, Limits};
+pub use load::{canonical_args, database_url, load_from_process, process_env};
+pub(crate) use metrics::is_valid_name_prefix;
+pub use metrics::MetricsSettings;
 pub use tuning::{SinkSettings, Timeouts};
 // What the configuration tests name through `config::` (the rest stays inside the module).
 #[cfg(test)]
@@ -40,8 +42,8 @@ pub struct Config {
     pub enabled: bool,
     /// `CODER_HTTP_ADDRESS`, e.g. `127.0.0.1:3000`.
     pub http_address: String,
-    /// Path of the SQLite database (from `sqlite://PATH`).
-    pub database_path: PathBuf,
+    /// The database: a SQLite file (`sqlite://PATH`) or a PostgreSQL server.
+    pub database: crate::db::DatabaseUrl,
     /// Worker threads (one runtime each).
     pub workers: usize,
     /// Records older than this are purged; `None` keeps them forever.
@@ -69,8 +71,22 @@ pub struct Config {
     pub token_refresh: Duration,
     /// How often upstream host names are resolved again (`--aibridge-dns-refresh-interval`, default 30s).
     pub dns_refresh: Duration,
+    /// `/metrics`: whether and where it is served, the name prefix, the initiator label
+    /// (`--prometheus-*`, `--aibridge-metrics-*`).
+    pub metrics: MetricsSettings,
     /// Overload protection, circuit breaker and readiness (`config::limits`).
     pub limits: Limits,
+    /// The sessions API and web page listener (`--admin-address`, `--aibridge-price-file`).
+    pub admin: AdminSettings,
+}
+
+/// Where the control-plane listener serves the sessions API and the web page, and its price table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// `--admin-address`, default `127.0.0.1:3001`; `None` when set empty (no listener).
+    pub address: Option<String>,
+    /// `--aibridge-price-file`: a JSON price table replacing the built-in one.
+    pub price_file: Option<std::path::PathBuf>,
 }
 
 /// The wire family of a provider instance.

@@ -213,13 +213,83 @@ aibridge_setting!(
     "aibridge.shutdown_drain"
 );
 
+// Metrics (`config::metrics`): Coder's own Prometheus settings, and this gateway's prefix and label choice.
+pub(crate) const PROMETHEUS_ENABLE: Setting = Setting {
+    flag: "--prometheus-enable",
+    env: "CODER_PROMETHEUS_ENABLE",
+    yaml: &["prometheus.enable", "introspection.prometheus.enable"],
+};
+pub(crate) const PROMETHEUS_ADDRESS: Setting = Setting {
+    flag: "--prometheus-address",
+    env: "CODER_PROMETHEUS_ADDRESS",
+    yaml: &["prometheus.address", "introspection.prometheus.address"],
+};
+aibridge_setting!(
+    METRICS_PREFIX,
+    "--aibridge-metrics-prefix",
+    "CODER_AIBRIDGE_METRICS_PREFIX",
+    "aibridge.metrics_prefix"
+);
+aibridge_setting!(
+    METRICS_INITIATOR_LABEL,
+    "--aibridge-metrics-initiator-label",
+    "CODER_AIBRIDGE_METRICS_INITIATOR_LABEL",
+    "aibridge.metrics_initiator_label"
+);
 // Overload protection, circuit breaker and readiness (issue 10, `config::limits`).
+aibridge_setting!(
+    MAX_CONCURRENCY,
+    "--aibridge-max-concurrency",
+    "CODER_AIBRIDGE_MAX_CONCURRENCY",
+    "aibridge.max_concurrency"
+);
+aibridge_setting!(RATE_LIMIT, "--aibridge-rate-limit", "CODER_AIBRIDGE_RATE_LIMIT", "aibridge.rate_limit");
+aibridge_setting!(
+    MAX_CONNECTIONS,
+    "--aibridge-max-connections",
+    "CODER_AIBRIDGE_MAX_CONNECTIONS",
+    "aibridge.max_connections"
+);
+aibridge_setting!(
+    BREAKER_ENABLED,
+    "--aibridge-circuit-breaker-enabled",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED",
+    "aibridge.circuit_breaker_enabled"
+);
+aibridge_setting!(
+    BREAKER_FAILURE_THRESHOLD,
+    "--aibridge-circuit-breaker-failure-threshold",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+    "aibridge.circuit_breaker_failure_threshold"
+);
+aibridge_setting!(
+    BREAKER_INTERVAL,
+    "--aibridge-circuit-breaker-interval",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL",
+    "aibridge.circuit_breaker_interval"
+);
+aibridge_setting!(
+    BREAKER_TIMEOUT,
+    "--aibridge-circuit-breaker-timeout",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT",
+    "aibridge.circuit_breaker_timeout"
+);
+aibridge_setting!(
+    BREAKER_MAX_REQUESTS,
+    "--aibridge-circuit-breaker-max-requests",
+    "CODER_AIBRIDGE_CIRCUIT_BREAKER_MAX_REQUESTS",
+    "aibridge.circuit_breaker_max_requests"
+);
 aibridge_setting!(
     SHUTDOWN_DELAY,
     "--aibridge-shutdown-delay",
     "CODER_AIBRIDGE_SHUTDOWN_DELAY",
     "aibridge.shutdown_delay"
 );
+
+// --- Sessions API and web page (issue 12) ---
+aibridge_setting!(ADMIN_ADDRESS, "--admin-address", "CODER_AIBRIDGE_ADMIN_ADDRESS", "aibridge.admin_address");
+aibridge_setting!(PRICE_FILE, "--aibridge-price-file", "CODER_AIBRIDGE_PRICE_FILE", "aibridge.price_file");
 
 pub(crate) const HTTP_ADDRESS: Setting = Setting {
     flag: "--http-address",
@@ -278,8 +348,22 @@ pub(crate) const AIBRIDGE_YAML_KEYS: &[&Setting] = &[
     &SINK_REPORT_INTERVAL,
     &RETENTION_INTERVAL,
     &SHUTDOWN_DRAIN,
+    // Metrics.
+    &METRICS_PREFIX,
+    &METRICS_INITIATOR_LABEL,
     // Overload protection, circuit breaker and readiness (issue 10).
+    &MAX_CONCURRENCY,
+    &RATE_LIMIT,
+    &MAX_CONNECTIONS,
+    &BREAKER_ENABLED,
+    &BREAKER_FAILURE_THRESHOLD,
+    &BREAKER_INTERVAL,
+    &BREAKER_TIMEOUT,
+    &BREAKER_MAX_REQUESTS,
     &SHUTDOWN_DELAY,
+    // Sessions API and web page (issue 12)
+    &ADMIN_ADDRESS,
+    &PRICE_FILE,
 ];
 
 /// A value and the name of the source it came from (flag, variable or `YAML <path>`), for messages.

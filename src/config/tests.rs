@@ -41,7 +41,7 @@ fn nothing_configured_gives_defaults_and_both_legacy_providers() {
     let c = &l.config;
     assert!(c.enabled);
     assert_eq!(c.http_address, "127.0.0.1:3000");
-    assert_eq!(c.database_path, Path::new("aibridge.db"));
+    assert_eq!(c.database.sqlite_path(), Some(Path::new("aibridge.db")));
     assert!(c.workers >= 1);
     assert_eq!(c.retention, Some(Duration::from_secs(60 * 86_400)));
     assert!(!c.structured_logging);
@@ -401,13 +401,19 @@ fn bad_base_urls_name_the_variable() {
 }
 
 #[test]
-fn database_url_must_be_sqlite() {
+fn database_url_is_sqlite_or_postgres() {
     let l = load_env(&[("CODER_AIBRIDGE_DATABASE_URL", "sqlite:///var/lib/aibridge/db.sqlite")]).unwrap();
-    assert_eq!(l.config.database_path, Path::new("/var/lib/aibridge/db.sqlite"));
-    let e = err_env(&[("CODER_AIBRIDGE_DATABASE_URL", "postgres://u:pw@db/aibridge")]);
-    assert!(e.to_string().contains("only sqlite:// is supported"), "{e}");
+    assert_eq!(l.config.database.sqlite_path(), Some(Path::new("/var/lib/aibridge/db.sqlite")));
+    let l = load_env(&[("CODER_AIBRIDGE_DATABASE_URL", "postgres://u:secretpw@db/aibridge")]).unwrap();
+    assert!(matches!(l.config.database, crate::db::DatabaseUrl::Postgres(_)));
+    assert!(!format!("{:?} {}", l.config, l.config.database).contains("secretpw"));
+    let e = err_env(&[("CODER_AIBRIDGE_DATABASE_URL", "mysql://u:secretpw@db/aibridge")]);
+    assert!(e.to_string().contains("only sqlite:// and postgres:// are supported"), "{e}");
     assert!(e.to_string().starts_with("CODER_AIBRIDGE_DATABASE_URL"), "{e}");
-    assert!(!e.to_string().contains("pw"), "{e}");
+    assert!(!e.to_string().contains("secretpw"), "{e}");
+    let e = err_env(&[("CODER_AIBRIDGE_DATABASE_URL", "postgres://u:secretpw@db:port/aibridge")]);
+    assert!(matches!(e, ConfigError::InvalidValue { .. }), "{e}");
+    assert!(!e.to_string().contains("secretpw"), "{e}");
     let e = err_env(&[("CODER_AIBRIDGE_DATABASE_URL", "sqlite://")]);
     assert!(matches!(e, ConfigError::InvalidValue { .. }), "{e}");
 }
@@ -609,7 +615,7 @@ fn env_providers_replace_yaml_providers() {
 }
 
 #[test]
-fn tokens_database_path_uses_the_same_precedence() {
+fn tokens_database_url_uses_the_same_precedence() {
     let dir = std::env::temp_dir().join(format!("aibridged-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("c.yaml");
@@ -617,24 +623,24 @@ fn tokens_database_path_uses_the_same_precedence() {
     let file_str = file.to_str().unwrap();
 
     let none = DatabaseArgs::default();
-    assert_eq!(database_path(&none, &env(&[])).unwrap(), Path::new("aibridge.db"));
+    assert_eq!(database_url(&none, &env(&[])).unwrap().sqlite_path(), Some(Path::new("aibridge.db")));
     let by_env = env(&[("CODER_CONFIG_PATH", file_str)]);
-    assert_eq!(database_path(&none, &by_env).unwrap(), Path::new("from-yaml.db"));
+    assert_eq!(database_url(&none, &by_env).unwrap().sqlite_path(), Some(Path::new("from-yaml.db")));
     let with_var = env(&[("CODER_CONFIG_PATH", file_str), ("CODER_AIBRIDGE_DATABASE_URL", "sqlite://from-env.db")]);
-    assert_eq!(database_path(&none, &with_var).unwrap(), Path::new("from-env.db"));
+    assert_eq!(database_url(&none, &with_var).unwrap().sqlite_path(), Some(Path::new("from-env.db")));
     let flags = DatabaseArgs { config: Some(file.clone()), database_url: Some("sqlite://from-flag.db".into()) };
-    assert_eq!(database_path(&flags, &with_var).unwrap(), Path::new("from-flag.db"));
+    assert_eq!(database_url(&flags, &with_var).unwrap().sqlite_path(), Some(Path::new("from-flag.db")));
     let flags = DatabaseArgs { config: Some(file.clone()), database_url: None };
-    assert_eq!(database_path(&flags, &env(&[])).unwrap(), Path::new("from-yaml.db"));
+    assert_eq!(database_url(&flags, &env(&[])).unwrap().sqlite_path(), Some(Path::new("from-yaml.db")));
     // The server reads the same file.
     let l = load(&ServerArgs { db: flags, ..ServerArgs::default() }, &env(&[])).unwrap();
-    assert_eq!(l.config.database_path, Path::new("from-yaml.db"));
+    assert_eq!(l.config.database.sqlite_path(), Some(Path::new("from-yaml.db")));
 
     let missing = DatabaseArgs { config: Some(dir.join("nope.yaml")), database_url: None };
-    assert!(matches!(database_path(&missing, &env(&[])), Err(ConfigError::ReadFile { .. })));
+    assert!(matches!(database_url(&missing, &env(&[])), Err(ConfigError::ReadFile { .. })));
     std::fs::write(&file, "aibridge: [1, 2\n").unwrap();
     assert!(matches!(
-        database_path(&DatabaseArgs { config: Some(file), database_url: None }, &env(&[])),
+        database_url(&DatabaseArgs { config: Some(file), database_url: None }, &env(&[])),
         Err(ConfigError::Yaml { .. })
     ));
     let _ = std::fs::remove_dir_all(&dir);
@@ -647,7 +653,8 @@ fn no_secret_appears_in_any_error() {
     let empty_entry = format!("{SECRET},");
     let url_with_key = format!("https://user:{SECRET}@host/v1");
     let url_with_query = format!("ftp://host/v1?key={SECRET}");
-    let db = format!("postgres://u:{SECRET}@db/x");
+    let db = format!("postgres://u:{SECRET}@db:port/x");
+    let other_db = format!("mysql://u:{SECRET}@db/x");
     let cases: Vec<Vec<(&str, &str)>> = vec![
         vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &dup)],
         vec![("CODER_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CODER_AIBRIDGE_PROVIDER_0_KEYS", &six)],
@@ -677,6 +684,7 @@ fn no_secret_appears_in_any_error() {
         vec![("CODER_AIBRIDGE_ANTHROPIC_KEY", SECRET), ("CODER_AIBRIDGE_BEDROCK_ACCESS_KEY_SECRET", SECRET)],
         vec![("CODER_AIBRIDGE_BEDROCK_ACCESS_KEY_SECRET", SECRET)],
         vec![("CODER_AIBRIDGE_DATABASE_URL", &db)],
+        vec![("CODER_AIBRIDGE_DATABASE_URL", &other_db)],
         vec![("CODER_AIBRIDGE_OPENAI_BASE_URL", &url_with_key)],
     ];
     for pairs in cases {
@@ -967,4 +975,59 @@ fn every_setting_has_its_ai_gateway_spelling() {
     assert!(matches!(e, ConfigError::SpellingConflict { .. }), "{e}");
     let e = load_yaml(&ServerArgs::default(), &[], "ai_gateway:\n  workers: 3\naibridge:\n  workers: 4\n").unwrap_err();
     assert!(e.to_string().contains("YAML ai_gateway.workers"), "{e}");
+}
+
+#[test]
+fn overload_limits_and_breaker_settings_default_and_are_bounded() {
+    let l = load_env(&[]).unwrap().config.limits;
+    assert_eq!((l.max_concurrency, l.rate_limit, l.max_connections), (0, 0, 0), "off by default");
+    assert_eq!(l.breaker, BreakerSettings::default());
+    assert!(!l.breaker.enabled);
+    assert_eq!(
+        (l.breaker.failure_threshold, l.breaker.interval, l.breaker.timeout, l.breaker.max_requests),
+        (5, Duration::from_secs(10), Duration::from_secs(30), 3),
+        "Coder's defaults"
+    );
+    let set = load_env(&[
+        ("CODER_AIBRIDGE_MAX_CONCURRENCY", "7"),
+        ("CODER_AIBRIDGE_RATE_LIMIT", "9"),
+        ("CODER_AIBRIDGE_MAX_CONNECTIONS", "11"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED", "true"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "2"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL", "0s"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT", "250ms"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_MAX_REQUESTS", "1"),
+    ])
+    .unwrap()
+    .config
+    .limits;
+    assert_eq!((set.max_concurrency, set.rate_limit, set.max_connections), (7, 9, 11));
+    let b = set.breaker;
+    assert!(b.enabled);
+    assert_eq!(
+        (b.failure_threshold, b.interval, b.timeout, b.max_requests),
+        (2, Duration::ZERO, Duration::from_millis(250), 1)
+    );
+    for (name, bad) in [
+        ("CODER_AIBRIDGE_MAX_CONCURRENCY", "-1"),
+        ("CODER_AIBRIDGE_RATE_LIMIT", "1000001"),
+        ("CODER_AIBRIDGE_MAX_CONNECTIONS", "many"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED", "maybe"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "0"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL", "2h"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT", "0s"),
+        ("CODER_AIBRIDGE_CIRCUIT_BREAKER_MAX_REQUESTS", "1001"),
+    ] {
+        let e = err_env(&[(name, bad)]);
+        assert!(matches!(&e, ConfigError::InvalidValue { setting, .. } if setting == name), "{name}={bad}: {e}");
+    }
+    // The AI Gateway spelling and the --max-connections flag reach the same settings.
+    let l = load_env(&[("CODER_AI_GATEWAY_CIRCUIT_BREAKER_MAX_REQUESTS", "4")]).unwrap().config.limits;
+    assert_eq!(l.breaker.max_requests, 4);
+    let flags = ServerArgs {
+        limits: args::LimitsArgs { max_connections: Some("5".into()), ..Default::default() },
+        ..ServerArgs::default()
+    };
+    let l = load(&flags, &env(&[("CODER_AIBRIDGE_MAX_CONNECTIONS", "6")])).unwrap().config.limits;
+    assert_eq!(l.max_connections, 5, "flag over env");
 }

@@ -1,13 +1,19 @@
 //! The database behind the sink and `auth`: the [`Store`] interface both talk to, its typed errors, the
-//! rows it reads back, interception ids and timestamp text. SQLite (`db::sqlite`) is the first backend;
-//! a second one implements [`Store`] and is chosen in [`open`], and nothing above this module changes.
-//! Never used on a worker: every method blocks on I/O.
+//! rows it reads back, interception ids and timestamp text. SQLite (`db::sqlite`) is the embedded default
+//! for one gateway, PostgreSQL (`db::postgres`) the store several gateways share; [`open`] chooses by the
+//! URL's scheme and nothing above this module changes. Never used on a worker: every method blocks on I/O.
 
+#[cfg(test)]
+pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod conformance_sessions;
 mod ids;
+pub(crate) mod postgres;
+pub(crate) mod sessions;
 pub(crate) mod sqlite;
 pub(crate) mod timefmt;
+mod url;
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use uuid::Uuid;
@@ -15,6 +21,8 @@ use uuid::Uuid;
 use crate::records::{ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
 
 pub use ids::new_interception_id;
+pub(crate) use sessions::{SessionFilter, SessionPage, SessionQuery, SessionSummary, TokenTotals, UsageRow};
+pub use url::{DatabaseUrl, UrlError};
 
 /// The error a backend reported, kept whole for the log line.
 pub(crate) type BackendError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,14 +65,20 @@ pub(crate) enum Workload {
     /// The sink thread: the only record writer. It must never wait long for a lock (it goes back to
     /// draining the channel instead), and storage maintenance runs beside it.
     RecordWriter,
-    /// Everything else: the CLI, the token refresher, readers.
+    /// Everything else: the CLI, the token refresher.
     General,
+    /// The sessions API and CLI: reads only (the connection refuses writes), so a bug there can never
+    /// touch the records.
+    Reader,
 }
 
 /// Opens the configured database (migrating its schema) for `workload`. The one place a backend is
 /// chosen.
-pub(crate) fn open(path: &Path, workload: Workload) -> Result<Box<dyn Store>, DbError> {
-    Ok(Box::new(sqlite::SqliteStore::open(path, workload)?))
+pub(crate) fn open(url: impl Into<DatabaseUrl>, workload: Workload) -> Result<Box<dyn Store>, DbError> {
+    Ok(match url.into() {
+        DatabaseUrl::Sqlite(path) => Box::new(sqlite::SqliteStore::open(&path, workload)?),
+        DatabaseUrl::Postgres(pg) => Box::new(postgres::PgStore::open(&pg, workload)?),
+    })
 }
 
 /// Everything aibridged stores and reads back. Implementations own their connections; every method
@@ -97,12 +111,26 @@ pub(crate) trait Store: Send {
     fn load_tokens(&mut self) -> Result<Vec<StoredToken>, StoreError>;
 
     /// One page of interceptions, newest start first.
-    #[cfg_attr(not(test), expect(dead_code, reason = "its caller, the sessions API, comes next; db tests run it now"))]
     fn list_interceptions(&mut self, query: &InterceptionQuery) -> Result<InterceptionPage, StoreError>;
 
     /// One interception with every child row, or `None` when no such id is stored. The spill import uses
     /// it to skip child records a previous import already wrote.
     fn interception(&mut self, id: Uuid) -> Result<Option<InterceptionDetail>, StoreError>;
+
+    /// One page of sessions matching `query.filter`, newest first, with the number matching in all.
+    fn list_sessions(&mut self, query: &SessionQuery) -> Result<SessionPage, StoreError>;
+
+    /// Every interception of session `session_id` (only `initiator_id`'s when given), oldest start first,
+    /// each with its child rows. Empty when there is no such session (for that user).
+    fn session_interceptions(
+        &mut self,
+        session_id: &str,
+        initiator_id: Option<&str>,
+    ) -> Result<Vec<InterceptionDetail>, StoreError>;
+
+    /// Token use and request counts per (user, model, UTC day) of the interceptions started at or after
+    /// `since` (only `initiator_id`'s when given).
+    fn usage(&mut self, since: SystemTime, initiator_id: Option<&str>) -> Result<Vec<UsageRow>, StoreError>;
 
     /// Storage upkeep between batches, on the writer's own thread (SQLite: a passive WAL checkpoint when
     /// one is due). The sink calls it after every loop turn that is not waiting out a fault, so it runs
@@ -113,11 +141,40 @@ pub(crate) trait Store: Send {
     fn close(&mut self) {}
 }
 
+/// What a token may read through the sessions API: a `user` token its own user's records, an `admin`
+/// token everyone's. The data plane treats both alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    User,
+    Admin,
+}
+
+impl Role {
+    /// The name stored in the tokens table and shown by `tokens list`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role a stored name stands for; an unknown name is the least privileged role.
+    pub(crate) fn from_stored(name: &str) -> Role {
+        if name == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
+    }
+}
+
 /// A token row. `secret_hash` is the SHA-256 of the secret; the secret itself is never stored.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct StoredToken {
     pub(crate) id: String,
     pub(crate) user: String,
+    pub(crate) role: Role,
     pub(crate) secret_hash: [u8; 32],
     pub(crate) created_at: SystemTime,
     pub(crate) expires_at: Option<SystemTime>,
@@ -129,6 +186,7 @@ impl std::fmt::Debug for StoredToken {
         f.debug_struct("StoredToken")
             .field("id", &self.id)
             .field("user", &self.user)
+            .field("role", &self.role)
             .field("expires_at", &self.expires_at)
             .field("revoked_at", &self.revoked_at)
             .finish_non_exhaustive()
@@ -140,6 +198,7 @@ impl std::fmt::Debug for StoredToken {
 pub(crate) struct TokenInfo {
     pub(crate) id: String,
     pub(crate) user: String,
+    pub(crate) role: Role,
     pub(crate) created_at: SystemTime,
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) revoked_at: Option<SystemTime>,
@@ -195,6 +254,17 @@ pub(crate) struct StoredInterception {
     pub(crate) ended_at: Option<SystemTime>,
     pub(crate) status: Option<String>,
     pub(crate) upstream_status: Option<u16>,
+    /// The tool call this interception's request answers (see `InterceptionStart`).
+    pub(crate) correlating_tool_call_id: Option<String>,
+    /// The interception that started this one's thread; `None` when it started its own.
+    pub(crate) thread_root_id: Option<Uuid>,
+}
+
+impl StoredInterception {
+    /// The interception that started this one's thread (itself for a thread's first).
+    pub(crate) fn thread_root(&self) -> Uuid {
+        self.thread_root_id.unwrap_or(self.id)
+    }
 }
 
 /// An interception with everything recorded about it, each list in the order it was written.

@@ -7,7 +7,7 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClientInfo {
     /// `claude-code`, `codex`, `copilot`, `cursor`, `zed`, `kilo`, `roo`, `cline`, `opencode`, `mux`,
-    /// `coder-agents` or `unknown`.
+    /// `coder-agents`, `crush`, `junie` or `unknown`.
     pub(crate) name: &'static str,
     /// The client's own session/conversation id, when it sends one (trimmed, bounded).
     pub(crate) session_id: Option<String>,
@@ -35,6 +35,11 @@ const UA_MARKERS: &[(&str, &str)] = &[
     ("cursor", "cursor"),
     ("zed/", "zed"),
     ("opencode/", "opencode"),
+    ("opencode-ai", "opencode"),
+    // Charm Crush: `Charm-Crush/0.7.0`; JetBrains Junie: `Junie/…` (also inside JetBrains IDE agents).
+    ("charm-crush", "crush"),
+    ("crush/", "crush"),
+    ("junie", "junie"),
 ];
 
 /// Identifies the client and its session. `header` looks a request header up by name,
@@ -247,6 +252,10 @@ mod tests {
         assert_eq!(detect(Some("Cline/3.17.0"), &[]).name, "cline");
         assert_eq!(detect(Some("Zed/0.190.5 (macos; aarch64)"), &[]).name, "zed");
         assert_eq!(detect(Some("Cursor/1.0"), &[]).name, "cursor");
+        assert_eq!(detect(Some("opencode/0.15.2 ai-sdk/5.0"), &[]).name, "opencode");
+        assert_eq!(detect(Some("Charm-Crush/0.7.1"), &[]).name, "crush");
+        assert_eq!(detect(Some("crush/0.10.0 (linux)"), &[]).name, "crush");
+        assert_eq!(detect(Some("Junie/252.1 (JetBrains)"), &[]).name, "junie");
         assert_eq!(detect(Some("OpenAI/Python 1.2"), &[("X-Title", "Roo Code")]).name, "roo");
         assert_eq!(detect(Some("curl/8.0"), &[]), ClientInfo { name: "unknown", session_id: None });
         assert_eq!(detect(None, &[("x-claude-code-session-id", "s")]).name, "claude-code");

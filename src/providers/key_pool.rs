@@ -104,8 +104,7 @@ impl KeyPool {
         self.keys.len()
     }
 
-    /// True when the pool holds no key.
-    #[cfg(test)]
+    /// True when the pool holds no key (an instance without a pool: BYOK only; no key-pool metrics).
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

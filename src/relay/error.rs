@@ -34,6 +34,16 @@ pub(crate) enum RelayError {
     BadJson(#[from] InspectError),
     #[error("background responses (\"background\": true) are not supported by the gateway")]
     BackgroundUnsupported,
+    /// `CODER_AIBRIDGE_MAX_CONCURRENCY` intercepted requests are in flight.
+    #[error("AI Bridge is currently at capacity")]
+    AtCapacity,
+    /// The token sent `CODER_AIBRIDGE_RATE_LIMIT` requests this second; its window ends in `retry_after`.
+    #[error("rate limit exceeded for this token; retry later")]
+    RateLimited { retry_after: Duration },
+    /// The circuit breaker of this instance, endpoint and model is open (or its half-open trials are
+    /// taken); `retry_after` is when it lets requests through again.
+    #[error("circuit breaker is open")]
+    BreakerOpen { retry_after: Duration },
     /// Every pooled key rests or is disabled; `retry_after` is when the first resting key wakes.
     #[error("every upstream key of this provider is resting after rate limits or auth failures; retry later")]
     KeysResting { retry_after: Duration },
@@ -64,7 +74,8 @@ impl RelayError {
             RelayError::NotFound { .. } | RelayError::Disabled => 404,
             RelayError::Unauthorized(_) => 401,
             RelayError::BackgroundUnsupported => 501,
-            RelayError::KeysResting { .. } => 429,
+            RelayError::KeysResting { .. } | RelayError::RateLimited { .. } => 429,
+            RelayError::AtCapacity | RelayError::BreakerOpen { .. } => 503,
             RelayError::Prepare(e) if e.is_client_fault() => 400,
             RelayError::Prepare(_) => 500,
             RelayError::Upstream(ExchangeError::Timeout) => 504,
@@ -75,7 +86,8 @@ impl RelayError {
     /// Who is to blame.
     pub(crate) fn side(&self) -> Side {
         match self {
-            RelayError::Upstream(_) | RelayError::KeysResting { .. } => Side::Upstream,
+            RelayError::Upstream(_) | RelayError::KeysResting { .. } | RelayError::BreakerOpen { .. } => Side::Upstream,
+            RelayError::AtCapacity => Side::Gateway,
             RelayError::Prepare(e) if e.is_client_fault() => Side::Client,
             RelayError::Prepare(_) => Side::Gateway,
             _ => Side::Client,
@@ -86,7 +98,9 @@ impl RelayError {
     /// gateway's own 429s and 503s so a client knows when trying again can succeed.
     pub(crate) fn retry_after_secs(&self) -> Option<u64> {
         let wait = match self {
-            RelayError::KeysResting { retry_after } => *retry_after,
+            RelayError::KeysResting { retry_after }
+            | RelayError::RateLimited { retry_after }
+            | RelayError::BreakerOpen { retry_after } => *retry_after,
             _ => return None,
         };
         Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).map(|s| s.max(1))
@@ -149,6 +163,12 @@ mod tests {
         assert_eq!(resting.retry_after_secs(), Some(3), "rounded up");
         assert_eq!(RelayError::KeysResting { retry_after: Duration::ZERO }.retry_after_secs(), Some(1));
         assert_eq!(RelayError::Disabled.retry_after_secs(), None);
+        assert_eq!(answer(&RelayError::AtCapacity), (503, Side::Gateway, true));
+        let limited = RelayError::RateLimited { retry_after: Duration::from_millis(300) };
+        assert_eq!((answer(&limited), limited.retry_after_secs()), ((429, Side::Client, true), Some(1)));
+        let open = RelayError::BreakerOpen { retry_after: Duration::from_millis(29_001) };
+        assert_eq!((answer(&open), open.retry_after_secs()), ((503, Side::Upstream, true), Some(30)));
+        assert_eq!(open.to_string(), "circuit breaker is open");
     }
 
     #[test]

@@ -9,12 +9,16 @@ use std::time::Duration;
 
 use crate::auth::{TokenCache, VerifiedMemo};
 use crate::config::{self, Config};
+use crate::metrics::worker::WorkerMetrics;
+use crate::metrics::Metrics;
 use crate::providers::key_pool::KeyPool;
 use crate::runtime::dns::DnsCache;
 use crate::runtime::http::client_leg::UpstreamTimeouts;
 use crate::runtime::http::server_leg::ClientTimeouts;
 use crate::runtime::upstream::{PoolTimeouts, Upstreams};
 use crate::sink::SinkHandle;
+use crate::state::breaker::Breakers;
+use crate::state::limits::{Concurrency, RateLimiter};
 use crate::state::readiness::Readiness;
 
 use super::body::BodyTimeouts;
@@ -74,10 +78,20 @@ pub struct Gateway {
     pub timeouts: Timeouts,
     /// False only for overhead measurements (`AIBRIDGED_RECORDING=off`): requests are relayed unobserved.
     pub recording: bool,
+    /// The Prometheus counters, when `/metrics` is enabled; `None` costs the request path one branch.
+    pub(crate) metrics: Option<Arc<Metrics>>,
     /// Per instance (by index): the health of its credentials, shared by every worker (atomics).
     pub(crate) key_pools: Vec<KeyPool>,
     /// What `/readyz` answers; set by start-up and the signal thread.
     pub(crate) readiness: Arc<Readiness>,
+    /// `CODER_AIBRIDGE_MAX_CONCURRENCY`: intercepted requests in flight across workers.
+    pub(crate) concurrency: Concurrency,
+    /// `CODER_AIBRIDGE_RATE_LIMIT`: requests per second per gateway token, across workers.
+    pub(crate) rate: RateLimiter,
+    /// `--max-connections`: client connections open across workers.
+    pub(crate) connections: Concurrency,
+    /// `CODER_AIBRIDGE_CIRCUIT_BREAKER_*`: one breaker per instance, endpoint and model, across workers.
+    pub(crate) breakers: Breakers,
 }
 
 impl Gateway {
@@ -94,7 +108,33 @@ impl Gateway {
         let timeouts = Timeouts::from(&config.timeouts);
         let recording = !matches!(std::env::var("AIBRIDGED_RECORDING").as_deref(), Ok("off") | Ok("0") | Ok("false"));
         let key_pools = instances.iter().map(|i| KeyPool::new(i.upstream.pool_size())).collect();
-        Gateway { config, instances, tokens, sink, dns, tls, timeouts, recording, key_pools, readiness }
+        let concurrency = Concurrency::new(config.limits.max_concurrency);
+        let rate = RateLimiter::new(config.limits.rate_limit);
+        let connections = Concurrency::new(config.limits.max_connections);
+        let breakers = Breakers::new(config.limits.breaker);
+        Gateway {
+            config,
+            instances,
+            tokens,
+            sink,
+            dns,
+            tls,
+            timeouts,
+            recording,
+            metrics: None,
+            key_pools,
+            readiness,
+            concurrency,
+            rate,
+            connections,
+            breakers,
+        }
+    }
+
+    /// The same gateway, counting into `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Gateway {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -105,17 +145,26 @@ pub struct WorkerService {
     pub(super) inflight: Rc<InFlight>,
     /// Tokens this worker verified against the current snapshot (skips the SHA-256 for repeat callers).
     pub(super) token_memo: RefCell<VerifiedMemo>,
+    /// Which worker this is (its block of metric counters).
+    index: usize,
 }
 
 impl WorkerService {
-    pub fn new(gw: Arc<Gateway>) -> WorkerService {
+    /// The service of worker `index`.
+    pub fn new(gw: Arc<Gateway>, index: usize) -> WorkerService {
         let upstreams = Upstreams::new(gw.dns.clone(), gw.tls.clone(), gw.instances.len(), gw.timeouts.pool);
         WorkerService {
             gw,
             upstreams,
             inflight: Rc::new(InFlight::default()),
             token_memo: RefCell::new(VerifiedMemo::default()),
+            index,
         }
+    }
+
+    /// This worker's metric counters, when metrics are on.
+    pub(super) fn metrics(&self) -> Option<&WorkerMetrics> {
+        self.gw.metrics.as_deref().map(|m| m.worker(self.index))
     }
 }
 

@@ -9,8 +9,11 @@ use std::time::{Instant, SystemTime};
 
 use monoio::net::TcpStream;
 
+use crate::metrics::worker::Phase;
 use crate::providers::client::detect_client;
 use crate::providers::errors::ErrorShape;
+use crate::providers::routes::RouteKind;
+use crate::providers::upstream::Outbound;
 use crate::records::{EndStatus, InterceptionStart};
 use crate::runtime::http::server_leg::{
     read_body, read_head, write_simple, write_simple_with, Content, NoHead, CLIENT_READ_SPARE,
@@ -19,6 +22,7 @@ use crate::runtime::http::{BodyKind, RequestHead};
 use crate::runtime::io::Conn;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::runtime::worker::Service;
+use crate::state::breaker::Ticket;
 use crate::state::readiness::NotReady;
 
 use super::authenticate::authenticate;
@@ -43,6 +47,12 @@ const DISCARDABLE_BODY: u64 = 64 * 1024;
 
 impl Service for WorkerService {
     async fn serve(self: Rc<Self>, conn: TcpStream, _peer: SocketAddr, shutdown: Rc<LocalShutdown>) {
+        // `--max-connections`: a connection over the cap is closed before anything is read or written,
+        // so the client sees the connection end (EOF or reset), never a half-served request.
+        let Some(_open) = self.gw.connections.try_acquire() else {
+            drop(conn);
+            return;
+        };
         let mut client = Conn::Plain(conn);
         serve_connection(&self, &mut client, &shutdown).await;
         client.shutdown().await;
@@ -108,6 +118,27 @@ async fn handle_request(
         Ok(c) => c,
         Err(e) => return reject(svc, client, buf, &head, inst.shape, e).await,
     };
+    // Overload protection, before the body is read: a refused request never reaches the upstream and
+    // starts no interception. The permit is held until the request ends.
+    if let Err(retry_after) = gw.rate.check(&caller.principal.token_id, Instant::now()) {
+        return reject(svc, client, buf, &head, inst.shape, RelayError::RateLimited { retry_after }).await;
+    }
+    let _permit = match route.kind {
+        RouteKind::Intercept(_) => match gw.concurrency.try_acquire() {
+            Some(p) => Some(p),
+            None => return reject(svc, client, buf, &head, inst.shape, RelayError::AtCapacity).await,
+        },
+        RouteKind::Passthrough => None,
+    };
+    // Counted from here: the request is routed, authenticated and admitted, whatever happens to it next.
+    let _inflight = match (svc.metrics(), route.api()) {
+        (Some(m), Some(api)) => Some(m.inflight(route.instance, api)),
+        (Some(m), None) => {
+            m.passthrough(route.instance, &head.method, &route.rest);
+            None
+        }
+        (None, _) => None,
+    };
     let body = match read_body(client, buf, &head, gw.config.max_body_size, &gw.timeouts.client).await {
         Ok(b) => b,
         Err(e) => {
@@ -133,7 +164,7 @@ async fn handle_request(
             answer_error(client, inst.shape, &e, keep, Content::for_method(&ctx.head.method)).await && keep
         }
     };
-    end_request(&mut ctx);
+    end_request(svc, &mut ctx);
     keep
 }
 
@@ -149,22 +180,48 @@ async fn proxy(
     let mut out = outbound(ctx, body)?;
     ctx.credential = credential::first(&ctx.caller, &svc.gw.key_pools[ctx.route.instance], Instant::now())?;
     start_record(svc, ctx, out.model.clone());
+    // An open breaker refuses here: the interception just started ends failed, nothing goes upstream.
+    let breaker = admit_to_breaker(svc, ctx, &out)?;
 
     let Some(upstream) = exchange(svc, client, ctx, &mut out).await? else {
         return Ok(false);
     };
+    let status = upstream.head.status;
     let translator = ctx.inst.upstream.translator(&out);
     drop(out);
     if let Some(i) = ctx.interception.as_mut() {
         i.commit_start();
     }
-    Ok(relay_response(svc, client, ctx, upstream, translator).await)
+    let keep = relay_response(svc, client, ctx, upstream, translator).await;
+    // Settled when the request ends (a half-open trial holds its place until then), by the status.
+    if let Some(ticket) = breaker {
+        ticket.settle(Some(status), Instant::now());
+    }
+    Ok(keep)
+}
+
+/// The breaker's permission for an intercepted request (`None`: breaker disabled, or not intercepted).
+/// The ticket is settled with the upstream's status when the response ends; dropped on any other path
+/// (no upstream answer), it counts as no answer.
+fn admit_to_breaker<'g>(
+    svc: &'g WorkerService,
+    ctx: &RequestCtx<'_>,
+    out: &Outbound,
+) -> Result<Option<Ticket<'g>>, RelayError> {
+    let (RouteKind::Intercept(api), Some(inspection)) = (ctx.route.kind, ctx.info.as_ref()) else {
+        return Ok(None);
+    };
+    let model = out.model.as_deref().unwrap_or(&inspection.info.model);
+    svc.gw
+        .breakers
+        .admit(&ctx.inst.name, api.as_str(), model, Instant::now())
+        .map_err(|retry_after| RelayError::BreakerOpen { retry_after })
 }
 
 /// Opens the interception of an inspected request (when recording is on). `model` replaces the
 /// requested model when the upstream names it differently.
 fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<String>) {
-    let Some(inspection) = ctx.info.as_mut().filter(|_| svc.gw.recording) else {
+    let (Some(inspection), Some(api)) = (ctx.info.as_mut().filter(|_| svc.gw.recording), ctx.route.api()) else {
         return;
     };
     let head = &ctx.head;
@@ -180,19 +237,37 @@ fn start_record(svc: &WorkerService, ctx: &mut RequestCtx<'_>, model: Option<Str
         client: client_info.name.to_string(),
         client_session_id: client_info.session_id,
         user_agent: ua,
+        correlating_tool_call_id: inspection.tool_result_ids.last().cloned(),
         credential_kind: credential::kind(ctx.credential),
         credential_hint: credential::hint(&ctx.inst.upstream, &ctx.caller, ctx.credential),
         started_at: SystemTime::now(),
         gateway_id: svc.gw.config.gateway_id.clone(),
+        api,
     };
     let prompt = inspection.info.prompt.take();
     ctx.interception = Some(Interception::start(&svc.gw.sink, &svc.inflight, start, prompt));
 }
 
-/// The last phase: the request's timings are final (the interception, if any, has ended).
-fn end_request(ctx: &mut RequestCtx<'_>) {
+/// The last phase: the request's timings are final (the interception, if any, has ended); the gateway's
+/// own share of them goes to the metrics.
+fn end_request(svc: &WorkerService, ctx: &mut RequestCtx<'_>) {
     let t = &mut ctx.timings;
     t.end = Some(Instant::now());
+    if let Some(m) = svc.metrics() {
+        let between = |from: Option<Instant>, to: Option<Instant>| Some(to?.saturating_duration_since(from?));
+        if let Some(d) = between(Some(t.head_read), t.body_read) {
+            m.overhead(Phase::RequestRead, d);
+        }
+        if let Some(d) = between(t.body_read, t.upstream_connected) {
+            m.overhead(Phase::UpstreamConnect, d);
+        }
+        if let Some(d) = between(t.upstream_first_byte, t.client_first_byte) {
+            m.overhead(Phase::ResponseRelay, d);
+        }
+        if let Some(d) = between(t.upstream_connected, t.upstream_first_byte) {
+            m.upstream_ttfb(ctx.route.instance, d);
+        }
+    }
     tracing::trace!(
         provider = %ctx.inst.name,
         body_read = ?t.since_head(t.body_read),

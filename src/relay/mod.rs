@@ -22,4 +22,4 @@ mod route;
 mod testing;
 
 pub(crate) use gateway::{Gateway, WorkerService};
-pub(crate) use instance::{build_instances, upstream_hosts};
+pub(crate) use instance::{build_instances, upstream_hosts, Instance};

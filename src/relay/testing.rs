@@ -56,7 +56,10 @@ pub(crate) fn instances() -> Vec<Instance> {
 
 /// A caller, BYOK when `byok` is set.
 pub(crate) fn caller(byok: Option<ClientCredential>) -> Caller {
-    Caller { principal: Principal { user: Arc::from("alice"), token_id: Arc::from("t1") }, byok }
+    Caller {
+        principal: Principal { user: Arc::from("alice"), token_id: Arc::from("t1"), role: crate::db::Role::User },
+        byok,
+    }
 }
 
 /// The context of a request on `inst` (which must be one of [`instances`]), routed as the gateway would.

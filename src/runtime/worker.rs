@@ -46,6 +46,15 @@ impl DriverChoice {
             DriverChoice::Epoll => "epoll",
         }
     }
+
+    /// The driver that will run, as the metrics' info label names it (`io_uring` or `epoll`).
+    pub(crate) fn metric_name(self) -> &'static str {
+        match self {
+            DriverChoice::Auto if monoio::utils::detect_uring() => "io_uring",
+            DriverChoice::IoUring => "io_uring",
+            DriverChoice::Auto | DriverChoice::Epoll => "epoll",
+        }
+    }
 }
 
 /// Serves connections on one worker. Built once per worker by the factory given to [`spawn_workers`].

@@ -6,6 +6,7 @@
 
 mod doorbell;
 mod logline;
+mod probe;
 mod spill;
 #[cfg(test)]
 mod tests;
@@ -20,11 +21,17 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use doorbell::Doorbell;
 
 use crate::db::{self, DbError, Store, StoreError, Workload};
+use crate::metrics::histogram::AtomicHistogram;
+use crate::metrics::recorded::Recorded;
 use crate::records::Record;
 use crate::runtime::shutdown::ShutdownFlag;
 
+pub(crate) use probe::SinkProbe;
+
 /// Re-exported where the relay has always found it.
 pub use crate::db::new_interception_id;
+/// Where the sink writes (benches and tests build it from a path or a PostgreSQL URL).
+pub use crate::db::DatabaseUrl;
 
 /// How often an idle sink looks for a close request.
 const CLOSE_POLL: Duration = Duration::from_millis(100);
@@ -76,7 +83,7 @@ const RETENTION_RETRY: Duration = Duration::from_secs(30);
 /// Everything `start` needs; built by the server from the validated configuration.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
-    pub(crate) database_path: PathBuf,
+    pub(crate) database: DatabaseUrl,
     /// Write one "interception log" line per record.
     pub structured_logging: bool,
     /// JSON log destination, resolved as the gateway's own logs resolve it ([`crate::logging::Destination`]).
@@ -96,6 +103,8 @@ pub struct SinkOptions {
     /// This gateway's id: when set, the interceptions its previous run left open are settled before the
     /// sink starts.
     pub(crate) gateway_id: Option<Arc<str>>,
+    /// The metrics families counted from committed records (`None` when metrics are off).
+    pub(crate) recorded: Option<Arc<Recorded>>,
     /// After a close, how long the sink keeps trying to commit before it spills what is left to a file
     /// beside the database ([`spill`]) and stops.
     pub(crate) shutdown_drain: Duration,
@@ -109,9 +118,9 @@ pub struct SinkOptions {
 
 impl SinkOptions {
     /// Options with the defaults: no structured logs, no retention, default capacity and interval.
-    pub fn new(database_path: impl Into<PathBuf>) -> Self {
+    pub fn new(database: impl Into<DatabaseUrl>) -> Self {
         SinkOptions {
-            database_path: database_path.into(),
+            database: database.into(),
             structured_logging: false,
             log_json: None,
             log_human: None,
@@ -121,6 +130,7 @@ impl SinkOptions {
             max_batch_records: MAX_BATCH_RECORDS,
             max_batch_delay: MAX_BATCH_DELAY,
             gateway_id: None,
+            recorded: None,
             shutdown_drain: DEFAULT_SHUTDOWN_DRAIN,
             shutdown: None,
             max_pending_records: MAX_PENDING_RECORDS,
@@ -156,6 +166,8 @@ struct Counters {
     failed_records: AtomicU64,
     log_write_errors: AtomicU64,
     send_after_exit: AtomicU64,
+    /// Records in the channel, as the sink last saw it (for /metrics).
+    queued: AtomicU64,
     spilled_records: AtomicU64,
     lost_at_shutdown: AtomicU64,
 }
@@ -254,6 +266,7 @@ impl Counters {
 pub struct SinkThread {
     thread: std::thread::JoinHandle<()>,
     counters: Arc<Counters>,
+    commit_time: Arc<AtomicHistogram>,
     close_requested: Arc<AtomicBool>,
     doorbell: Arc<Doorbell>,
 }
@@ -283,11 +296,16 @@ impl SinkThread {
         let counters = self.counters.clone();
         move || counters.snapshot(0)
     }
+
+    /// The counters and the commit-time histogram, for the metrics scrape.
+    pub(crate) fn probe(&self) -> SinkProbe {
+        SinkProbe::new(self.counters.clone(), self.commit_time.clone())
+    }
 }
 
 /// Opens the database (running migrations) and the log destinations, then spawns the sink thread.
 pub fn start(opts: SinkOptions) -> Result<(SinkHandle, SinkThread), SinkError> {
-    let store = db::open(&opts.database_path, Workload::RecordWriter)?;
+    let store = db::open(&opts.database, Workload::RecordWriter)?;
     start_with_store(opts, store)
 }
 
@@ -302,7 +320,8 @@ pub(crate) fn start_with_store(
         .map_err(|source| SinkError::Log { path: json.or(human).unwrap_or_default().to_owned(), source })?;
     // Before the settle: a spilled end must land before the start is taken for one left open. Spilled
     // records never reached the record log either, so the import writes their lines.
-    spill::import_all(&opts.database_path, store.as_mut(), &mut log);
+    let spill_anchor = opts.database.spill_anchor(opts.gateway_id.as_deref());
+    spill::import_all(&spill_anchor, store.as_mut(), &mut log);
     if let Some(gateway_id) = &opts.gateway_id {
         settle_previous_run(store.as_mut(), gateway_id);
     }
@@ -313,6 +332,7 @@ pub(crate) fn start_with_store(
     let capacity = opts.channel_capacity.max(1);
     let wake_level = max_batch_records.saturating_mul(WAKE_BATCHES).min((capacity / 2).max(1));
     let doorbell = Arc::new(Doorbell::new(wake_level));
+    let commit_time = Arc::new(probe::commit_histogram());
     let sink = Sink {
         store,
         rx,
@@ -333,7 +353,9 @@ pub(crate) fn start_with_store(
         retry_at: None,
         next_purge: Instant::now(),
         purge_more: false,
-        database_path: opts.database_path.clone(),
+        recorded: opts.recorded,
+        commit_time: commit_time.clone(),
+        database_path: spill_anchor,
         shutdown_drain: opts.shutdown_drain,
         drain_until: None,
         shutdown: opts.shutdown.clone(),
@@ -344,7 +366,7 @@ pub(crate) fn start_with_store(
     doorbell.install(thread.thread().clone());
     Ok((
         SinkHandle { tx, counters: counters.clone(), doorbell: doorbell.clone() },
-        SinkThread { thread, counters, close_requested, doorbell },
+        SinkThread { thread, counters, commit_time, close_requested, doorbell },
     ))
 }
 
@@ -407,7 +429,10 @@ struct Sink {
     next_purge: Instant,
     /// The last retention chunk was full: run another after the next batch.
     purge_more: bool,
-    /// Spill files go beside it.
+    /// Counts committed records into the metrics families (metrics on only).
+    recorded: Option<Arc<Recorded>>,
+    commit_time: Arc<AtomicHistogram>,
+    /// Spill files go beside it (for PostgreSQL, a name in the working directory).
     database_path: PathBuf,
     shutdown_drain: Duration,
     /// Set when the sink is closed: past it, what is still pending is spilled and the sink stops.
@@ -431,6 +456,7 @@ impl Sink {
                 }
             }
             self.counters.pending_in_memory.store(self.pending.len() as u64, Ordering::Relaxed);
+            self.counters.queued.store(self.rx.len() as u64, Ordering::Relaxed);
             if self.closed && self.pending.is_empty() {
                 break;
             }
@@ -585,8 +611,12 @@ impl Sink {
     /// Commits the oldest pending records (a batch's worth) in one transaction, then logs them.
     fn commit_batch(&mut self) {
         let n = self.pending.len().min(self.max_batch_records);
+        let began = Instant::now();
         match self.store.write_batch(&self.pending.range(..n).collect::<Vec<_>>()) {
-            Ok(()) => self.committed(n),
+            Ok(()) => {
+                self.commit_time.observe(began.elapsed());
+                self.committed(n);
+            }
             Err(e @ StoreError::Rejected(_)) => {
                 tracing::error!(error = %e, records = n, "sink batch rejected; retrying its records one by one");
                 self.commit_one_by_one(n);
@@ -627,6 +657,9 @@ impl Sink {
             tracing::warn!(backlog = self.pending.len(), "database writable again; sink is catching up");
         }
         self.backoff = BACKOFF_MIN;
+        if let Some(recorded) = &self.recorded {
+            recorded.committed(self.pending.range(..n));
+        }
         if self.log.is_active() {
             let now = SystemTime::now();
             let mut failed = false;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::logline::RecordLog;
 use crate::db::{timefmt, InterceptionDetail, Store, StoreError};
 use crate::records::{
-    CredentialKind, EndStatus, InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage,
+    Api, CredentialKind, EndStatus, InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage,
     ToolUsage,
 };
 
@@ -46,10 +46,16 @@ enum Line {
         client: String,
         client_session_id: Option<String>,
         user_agent: Option<String>,
+        /// Absent in lines written before sessions (issue 12) and for requests that start a thread.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlating_tool_call_id: Option<String>,
         credential_kind: String,
         credential_hint: Option<String>,
         started_at: String,
         gateway_id: String,
+        /// The wire API (metrics labels only); absent in spill files of earlier versions.
+        #[serde(default)]
+        api: Option<String>,
     },
     InterceptionEnd {
         #[serde(with = "uuid_text")]
@@ -142,10 +148,12 @@ pub(crate) fn encode(record: &Record) -> String {
             client: r.client,
             client_session_id: r.client_session_id,
             user_agent: r.user_agent,
+            correlating_tool_call_id: r.correlating_tool_call_id,
             credential_kind: r.credential_kind.as_str().to_owned(),
             credential_hint: r.credential_hint,
             started_at: time(r.started_at),
             gateway_id: r.gateway_id.to_string(),
+            api: Some(api_name(r.api).to_owned()),
         },
         Record::InterceptionEnd(r) => Line::InterceptionEnd {
             interception_id: r.interception_id,
@@ -204,10 +212,12 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             client,
             client_session_id,
             user_agent,
+            correlating_tool_call_id,
             credential_kind,
             credential_hint,
             started_at,
             gateway_id,
+            api,
         } => Record::InterceptionStart(InterceptionStart {
             interception_id,
             initiator_id,
@@ -217,6 +227,7 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             client,
             client_session_id,
             user_agent,
+            correlating_tool_call_id,
             credential_kind: match credential_kind.as_str() {
                 "centralized" => CredentialKind::Centralized,
                 "byok" => CredentialKind::Byok,
@@ -226,6 +237,12 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             credential_hint,
             started_at: parse_time("started_at", started_at)?,
             gateway_id: Arc::from(gateway_id),
+            api: match api.as_deref() {
+                None | Some("chat_completions") => Api::ChatCompletions,
+                Some("responses") => Api::Responses,
+                Some("messages") => Api::Messages,
+                Some(_) => return Err(DecodeError::Field { field: "api", value: api.unwrap_or_default() }),
+            },
         }),
         Line::InterceptionEnd { interception_id, ended_at, status, upstream_status } => {
             Record::InterceptionEnd(InterceptionEnd {
@@ -289,6 +306,15 @@ pub(crate) fn decode(line: &str) -> Result<Record, DecodeError> {
             })
         }
     })
+}
+
+/// The spill name of a wire API.
+fn api_name(api: Api) -> &'static str {
+    match api {
+        Api::ChatCompletions => "chat_completions",
+        Api::Responses => "responses",
+        Api::Messages => "messages",
+    }
 }
 
 /// The provider types a start record can name (`InterceptionStart::provider` is a static name).

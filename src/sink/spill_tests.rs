@@ -31,10 +31,12 @@ fn every_kind(id: Uuid, t: SystemTime) -> Vec<Record> {
             client: "claude-code".into(),
             client_session_id: Some("sess-1".into()),
             user_agent: None,
+            correlating_tool_call_id: Some("toolu_01".into()),
             credential_kind: CredentialKind::Byok,
             credential_hint: Some("sk-a…wxyz".into()),
             started_at: t,
             gateway_id: "gw-1".into(),
+            api: Api::Messages,
         }),
         Record::TokenUsage(TokenUsage {
             interception_id: id,

@@ -27,10 +27,12 @@ fn start_rec(id: Uuid, started_at: SystemTime) -> Record {
         client: "claude-code".into(),
         client_session_id: Some("sess-1".into()),
         user_agent: Some("claude-cli/2.0 (external, cli)".into()),
+        correlating_tool_call_id: None,
         credential_kind: CredentialKind::Centralized,
         credential_hint: Some("sk-a…wxyz".into()),
         started_at,
         gateway_id: "test-gateway".into(),
+        api: Api::ChatCompletions,
     })
 }
 

@@ -4,4 +4,6 @@
 //! types; clocks are passed in. The per-instance key health lives in `providers::key_pool` (the
 //! failover policy and its shared atomics are one thing).
 
+pub(crate) mod breaker;
+pub(crate) mod limits;
 pub(crate) mod readiness;

@@ -674,6 +674,8 @@ fn gateway_with_fd_limit(fds: u32) -> Gateway {
         .env("CODER_HTTP_ADDRESS", "127.0.0.1:0")
         .env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()))
         .env("CODER_AIBRIDGE_WORKERS", "1")
+        // No sessions API: its sockets would count against the descriptor limit under test.
+        .env("CODER_AIBRIDGE_ADMIN_ADDRESS", "")
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -696,7 +698,7 @@ fn gateway_with_fd_limit(fds: u32) -> Gateway {
             break rest.parse().unwrap();
         }
     };
-    Gateway { child, addr, db, dir, log_lines, probe_path: None }
+    Gateway { child, addr, db, dir, log_lines, probe_path: None, startup_log: Vec::new(), admin_addr: None }
 }
 
 #[test]

@@ -52,6 +52,10 @@ pub struct Gateway {
     /// An intercepted route of one of the gateway's providers, to probe tokens on; `None` when the gateway
     /// is disabled or has no provider (authentication cannot be observed there).
     pub probe_path: Option<String>,
+    /// The log lines printed before the gateway listened (start-up announcements).
+    pub startup_log: Vec<String>,
+    /// Where the sessions API and web page listen (`None` when turned off).
+    pub admin_addr: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -99,6 +103,8 @@ impl Gateway {
             .env("CODER_HTTP_ADDRESS", "127.0.0.1:0")
             .env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()))
             .env("CODER_AIBRIDGE_WORKERS", "2")
+            // The sessions API listens on a port of its own; tests run many gateways at once.
+            .env("CODER_AIBRIDGE_ADMIN_ADDRESS", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -131,7 +137,17 @@ impl Gateway {
                         let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
                         let addr: SocketAddr = addr.parse().expect("listen address in log");
                         let probe_path = if line.contains("enabled=false") { None } else { probe_path(&seen) };
-                        return Gateway { child, addr, db, dir, log_lines: rx, probe_path };
+                        let admin_addr = admin_addr(&seen);
+                        return Gateway {
+                            child,
+                            addr,
+                            db,
+                            dir,
+                            log_lines: rx,
+                            probe_path,
+                            startup_log: seen,
+                            admin_addr,
+                        };
                     }
                     seen.push(line);
                 }
@@ -224,6 +240,14 @@ impl Gateway {
         self.log_lines.try_iter().collect()
     }
 
+    /// Where the gateway serves `/metrics`, from its start-up log; `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.startup_log.iter().find_map(|line| {
+            let rest = &line[line.find("metrics on http://")? + "metrics on http://".len()..];
+            rest.split('/').next()?.parse().ok()
+        })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -251,6 +275,40 @@ fn probe_path(log: &[String]) -> Option<String> {
         };
         Some(format!("/api/v2/aibridge/{}{route}", field("provider=")?))
     })
+}
+
+/// The sessions API address from the start-up log line `sessions API and web page on http://ADDR/ui/`.
+fn admin_addr(lines: &[String]) -> Option<SocketAddr> {
+    const MARK: &str = "sessions API and web page on http://";
+    lines.iter().find_map(|line| {
+        let rest = &line[line.find(MARK)? + MARK.len()..];
+        rest.split('/').next()?.parse().ok()
+    })
+}
+
+/// Runs `aibridged tokens create --role ROLE` against `db` and returns the token printed on stdout.
+pub fn create_token_with_role(db: &Path, user: &str, role: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["tokens", "create", "--user", user, "--role", role])
+        .env_clear()
+        .env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .output()
+        .expect("run tokens create");
+    assert!(out.status.success(), "tokens create failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Runs `aibridged ARGS…` against `db` (a CLI command reading the database) and returns its stdout,
+/// asserting it succeeded.
+pub fn run_cli(db: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("CODER_AIBRIDGE_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .output()
+        .expect("run aibridged");
+    assert!(out.status.success(), "aibridged {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Runs `aibridged tokens create` against `db` and returns the token printed on stdout.
@@ -427,6 +485,11 @@ impl Client {
             }
         }
         true
+    }
+
+    /// The bytes received and not yet consumed by [`Client::read_response`].
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
     }
 
     /// True when the server closed the connection (reads EOF within the timeout).

@@ -6,6 +6,8 @@ mod checkpoint;
 mod connection;
 mod queries;
 mod schema;
+mod sessions;
+mod threads;
 mod tokens;
 mod write;
 
@@ -16,8 +18,8 @@ use rusqlite::{Connection, ErrorCode};
 use uuid::Uuid;
 
 use super::{
-    timefmt, DbError, InterceptionDetail, InterceptionPage, InterceptionQuery, Store, StoreError, StoredToken,
-    TokenInfo, Workload,
+    timefmt, DbError, InterceptionDetail, InterceptionPage, InterceptionQuery, SessionPage, SessionQuery, Store,
+    StoreError, StoredToken, TokenInfo, UsageRow, Workload,
 };
 use crate::records::{EndStatus, Record};
 
@@ -43,6 +45,10 @@ impl SqliteStore {
         let conn = connection::open_connection(path)?;
         let checkpoints = match workload {
             Workload::General => None,
+            Workload::Reader => {
+                conn.pragma_update(None, "query_only", true).map_err(connection::open_error)?;
+                None
+            }
             Workload::RecordWriter => {
                 conn.busy_timeout(RECORD_WRITER_BUSY_TIMEOUT).map_err(connection::open_error)?;
                 conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(connection::open_error)?;
@@ -124,6 +130,22 @@ impl Store for SqliteStore {
         queries::interception(&self.conn, id)
     }
 
+    fn list_sessions(&mut self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
+        sessions::list_sessions(&self.conn, query)
+    }
+
+    fn session_interceptions(
+        &mut self,
+        session_id: &str,
+        initiator_id: Option<&str>,
+    ) -> Result<Vec<InterceptionDetail>, StoreError> {
+        sessions::session_interceptions(&self.conn, session_id, initiator_id)
+    }
+
+    fn usage(&mut self, since: SystemTime, initiator_id: Option<&str>) -> Result<Vec<UsageRow>, StoreError> {
+        sessions::usage(&self.conn, since, initiator_id)
+    }
+
     fn close(&mut self) {
         // Fold the WAL into the database before exit; closing the last connection also tries this.
         if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -142,3 +164,5 @@ fn parse_time(row: &str, column: &'static str, text: Option<String>) -> Result<O
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sessions;

@@ -13,29 +13,38 @@ use crate::db::{
 };
 use crate::records::{ModelThought, PromptUsage, TokenUsage, ToolUsage};
 
-const INTERCEPTION_COLUMNS: &str = "id, initiator_id, provider, provider_name, model, client, client_session_id, \
-    user_agent, credential_kind, credential_hint, started_at, ended_at, status, upstream_status";
+pub(super) const INTERCEPTION_COLUMNS: &str =
+    "id, initiator_id, provider, provider_name, model, client, client_session_id, \
+    user_agent, credential_kind, credential_hint, started_at, ended_at, status, upstream_status, \
+    correlating_tool_call_id, thread_root_id";
 
 /// An interception row as SQLite returns it, before its id, times and status are checked.
-struct RawInterception {
+pub(super) struct RawInterception {
     text: [Option<String>; 13],
     upstream_status: Option<i64>,
+    correlating_tool_call_id: Option<String>,
+    thread_root_id: Option<String>,
 }
 
-fn raw_interception(r: &Row<'_>) -> Result<RawInterception, rusqlite::Error> {
+pub(super) fn raw_interception(r: &Row<'_>) -> Result<RawInterception, rusqlite::Error> {
     let mut text: [Option<String>; 13] = Default::default();
     for (i, slot) in text.iter_mut().enumerate() {
         *slot = r.get(i)?;
     }
-    Ok(RawInterception { text, upstream_status: r.get(13)? })
+    Ok(RawInterception {
+        text,
+        upstream_status: r.get(13)?,
+        correlating_tool_call_id: r.get(14)?,
+        thread_root_id: r.get(15)?,
+    })
 }
 
-fn parse_id(row: &str, column: &'static str, text: &str) -> Result<Uuid, StoreError> {
+pub(super) fn parse_id(row: &str, column: &'static str, text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::Corrupt { row: row.to_owned(), column })
 }
 
 impl RawInterception {
-    fn parse(self) -> Result<StoredInterception, StoreError> {
+    pub(super) fn parse(self) -> Result<StoredInterception, StoreError> {
         let [id, initiator_id, provider, provider_name, model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at, ended_at, status] =
             self.text;
         let id_text = id.unwrap_or_default();
@@ -61,6 +70,11 @@ impl RawInterception {
             ended_at: parse_time(&id_text, "ended_at", ended_at)?,
             status,
             upstream_status,
+            correlating_tool_call_id: self.correlating_tool_call_id,
+            thread_root_id: match self.thread_root_id {
+                None => None,
+                Some(root) => Some(parse_id(&id_text, "thread_root_id", &root)?),
+            },
         })
     }
 }
@@ -118,13 +132,20 @@ pub(super) fn interception(conn: &Connection, id: Uuid) -> Result<Option<Interce
     let Some(raw) = raw else {
         return Ok(None);
     };
-    Ok(Some(InterceptionDetail {
-        interception: raw.parse()?,
+    with_children(conn, raw.parse()?).map(Some)
+}
+
+/// An interception row completed with its child rows.
+pub(super) fn with_children(conn: &Connection, row: StoredInterception) -> Result<InterceptionDetail, StoreError> {
+    let id = row.id;
+    let id_text = id.hyphenated().to_string();
+    Ok(InterceptionDetail {
+        interception: row,
         token_usages: token_usages(conn, id, &id_text)?,
         prompts: prompts(conn, id, &id_text)?,
         tool_usages: tool_usages(conn, id, &id_text)?,
         thoughts: thoughts(conn, id, &id_text)?,
-    }))
+    })
 }
 
 /// Runs a child-table query for one interception and converts each row; rows come in insertion order.

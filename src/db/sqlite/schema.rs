@@ -91,6 +91,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE aibridge_interceptions ADD COLUMN gateway_id TEXT;
     ALTER TABLE aibridge_interceptions ADD COLUMN end_reason TEXT;
     ",
+    // 3: sessions and threads. `correlating_tool_call_id` is the last tool-result id of the request;
+    // `thread_root_id` the interception that started its thread (NULL: the row starts its own thread),
+    // filled by the store from the recorded tool calls when the row is written. The indexes serve the
+    // thread lookup (tool_call_id) and reading one session (client_session_id, thread_root_id). Tokens
+    // get a role: `user` sees its own records through the sessions API, `admin` everyone's.
+    "
+    ALTER TABLE aibridge_interceptions ADD COLUMN correlating_tool_call_id TEXT;
+    ALTER TABLE aibridge_interceptions ADD COLUMN thread_root_id TEXT;
+    CREATE INDEX aibridge_tool_usages_tool_call_id ON aibridge_tool_usages (tool_call_id);
+    CREATE INDEX aibridge_interceptions_client_session_id ON aibridge_interceptions (client_session_id);
+    CREATE INDEX aibridge_interceptions_thread_root_id ON aibridge_interceptions (thread_root_id);
+    ALTER TABLE aibridge_api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
+    ",
 ];
 
 /// The schema version this build writes.
@@ -143,6 +156,35 @@ mod tests {
             })
             .unwrap();
         assert_eq!(n, 6);
+    }
+
+    /// A database of schema 2 moves to 3: its interceptions and tokens stay, old tokens are `user`s.
+    #[test]
+    fn migration_3_keeps_rows_and_makes_old_tokens_users() {
+        let dir = crate::db::test_dir("schema-3");
+        let path = dir.join("a.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO aibridge_api_tokens (id, user, secret_hash, created_at) VALUES ('t', 'u', x'00', 'x')",
+                [],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO aibridge_interceptions (id, client_session_id) VALUES ('i', 's')", []).unwrap();
+        }
+        let conn = super::super::open_connection(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 3);
+        let role: String = conn.query_row("SELECT role FROM aibridge_api_tokens", [], |r| r.get(0)).unwrap();
+        assert_eq!(role, "user");
+        let (session, root): (String, Option<String>) = conn
+            .query_row("SELECT client_session_id, thread_root_id FROM aibridge_interceptions", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((session.as_str(), root), ("s", None));
     }
 
     #[test]

@@ -231,6 +231,7 @@ pub(super) fn write_batch(conn: &mut Connection, records: &[&Record]) -> Result<
         TOOLS.write(&tx, &tools, bind_tool)?;
         THOUGHTS.write(&tx, &thoughts, bind_thought)?;
     }
+    super::threads::link(&tx, records)?;
     tx.commit()
 }
 
@@ -382,10 +383,12 @@ mod tests {
                 client: format!("client{i}"),
                 client_session_id: (i % 2 == 0).then(|| format!("sess{i}")),
                 user_agent: (i % 3 == 0).then(|| format!("ua{i}")),
+                correlating_tool_call_id: None,
                 credential_kind: CredentialKind::Centralized,
                 credential_hint: (i % 5 == 0).then(|| format!("hint{i}")),
                 started_at: t(i),
                 gateway_id: "test-gateway".into(),
+                api: crate::records::Api::ChatCompletions,
             }));
             records.push(Record::TokenUsage(TokenUsage {
                 interception_id: id,

@@ -1,0 +1,294 @@
+//! Prometheus metrics (`GET /metrics` on `--prometheus-address`, README "Operating"): the per-worker atomic
+//! counters the request path writes (`worker`), the families the sink counts from committed records
+//! (`recorded`), the sink's own counters, and the text format (`exposition`), served by its own listener
+//! thread (`listener`). Nothing here runs I/O on a worker or takes a lock on the request path.
+
+pub(crate) mod exposition;
+pub(crate) mod histogram;
+pub(crate) mod listener;
+pub mod parse;
+pub(crate) mod recorded;
+pub(crate) mod worker;
+
+use std::sync::{Arc, OnceLock};
+
+use crate::records::Api;
+use crate::sink::SinkProbe;
+
+use exposition::{Encoder, Kind};
+use histogram::{Histogram, OVERHEAD_BUCKETS};
+use recorded::Recorded;
+use worker::{api_route, Layout, WorkerMetrics, APIS, METHODS, PASSTHROUGH_ROUTES, PHASES};
+
+/// A provider instance as its metrics label it.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceLabels {
+    /// `provider`: the provider type (`openai`, `anthropic`, `copilot`).
+    pub(crate) provider: &'static str,
+    /// `provider_name`: the instance's NAME.
+    pub(crate) name: String,
+}
+
+impl InstanceLabels {
+    /// Whether the instance's provider type intercepts `api` (its other in-flight series would always be 0).
+    fn serves(&self, api: Api) -> bool {
+        (self.provider == "anthropic") == (api == Api::Messages)
+    }
+}
+
+/// What the process reports about itself in the info metric.
+#[derive(Debug, Clone)]
+pub(crate) struct BuildInfo {
+    pub(crate) driver: &'static str,
+    pub(crate) workers: usize,
+}
+
+/// One instance's key failover pool as a scrape reads it: keys by state, and its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KeyPoolReading {
+    /// The instance's index.
+    pub(crate) instance: usize,
+    /// Keys in use or usable now.
+    pub(crate) valid: u64,
+    /// Keys resting after a 429.
+    pub(crate) temporary: u64,
+    /// Keys disabled after a 401/403 (until restart).
+    pub(crate) permanent: u64,
+    /// Attempts moved to another key.
+    pub(crate) failover_attempts: u64,
+    /// Times no key was usable.
+    pub(crate) exhaustions: u64,
+}
+
+/// Reads the shared key pools at scrape time (set once the gateway that owns them exists).
+pub(crate) type KeyPoolSource = Box<dyn Fn() -> Vec<KeyPoolReading> + Send + Sync>;
+
+/// Everything a scrape reads. Shared by the workers (their blocks), the sink (the recorded families) and
+/// the listener thread.
+pub(crate) struct Metrics {
+    prefix: String,
+    instances: Vec<InstanceLabels>,
+    info: BuildInfo,
+    layout: Layout,
+    workers: Box<[WorkerMetrics]>,
+    recorded: Arc<Recorded>,
+    sink: SinkProbe,
+    key_pools: OnceLock<KeyPoolSource>,
+}
+
+impl Metrics {
+    /// The metrics of a gateway with `instances` and `info.workers` workers; `recorded` is the sink's half.
+    pub(crate) fn new(
+        prefix: String,
+        instances: Vec<InstanceLabels>,
+        info: BuildInfo,
+        recorded: Arc<Recorded>,
+        sink: SinkProbe,
+    ) -> Metrics {
+        let layout = Layout { instances: instances.len() };
+        let workers = (0..info.workers.max(1)).map(|_| WorkerMetrics::new(layout)).collect();
+        Metrics { prefix, instances, info, layout, workers, recorded, sink, key_pools: OnceLock::new() }
+    }
+
+    /// Where scrapes read the key pools from; the first call wins (the pools live as long as the gateway).
+    /// The server sets it to read the gateway's shared key pools (`providers::key_pool`).
+    pub(crate) fn read_key_pools_from(&self, source: KeyPoolSource) {
+        let _ = self.key_pools.set(source);
+    }
+
+    /// Worker `index`'s block (the last one for an index beyond the configured count).
+    pub(crate) fn worker(&self, index: usize) -> &WorkerMetrics {
+        &self.workers[index.min(self.workers.len() - 1)]
+    }
+
+    /// One scrape's text.
+    pub(crate) fn render(&self) -> String {
+        let mut e = Encoder::new(&self.prefix);
+        self.encode_workers(&mut e);
+        self.recorded.encode(&mut e);
+        self.encode_sink(&mut e);
+        if let Some(source) = self.key_pools.get() {
+            self.encode_key_pools(&mut e, &source());
+        }
+        e.family("info", Kind::Gauge, "The gateway's I/O driver and worker count (value 1).");
+        let workers = self.info.workers.to_string();
+        e.sample("info", &[("driver", self.info.driver), ("workers", &workers)], 1.0);
+        e.finish()
+    }
+
+    fn encode_workers(&self, e: &mut Encoder<'_>) {
+        let t = worker::totals(self.layout, &self.workers);
+        e.family("interceptions_inflight", Kind::Gauge, "Intercepted requests being relayed now.");
+        for (i, inst) in self.instances.iter().enumerate() {
+            for (slot, api) in APIS.into_iter().enumerate().filter(|(_, api)| inst.serves(*api)) {
+                let labels = [("provider", inst.provider), ("provider_name", &*inst.name), ("route", api_route(api))];
+                e.sample("interceptions_inflight", &labels, t.inflight[i][slot] as f64);
+            }
+        }
+        e.family("passthrough_total", Kind::Counter, "Requests relayed on allow-listed passthrough routes.");
+        for (i, inst) in self.instances.iter().enumerate() {
+            for (m, method) in METHODS.into_iter().enumerate() {
+                for (r, route) in PASSTHROUGH_ROUTES.into_iter().enumerate() {
+                    let n = t.passthrough[i][m][r];
+                    if n > 0 {
+                        let labels = [
+                            ("provider", inst.provider),
+                            ("provider_name", &*inst.name),
+                            ("method", method),
+                            ("route", route),
+                        ];
+                        e.sample("passthrough_total", &labels, n as f64);
+                    }
+                }
+            }
+        }
+        e.family(
+            "overhead_seconds",
+            Kind::Histogram,
+            "Time the gateway itself adds to a request, by phase (request_read: head end to body end; \
+             upstream_connect: body end to a ready upstream connection; response_relay: upstream response \
+             head to the first bytes written to the client).",
+        );
+        for ((_, phase), h) in PHASES.iter().zip(&t.overhead) {
+            e.histogram("overhead_seconds", &[("phase", phase)], h);
+        }
+        e.family(
+            "upstream_ttfb_seconds",
+            Kind::Histogram,
+            "Upstream time to first byte: from a ready connection to the response head.",
+        );
+        for (inst, h) in self.instances.iter().zip(&t.ttfb) {
+            e.histogram("upstream_ttfb_seconds", &[("provider", inst.provider), ("provider_name", &*inst.name)], h);
+        }
+    }
+
+    fn encode_key_pools(&self, e: &mut Encoder<'_>, pools: &[KeyPoolReading]) {
+        let labelled = |r: &KeyPoolReading| self.instances.get(r.instance).map(|i| (i.provider, &*i.name));
+        e.family("key_pool_state", Kind::Gauge, "Keys of each failover pool by state (valid, temporary: resting after a 429, permanent: disabled after a 401/403).");
+        for r in pools {
+            let Some((provider, name)) = labelled(r) else { continue };
+            for (state, n) in [("valid", r.valid), ("temporary", r.temporary), ("permanent", r.permanent)] {
+                e.sample(
+                    "key_pool_state",
+                    &[("provider", provider), ("provider_name", name), ("state", state)],
+                    n as f64,
+                );
+            }
+        }
+        e.family("key_pool_failover_attempts", Kind::Counter, "Attempts moved to another key after a 429, 401 or 403.");
+        for r in pools {
+            let Some((provider, name)) = labelled(r) else { continue };
+            e.sample(
+                "key_pool_failover_attempts",
+                &[("provider", provider), ("provider_name", name)],
+                r.failover_attempts as f64,
+            );
+        }
+        e.family("key_pool_exhaustions_total", Kind::Counter, "Times every key of a pool was resting or disabled.");
+        for r in pools {
+            let Some((provider, name)) = labelled(r) else { continue };
+            e.sample(
+                "key_pool_exhaustions_total",
+                &[("provider", provider), ("provider_name", name)],
+                r.exhaustions as f64,
+            );
+        }
+    }
+
+    fn encode_sink(&self, e: &mut Encoder<'_>) {
+        let s = self.sink.stats();
+        let gauge = |e: &mut Encoder<'_>, name: &str, help: &str, v: u64| {
+            e.family(name, Kind::Gauge, help);
+            e.sample(name, &[], v as f64);
+        };
+        let counter = |e: &mut Encoder<'_>, name: &str, help: &str, v: u64| {
+            e.family(name, Kind::Counter, help);
+            e.sample(name, &[], v as f64);
+        };
+        gauge(e, "sink_queue_depth", "Records waiting in the worker-to-sink channel.", s.queued);
+        gauge(e, "sink_records_pending", "Records the sink holds that are not committed yet.", s.pending_in_memory);
+        counter(e, "sink_records_written_total", "Records committed to the store.", s.records_written);
+        counter(
+            e,
+            "sink_full_channel_waits_total",
+            "Times a worker found the record channel full and waited for the sink.",
+            s.full_waits,
+        );
+        counter(
+            e,
+            "sink_records_failed_total",
+            "Records the store rejected for good (each one logged).",
+            s.failed_records,
+        );
+        e.family("sink_batch_commit_seconds", Kind::Histogram, "Time to commit one batch of records to the store.");
+        let mut h = Histogram::new(OVERHEAD_BUCKETS);
+        self.sink.commit_time(&mut h);
+        e.histogram("sink_batch_commit_seconds", &[], &h);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::worker::Phase;
+    use std::time::Duration;
+
+    #[test]
+    fn a_scrape_of_every_family_parses_and_sums_the_workers() {
+        let m = Metrics::new(
+            "coder_aibridged_".into(),
+            vec![
+                InstanceLabels { provider: "openai", name: "oa".into() },
+                InstanceLabels { provider: "anthropic", name: "an\"t".into() },
+            ],
+            BuildInfo { driver: "epoll", workers: 2 },
+            Arc::new(Recorded::new(true)),
+            SinkProbe::detached(),
+        );
+        let _a = m.worker(0).inflight(1, Api::Messages);
+        let _b = m.worker(1).inflight(1, Api::Messages);
+        m.worker(1).passthrough(0, "GET", "/v1/models");
+        m.worker(0).overhead(Phase::RequestRead, Duration::from_micros(40));
+        let text = m.render();
+        let samples = parse::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+                .map(|s| s.value)
+        };
+        let inflight = [("provider_name", "an\"t"), ("route", "/v1/messages")];
+        assert_eq!(find("coder_aibridged_interceptions_inflight", &inflight), Some(2.0));
+        assert_eq!(find("coder_aibridged_passthrough_total", &[("route", "/v1/models"), ("method", "GET")]), Some(1.0));
+        assert_eq!(find("coder_aibridged_overhead_seconds_count", &[("phase", "request_read")]), Some(1.0));
+        assert_eq!(find("coder_aibridged_info", &[("driver", "epoll"), ("workers", "2")]), Some(1.0));
+        assert_eq!(find("coder_aibridged_sink_queue_depth", &[]), Some(0.0));
+        assert_eq!(find("coder_aibridged_sink_batch_commit_seconds_count", &[]), Some(0.0));
+        assert!(!text.contains("key_pool"), "no key-pool families until a source is set");
+
+        m.read_key_pools_from(Box::new(|| {
+            vec![KeyPoolReading {
+                instance: 0,
+                valid: 1,
+                temporary: 2,
+                permanent: 0,
+                failover_attempts: 5,
+                exhaustions: 1,
+            }]
+        }));
+        let text = m.render();
+        let samples = parse::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+                .map(|s| s.value)
+        };
+        assert_eq!(
+            find("coder_aibridged_key_pool_state", &[("provider_name", "oa"), ("state", "temporary")]),
+            Some(2.0)
+        );
+        assert_eq!(find("coder_aibridged_key_pool_failover_attempts", &[("provider", "openai")]), Some(5.0));
+        assert_eq!(find("coder_aibridged_key_pool_exhaustions_total", &[("provider_name", "oa")]), Some(1.0));
+    }
+}
