@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::records::Api;
 use crate::sink::SinkProbe;
-use crate::state::breaker::Phase;
+use crate::state::breaker::Phase as BreakerPhase;
 
 use exposition::{Encoder, Kind};
 use histogram::{Histogram, OVERHEAD_BUCKETS};
@@ -72,7 +72,7 @@ pub(crate) struct BreakerReading {
     /// The endpoint (API): `chat_completions`, `responses`, `messages`.
     pub(crate) endpoint: &'static str,
     pub(crate) model: String,
-    pub(crate) phase: Phase,
+    pub(crate) phase: BreakerPhase,
     /// Times it opened.
     pub(crate) trips: u64,
     /// Requests it refused with 503.
@@ -81,11 +81,11 @@ pub(crate) struct BreakerReading {
 
 /// `circuit_breaker_state`'s value for a phase, as Coder's AI Gateway reports it: 0 closed, 0.5
 /// half-open, 1 open.
-pub(crate) fn breaker_state_value(phase: Phase) -> f64 {
+pub(crate) fn breaker_state_value(phase: BreakerPhase) -> f64 {
     match phase {
-        Phase::Closed => 0.0,
-        Phase::HalfOpen => 0.5,
-        Phase::Open => 1.0,
+        BreakerPhase::Closed => 0.0,
+        BreakerPhase::HalfOpen => 0.5,
+        BreakerPhase::Open => 1.0,
     }
 }
 
@@ -436,9 +436,9 @@ mod tests {
 
     #[test]
     fn breaker_states_encode_as_coders_values() {
-        assert_eq!(breaker_state_value(Phase::Closed), 0.0);
-        assert_eq!(breaker_state_value(Phase::HalfOpen), 0.5);
-        assert_eq!(breaker_state_value(Phase::Open), 1.0);
+        assert_eq!(breaker_state_value(BreakerPhase::Closed), 0.0);
+        assert_eq!(breaker_state_value(BreakerPhase::HalfOpen), 0.5);
+        assert_eq!(breaker_state_value(BreakerPhase::Open), 1.0);
 
         let m = Metrics::new(
             "coder_aibridged_".into(),
@@ -458,12 +458,12 @@ mod tests {
             rejects: 7,
         };
         let breakers = vec![
-            reading("a", Phase::Closed),
-            reading("b", Phase::HalfOpen),
-            reading("c", Phase::Open),
+            reading("a", BreakerPhase::Closed),
+            reading("b", BreakerPhase::HalfOpen),
+            reading("c", BreakerPhase::Open),
             BreakerReading {
                 instance: 9, // an unknown instance is skipped
-                ..reading("d", Phase::Open)
+                ..reading("d", BreakerPhase::Open)
             },
         ];
         m.read_breakers_from(Box::new(move || breakers.clone()));
