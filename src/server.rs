@@ -115,6 +115,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
     if let Some(m) = &gateway.metrics {
         m.read_key_pools_from(key_pool_source(Arc::downgrade(&gateway)));
+        m.read_breakers_from(breaker_source(Arc::downgrade(&gateway)));
+        m.read_limits_from(limits_source(Arc::downgrade(&gateway), config.limits.max_connections > 0));
     }
 
     let (listeners, bound) = bind_reuseport(&config.http_address, config.workers)
@@ -185,6 +187,43 @@ fn start_metrics(
         .map_err(|source| StartError::Metrics { addr: addr.clone(), source })?;
     tracing::info!(address = %bound, prefix = %config.metrics.prefix, "metrics on http://{bound}/metrics");
     Ok(m)
+}
+
+/// What a scrape reads of the gateway's shared circuit breakers (`state::breaker`'s atomics: phase,
+/// trips, rejects of each breaker in use). Holds the gateway weakly, like [`key_pool_source`].
+fn breaker_source(gateway: std::sync::Weak<Gateway>) -> metrics::BreakerSource {
+    Box::new(move || {
+        let Some(gw) = gateway.upgrade() else { return Vec::new() };
+        gw.breakers
+            .views(std::time::Instant::now())
+            .into_iter()
+            .filter_map(|v| {
+                let instance = gw.instances.iter().position(|i| i.name == v.key.instance)?;
+                Some(metrics::BreakerReading {
+                    instance,
+                    endpoint: v.key.endpoint,
+                    model: v.key.model.clone(),
+                    phase: v.phase,
+                    trips: v.trips,
+                    rejects: v.rejects,
+                })
+            })
+            .collect()
+    })
+}
+
+/// What a scrape reads of the gateway's overload limits (`state::limits`' counters); the open
+/// connections only when `--max-connections` is on (`connections_capped`), the only case they are counted.
+fn limits_source(gateway: std::sync::Weak<Gateway>, connections_capped: bool) -> metrics::LimitsSource {
+    Box::new(move || {
+        let Some(gw) = gateway.upgrade() else { return metrics::LimitsReading::default() };
+        metrics::LimitsReading {
+            concurrency_rejected: gw.concurrency.rejected(),
+            rate_rejected: gw.rate.rejected(),
+            connections_rejected: gw.connections.rejected(),
+            connections_open: connections_capped.then(|| gw.connections.inflight()),
+        }
+    })
 }
 
 /// What a scrape reads of the gateway's shared key pools (the health atomics and counters of

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::records::Api;
 use crate::sink::SinkProbe;
+use crate::state::breaker::Phase as BreakerPhase;
 
 use exposition::{Encoder, Kind};
 use histogram::{Histogram, OVERHEAD_BUCKETS};
@@ -63,6 +64,50 @@ pub(crate) struct KeyPoolReading {
 /// Reads the shared key pools at scrape time (set once the gateway that owns them exists).
 pub(crate) type KeyPoolSource = Box<dyn Fn() -> Vec<KeyPoolReading> + Send + Sync>;
 
+/// One circuit breaker in use (provider instance × endpoint × model) as a scrape reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BreakerReading {
+    /// The instance's index.
+    pub(crate) instance: usize,
+    /// The endpoint (API): `chat_completions`, `responses`, `messages`.
+    pub(crate) endpoint: &'static str,
+    pub(crate) model: String,
+    pub(crate) phase: BreakerPhase,
+    /// Times it opened.
+    pub(crate) trips: u64,
+    /// Requests it refused with 503.
+    pub(crate) rejects: u64,
+}
+
+/// `circuit_breaker_state`'s value for a phase, as Coder's AI Gateway reports it: 0 closed, 0.5
+/// half-open, 1 open.
+pub(crate) fn breaker_state_value(phase: BreakerPhase) -> f64 {
+    match phase {
+        BreakerPhase::Closed => 0.0,
+        BreakerPhase::HalfOpen => 0.5,
+        BreakerPhase::Open => 1.0,
+    }
+}
+
+/// Reads the shared circuit breakers at scrape time (empty when the breaker is disabled).
+pub(crate) type BreakerSource = Box<dyn Fn() -> Vec<BreakerReading> + Send + Sync>;
+
+/// The overload limits' counters as a scrape reads them (`state::limits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LimitsReading {
+    /// Intercepted requests refused with 503 over `CODER_AIBRIDGE_MAX_CONCURRENCY`.
+    pub(crate) concurrency_rejected: u64,
+    /// Requests refused with 429 over `CODER_AIBRIDGE_RATE_LIMIT`.
+    pub(crate) rate_rejected: u64,
+    /// Connections closed at accept over `--max-connections`.
+    pub(crate) connections_rejected: u64,
+    /// Client connections open now, when `--max-connections` is on (only then are they counted).
+    pub(crate) connections_open: Option<u64>,
+}
+
+/// Reads the shared overload limits at scrape time.
+pub(crate) type LimitsSource = Box<dyn Fn() -> LimitsReading + Send + Sync>;
+
 /// Everything a scrape reads. Shared by the workers (their blocks), the sink (the recorded families) and
 /// the listener thread.
 pub(crate) struct Metrics {
@@ -74,6 +119,8 @@ pub(crate) struct Metrics {
     recorded: Arc<Recorded>,
     sink: SinkProbe,
     key_pools: OnceLock<KeyPoolSource>,
+    breakers: OnceLock<BreakerSource>,
+    limits: OnceLock<LimitsSource>,
 }
 
 impl Metrics {
@@ -87,13 +134,34 @@ impl Metrics {
     ) -> Metrics {
         let layout = Layout { instances: instances.len() };
         let workers = (0..info.workers.max(1)).map(|_| WorkerMetrics::new(layout)).collect();
-        Metrics { prefix, instances, info, layout, workers, recorded, sink, key_pools: OnceLock::new() }
+        Metrics {
+            prefix,
+            instances,
+            info,
+            layout,
+            workers,
+            recorded,
+            sink,
+            key_pools: OnceLock::new(),
+            breakers: OnceLock::new(),
+            limits: OnceLock::new(),
+        }
     }
 
     /// Where scrapes read the key pools from; the first call wins (the pools live as long as the gateway).
     /// The server sets it to read the gateway's shared key pools (`providers::key_pool`).
     pub(crate) fn read_key_pools_from(&self, source: KeyPoolSource) {
         let _ = self.key_pools.set(source);
+    }
+
+    /// Where scrapes read the circuit breakers from (`state::breaker`); the first call wins.
+    pub(crate) fn read_breakers_from(&self, source: BreakerSource) {
+        let _ = self.breakers.set(source);
+    }
+
+    /// Where scrapes read the overload limits' counters from (`state::limits`); the first call wins.
+    pub(crate) fn read_limits_from(&self, source: LimitsSource) {
+        let _ = self.limits.set(source);
     }
 
     /// Worker `index`'s block (the last one for an index beyond the configured count).
@@ -109,6 +177,12 @@ impl Metrics {
         self.encode_sink(&mut e);
         if let Some(source) = self.key_pools.get() {
             self.encode_key_pools(&mut e, &source());
+        }
+        if let Some(source) = self.breakers.get() {
+            self.encode_breakers(&mut e, &source());
+        }
+        if let Some(source) = self.limits.get() {
+            encode_limits(&mut e, &source());
         }
         e.family("info", Kind::Gauge, "The gateway's I/O driver and worker count (value 1).");
         let workers = self.info.workers.to_string();
@@ -195,6 +269,44 @@ impl Metrics {
         }
     }
 
+    fn encode_breakers(&self, e: &mut Encoder<'_>, breakers: &[BreakerReading]) {
+        let labelled: Vec<_> = breakers
+            .iter()
+            .filter_map(|r| {
+                let i = self.instances.get(r.instance)?;
+                Some((
+                    [
+                        ("provider", i.provider),
+                        ("provider_name", &*i.name),
+                        ("endpoint", r.endpoint),
+                        ("model", &*r.model),
+                    ],
+                    r,
+                ))
+            })
+            .collect();
+        e.family(
+            "circuit_breaker_state",
+            Kind::Gauge,
+            "State of each circuit breaker in use (0 closed, 0.5 half-open, 1 open).",
+        );
+        for (labels, r) in &labelled {
+            e.sample("circuit_breaker_state", labels, breaker_state_value(r.phase));
+        }
+        e.family("circuit_breaker_trips_total", Kind::Counter, "Times a circuit breaker opened.");
+        for (labels, r) in &labelled {
+            e.sample("circuit_breaker_trips_total", labels, r.trips as f64);
+        }
+        e.family(
+            "circuit_breaker_rejects_total",
+            Kind::Counter,
+            "Requests a circuit breaker refused with 503 (open, or half-open with its trials taken).",
+        );
+        for (labels, r) in &labelled {
+            e.sample("circuit_breaker_rejects_total", labels, r.rejects as f64);
+        }
+    }
+
     fn encode_sink(&self, e: &mut Encoder<'_>) {
         let s = self.sink.stats();
         let gauge = |e: &mut Encoder<'_>, name: &str, help: &str, v: u64| {
@@ -224,6 +336,36 @@ impl Metrics {
         let mut h = Histogram::new(OVERHEAD_BUCKETS);
         self.sink.commit_time(&mut h);
         e.histogram("sink_batch_commit_seconds", &[], &h);
+    }
+}
+
+/// The overload limits' families: refusals of each limit, and the open connections when they are capped.
+fn encode_limits(e: &mut Encoder<'_>, l: &LimitsReading) {
+    let counter = |e: &mut Encoder<'_>, name: &str, help: &str, v: u64| {
+        e.family(name, Kind::Counter, help);
+        e.sample(name, &[], v as f64);
+    };
+    counter(
+        e,
+        "concurrency_rejections_total",
+        "Intercepted requests refused with 503 over CODER_AIBRIDGE_MAX_CONCURRENCY.",
+        l.concurrency_rejected,
+    );
+    counter(
+        e,
+        "rate_limit_rejections_total",
+        "Requests refused with 429 over the per-token CODER_AIBRIDGE_RATE_LIMIT.",
+        l.rate_rejected,
+    );
+    counter(
+        e,
+        "connections_rejected_total",
+        "Client connections closed at accept over --max-connections.",
+        l.connections_rejected,
+    );
+    if let Some(open) = l.connections_open {
+        e.family("connections_open", Kind::Gauge, "Client connections open now (served only with --max-connections).");
+        e.sample("connections_open", &[], open as f64);
     }
 }
 
@@ -290,5 +432,67 @@ mod tests {
         );
         assert_eq!(find("coder_aibridged_key_pool_failover_attempts", &[("provider", "openai")]), Some(5.0));
         assert_eq!(find("coder_aibridged_key_pool_exhaustions_total", &[("provider_name", "oa")]), Some(1.0));
+    }
+
+    #[test]
+    fn breaker_states_encode_as_coders_values() {
+        assert_eq!(breaker_state_value(BreakerPhase::Closed), 0.0);
+        assert_eq!(breaker_state_value(BreakerPhase::HalfOpen), 0.5);
+        assert_eq!(breaker_state_value(BreakerPhase::Open), 1.0);
+
+        let m = Metrics::new(
+            "coder_aibridged_".into(),
+            vec![InstanceLabels { provider: "openai", name: "oa".into() }],
+            BuildInfo { driver: "epoll", workers: 1 },
+            Arc::new(Recorded::new(true)),
+            SinkProbe::detached(),
+        );
+        let text = m.render();
+        assert!(!text.contains("circuit_breaker") && !text.contains("rejections"), "nothing until sources are set");
+        let reading = |model: &str, phase| BreakerReading {
+            instance: 0,
+            endpoint: "chat_completions",
+            model: model.into(),
+            phase,
+            trips: 2,
+            rejects: 7,
+        };
+        let breakers = vec![
+            reading("a", BreakerPhase::Closed),
+            reading("b", BreakerPhase::HalfOpen),
+            reading("c", BreakerPhase::Open),
+            BreakerReading {
+                instance: 9, // an unknown instance is skipped
+                ..reading("d", BreakerPhase::Open)
+            },
+        ];
+        m.read_breakers_from(Box::new(move || breakers.clone()));
+        m.read_limits_from(Box::new(|| LimitsReading {
+            concurrency_rejected: 3,
+            rate_rejected: 4,
+            connections_rejected: 5,
+            connections_open: Some(2),
+        }));
+        let text = m.render();
+        let samples = parse::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+                .map(|s| s.value)
+        };
+        let labels = |model| {
+            [("provider", "openai"), ("provider_name", "oa"), ("endpoint", "chat_completions"), ("model", model)]
+        };
+        assert_eq!(find("coder_aibridged_circuit_breaker_state", &labels("a")), Some(0.0));
+        assert_eq!(find("coder_aibridged_circuit_breaker_state", &labels("b")), Some(0.5));
+        assert_eq!(find("coder_aibridged_circuit_breaker_state", &labels("c")), Some(1.0));
+        assert_eq!(find("coder_aibridged_circuit_breaker_state", &[("model", "d")]), None);
+        assert_eq!(find("coder_aibridged_circuit_breaker_trips_total", &labels("c")), Some(2.0));
+        assert_eq!(find("coder_aibridged_circuit_breaker_rejects_total", &labels("c")), Some(7.0));
+        assert_eq!(find("coder_aibridged_concurrency_rejections_total", &[]), Some(3.0));
+        assert_eq!(find("coder_aibridged_rate_limit_rejections_total", &[]), Some(4.0));
+        assert_eq!(find("coder_aibridged_connections_rejected_total", &[]), Some(5.0));
+        assert_eq!(find("coder_aibridged_connections_open", &[]), Some(2.0));
     }
 }

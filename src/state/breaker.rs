@@ -212,7 +212,6 @@ impl Breakers {
     }
 
     /// Every breaker in use, for the metrics.
-    #[cfg_attr(not(test), allow(dead_code))] // read by the metrics scrape
     pub(crate) fn views(&self, now: Instant) -> Vec<BreakerView<'_>> {
         let now_ms = self.ms(now);
         let timeout = ms_of(self.settings.timeout);

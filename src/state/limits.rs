@@ -57,13 +57,11 @@ impl Concurrency {
     }
 
     /// Admitted and not yet finished (0 when the limit is off).
-    #[cfg_attr(not(test), allow(dead_code))] // read by the metrics scrape
     pub(crate) fn inflight(&self) -> u64 {
         self.inflight.load(Ordering::Relaxed)
     }
 
     /// Refused so far (requests answered 503, or connections closed at accept).
-    #[cfg_attr(not(test), allow(dead_code))] // read by the metrics scrape
     pub(crate) fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
     }
@@ -132,7 +130,6 @@ impl RateLimiter {
     }
 
     /// Requests refused with 429 so far.
-    #[cfg_attr(not(test), allow(dead_code))] // read by the metrics scrape
     pub(crate) fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
     }

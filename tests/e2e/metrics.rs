@@ -1,7 +1,8 @@
 //! `/metrics` scraped from a real gateway: the values equal what the test drove (interceptions per
 //! status, tokens by type from the mock's known usage, prompts, tool selections, passthrough), in-flight
 //! goes up while a stream is held open and back down after, the initiator label and the prefix follow
-//! their settings, the listener is off by default, and every scrape parses as valid exposition text.
+//! their settings, the listener is off by default, and every scrape parses as valid exposition text. The
+//! circuit-breaker and overload-limit families follow the shared breakers and limits.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -320,4 +321,142 @@ fn key_pool_families_follow_the_shared_key_health() {
     assert!(mock.requests().is_empty(), "no provider call while every key rests");
     let s = scrape(&gw);
     assert_eq!((failovers(&s), exhaustions(&s)), (2.0, 3.0));
+}
+
+/// The circuit-breaker families read the breakers every worker shares: a tripped breaker reads 1 with
+/// one trip, each refusal adds a reject, and after its timeout it reads 0.5 (half-open).
+#[test]
+fn breaker_families_follow_the_shared_breaker() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway(
+        &mock,
+        &[
+            ("CODER_AIBRIDGE_CIRCUIT_BREAKER_ENABLED", "true"),
+            ("CODER_AIBRIDGE_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "1"),
+            ("CODER_AIBRIDGE_CIRCUIT_BREAKER_INTERVAL", "5m"),
+            ("CODER_AIBRIDGE_CIRCUIT_BREAKER_TIMEOUT", "3s"),
+        ],
+    );
+    let token = gw.token("pia");
+    let labels =
+        [("provider", "openai"), ("provider_name", "openai"), ("endpoint", "chat_completions"), ("model", "gpt-4o")];
+    let state = |m: &[Sample]| {
+        m.iter()
+            .find(|s| {
+                s.name == "coder_aibridged_circuit_breaker_state" && labels.iter().all(|(k, v)| s.label(k) == Some(v))
+            })
+            .map(|s| s.value)
+    };
+    let trips = |m: &[Sample]| sum(m, "coder_aibridged_circuit_breaker_trips_total", &labels);
+    let rejects = |m: &[Sample]| sum(m, "coder_aibridged_circuit_breaker_rejects_total", &labels);
+
+    // The mock's 503 opens it (the outcome counts when the request's handler finishes).
+    let r = chat(&gw, &token, "gpt-4o", &[("x-mock-status", "503")]);
+    assert_eq!(r.status, 503, "{}", r.text());
+    let m = scrape_until(&gw, "the breaker reads open", |m| state(m) == Some(1.0));
+    assert_eq!((trips(&m), rejects(&m)), (1.0, 0.0));
+
+    // A refused request is one reject (counted before its answer is written).
+    let r = chat(&gw, &token, "gpt-4o", &[]);
+    assert_eq!(r.json()["error"]["message"], "circuit breaker is open", "{}", r.text());
+    let m = scrape(&gw);
+    assert_eq!(state(&m), Some(1.0));
+    assert_eq!((trips(&m), rejects(&m)), (1.0, 1.0));
+
+    // After the timeout the next request would be a trial: half-open.
+    let m = scrape_until(&gw, "the breaker reads half-open", |m| state(m) == Some(0.5));
+    assert_eq!((trips(&m), rejects(&m)), (1.0, 1.0));
+    // Another model never used has no breaker series.
+    assert!(!m.iter().any(|s| s.label("model") == Some("gpt-4o-mini")));
+}
+
+/// The overload limits' counters read the limits every worker shares: each MAX_CONCURRENCY 503 and each
+/// RATE_LIMIT 429 adds exactly one to its counter; `connections_open` is served only with
+/// `--max-connections` on.
+#[test]
+fn limit_refusals_are_counted_exactly() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway(&mock, &[("CODER_AIBRIDGE_MAX_CONCURRENCY", "1"), ("CODER_AI_GATEWAY_RATE_LIMIT", "2")]);
+    let (holder, other) = (gw.token("holder"), gw.token("other"));
+    let concurrency = |m: &[Sample]| sum(m, "coder_aibridged_concurrency_rejections_total", &[]);
+    let rate = |m: &[Sample]| sum(m, "coder_aibridged_rate_limit_rejections_total", &[]);
+    let before = scrape(&gw);
+    assert!(!before.iter().any(|s| s.name == "coder_aibridged_connections_open"), "--max-connections is off");
+    assert_eq!(sum(&before, "coder_aibridged_connections_rejected_total", &[]), 0.0);
+
+    // One slow stream holds the only place.
+    let mut held = Client::connect(gw.addr);
+    let auth = format!("Bearer {holder}");
+    held.send(
+        "POST",
+        CHAT,
+        &[("Authorization", &auth), ("x-mock-events", "200"), ("x-mock-delay-ms", "100")],
+        br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"slow"}]}"#,
+    );
+    assert!(held.read_until_seen(b"data:"), "the stream started");
+
+    // Another token: within its rate it gets the capacity 503, above it the 429.
+    let (mut at_capacity, mut limited) = (0.0, 0.0);
+    for _ in 0..6 {
+        let r = chat(&gw, &other, "gpt-4o", &[]);
+        match r.status {
+            503 => at_capacity += 1.0,
+            429 => limited += 1.0,
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    assert!(at_capacity > 0.0 && limited > 0.0, "{at_capacity} at capacity, {limited} limited");
+    let m = scrape(&gw);
+    assert_eq!(concurrency(&m) - concurrency(&before), at_capacity);
+    assert_eq!(rate(&m) - rate(&before), limited);
+    drop(held);
+}
+
+/// `connections_open` and `connections_rejected_total` with `--max-connections` on.
+#[test]
+fn connection_refusals_are_counted() {
+    let mock = MockUpstream::start().unwrap();
+    let gw = gateway(&mock, &[("CODER_AIBRIDGE_MAX_CONNECTIONS", "2")]);
+    let open = |m: &[Sample]| {
+        m.iter().find(|s| s.name == "coder_aibridged_connections_open").map(|s| s.value).expect("connections_open")
+    };
+    // The harness's start-up probes' places are released when a worker reads their close.
+    scrape_until(&gw, "no connection open", |m| open(m) == 0.0);
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        wait_until("a connection under the limit is served", SCRAPE_WAIT, || {
+            let mut c = Client::connect(gw.addr);
+            c.send("GET", "/healthz", &[], b"");
+            let served = c.read_until_seen(b"HTTP/1.1 200");
+            if served {
+                assert_eq!(c.read_response().status, 200);
+                held.push(c);
+            }
+            served
+        });
+    }
+    let m = scrape(&gw);
+    assert_eq!(open(&m), 2.0);
+    let before = sum(&m, "coder_aibridged_connections_rejected_total", &[]);
+    for _ in 0..3 {
+        assert!(closed_at_accept(gw.addr), "a third connection is closed without an answer");
+    }
+    let m = scrape_until(&gw, "three refusals counted", |m| {
+        sum(m, "coder_aibridged_connections_rejected_total", &[]) - before == 3.0
+    });
+    assert_eq!(open(&m), 2.0);
+}
+
+/// Whether a new connection ends (EOF or reset) without a byte of an answer.
+fn closed_at_accept(addr: SocketAddr) -> bool {
+    use std::io::{ErrorKind, Read, Write};
+    let mut s = TcpStream::connect(addr).expect("the kernel still completes the handshake");
+    s.set_read_timeout(Some(SCRAPE_WAIT)).unwrap();
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got) {
+        Ok(_) => got.is_empty(),
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => got.is_empty(),
+        Err(e) => panic!("neither served nor refused: {e}"),
+    }
 }
