@@ -237,35 +237,27 @@ impl Metrics {
     }
 
     fn encode_key_pools(&self, e: &mut Encoder<'_>, pools: &[KeyPoolReading]) {
-        let labelled = |r: &KeyPoolReading| self.instances.get(r.instance).map(|i| (i.provider, &*i.name));
+        // Each pool's labels are looked up once and shared by its three families (as for the breakers).
+        let labelled: Vec<_> = pools
+            .iter()
+            .filter_map(|r| {
+                let i = self.instances.get(r.instance)?;
+                Some(([("provider", i.provider), ("provider_name", &*i.name)], r))
+            })
+            .collect();
         e.family("key_pool_state", Kind::Gauge, "Keys of each failover pool by state (valid, temporary: resting after a 429, permanent: disabled after a 401/403).");
-        for r in pools {
-            let Some((provider, name)) = labelled(r) else { continue };
+        for ([provider, name], r) in &labelled {
             for (state, n) in [("valid", r.valid), ("temporary", r.temporary), ("permanent", r.permanent)] {
-                e.sample(
-                    "key_pool_state",
-                    &[("provider", provider), ("provider_name", name), ("state", state)],
-                    n as f64,
-                );
+                e.sample("key_pool_state", &[*provider, *name, ("state", state)], n as f64);
             }
         }
         e.family("key_pool_failover_attempts", Kind::Counter, "Attempts moved to another key after a 429, 401 or 403.");
-        for r in pools {
-            let Some((provider, name)) = labelled(r) else { continue };
-            e.sample(
-                "key_pool_failover_attempts",
-                &[("provider", provider), ("provider_name", name)],
-                r.failover_attempts as f64,
-            );
+        for (labels, r) in &labelled {
+            e.sample("key_pool_failover_attempts", labels, r.failover_attempts as f64);
         }
         e.family("key_pool_exhaustions_total", Kind::Counter, "Times every key of a pool was resting or disabled.");
-        for r in pools {
-            let Some((provider, name)) = labelled(r) else { continue };
-            e.sample(
-                "key_pool_exhaustions_total",
-                &[("provider", provider), ("provider_name", name)],
-                r.exhaustions as f64,
-            );
+        for (labels, r) in &labelled {
+            e.sample("key_pool_exhaustions_total", labels, r.exhaustions as f64);
         }
     }
 
