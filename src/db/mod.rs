@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::records::{ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
 
 pub use ids::new_interception_id;
-pub(crate) use sessions::{SessionFilter, SessionPage, SessionQuery, SessionSummary, TokenTotals, UsageRow};
+pub(crate) use sessions::{FilterArg, SessionFilter, SessionPage, SessionQuery, SessionSummary, TokenTotals, UsageRow};
 pub use url::{DatabaseUrl, UrlError};
 
 /// The error a backend reported, kept whole for the log line.

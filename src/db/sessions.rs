@@ -20,6 +20,38 @@ pub(crate) struct SessionFilter {
     pub(crate) started_before: Option<SystemTime>,
 }
 
+/// The argument of one [`SessionFilter`] condition, for each store to bind in its own parameter type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FilterArg<'a> {
+    Text(&'a str),
+    Time(SystemTime),
+}
+
+impl SessionFilter {
+    /// The conditions that are set, in a fixed order, as ` AND …` SQL over `aibridge_interceptions` with
+    /// `?` for the condition's one argument (every `?` of a condition is that same argument). Both stores
+    /// number the `?` in their own placeholder style, so the filter's meaning is written once.
+    pub(crate) fn conditions(&self) -> Vec<(&'static str, FilterArg<'_>)> {
+        fn text<'a>(cond: &'static str, v: &'a Option<String>) -> Option<(&'static str, FilterArg<'a>)> {
+            v.as_deref().map(|v| (cond, FilterArg::Text(v)))
+        }
+        fn time<'a>(cond: &'static str, t: Option<SystemTime>) -> Option<(&'static str, FilterArg<'a>)> {
+            t.map(|t| (cond, FilterArg::Time(t)))
+        }
+        [
+            text(" AND initiator_id = ?", &self.initiator_id),
+            text(" AND model = ?", &self.model),
+            text(" AND (provider_name = ? OR provider = ?)", &self.provider),
+            text(" AND client = ?", &self.client),
+            time(" AND started_at >= ?", self.started_after),
+            time(" AND started_at < ?", self.started_before),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 /// One page of sessions, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SessionQuery {

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::classify;
 use super::queries::{get, interception_row, with_children, INTERCEPTION_COLUMNS};
 use crate::db::{
-    InterceptionDetail, SessionFilter, SessionPage, SessionQuery, SessionSummary, StoreError, TokenTotals, UsageRow,
-    MAX_PAGE,
+    FilterArg, InterceptionDetail, SessionFilter, SessionPage, SessionQuery, SessionSummary, StoreError, TokenTotals,
+    UsageRow, MAX_PAGE,
 };
 
 /// The session an interception belongs to, as text (uuids in their hyphenated lower-case form).
@@ -31,28 +31,13 @@ fn params(args: &Args) -> Vec<&(dyn ToSql + Sync)> {
 /// The `WHERE` conditions of `filter` over `aibridge_interceptions`, appending their arguments to `args`.
 fn filter_sql(filter: &SessionFilter, args: &mut Args) -> String {
     let mut sql = String::from("started_at IS NOT NULL");
-    // Each condition names its argument `$N` (every `?` of `cond` is the same argument).
-    let mut push = |cond: &str, v: Box<dyn ToSql + Sync>| {
-        args.push(v);
+    for (cond, arg) in filter.conditions() {
+        args.push(match arg {
+            FilterArg::Text(v) => Box::new(v.to_owned()),
+            FilterArg::Time(t) => Box::new(t),
+        });
+        // Each condition names its argument `$N`.
         sql.push_str(&cond.replace('?', &format!("${}", args.len())));
-    };
-    if let Some(u) = &filter.initiator_id {
-        push(" AND initiator_id = ?", Box::new(u.clone()));
-    }
-    if let Some(m) = &filter.model {
-        push(" AND model = ?", Box::new(m.clone()));
-    }
-    if let Some(p) = &filter.provider {
-        push(" AND (provider_name = ? OR provider = ?)", Box::new(p.clone()));
-    }
-    if let Some(c) = &filter.client {
-        push(" AND client = ?", Box::new(c.clone()));
-    }
-    if let Some(t) = filter.started_after {
-        push(" AND started_at >= ?", Box::new(t));
-    }
-    if let Some(t) = filter.started_before {
-        push(" AND started_at < ?", Box::new(t));
     }
     sql
 }

@@ -10,8 +10,8 @@ use rusqlite::{params_from_iter, Connection, Row};
 use super::queries::{raw_interception, with_children, INTERCEPTION_COLUMNS};
 use super::{classify, parse_time};
 use crate::db::{
-    timefmt, InterceptionDetail, SessionFilter, SessionPage, SessionQuery, SessionSummary, StoreError, TokenTotals,
-    UsageRow, MAX_PAGE,
+    timefmt, FilterArg, InterceptionDetail, SessionFilter, SessionPage, SessionQuery, SessionSummary, StoreError,
+    TokenTotals, UsageRow, MAX_PAGE,
 };
 
 /// The session an interception belongs to, as an SQL expression over `aibridge_interceptions`.
@@ -28,28 +28,13 @@ fn time(t: SystemTime) -> Value {
 /// The `WHERE` conditions of `filter` over `aibridge_interceptions`, appending their arguments to `args`.
 fn filter_sql(filter: &SessionFilter, args: &mut Vec<Value>) -> String {
     let mut sql = String::from("started_at IS NOT NULL");
-    // Each condition names its argument `?N` (every `?` of `cond` is the same argument).
-    let mut push = |cond: &str, v: Value| {
-        args.push(v);
+    for (cond, arg) in filter.conditions() {
+        args.push(match arg {
+            FilterArg::Text(v) => Value::Text(v.to_owned()),
+            FilterArg::Time(t) => time(t),
+        });
+        // Each condition names its argument `?N`.
         sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
-    };
-    if let Some(u) = &filter.initiator_id {
-        push(" AND initiator_id = ?", Value::Text(u.clone()));
-    }
-    if let Some(m) = &filter.model {
-        push(" AND model = ?", Value::Text(m.clone()));
-    }
-    if let Some(p) = &filter.provider {
-        push(" AND (provider_name = ? OR provider = ?)", Value::Text(p.clone()));
-    }
-    if let Some(c) = &filter.client {
-        push(" AND client = ?", Value::Text(c.clone()));
-    }
-    if let Some(t) = filter.started_after {
-        push(" AND started_at >= ?", time(t));
-    }
-    if let Some(t) = filter.started_before {
-        push(" AND started_at < ?", time(t));
     }
     sql
 }
