@@ -1,8 +1,10 @@
 //! Sink throughput: interceptions per second (start, end, one token usage, one prompt each) committed to
 //! SQLite by the single sink thread, without and with the JSON interception log, and into PostgreSQL (a
-//! throwaway local cluster) in the same run. A plain harness that prints rates; targets are ≥ 150k/s
-//! without logs, ≥ 100k/s with the JSON log to a file, and PostgreSQL ≥ 0.5× SQLite. It also compares the
-//! two ways to bulk-load a batch into PostgreSQL (binary `COPY` and one `INSERT … SELECT FROM unnest`).
+//! throwaway local cluster) in the same run, alternated over three rounds. A plain harness that prints
+//! rates; targets are ≥ 150k/s without logs, ≥ 100k/s with the JSON log to a file, and PostgreSQL ≥ 0.5×
+//! SQLite. It also compares the two ways to bulk-load a batch into PostgreSQL (binary `COPY` and one
+//! `INSERT … SELECT FROM unnest`). `SINK_BENCH_SKIP=label,…` skips the extra runs (`sqlite+json`,
+//! `sqlite-v4-ids`, `pg-load`); `SINK_BENCH_PG=name=value,…` sizes the server (`ALTER SYSTEM`, restart).
 
 #[path = "../tests/support/pg_cluster.rs"]
 mod pg_cluster;
@@ -217,27 +219,65 @@ fn copy_vs_insert(url: &str, batches: usize) {
     );
 }
 
+/// `SINK_BENCH_SKIP=label,label` leaves those runs out (`sqlite+json`, `sqlite-v4-ids`, `pg-load`), for
+/// profiling one store.
+fn skipped(label: &str) -> bool {
+    std::env::var("SINK_BENCH_SKIP").is_ok_and(|skip| skip.split(',').any(|s| s.trim() == label))
+}
+
+/// Rounds of SQLite and PostgreSQL, alternated so that both see the same machine (its speed drifts by
+/// ±15 % from minute to minute here); the ratio is the median of the rounds' ratios.
+const STORE_ROUNDS: usize = 3;
+
+/// The median and the range of `v`.
+fn median_range(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any filter argument is ignored by this plain harness.
-    let plain = run("sqlite", false, false);
-    let logged = run("sqlite+json", true, false);
-    // For comparison: random (v4) interception ids, which scatter index inserts over the whole B-trees.
-    run("sqlite-v4-ids", false, true);
     // PostgreSQL: a throwaway cluster on a loopback port (server defaults: fsync and synchronous_commit on).
     let cluster = pg_cluster::PgCluster::start();
-    let pg_url = cluster.create_database("bench");
-    let pg = run_on("postgres", Some(&pg_url), false, false);
-    copy_vs_insert(&cluster.create_database("load"), 100);
+    if let Ok(settings) = std::env::var("SINK_BENCH_PG") {
+        let pairs: Vec<(&str, &str)> = settings.split(',').filter_map(|kv| kv.split_once('=')).collect();
+        cluster.configure(&pairs);
+    }
+    let (mut sqlite, mut pg, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..STORE_ROUNDS {
+        let lite = run(&format!("sqlite-{round}"), false, false);
+        let url = cluster.create_database(&format!("bench{round}"));
+        let post = run_on(&format!("postgres-{round}"), Some(&url), false, false);
+        println!("sink round {round}: postgres/sqlite = {:.2}", post / lite);
+        sqlite.push(lite);
+        pg.push(post);
+        ratios.push(post / lite);
+    }
+    let logged = if skipped("sqlite+json") { None } else { Some(run("sqlite+json", true, false)) };
+    // For comparison: random (v4) interception ids, which scatter index inserts over the whole B-trees.
+    if !skipped("sqlite-v4-ids") {
+        run("sqlite-v4-ids", false, true);
+    }
+    if !skipped("pg-load") {
+        copy_vs_insert(&cluster.create_database("load"), 100);
+    }
     drop(cluster);
+    let (lite, lite_lo, lite_hi) = median_range(&sqlite);
+    let (post, post_lo, post_hi) = median_range(&pg);
+    let (ratio, ratio_lo, ratio_hi) = median_range(&ratios);
     println!(
-        "sink targets: sqlite {:.0}/s (target 150000) {}, sqlite+json {:.0}/s (target 100000) {}, \
-         postgres {:.0}/s = {:.2}x sqlite (target 0.5x) {}",
-        plain,
-        if plain >= 150_000.0 { "MET" } else { "MISSED" },
-        logged,
-        if logged >= 100_000.0 { "MET" } else { "MISSED" },
-        pg,
-        pg / plain,
-        if pg >= 0.5 * plain { "MET" } else { "MISSED" },
+        "sink medians of {STORE_ROUNDS} alternated rounds: sqlite {lite:.0}/s ({lite_lo:.0}–{lite_hi:.0}), \
+         postgres {post:.0}/s ({post_lo:.0}–{post_hi:.0}), postgres/sqlite {ratio:.2} ({ratio_lo:.2}–{ratio_hi:.2})"
+    );
+    let logged = match logged {
+        Some(rate) => format!("{rate:.0}/s (target 100000) {}", if rate >= 100_000.0 { "MET" } else { "MISSED" }),
+        None => "skipped".to_owned(),
+    };
+    println!(
+        "sink targets: sqlite {lite:.0}/s (target 150000) {}, sqlite+json {logged}, \
+         postgres {post:.0}/s = {ratio:.2}x sqlite (target 0.5x) {}",
+        if lite >= 150_000.0 { "MET" } else { "MISSED" },
+        if ratio >= 0.5 { "MET" } else { "MISSED" },
     );
 }

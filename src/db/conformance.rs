@@ -217,6 +217,29 @@ pub(crate) fn one_interception_comes_back_with_its_child_rows_in_order(s: &mut d
     assert!(detail.token_usages.is_empty());
 }
 
+/// An interception's halves in any order and batches, and a start written again (a spill imported out of
+/// order, an import repeated), make one row with both halves; the other rows of such a batch are stored.
+pub(crate) fn halves_in_any_order_make_one_row(s: &mut dyn Store) {
+    let early_end = db::new_interception_id();
+    let fresh = db::new_interception_id();
+    write(s, &[end(early_end, at(5))]);
+    write(s, &[start(early_end, "alice", at(1)), start(fresh, "bob", at(2)), end(fresh, at(3))]);
+    let again = db::new_interception_id();
+    write(s, &[start(again, "carol", at(1))]);
+    write(s, &[end(again, at(6))]);
+    // The same start once more, in a batch with a new interception and an end.
+    let later = db::new_interception_id();
+    write(s, &[start(again, "carol", at(1)), start(later, "dave", at(7)), end(later, at(8))]);
+    for (id, user, started, ended) in
+        [(early_end, "alice", 1, 5), (fresh, "bob", 2, 3), (again, "carol", 1, 6), (later, "dave", 7, 8)]
+    {
+        let row = s.interception(id).unwrap().expect("stored").interception;
+        assert_eq!(row.initiator_id.as_deref(), Some(user));
+        assert_eq!((row.started_at, row.ended_at), (Some(at(started)), Some(at(ended))), "{user}");
+        assert_eq!(row.status.as_deref(), Some("completed"), "{user}");
+    }
+}
+
 pub(crate) fn purge_removes_old_interceptions_with_their_children_in_chunks(s: &mut dyn Store) {
     let mut records = Vec::new();
     for i in 0..5 {

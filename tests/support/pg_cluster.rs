@@ -85,6 +85,15 @@ impl PgCluster {
         cluster
     }
 
+    /// Applies server settings (`ALTER SYSTEM`, then a restart), for benches that size the server like a
+    /// production one rather than with the stock 128 MB of shared buffers.
+    pub fn configure(&self, settings: &[(&str, &str)]) {
+        for (name, value) in settings {
+            self.psql(&format!("ALTER SYSTEM SET {name} = '{value}'"));
+        }
+        self.pg_ctl(&["restart", "-w", "-m", "fast"]);
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }

@@ -4,6 +4,7 @@
 //! `aibridge_sink_batches` ledger before anything is written again, so a retry never duplicates rows.
 //! Owns every SQL statement and the mapping of PostgreSQL's errors onto [`StoreError`].
 
+mod batch_sql;
 mod queries;
 mod schema;
 mod sessions;

@@ -111,6 +111,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX aibridge_interceptions_thread_root_id ON aibridge_interceptions (thread_root_id);
     ALTER TABLE aibridge_api_tokens ADD COLUMN role text NOT NULL DEFAULT 'user';
     ",
+    // 4: the session and thread indexes cover only the rows that have a value. A thread's first request
+    // (and every request of a client that sends no session id) leaves the column NULL, and no query looks
+    // those up through the index (`= $n` implies NOT NULL, so the planner still uses the partial index);
+    // the writer skips one or two B-tree inserts per such interception.
+    "
+    DROP INDEX aibridge_interceptions_client_session_id;
+    DROP INDEX aibridge_interceptions_thread_root_id;
+    CREATE INDEX aibridge_interceptions_client_session_id ON aibridge_interceptions (client_session_id)
+        WHERE client_session_id IS NOT NULL;
+    CREATE INDEX aibridge_interceptions_thread_root_id ON aibridge_interceptions (thread_root_id)
+        WHERE thread_root_id IS NOT NULL;
+    ",
+    // 5: a child row's primary key is (interception_id, id): what every read and the purge look up by, in
+    // the order they read, so one B-tree per child row replaces a key on `id` beside an index on
+    // `interception_id`.
+    "
+    ALTER TABLE aibridge_token_usages DROP CONSTRAINT aibridge_token_usages_pkey,
+        ADD PRIMARY KEY (interception_id, id);
+    DROP INDEX aibridge_token_usages_interception_id;
+    ALTER TABLE aibridge_user_prompts DROP CONSTRAINT aibridge_user_prompts_pkey,
+        ADD PRIMARY KEY (interception_id, id);
+    DROP INDEX aibridge_user_prompts_interception_id;
+    ALTER TABLE aibridge_tool_usages DROP CONSTRAINT aibridge_tool_usages_pkey,
+        ADD PRIMARY KEY (interception_id, id);
+    DROP INDEX aibridge_tool_usages_interception_id;
+    ALTER TABLE aibridge_model_thoughts DROP CONSTRAINT aibridge_model_thoughts_pkey,
+        ADD PRIMARY KEY (interception_id, id);
+    DROP INDEX aibridge_model_thoughts_interception_id;
+    ",
 ];
 
 /// The schema version this build writes.

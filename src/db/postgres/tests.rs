@@ -71,6 +71,11 @@ fn conformance_detail() {
 }
 
 #[test]
+fn conformance_halves() {
+    conformance::halves_in_any_order_make_one_row(&mut *store("halves", Workload::RecordWriter).0);
+}
+
+#[test]
 fn conformance_purge() {
     conformance::purge_removes_old_interceptions_with_their_children_in_chunks(
         &mut *store("purge", Workload::RecordWriter).0,

@@ -1,6 +1,5 @@
-//! PostgreSQL record writes: a batch is one statement (one round trip, one implicit transaction): every
-//! table's rows go in through an `INSERT … SELECT FROM unnest($n::type[])` data-modifying CTE (bound in
-//! binary) and the batch's id is entered in the `aibridge_sink_batches` ledger by the same statement;
+//! PostgreSQL record writes: a batch's records sorted by table and bound as arrays to one of the
+//! `batch_sql` statements (one round trip, one implicit transaction, the batch's ledger entry included);
 //! retention purges in bounded chunks under a try-lock; the start-up settle. Knows nothing of channels,
 //! retries or logs.
 
@@ -8,10 +7,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, Statement};
 use uuid::Uuid;
 
+use super::batch_sql;
+use super::threads::RootSpec;
 use crate::records::{InterceptionEnd, InterceptionStart, ModelThought, PromptUsage, Record, TokenUsage, ToolUsage};
 
 /// The advisory lock a purge must win: with several gateways on one database only one purges at a time,
@@ -24,73 +26,6 @@ const LEDGER_KEEP: Duration = Duration::from_secs(3600);
 /// Batches between two prunings of the ledger.
 const LEDGER_PRUNE_EVERY: u64 = 256;
 
-// Interception rows of a batch are merged per id first (a start and its end become one row), so one upsert
-// touches each row once. A start fills the start columns, an end the end columns; a half that is absent
-// (NULL `started_at` / `ended_at` in the incoming row) keeps what the table has. A real end also clears a
-// settle's `end_reason`.
-// Interception rows of a batch are merged per id first (a start and its end become one row), so one upsert
-// touches each row once. A start fills the start columns, an end the end columns; a half that is absent
-// (NULL `started_at` / `ended_at` in the incoming row) keeps what the table has. A real end also clears a
-// settle's `end_reason`. `thread_root_id` follows the row's `threads::RootSpec` ($17–$21): the root
-// resolved from the batch, else the stored root of the issuing interception, else the root of the newest
-// stored interception of the same user that recorded the call, else the row (or its in-batch ancestor).
-const UPSERT_INTERCEPTIONS: &str = "INSERT INTO aibridge_interceptions AS t (id, initiator_id, provider, \
-    provider_name, model, client, client_session_id, user_agent, credential_kind, credential_hint, started_at, \
-    gateway_id, ended_at, status, upstream_status, correlating_tool_call_id, thread_root_id) \
-    SELECT r.id, r.initiator_id, r.provider, r.provider_name, r.model, r.client, r.client_session_id, \
-    r.user_agent, r.credential_kind, r.credential_hint, r.started_at, r.gateway_id, r.ended_at, r.status, \
-    r.upstream_status, r.call, COALESCE(r.root_known, \
-      (SELECT COALESCE(p.thread_root_id, p.id) FROM aibridge_interceptions p \
-       WHERE p.id = r.root_parent AND p.initiator_id = r.root_user), \
-      (SELECT COALESCE(p.thread_root_id, p.id) FROM aibridge_tool_usages tu \
-       JOIN aibridge_interceptions p ON p.id = tu.interception_id \
-       WHERE tu.tool_call_id = r.root_call AND p.initiator_id = r.root_user AND p.id <> r.root_own \
-       ORDER BY tu.id DESC LIMIT 1), \
-      r.root_own) \
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-    $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[], $14::text[], \
-    $15::integer[], $16::text[], $17::uuid[], $18::uuid[], $19::text[], $20::text[], $21::uuid[]) \
-    AS r(id, initiator_id, provider, provider_name, model, client, client_session_id, user_agent, \
-    credential_kind, credential_hint, started_at, gateway_id, ended_at, status, upstream_status, call, \
-    root_known, root_parent, root_call, root_user, root_own) \
-    ON CONFLICT (id) DO UPDATE SET \
-    initiator_id = CASE WHEN excluded.started_at IS NULL THEN t.initiator_id ELSE excluded.initiator_id END, \
-    provider = CASE WHEN excluded.started_at IS NULL THEN t.provider ELSE excluded.provider END, \
-    provider_name = CASE WHEN excluded.started_at IS NULL THEN t.provider_name ELSE excluded.provider_name END, \
-    model = CASE WHEN excluded.started_at IS NULL THEN t.model ELSE excluded.model END, \
-    client = CASE WHEN excluded.started_at IS NULL THEN t.client ELSE excluded.client END, \
-    client_session_id = CASE WHEN excluded.started_at IS NULL THEN t.client_session_id \
-        ELSE excluded.client_session_id END, \
-    user_agent = CASE WHEN excluded.started_at IS NULL THEN t.user_agent ELSE excluded.user_agent END, \
-    credential_kind = CASE WHEN excluded.started_at IS NULL THEN t.credential_kind \
-        ELSE excluded.credential_kind END, \
-    credential_hint = CASE WHEN excluded.started_at IS NULL THEN t.credential_hint \
-        ELSE excluded.credential_hint END, \
-    gateway_id = CASE WHEN excluded.started_at IS NULL THEN t.gateway_id ELSE excluded.gateway_id END, \
-    correlating_tool_call_id = CASE WHEN excluded.started_at IS NULL THEN t.correlating_tool_call_id \
-        ELSE excluded.correlating_tool_call_id END, \
-    thread_root_id = CASE WHEN excluded.started_at IS NULL THEN t.thread_root_id ELSE excluded.thread_root_id END, \
-    started_at = COALESCE(excluded.started_at, t.started_at), \
-    status = CASE WHEN excluded.ended_at IS NULL THEN t.status ELSE excluded.status END, \
-    upstream_status = CASE WHEN excluded.ended_at IS NULL THEN t.upstream_status ELSE excluded.upstream_status END, \
-    end_reason = CASE WHEN excluded.ended_at IS NULL THEN t.end_reason ELSE NULL END, \
-    ended_at = COALESCE(excluded.ended_at, t.ended_at)";
-
-const INSERT_USAGES: &str = "INSERT INTO aibridge_token_usages (interception_id, msg_id, input_tokens, \
-    output_tokens, cache_read_input_tokens, cache_write_input_tokens, reasoning_tokens, extra, created_at) \
-    SELECT i, m, a, b, c, d, e, x::jsonb, t FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], \
-    $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::timestamptz[]) AS u(i, m, a, b, c, d, e, x, t)";
-
-const INSERT_PROMPTS: &str = "INSERT INTO aibridge_user_prompts (interception_id, msg_id, prompt, created_at) \
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])";
-
-const INSERT_TOOLS: &str = "INSERT INTO aibridge_tool_usages (interception_id, msg_id, tool, tool_call_id, input, \
-    server_url, injected, created_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], \
-    $5::text[], $6::text[], $7::boolean[], $8::timestamptz[])";
-
-const INSERT_THOUGHTS: &str = "INSERT INTO aibridge_model_thoughts (interception_id, msg_id, content, source, \
-    created_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])";
-
 /// Batch ids are UUIDv7, so "older than" is a key range.
 const PRUNE_LEDGER: &str = "DELETE FROM aibridge_sink_batches WHERE id < $1";
 
@@ -101,50 +36,20 @@ const SETTLE_OPEN: &str = "UPDATE aibridge_interceptions SET ended_at = $2, stat
 const CHILD_TABLES: [&str; 4] =
     ["aibridge_token_usages", "aibridge_user_prompts", "aibridge_tool_usages", "aibridge_model_thoughts"];
 
-/// `sql` with every `$n` parameter moved up by `by`.
-fn shift_params(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '$' {
-            let mut n = String::new();
-            while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
-                n.push(d);
-                chars.next();
-            }
-            match n.parse::<usize>() {
-                Ok(n) => out.push_str(&(n + by).to_string()),
-                Err(_) => out.push_str(&n),
-            }
-        }
-    }
-    out
-}
-
-/// The whole batch as one statement: every table's insert is a data-modifying CTE and the ledger entry
-/// the final insert, so a batch is one round trip and one implicit transaction (the per-statement
-/// round trips of BEGIN, six inserts and COMMIT halved the sink's rate on loopback).
-fn batch_sql() -> String {
-    format!(
-        "WITH i AS ({}), u AS ({}), p AS ({}), tl AS ({}), h AS ({}) INSERT INTO aibridge_sink_batches (id) VALUES ($48)",
-        UPSERT_INTERCEPTIONS,
-        shift_params(INSERT_USAGES, 21),
-        shift_params(INSERT_PROMPTS, 30),
-        shift_params(INSERT_TOOLS, 34),
-        shift_params(INSERT_THOUGHTS, 42),
-    )
-}
-
 /// The record writer's statements, prepared once per connection.
 pub(super) struct Statements {
-    batch: Statement,
+    insert_batch: Statement,
+    merge_batch: Statement,
     prune: Statement,
 }
 
 impl Statements {
     pub(super) fn prepare(client: &mut Client) -> Result<Self, postgres::Error> {
-        Ok(Statements { batch: client.prepare(&batch_sql())?, prune: client.prepare(PRUNE_LEDGER)? })
+        Ok(Statements {
+            insert_batch: client.prepare(&batch_sql::insert_batch())?,
+            merge_batch: client.prepare(&batch_sql::merge_batch())?,
+            prune: client.prepare(PRUNE_LEDGER)?,
+        })
     }
 }
 
@@ -189,12 +94,255 @@ fn count(v: u64) -> i64 {
 /// One interception row of a batch: its start and/or its end.
 #[derive(Default)]
 struct Merged<'a> {
+    id: Uuid,
     start: Option<&'a InterceptionStart>,
     end: Option<&'a InterceptionEnd>,
 }
 
-/// Writes `records` and the ledger entry `batch` in one statement (so one transaction). `prune` also drops ledger entries
-/// older than [`LEDGER_KEEP`].
+/// A batch's records sorted by table, interception halves merged per id in first-seen order.
+#[derive(Default)]
+struct Sorted<'a> {
+    rows: Vec<Merged<'a>>,
+    usages: Vec<&'a TokenUsage>,
+    prompts: Vec<&'a PromptUsage>,
+    tools: Vec<&'a ToolUsage>,
+    thoughts: Vec<&'a ModelThought>,
+}
+
+impl<'a> Sorted<'a> {
+    fn new(records: &[&'a Record]) -> Self {
+        let mut sorted = Sorted::default();
+        let mut row_of: HashMap<Uuid, usize> = HashMap::new();
+        let mut row = |rows: &mut Vec<Merged<'a>>, id: Uuid| -> usize {
+            *row_of.entry(id).or_insert_with(|| {
+                rows.push(Merged { id, ..Merged::default() });
+                rows.len() - 1
+            })
+        };
+        for record in records {
+            match record {
+                Record::InterceptionStart(r) => {
+                    let at = row(&mut sorted.rows, r.interception_id);
+                    sorted.rows[at].start = Some(r);
+                }
+                Record::InterceptionEnd(r) => {
+                    let at = row(&mut sorted.rows, r.interception_id);
+                    sorted.rows[at].end = Some(r);
+                }
+                Record::TokenUsage(r) => sorted.usages.push(r),
+                Record::PromptUsage(r) => sorted.prompts.push(r),
+                Record::ToolUsage(r) => sorted.tools.push(r),
+                Record::ModelThought(r) => sorted.thoughts.push(r),
+            }
+        }
+        sorted
+    }
+}
+
+/// The arrays bound to `batch_sql::INSERT_INTERCEPTIONS`, one element per row.
+struct InterceptionColumns<'a> {
+    ids: Vec<Uuid>,
+    text: [Vec<Option<Cow<'a, str>>>; 9],
+    started: Vec<Option<SystemTime>>,
+    gateway: Vec<Option<Cow<'a, str>>>,
+    ended: Vec<Option<SystemTime>>,
+    status: Vec<Option<&'a str>>,
+    upstream: Vec<Option<i32>>,
+    call: Vec<Option<Cow<'a, str>>>,
+    root_known: Vec<Option<Uuid>>,
+    root_parent: Vec<Option<Uuid>>,
+    root_call: Vec<Option<Cow<'a, str>>>,
+    root_user: Vec<Option<Cow<'a, str>>>,
+    root_own: Vec<Option<Uuid>>,
+}
+
+impl<'a> InterceptionColumns<'a> {
+    fn new(rows: &[&Merged<'a>], links: &'a HashMap<Uuid, RootSpec>) -> Self {
+        let start = |f: fn(&'a InterceptionStart) -> Option<&'a str>| -> Vec<Option<Cow<'a, str>>> {
+            rows.iter().map(|m| m.start.and_then(f).map(text)).collect()
+        };
+        let link = |m: &&Merged<'a>| m.start.and_then(|s| links.get(&s.interception_id));
+        InterceptionColumns {
+            ids: rows.iter().map(|m| m.id).collect(),
+            text: [
+                start(|s| Some(&s.initiator_id)),
+                start(|s| Some(s.provider)),
+                start(|s| Some(&s.provider_name)),
+                start(|s| Some(&s.model)),
+                start(|s| Some(&s.client)),
+                start(|s| s.client_session_id.as_deref()),
+                start(|s| s.user_agent.as_deref()),
+                start(|s| Some(s.credential_kind.as_str())),
+                start(|s| s.credential_hint.as_deref()),
+            ],
+            started: rows.iter().map(|m| m.start.map(|s| s.started_at)).collect(),
+            gateway: start(|s| Some(&s.gateway_id)),
+            ended: rows.iter().map(|m| m.end.map(|e| e.ended_at)).collect(),
+            status: rows.iter().map(|m| m.end.map(|e| e.status.as_str())).collect(),
+            upstream: rows.iter().map(|m| m.end.and_then(|e| e.upstream_status).map(i32::from)).collect(),
+            call: start(|s| s.correlating_tool_call_id.as_deref()),
+            root_known: rows.iter().map(|m| link(m).and_then(|l| l.known)).collect(),
+            root_parent: rows.iter().map(|m| link(m).and_then(|l| l.parent)).collect(),
+            root_call: rows.iter().map(|m| link(m).and_then(|l| opt_text(l.call.as_deref()))).collect(),
+            root_user: rows.iter().map(|m| link(m).and_then(|l| opt_text(l.user.as_deref()))).collect(),
+            root_own: rows.iter().map(|m| link(m).and_then(|l| l.own)).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); batch_sql::INTERCEPTION_PARAMS] {
+        let t = &self.text;
+        [
+            &self.ids,
+            &t[0],
+            &t[1],
+            &t[2],
+            &t[3],
+            &t[4],
+            &t[5],
+            &t[6],
+            &t[7],
+            &t[8],
+            &self.started,
+            &self.gateway,
+            &self.ended,
+            &self.status,
+            &self.upstream,
+            &self.call,
+            &self.root_known,
+            &self.root_parent,
+            &self.root_call,
+            &self.root_user,
+            &self.root_own,
+        ]
+    }
+}
+
+/// The arrays bound to `batch_sql::MERGE_ENDS`: ends whose start is not in the batch.
+struct EndColumns<'a> {
+    ids: Vec<Uuid>,
+    ended: Vec<SystemTime>,
+    status: Vec<&'a str>,
+    upstream: Vec<Option<i32>>,
+}
+
+impl<'a> EndColumns<'a> {
+    fn new(ends: &[&'a InterceptionEnd]) -> Self {
+        EndColumns {
+            ids: ends.iter().map(|e| e.interception_id).collect(),
+            ended: ends.iter().map(|e| e.ended_at).collect(),
+            status: ends.iter().map(|e| e.status.as_str()).collect(),
+            upstream: ends.iter().map(|e| e.upstream_status.map(i32::from)).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); batch_sql::END_PARAMS] {
+        [&self.ids, &self.ended, &self.status, &self.upstream]
+    }
+}
+
+/// The arrays bound to the child-row inserts (usages, prompts, tool calls, thoughts).
+struct ChildColumns<'a> {
+    u_ids: Vec<Uuid>,
+    u_msg: Vec<Cow<'a, str>>,
+    u_counts: [Vec<i64>; 5],
+    u_extra: Vec<Cow<'a, str>>,
+    u_at: Vec<SystemTime>,
+    p_ids: Vec<Uuid>,
+    p_msg: Vec<Cow<'a, str>>,
+    p_text: Vec<Cow<'a, str>>,
+    p_at: Vec<SystemTime>,
+    t_ids: Vec<Uuid>,
+    t_text: [Vec<Cow<'a, str>>; 4],
+    t_url: Vec<Option<Cow<'a, str>>>,
+    t_injected: Vec<bool>,
+    t_at: Vec<SystemTime>,
+    h_ids: Vec<Uuid>,
+    h_text: [Vec<Cow<'a, str>>; 3],
+    h_at: Vec<SystemTime>,
+}
+
+impl<'a> ChildColumns<'a> {
+    fn new(sorted: &Sorted<'a>) -> Self {
+        let (usages, prompts, tools, thoughts) = (&sorted.usages, &sorted.prompts, &sorted.tools, &sorted.thoughts);
+        ChildColumns {
+            u_ids: usages.iter().map(|r| r.interception_id).collect(),
+            u_msg: usages.iter().map(|r| text(&r.msg_id)).collect(),
+            u_counts: [
+                usages.iter().map(|r| count(r.input_tokens)).collect(),
+                usages.iter().map(|r| count(r.output_tokens)).collect(),
+                usages.iter().map(|r| count(r.cache_read_input_tokens)).collect(),
+                usages.iter().map(|r| count(r.cache_write_input_tokens)).collect(),
+                usages.iter().map(|r| count(r.reasoning_tokens)).collect(),
+            ],
+            u_extra: usages.iter().map(|r| json(&r.extra)).collect(),
+            u_at: usages.iter().map(|r| r.created_at).collect(),
+            p_ids: prompts.iter().map(|r| r.interception_id).collect(),
+            p_msg: prompts.iter().map(|r| text(&r.msg_id)).collect(),
+            p_text: prompts.iter().map(|r| text(&r.prompt)).collect(),
+            p_at: prompts.iter().map(|r| r.created_at).collect(),
+            t_ids: tools.iter().map(|r| r.interception_id).collect(),
+            t_text: [
+                tools.iter().map(|r| text(&r.msg_id)).collect(),
+                tools.iter().map(|r| text(&r.tool)).collect(),
+                tools.iter().map(|r| text(&r.tool_call_id)).collect(),
+                tools.iter().map(|r| text(&r.input)).collect(),
+            ],
+            t_url: tools.iter().map(|r| opt_text(r.server_url.as_deref())).collect(),
+            t_injected: tools.iter().map(|r| r.injected).collect(),
+            t_at: tools.iter().map(|r| r.created_at).collect(),
+            h_ids: thoughts.iter().map(|r| r.interception_id).collect(),
+            h_text: [
+                thoughts.iter().map(|r| text(&r.msg_id)).collect(),
+                thoughts.iter().map(|r| text(&r.content)).collect(),
+                thoughts.iter().map(|r| text(&r.source)).collect(),
+            ],
+            h_at: thoughts.iter().map(|r| r.created_at).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); batch_sql::CHILD_PARAMS] {
+        let (u, t, h) = (&self.u_counts, &self.t_text, &self.h_text);
+        [
+            &self.u_ids,
+            &self.u_msg,
+            &u[0],
+            &u[1],
+            &u[2],
+            &u[3],
+            &u[4],
+            &self.u_extra,
+            &self.u_at,
+            &self.p_ids,
+            &self.p_msg,
+            &self.p_text,
+            &self.p_at,
+            &self.t_ids,
+            &t[0],
+            &t[1],
+            &t[2],
+            &t[3],
+            &self.t_url,
+            &self.t_injected,
+            &self.t_at,
+            &self.h_ids,
+            &h[0],
+            &h[1],
+            &h[2],
+            &self.h_at,
+        ]
+    }
+}
+
+/// Whether `error` says that a start of the batch met a stored interception row: the batch is then
+/// written by the merging statement.
+fn start_met_stored_row(error: &postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        db.code() == &SqlState::UNIQUE_VIOLATION && db.constraint() == Some("aibridge_interceptions_pkey")
+    })
+}
+
+/// Writes `records` and the ledger entry `batch` in one statement (so one transaction). `prune` also drops
+/// ledger entries older than [`LEDGER_KEEP`].
 pub(super) fn write_batch(
     client: &mut Client,
     stmts: &Statements,
@@ -202,158 +350,32 @@ pub(super) fn write_batch(
     batch: Uuid,
     prune: bool,
 ) -> Result<(), WriteFailure> {
-    let mut order: Vec<Uuid> = Vec::new();
-    let mut merged: HashMap<Uuid, Merged<'_>> = HashMap::new();
-    let mut usages: Vec<&TokenUsage> = Vec::new();
-    let mut prompts: Vec<&PromptUsage> = Vec::new();
-    let mut tools: Vec<&ToolUsage> = Vec::new();
-    let mut thoughts: Vec<&ModelThought> = Vec::new();
-    for record in records {
-        let id = match record {
-            Record::InterceptionStart(r) => r.interception_id,
-            Record::InterceptionEnd(r) => r.interception_id,
-            _ => Uuid::nil(),
-        };
-        match record {
-            Record::InterceptionStart(_) | Record::InterceptionEnd(_) => {
-                let row = merged.entry(id).or_insert_with(|| {
-                    order.push(id);
-                    Merged::default()
-                });
-                match record {
-                    Record::InterceptionStart(r) => row.start = Some(r),
-                    Record::InterceptionEnd(r) => row.end = Some(r),
-                    _ => {}
-                }
-            }
-            Record::TokenUsage(r) => usages.push(r),
-            Record::PromptUsage(r) => prompts.push(r),
-            Record::ToolUsage(r) => tools.push(r),
-            Record::ModelThought(r) => thoughts.push(r),
-        }
-    }
-    let rows: Vec<&Merged<'_>> = order.iter().filter_map(|id| merged.get(id)).collect();
-    let start = |f: fn(&InterceptionStart) -> Option<&str>| -> Vec<Option<Cow<'_, str>>> {
-        rows.iter().map(|m| m.start.and_then(f).map(text)).collect()
-    };
-    let i_cols = [
-        start(|s| Some(&s.initiator_id)),
-        start(|s| Some(s.provider)),
-        start(|s| Some(&s.provider_name)),
-        start(|s| Some(&s.model)),
-        start(|s| Some(&s.client)),
-        start(|s| s.client_session_id.as_deref()),
-        start(|s| s.user_agent.as_deref()),
-        start(|s| Some(s.credential_kind.as_str())),
-        start(|s| s.credential_hint.as_deref()),
-    ];
-    let i_started: Vec<Option<SystemTime>> = rows.iter().map(|m| m.start.map(|s| s.started_at)).collect();
-    let i_gateway = start(|s| Some(&s.gateway_id));
-    let i_ended: Vec<Option<SystemTime>> = rows.iter().map(|m| m.end.map(|e| e.ended_at)).collect();
-    let i_status: Vec<Option<&str>> = rows.iter().map(|m| m.end.map(|e| e.status.as_str())).collect();
-    let i_upstream: Vec<Option<i32>> =
-        rows.iter().map(|m| m.end.and_then(|e| e.upstream_status).map(i32::from)).collect();
-    let i_call = start(|s| s.correlating_tool_call_id.as_deref());
+    let sorted = Sorted::new(records);
     let links = super::threads::resolve(records);
-    let link = |m: &&Merged<'_>| m.start.and_then(|s| links.get(&s.interception_id));
-    let r_known: Vec<Option<Uuid>> = rows.iter().map(|m| link(m).and_then(|l| l.known)).collect();
-    let r_parent: Vec<Option<Uuid>> = rows.iter().map(|m| link(m).and_then(|l| l.parent)).collect();
-    let r_call: Vec<Option<Cow<'_, str>>> =
-        rows.iter().map(|m| link(m).and_then(|l| opt_text(l.call.as_deref()))).collect();
-    let r_user: Vec<Option<Cow<'_, str>>> =
-        rows.iter().map(|m| link(m).and_then(|l| opt_text(l.user.as_deref()))).collect();
-    let r_own: Vec<Option<Uuid>> = rows.iter().map(|m| link(m).and_then(|l| l.own)).collect();
-
-    let u_ids: Vec<Uuid> = usages.iter().map(|r| r.interception_id).collect();
-    let u_msg: Vec<Cow<'_, str>> = usages.iter().map(|r| text(&r.msg_id)).collect();
-    let u_counts: [Vec<i64>; 5] = [
-        usages.iter().map(|r| count(r.input_tokens)).collect(),
-        usages.iter().map(|r| count(r.output_tokens)).collect(),
-        usages.iter().map(|r| count(r.cache_read_input_tokens)).collect(),
-        usages.iter().map(|r| count(r.cache_write_input_tokens)).collect(),
-        usages.iter().map(|r| count(r.reasoning_tokens)).collect(),
-    ];
-    let u_extra: Vec<Cow<'_, str>> = usages.iter().map(|r| json(&r.extra)).collect();
-    let u_at: Vec<SystemTime> = usages.iter().map(|r| r.created_at).collect();
-
-    let p_ids: Vec<Uuid> = prompts.iter().map(|r| r.interception_id).collect();
-    let p_msg: Vec<Cow<'_, str>> = prompts.iter().map(|r| text(&r.msg_id)).collect();
-    let p_text: Vec<Cow<'_, str>> = prompts.iter().map(|r| text(&r.prompt)).collect();
-    let p_at: Vec<SystemTime> = prompts.iter().map(|r| r.created_at).collect();
-
-    let t_ids: Vec<Uuid> = tools.iter().map(|r| r.interception_id).collect();
-    let t_text: [Vec<Cow<'_, str>>; 4] = [
-        tools.iter().map(|r| text(&r.msg_id)).collect(),
-        tools.iter().map(|r| text(&r.tool)).collect(),
-        tools.iter().map(|r| text(&r.tool_call_id)).collect(),
-        tools.iter().map(|r| text(&r.input)).collect(),
-    ];
-    let t_url: Vec<Option<Cow<'_, str>>> = tools.iter().map(|r| opt_text(r.server_url.as_deref())).collect();
-    let t_injected: Vec<bool> = tools.iter().map(|r| r.injected).collect();
-    let t_at: Vec<SystemTime> = tools.iter().map(|r| r.created_at).collect();
-
-    let h_ids: Vec<Uuid> = thoughts.iter().map(|r| r.interception_id).collect();
-    let h_text: [Vec<Cow<'_, str>>; 3] = [
-        thoughts.iter().map(|r| text(&r.msg_id)).collect(),
-        thoughts.iter().map(|r| text(&r.content)).collect(),
-        thoughts.iter().map(|r| text(&r.source)).collect(),
-    ];
-    let h_at: Vec<SystemTime> = thoughts.iter().map(|r| r.created_at).collect();
-
-    let params: [&(dyn ToSql + Sync); 48] = [
-        &order,
-        &i_cols[0],
-        &i_cols[1],
-        &i_cols[2],
-        &i_cols[3],
-        &i_cols[4],
-        &i_cols[5],
-        &i_cols[6],
-        &i_cols[7],
-        &i_cols[8],
-        &i_started,
-        &i_gateway,
-        &i_ended,
-        &i_status,
-        &i_upstream,
-        &i_call,
-        &r_known,
-        &r_parent,
-        &r_call,
-        &r_user,
-        &r_own,
-        &u_ids,
-        &u_msg,
-        &u_counts[0],
-        &u_counts[1],
-        &u_counts[2],
-        &u_counts[3],
-        &u_counts[4],
-        &u_extra,
-        &u_at,
-        &p_ids,
-        &p_msg,
-        &p_text,
-        &p_at,
-        &t_ids,
-        &t_text[0],
-        &t_text[1],
-        &t_text[2],
-        &t_text[3],
-        &t_url,
-        &t_injected,
-        &t_at,
-        &h_ids,
-        &h_text[0],
-        &h_text[1],
-        &h_text[2],
-        &h_at,
-        &batch,
-    ];
+    let children = ChildColumns::new(&sorted);
+    let started: Vec<&Merged<'_>> = sorted.rows.iter().filter(|m| m.start.is_some()).collect();
+    let ends: Vec<&InterceptionEnd> = sorted.rows.iter().filter(|m| m.start.is_none()).filter_map(|m| m.end).collect();
+    let (starts, ends) = (InterceptionColumns::new(&started, &links), EndColumns::new(&ends));
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(64);
+    params.extend(starts.params());
+    params.extend(ends.params());
+    params.extend(children.params());
+    params.push(&batch);
+    let mut result = client.execute(&stmts.insert_batch, &params);
+    if result.as_ref().is_err_and(start_met_stored_row) {
+        tracing::debug!("a start of the batch meets a stored row; writing the batch with the merging statement");
+        let all: Vec<&Merged<'_>> = sorted.rows.iter().collect();
+        let rows = InterceptionColumns::new(&all, &links);
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(64);
+        params.extend(rows.params());
+        params.extend(children.params());
+        params.push(&batch);
+        result = client.execute(&stmts.merge_batch, &params);
+    }
     // One statement, one implicit transaction. An ERROR the server reported on a connection that is still
     // open means it rolled back; anything else (a FATAL such as `pg_terminate_backend`, a lost connection)
     // may have come after the commit, so the outcome is unknown.
-    if let Err(error) = client.execute(&stmts.batch, &params) {
+    if let Err(error) = result {
         let rolled_back =
             !client.is_closed() && error.as_db_error().is_some_and(|db| db.severity().eq_ignore_ascii_case("ERROR"));
         return Err(WriteFailure { at_commit: !rolled_back, error });
@@ -440,16 +462,6 @@ mod tests {
         assert_eq!(json("not json"), r#""not json""#);
         assert_eq!(json(r#"{"n":1}"#), r#"{"n":1}"#);
         assert_eq!(count(u64::MAX), i64::MAX);
-    }
-
-    #[test]
-    fn the_batch_statement_numbers_every_parameter_once() {
-        assert_eq!(shift_params("unnest($1::uuid[], $12::text[]) x$", 15), "unnest($16::uuid[], $27::text[]) x$");
-        let sql = batch_sql();
-        for n in 1..=48 {
-            assert_eq!(sql.matches(&format!("${n}::")).count() + sql.matches(&format!("(${n})")).count(), 1, "${n}");
-        }
-        assert!(!sql.contains("$49"));
     }
 
     #[test]

@@ -29,6 +29,11 @@ fn one_interception_comes_back_with_its_child_rows_in_order() {
 }
 
 #[test]
+fn halves_in_any_order_make_one_row() {
+    conformance::halves_in_any_order_make_one_row(&mut *store("db-halves").0);
+}
+
+#[test]
 fn purge_removes_old_interceptions_with_their_children_in_chunks() {
     conformance::purge_removes_old_interceptions_with_their_children_in_chunks(&mut *store("db-purge").0);
 }
