@@ -1,5 +1,6 @@
 //! End-to-end benchmark (issue 5): in one run, the same load against the mock directly, through nginx and
-//! through aibridged (io_uring with recording on and off, epoll with recording on); prints markdown tables
+//! through aibridged (io_uring with recording on and off, epoll with recording on, io_uring recording into a
+//! throwaway PostgreSQL server on the load side's CPUs); prints markdown tables
 //! and the target checks and writes JSON under `target/bench/`. Figures are ratios within this run; the
 //! absolute times of a shared machine are noise. It orchestrates processes; it never measures in-process
 //! (the load generator is `aibridged-loadgen`, a separate process).
@@ -16,6 +17,8 @@
 #[allow(dead_code)]
 #[path = "e2e/confined.rs"]
 mod confined;
+#[path = "../tests/support/pg_cluster.rs"]
+mod pg_cluster;
 #[allow(dead_code)]
 #[path = "e2e/procs.rs"]
 mod procs;
@@ -184,6 +187,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// The store a gateway variant records into.
+#[derive(Clone, Copy)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// Starts a throwaway PostgreSQL cluster with a database for the bench, and moves the postmaster and its
+/// helpers onto `cpus` (backends forked later inherit them). The cluster and its URL, or why there is none.
+fn start_postgres(cpus: &[usize]) -> Result<(pg_cluster::PgCluster, String), String> {
+    // The cluster helper panics with the reason (no server binaries, initdb failed): a bench row says it.
+    let cluster = std::panic::catch_unwind(pg_cluster::PgCluster::start).map_err(|panic| {
+        panic.downcast_ref::<String>().cloned().unwrap_or_else(|| "PostgreSQL did not start".to_string())
+    })?;
+    let url = cluster.create_database("aibridged_bench");
+    let pid_file = cluster.root().join("data/postmaster.pid");
+    let postmaster: u32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|text| text.lines().next().and_then(|line| line.trim().parse().ok()))
+        .ok_or_else(|| format!("cannot read {}", pid_file.display()))?;
+    for pid in procs::with_children(postmaster) {
+        procs::pin_running(pid, cpus).map_err(|e| e.to_string())?;
+    }
+    Ok((cluster, url))
+}
+
 /// Everything the run started, stopped when dropped (gateways and nginx before the mock).
 struct Fleet {
     servers: Vec<Proc>,
@@ -319,15 +348,49 @@ fn run() -> Result<(), BenchError> {
         });
     }
 
+    // Recording into PostgreSQL (issue 11): a throwaway server on the load side's CPUs, standing in for a
+    // database server on another machine, so that it never takes the gateway's CPU.
+    let postgres = start_postgres(&pinning.load);
+    let postgres_url = postgres.as_ref().ok().map(|(_, url)| url.clone());
+    if postgres.is_ok() && !pinning.load.is_empty() {
+        notes.push(format!("PostgreSQL (the -postgres row's store) runs on the load CPUs {:?}", pinning.load));
+    }
+
     // The gateway variants, all started now; only the one under load is busy at any moment.
-    for (name, driver, recording, metrics) in [
-        ("aibridged-uring-rec-on", "io_uring", true, false),
-        ("aibridged-uring-rec-off", "io_uring", false, false),
-        ("aibridged-epoll-rec-on", "epoll", true, false),
+    for (name, driver, recording, metrics, store) in [
+        ("aibridged-uring-rec-on", "io_uring", true, false, Store::Sqlite),
+        ("aibridged-uring-rec-off", "io_uring", false, false, Store::Sqlite),
+        ("aibridged-epoll-rec-on", "epoll", true, false, Store::Sqlite),
         // The same as the first with /metrics served: the metrics' cost on the request path.
-        ("aibridged-uring-rec-on-metrics", "io_uring", true, true),
+        ("aibridged-uring-rec-on-metrics", "io_uring", true, true, Store::Sqlite),
+        // The same as the first recording into PostgreSQL, as several gateways would.
+        ("aibridged-uring-rec-on-postgres", "io_uring", true, false, Store::Postgres),
     ] {
-        let spec = GatewaySpec { name, driver, recording, metrics, workers: settings.workers, mock_addr: &mock_addr };
+        let database_url = match (store, &postgres) {
+            (Store::Sqlite, _) => None,
+            (Store::Postgres, Ok(_)) => postgres_url.as_deref(),
+            (Store::Postgres, Err(why)) => {
+                let mut row = Row::new(name, Kind::Gateway, driver, Some(recording), Some(settings.workers));
+                row.problems.push(format!("no PostgreSQL server: {why}"));
+                paths.push(Subject {
+                    row,
+                    target: Target { name: name.into(), addr: String::new(), path: String::new(), headers: vec![] },
+                    pid: None,
+                    children: false,
+                    alive: false,
+                });
+                continue;
+            }
+        };
+        let spec = GatewaySpec {
+            name,
+            driver,
+            recording,
+            metrics,
+            workers: settings.workers,
+            mock_addr: &mock_addr,
+            database_url,
+        };
         match procs::start_gateway(&bin("aibridged"), &spec, &pinning.proxy, &tmp) {
             Ok(Gateway { proc, addr, token, driver_reported }) => {
                 let pid = proc.pid();
@@ -404,6 +467,7 @@ fn run() -> Result<(), BenchError> {
     }
     check(&mut paths, "the idle-streams phase");
     drop(fleet);
+    drop(postgres);
     // Issue 13: every server confined to the same CPUs, after the shared servers above are stopped.
     let confined = if settings.runs("confined") {
         let settings = confined::ConfinedSettings {

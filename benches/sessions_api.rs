@@ -331,7 +331,7 @@ fn run() -> Result<(), BenchError> {
     let (_mock, mock_addr) = procs::start_mock(Path::new(env!("CARGO_BIN_EXE_mock-upstream")), &[], &tmp)?;
     let name = "aibridged-sessions-api";
     let db = procs::gateway_db(&tmp, name);
-    let admin_token = procs::create_token(&gateway_bin, &db, "admin", "admin")?;
+    let admin_token = procs::create_token(&gateway_bin, &procs::sqlite_url(&db), "admin", "admin")?;
     let t0 = Instant::now();
     fill(&db, s.interceptions)?;
     eprintln!("sessions_api: {} interceptions written in {:.1} s", s.interceptions, t0.elapsed().as_secs_f64());
@@ -339,8 +339,15 @@ fn run() -> Result<(), BenchError> {
     let admin_port = procs::free_port()?;
     let admin_addr: SocketAddr =
         format!("127.0.0.1:{admin_port}").parse().map_err(|_| BenchError::NotReady("admin address".into()))?;
-    let spec =
-        GatewaySpec { name, driver: "io_uring", recording: true, metrics: false, workers: 1, mock_addr: &mock_addr };
+    let spec = GatewaySpec {
+        name,
+        driver: "io_uring",
+        recording: true,
+        metrics: false,
+        workers: 1,
+        mock_addr: &mock_addr,
+        database_url: None,
+    };
     let admin_env = admin_addr.to_string();
     let gw = procs::start_gateway_with_env(
         &gateway_bin,

@@ -307,7 +307,15 @@ pub fn run(ctx: &Context, s: &ConfinedSettings) -> Confined {
         ("aibridged-epoll-rec-off-confined", "epoll", false),
     ] {
         let mut row = ConfinedRow::new(name, Kind::Gateway, driver, Some(recording));
-        let spec = GatewaySpec { name, driver, recording, workers: s.workers, mock_addr: &mock_addr, metrics: false };
+        let spec = GatewaySpec {
+            name,
+            driver,
+            recording,
+            workers: s.workers,
+            mock_addr: &mock_addr,
+            metrics: false,
+            database_url: None,
+        };
         match procs::start_gateway(ctx.gateway_bin, &spec, &out.server_cpus, &dir) {
             Ok(Gateway { proc, addr, token, driver_reported }) => {
                 if !driver_reported.starts_with(driver) {

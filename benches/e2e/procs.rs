@@ -119,6 +119,26 @@ pub fn pin(cmd: &mut Command, cpus: &[usize]) {
     }
 }
 
+/// Moves a running process (and, through fork, whatever it starts later) onto `cpus`; for servers
+/// started by someone else, such as PostgreSQL's postmaster and its helpers.
+pub fn pin_running(pid: u32, cpus: &[usize]) -> Result<(), BenchError> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: sched_setaffinity reads one cpu_set_t built on this stack.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(pid as libc::pid_t, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(BenchError::Io { what: format!("pin process {pid}"), source: std::io::Error::last_os_error() });
+    }
+    Ok(())
+}
+
 /// A loopback port free right now (the small race until the server binds it is acceptable here).
 pub fn free_port() -> Result<u16, BenchError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(io_err("bind a free port"))?;
@@ -260,6 +280,9 @@ pub struct GatewaySpec<'a> {
     pub metrics: bool,
     pub workers: usize,
     pub mock_addr: &'a str,
+    /// Where it records: `None` for its own SQLite file in the run's directory (the default deployment),
+    /// or a `postgres://` URL (several gateways on one server, issue 11).
+    pub database_url: Option<&'a str>,
 }
 
 /// A started gateway.
@@ -351,16 +374,20 @@ pub fn gateway_db(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.db"))
 }
 
+/// The `CODER_AIBRIDGE_DATABASE_URL` of an SQLite database file.
+pub fn sqlite_url(db: &Path) -> String {
+    format!("sqlite://{}", db.display())
+}
+
 /// `aibridged tokens create --user USER --role ROLE` on a variant's database (creating and migrating it);
 /// the token it printed.
-pub fn create_token(bin: &Path, db: &Path, user: &str, role: &str) -> Result<String, BenchError> {
+pub fn create_token(bin: &Path, db_url: &str, user: &str, role: &str) -> Result<String, BenchError> {
     if !bin.exists() {
         return Err(BenchError::Missing(bin.display().to_string()));
     }
-    let db_url = format!("sqlite://{}", db.display());
     let mut tok = Command::new(bin);
     tok.args(["tokens", "create", "--user", user, "--role", role]);
-    gateway_env(&mut tok, &db_url);
+    gateway_env(&mut tok, db_url);
     let token = run_bounded(tok, "aibridged tokens create", START_TIMEOUT)?.trim().to_string();
     if token.is_empty() || token.contains(char::is_whitespace) {
         return Err(BenchError::Loadgen(format!("`tokens create` printed an unexpected line ({} chars)", token.len())));
@@ -383,9 +410,8 @@ pub fn start_gateway_with_env(
     dir: &Path,
     extra_env: &[(&str, &str)],
 ) -> Result<Gateway, BenchError> {
-    let db = gateway_db(dir, spec.name);
-    let db_url = format!("sqlite://{}", db.display());
-    let token = create_token(bin, &db, "bench", "user")?;
+    let db_url = spec.database_url.map_or_else(|| sqlite_url(&gateway_db(dir, spec.name)), str::to_string);
+    let token = create_token(bin, &db_url, "bench", "user")?;
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let log = dir.join(format!("{}.log", spec.name));
