@@ -74,6 +74,16 @@ pub(crate) fn classify(kind: ProviderType, method: &str, path: &str) -> Option<R
 /// `/v1/models/../chat/completions` passes the allow-list as a models call and reaches the upstream's
 /// chat completions unrecorded, and `..` can climb out of an instance's base path.
 fn escapes_its_prefix(path: &str) -> bool {
+    // The usual path holds no escape, backslash or parameter: only a literal dot segment can move it, and
+    // the check needs no allocation. The rest take the general check.
+    if memchr::memchr3(b'%', b'\\', b';', path.as_bytes()).is_none() {
+        return path.split('/').any(|seg| seg == "." || seg == "..");
+    }
+    escapes_its_prefix_encoded(path)
+}
+
+/// [`escapes_its_prefix`] for a path with percent escapes, backslashes or segment parameters.
+fn escapes_its_prefix_encoded(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     if lower.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
         return true;
@@ -117,7 +127,28 @@ pub(crate) fn upstream_path(kind: ProviderType, base_path: &str, path_and_query:
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The allocation-free check of the usual path answers as the general check does, on paths built
+        /// from the bytes that matter (dots, separators, escapes of both cases, parameters).
+        #[test]
+        fn the_fast_dot_segment_check_agrees_with_the_general_one(path in "[./%2eEfF5cC3bB;\\\\a]{0,24}") {
+            prop_assert_eq!(escapes_its_prefix(&path), escapes_its_prefix_encoded(&path));
+        }
+    }
+
+    #[test]
+    fn dot_segments_escape_in_every_spelling() {
+        for path in ["/v1/..", "/v1/./x", "/v1/%2e%2e/x", "/v1/%2E./x", "/v1/..;a/x", "/v1\\x", "/v1%2fx", "/v1/.%2e"] {
+            assert!(escapes_its_prefix(path), "{path}");
+        }
+        for path in ["/v1/chat/completions", "/v1/models/gpt-4o", "/v1/...", "/v1/.a", "/v1/a.b/c", ""] {
+            assert!(!escapes_its_prefix(path), "{path}");
+        }
+    }
 
     #[test]
     fn splits_bridge_paths() {

@@ -78,7 +78,7 @@ pub(crate) fn render(ctx: &RequestCtx<'_>, out: &mut Outbound) -> Result<Upstrea
     let added = upstream.added_headers(out, ctx.credential, SystemTime::now())?;
     let mut headers = forwarded(upstream, &ctx.head.headers, ctx.credential);
     let method = upstream.method(&ctx.head.method);
-    let head = render_head(method, &out.path, &upstream.url().host_header(), &mut headers, &added, out.body.len());
+    let head = render_head(method, &out.path, upstream.host_header(), &mut headers, &added, out.body.len());
     Ok(UpstreamRequest::new(inst.pool_slot, inst.pool_key.clone(), head, &mut out.body, ctx.head.method == "HEAD"))
 }
 

@@ -15,6 +15,8 @@ use super::{Credential, Outbound, UpstreamError};
 pub(crate) struct Bedrock {
     cfg: BedrockConfig,
     url: UpstreamUrl,
+    /// The `Host` header of `url` (also signed), rendered once rather than per request.
+    host: String,
     region: String,
     /// Explicit pairs, else the AWS_* variables read at start-up.
     credentials: Vec<AwsCredential>,
@@ -60,11 +62,17 @@ impl Bedrock {
     pub(super) fn new(cfg: &BedrockConfig, aws_env: Option<&AwsCredential>) -> Bedrock {
         let credentials =
             if cfg.credentials.is_empty() { aws_env.into_iter().cloned().collect() } else { cfg.credentials.clone() };
-        Bedrock { url: endpoint(cfg), region: signing_region(cfg).to_string(), credentials, cfg: cfg.clone() }
+        let url = endpoint(cfg);
+        let host = url.host_header();
+        Bedrock { url, host, region: signing_region(cfg).to_string(), credentials, cfg: cfg.clone() }
     }
 
     pub(super) fn url(&self) -> &UpstreamUrl {
         &self.url
+    }
+
+    pub(super) fn host_header(&self) -> &str {
+        &self.host
     }
 
     pub(super) fn pool_size(&self) -> usize {
@@ -111,7 +119,7 @@ impl Bedrock {
             Credential::Byok => return Ok(headers),
         };
         let to_sign: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let signed = sign("POST", &self.url.host_header(), &out.path, &to_sign, &out.body, cred, &self.region, now)?;
+        let signed = sign("POST", &self.host, &out.path, &to_sign, &out.body, cred, &self.region, now)?;
         headers.extend(signed);
         Ok(headers)
     }

@@ -10,16 +10,22 @@ use super::{Credential, Outbound, UpstreamError};
 pub(crate) struct Direct {
     kind: ProviderType,
     url: UpstreamUrl,
+    /// The `Host` header of `url`, rendered once rather than per request.
+    host: String,
     keys: Vec<Secret>,
 }
 
 impl Direct {
     pub(super) fn new(p: &ProviderConfig) -> Direct {
-        Direct { kind: p.kind, url: p.base_url.clone(), keys: p.keys.clone() }
+        Direct { kind: p.kind, url: p.base_url.clone(), host: p.base_url.host_header(), keys: p.keys.clone() }
     }
 
     pub(super) fn url(&self) -> &UpstreamUrl {
         &self.url
+    }
+
+    pub(super) fn host_header(&self) -> &str {
+        &self.host
     }
 
     pub(super) fn pool_size(&self) -> usize {

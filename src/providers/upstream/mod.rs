@@ -113,6 +113,14 @@ impl Upstream {
         }
     }
 
+    /// The `Host` header of every request to it.
+    pub(crate) fn host_header(&self) -> &str {
+        match self {
+            Upstream::Direct(d) => d.host_header(),
+            Upstream::Bedrock(b) => b.host_header(),
+        }
+    }
+
     /// A short name for logs.
     pub(crate) fn label(&self) -> &'static str {
         match self {
