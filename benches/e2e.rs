@@ -149,6 +149,18 @@ struct Subject {
 }
 
 impl Subject {
+    /// A path that could not be started: its row says why, and no phase loads it.
+    fn unstarted(row: Row) -> Subject {
+        let name = row.name.clone();
+        Subject {
+            row,
+            target: Target { name, addr: String::new(), path: String::new(), headers: vec![] },
+            pid: None,
+            children: false,
+            alive: false,
+        }
+    }
+
     fn pids(&self) -> Vec<u32> {
         match (self.pid, self.children) {
             (Some(p), true) => procs::with_children(p),
@@ -339,19 +351,12 @@ fn run() -> Result<(), BenchError> {
         }
     }
     if !nginx_row.problems.is_empty() {
-        paths.push(Subject {
-            row: nginx_row,
-            target: Target { name: "nginx".into(), addr: String::new(), path: String::new(), headers: vec![] },
-            pid: None,
-            children: false,
-            alive: false,
-        });
+        paths.push(Subject::unstarted(nginx_row));
     }
 
     // Recording into PostgreSQL (issue 11): a throwaway server on the load side's CPUs, standing in for a
     // database server on another machine, so that it never takes the gateway's CPU.
     let postgres = start_postgres(&pinning.load);
-    let postgres_url = postgres.as_ref().ok().map(|(_, url)| url.clone());
     if postgres.is_ok() && !pinning.load.is_empty() {
         notes.push(format!("PostgreSQL (the -postgres row's store) runs on the load CPUs {:?}", pinning.load));
     }
@@ -366,19 +371,16 @@ fn run() -> Result<(), BenchError> {
         // The same as the first recording into PostgreSQL, as several gateways would.
         ("aibridged-uring-rec-on-postgres", "io_uring", true, false, Store::Postgres),
     ] {
+        let unstarted = |problem: String| {
+            let mut row = Row::new(name, Kind::Gateway, driver, Some(recording), Some(settings.workers));
+            row.problems.push(problem);
+            Subject::unstarted(row)
+        };
         let database_url = match (store, &postgres) {
             (Store::Sqlite, _) => None,
-            (Store::Postgres, Ok(_)) => postgres_url.as_deref(),
+            (Store::Postgres, Ok((_, url))) => Some(url.as_str()),
             (Store::Postgres, Err(why)) => {
-                let mut row = Row::new(name, Kind::Gateway, driver, Some(recording), Some(settings.workers));
-                row.problems.push(format!("no PostgreSQL server: {why}"));
-                paths.push(Subject {
-                    row,
-                    target: Target { name: name.into(), addr: String::new(), path: String::new(), headers: vec![] },
-                    pid: None,
-                    children: false,
-                    alive: false,
-                });
+                paths.push(unstarted(format!("no PostgreSQL server: {why}")));
                 continue;
             }
         };
@@ -412,17 +414,7 @@ fn run() -> Result<(), BenchError> {
                     alive: true,
                 });
             }
-            Err(e) => {
-                let mut row = Row::new(name, Kind::Gateway, driver, Some(recording), Some(settings.workers));
-                row.problems.push(format!("gateway did not start: {e}"));
-                paths.push(Subject {
-                    row,
-                    target: Target { name: name.into(), addr: String::new(), path: String::new(), headers: vec![] },
-                    pid: None,
-                    children: false,
-                    alive: false,
-                });
-            }
+            Err(e) => paths.push(unstarted(format!("gateway did not start: {e}"))),
         }
     }
 
