@@ -104,18 +104,6 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX aibridge_interceptions_thread_root_id ON aibridge_interceptions (thread_root_id);
     ALTER TABLE aibridge_api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
     ",
-    // 4: the session and thread indexes cover only the rows that have a value (PostgreSQL migration 4). A
-    // thread's first request, and every request of a client that sends no session id, leaves the column
-    // NULL, and no query looks those up through the index: `col = ?` implies NOT NULL, so the planner
-    // still uses the partial index. The writer skips one or two B-tree inserts per such interception.
-    "
-    DROP INDEX aibridge_interceptions_client_session_id;
-    DROP INDEX aibridge_interceptions_thread_root_id;
-    CREATE INDEX aibridge_interceptions_client_session_id ON aibridge_interceptions (client_session_id)
-        WHERE client_session_id IS NOT NULL;
-    CREATE INDEX aibridge_interceptions_thread_root_id ON aibridge_interceptions (thread_root_id)
-        WHERE thread_root_id IS NOT NULL;
-    ",
 ];
 
 /// The schema version this build writes.
@@ -188,7 +176,7 @@ mod tests {
             conn.execute("INSERT INTO aibridge_interceptions (id, client_session_id) VALUES ('i', 's')", []).unwrap();
         }
         let conn = super::super::open_connection(&path).unwrap();
-        assert_eq!(user_version(&conn).unwrap(), current_version());
+        assert_eq!(user_version(&conn).unwrap(), 3);
         let role: String = conn.query_row("SELECT role FROM aibridge_api_tokens", [], |r| r.get(0)).unwrap();
         assert_eq!(role, "user");
         let (session, root): (String, Option<String>) = conn
@@ -197,31 +185,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!((session.as_str(), root), ("s", None));
-    }
-
-    /// Migration 4's partial indexes still answer a session lookup: the plan of the session membership
-    /// query searches both of them (and the primary key) instead of scanning the table.
-    #[test]
-    fn session_lookups_use_the_partial_indexes() {
-        let dir = crate::db::test_dir("schema-partial");
-        let conn = super::super::open_connection(&dir.join("a.db")).unwrap();
-        let sql = format!(
-            "EXPLAIN QUERY PLAN SELECT id FROM aibridge_interceptions WHERE {}",
-            super::super::sessions::IN_SESSION
-        );
-        let mut stmt = conn.prepare(&sql).unwrap();
-        let plan: Vec<String> = stmt.query_map(["s"], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
-        let plan = plan.join("\n");
-        for index in ["aibridge_interceptions_client_session_id", "aibridge_interceptions_thread_root_id"] {
-            assert!(plan.contains(&format!("USING INDEX {index}")), "{index} not used:\n{plan}");
-        }
-        assert!(!plan.contains("SCAN aibridge_interceptions"), "the lookup scans the table:\n{plan}");
-        let partial: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND sql LIKE '%IS NOT NULL'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(partial, 2);
     }
 
     #[test]

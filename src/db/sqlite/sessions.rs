@@ -19,8 +19,7 @@ const SESSION_KEY: &str = "COALESCE(client_session_id, thread_root_id, id)";
 
 /// Membership of one session (`?1`), written so that SQLite answers it from the indexes on
 /// `client_session_id`, `thread_root_id` and the primary key.
-pub(super) const IN_SESSION: &str =
-    "(client_session_id = ?1 OR (client_session_id IS NULL AND (thread_root_id = ?1 OR id = ?1)))";
+const IN_SESSION: &str = "(client_session_id = ?1 OR (client_session_id IS NULL AND (thread_root_id = ?1 OR id = ?1)))";
 
 fn time(t: SystemTime) -> Value {
     Value::Text(timefmt::format(t).as_str().to_owned())
